@@ -1,0 +1,58 @@
+# Two commands do all the set-up on a fresh clone:  `make demo`  and  `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED ?= ../shared
+PHOTOS ?= $(SHARED)/data/camera_trap_images
+BUILD ?= build
+IMGSZ ?= 320
+MODEL ?= $(BUILD)/yolov5n-$(IMGSZ).onnx
+# The toolchain's torch: pinned to the release that lies on this project's machines (no multi-GB download).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+
+export ANDI_EDGE_MODELS_DIR ?= $(SHARED)/models
+export ANDI_EDGE_CACHE_DIR ?= $(CURDIR)/$(BUILD)/cache
+export YOLO_OFFLINE := 1
+export YOLO_AUTOINSTALL := false
+
+.PHONY: venv model demo test lint typecheck unit help clean
+
+help:
+	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos"
+	@echo "make test   - set up, then lint, type-check, import contracts and the whole test suite"
+	@echo "make model  - only build $(MODEL)"
+	@echo "make clean  - remove build outputs (keeps the virtualenv)"
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e '.[toolchain,dev]'
+	touch $@
+
+venv: $(STAMP)
+
+$(MODEL): $(STAMP)
+	$(BIN)/andi-edge export yolov5n --imgsz $(IMGSZ) -o $@
+
+model: $(MODEL)
+
+demo: $(MODEL)
+	$(BIN)/andi-edge detect $(PHOTOS) --model $(MODEL) -o $(BUILD)/demo/results.json
+	@echo "Open $(BUILD)/demo/results.json in Timelapse or AddaxAI (image folder: $(PHOTOS))."
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

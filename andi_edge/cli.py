@@ -1,0 +1,226 @@
+"""The ``andi-edge`` command. A thin layer: parse arguments, configure logging, call the library, print.
+
+Only this module prints and chooses exit codes. Heavy imports (onnxruntime, torch) happen inside commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from andi_edge import __version__
+from andi_edge.errors import AndiEdgeError
+
+log = logging.getLogger("andi_edge")
+
+EXIT_OK = 0
+EXIT_INTERRUPTED = 130
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# -- detect ---------------------------------------------------------------------------------------------------
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inference")
+    group.add_argument("--model", "-m", type=Path, required=True, help="ONNX model (from `andi-edge export`)")
+    group.add_argument("--backend", default="ort", help="inference backend (default: ort = ONNX Runtime)")
+    group.add_argument(
+        "--provider",
+        action="append",
+        default=[],
+        metavar="EP",
+        help="ONNX Runtime execution provider to try first, e.g. CUDAExecutionProvider "
+        "(repeatable; CPU is always the fallback)",
+    )
+    group.add_argument("--threads", type=int, default=0, help="inference threads (0 = one per core)")
+    group.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="keep boxes at or above this confidence (default: the model card's, 0.005)",
+    )
+    group.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the model card's, 0.45)")
+    group.add_argument("--max-det", type=int, default=100, help="at most this many boxes per photo (default: 100)")
+    group.add_argument(
+        "--full-decode",
+        action="store_true",
+        help="decode every JPEG at full resolution (slower; the fast path uses DCT-scaled decoding)",
+    )
+    group.add_argument("--decode-workers", type=int, default=1, help="threads decoding ahead of inference (default: 1)")
+
+
+def _build_detector(args: argparse.Namespace) -> object:
+    from andi_edge.config import DetectorSettings
+    from andi_edge.runtime.backends import BackendOptions
+    from andi_edge.runtime.detector import Detector
+
+    settings = DetectorSettings(
+        conf_threshold=args.conf,
+        iou_threshold=args.iou,
+        max_detections=args.max_det,
+        reduced_decode=not args.full_decode,
+    )
+    options = BackendOptions(intra_op_threads=args.threads, providers=tuple(args.provider))
+    return Detector(args.model, settings=settings, backend=args.backend, backend_options=options)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from andi_edge.errors import UsageError
+    from andi_edge.photos import find_photos
+    from andi_edge.pipeline import PipelineSettings, detect_many
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.sinks.atomic import write_json_atomic
+    from andi_edge.sinks.md_batch import batch_document, image_entry
+
+    if args.output.is_dir():
+        raise UsageError(f"-o {args.output} is a folder; give a file name such as {args.output / 'results.json'}")
+    root, sources = find_photos(args.paths)
+    detector = _build_detector(args)
+    assert isinstance(detector, Detector)
+    if not sources:
+        log.warning("no photos (jpg, jpeg, png) found under %s", ", ".join(map(str, args.paths)))
+    entries = []
+    failures = 0
+    with_detections = 0
+    typical = detector.card.thresholds.typical
+    start = time.perf_counter()
+    show_progress = sys.stderr.isatty() and not args.quiet
+    progress = tqdm(total=len(sources), unit="photo", disable=not show_progress, dynamic_ncols=True)
+    with progress:
+        for source, result in detect_many(detector, sources, PipelineSettings(decode_workers=args.decode_workers)):
+            entries.append(image_entry(result, source.relative))
+            if result.failure is not None:
+                failures += 1
+            elif result.detections is not None and len(result.detections.above(typical)):
+                with_detections += 1
+            progress.update()
+    elapsed = time.perf_counter() - start
+    document = batch_document(
+        entries,
+        detector.card.class_names,
+        {**detector.provenance(), "image_root": str(root)},
+        typical_threshold=typical,
+        conservative_threshold=detector.card.thresholds.conservative,
+    )
+    write_json_atomic(args.output, document)
+    rate = len(sources) / elapsed if elapsed > 0 else 0.0
+    print(
+        f"{len(sources)} photos in {elapsed:.1f} s ({rate:.1f} photos/s): "
+        f"{with_detections} with a detection >= {typical}, {len(sources) - failures - with_detections} empty, "
+        f"{failures} failed"
+    )
+    print(f"results: {args.output}")
+    return EXIT_OK
+
+
+# -- export / info --------------------------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain.export import ExportRequest, export_onnx
+    from andi_edge.toolchain.weights import resolve_weights
+
+    weights = resolve_weights(args.weights)
+    output = args.output or Path(f"{weights.path.stem}-{args.imgsz}.onnx")
+    card = export_onnx(
+        ExportRequest(weights=weights, output=output, imgsz=args.imgsz, name=args.name, licence=args.licence)
+    )
+    print(f"exported {weights.path} ({card.head} head, {card.num_classes} classes, {args.imgsz} px) -> {output}")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from andi_edge.runtime.detector import Detector
+
+    detector = Detector(args.model)
+    print(json.dumps({"card": asdict(detector.card), "runtime": detector.provenance()}, indent=2))
+    return EXIT_OK
+
+
+# -- parser ---------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="andi-edge",
+        description="Detect animals, people and vehicles in camera-trap photos, on the device, without torch.",
+        epilog="Run `andi-edge COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"andi-edge {__version__}")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    detect = commands.add_parser(
+        "detect",
+        help="run detection on photos and folders, write a MegaDetector 1.6 results file",
+        description=(
+            "Walk PATHs (folders recursively; jpg/jpeg/png in any case; hidden and ._ files skipped), detect, and "
+            "write a MegaDetector batch-output file (format 1.6) that Timelapse and AddaxAI open. Photos that cannot "
+            "be read are recorded with a failure reason and the run goes on."
+        ),
+    )
+    detect.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photo files or folders")
+    detect.add_argument("--output", "-o", type=Path, required=True, help="results JSON to write")
+    detect.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _add_runtime_options(detect)
+    detect.set_defaults(handler=cmd_detect)
+
+    export = commands.add_parser(
+        "export",
+        help="export a YOLO checkpoint to ONNX with its model card inside (needs the [toolchain] extra)",
+        description=(
+            "Export a classic YOLOv5 checkpoint (e.g. yolov5n.pt, MegaDetector v5) or an ultralytics checkpoint "
+            "(YOLOv5u, YOLOv8, YOLO11) to ONNX at a fixed input size. The model card (class names, input size, head, "
+            "thresholds, weights sha256, licence, tool versions) is stored in the file's metadata. Runs offline."
+        ),
+    )
+    export.add_argument("weights", help="a .pt file, or a known model name such as yolov5n (see models/registry.yaml)")
+    export.add_argument("--imgsz", type=int, default=320, help="square input size, a multiple of 32 (default: 320)")
+    export.add_argument("--output", "-o", type=Path, default=None, help="ONNX file to write (default: STEM-IMGSZ.onnx)")
+    export.add_argument("--name", default=None, help="model name for the card (default: STEM-IMGSZ)")
+    export.add_argument("--licence", default=None, help="licence of the weights, for the card")
+    export.set_defaults(handler=cmd_export)
+
+    info = commands.add_parser("info", help="print an ONNX model's card and how it would run here")
+    info.add_argument("model", type=Path, help="ONNX model")
+    info.set_defaults(handler=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _configure_logging(args.log_level)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except AndiEdgeError as exc:
+        print(f"andi-edge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("andi-edge: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

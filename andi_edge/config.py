@@ -1,0 +1,62 @@
+"""Typed settings for detection. Validated once, at construction; no I/O here.
+
+Defaults come from the model card; anything set here overrides the card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from andi_edge.errors import ConfigError
+
+#: MegaDetector's batch default: keep very low-confidence boxes, consumers choose their own threshold.
+DEFAULT_CONF_THRESHOLD = 0.005
+DEFAULT_IOU_THRESHOLD = 0.45
+DEFAULT_MAX_DETECTIONS = 100
+#: The largest photo we decode (pixels). Trail cameras reach ~40 MP; a bigger "photo" is most likely a
+#: decompression bomb.
+DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
+#: DCT-scaled JPEG decode keeps at least this many decoded pixels per model-input pixel along each side.
+DEFAULT_DECODE_OVERSAMPLE = 1.0
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """How a detector runs. ``None`` means: take the model card's value."""
+
+    conf_threshold: float | None = None
+    iou_threshold: float | None = None
+    max_detections: int = DEFAULT_MAX_DETECTIONS
+    class_agnostic_nms: bool = False
+    #: use DCT-scaled JPEG decoding when the photo is much larger than the model input (fast path)
+    reduced_decode: bool = True
+    decode_oversample: float = DEFAULT_DECODE_OVERSAMPLE
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+
+    def __post_init__(self) -> None:
+        for name in ("conf_threshold", "iou_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+        if self.max_detections < 1:
+            raise ConfigError(f"max_detections must be at least 1, got {self.max_detections}")
+        if self.decode_oversample < 1.0:
+            raise ConfigError(f"decode_oversample must be at least 1.0, got {self.decode_oversample}")
+        if self.max_image_pixels < 1:
+            raise ConfigError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], source: str = "settings") -> DetectorSettings:
+        """Build from a parsed mapping; unknown keys are errors that name the key and where it came from."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join(unknown)} in {source}",
+                hint=f"known keys: {', '.join(sorted(known))}",
+            )
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"invalid value in {source}: {exc}") from exc

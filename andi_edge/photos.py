@@ -1,0 +1,76 @@
+"""Finding photos on a card or in a folder tree: which files count, in a stable order."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from andi_edge.errors import UsageError
+
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+
+
+@dataclass(frozen=True)
+class PhotoSource:
+    """A photo and the folder its results are reported relative to."""
+
+    root: Path
+    path: Path
+
+    @property
+    def relative(self) -> str:
+        """Path relative to the root, with forward slashes (MegaDetector and Timelapse expect them)."""
+        return self.path.relative_to(self.root).as_posix()
+
+
+def is_photo_name(name: str) -> bool:
+    """jpg/jpeg/png in any case; hidden files and macOS ``._`` resource forks are not photos."""
+    if name.startswith("."):
+        return False
+    return os.path.splitext(name)[1].lower() in PHOTO_SUFFIXES
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def walk_photos(root: Path) -> Iterator[Path]:
+    """Photos under ``root``, sorted, skipping hidden folders; symlinks never lead outside ``root``."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not is_photo_name(name):
+                continue
+            path = Path(dirpath) / name
+            if path.is_symlink() and not _inside(path, root):
+                continue
+            yield path
+
+
+def find_photos(paths: Iterable[Path]) -> tuple[Path, list[PhotoSource]]:
+    """Photos from files and folders given on a command line, and the common root they are reported under."""
+    given = list(paths)
+    if not given:
+        raise UsageError("no photos or folders given")
+    for p in given:
+        if not p.exists():
+            raise UsageError(f"{p}: no such file or folder")
+    roots = [p if p.is_dir() else p.parent for p in given]
+    common = Path(os.path.commonpath([str(r.resolve()) for r in roots]))
+    sources: list[PhotoSource] = []
+    seen: set[Path] = set()
+    for p in given:
+        candidates = walk_photos(p) if p.is_dir() else iter([p])
+        for photo in candidates:
+            absolute = photo.resolve() if not photo.is_symlink() else photo.absolute()
+            if absolute in seen:
+                continue
+            seen.add(absolute)
+            sources.append(PhotoSource(root=common, path=Path(os.path.abspath(photo))))
+    return common, sources

@@ -1,0 +1,49 @@
+"""The backend interface: two methods, ``load`` and ``run``. Everything else in the runtime is backend-agnostic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Knobs common to backends; a backend ignores what does not apply to it (and says so in the log)."""
+
+    #: threads for one inference (0 = the library's default, usually one per core)
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    #: execution providers in preference order (ONNX Runtime names); empty = CPU only
+    providers: tuple[str, ...] = ()
+    #: let worker threads spin while waiting for work: lower latency, but steals CPU from decode threads
+    allow_spinning: bool = True
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What a backend reports about the model it loaded."""
+
+    input_name: str
+    input_shape: tuple[int | str | None, ...]
+    output_shapes: tuple[tuple[int | str | None, ...], ...]
+    metadata: dict[str, str]
+    backend: str
+    backend_version: str
+    #: the providers/devices actually in use, which may differ from those requested
+    execution_providers: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Backend(Protocol):
+    """An inference engine. ``load`` once, then ``run`` many times (thread-compatible, not necessarily safe)."""
+
+    name: str
+
+    def load(self, model_path: Path, options: BackendOptions) -> LoadedModel: ...
+
+    def run(self, input_nchw: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Run one batch; returns the first (detection) output."""
+        ...

@@ -1,0 +1,185 @@
+"""The detector: one photo in, one ``ImageResult`` out, through decode -> letterbox -> backend -> head -> NMS.
+
+``prepare`` (read, decode, letterbox) holds no model state and may run in other threads; ``infer`` runs the
+backend and post-processing. ``detect`` does both for one photo and turns a bad photo into a failure result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from andi_edge.config import DetectorSettings
+from andi_edge.detections import Detections, ImageResult, PhotoInfo
+from andi_edge.errors import ModelNotFoundError, PhotoError
+from andi_edge.runtime.backends import Backend, BackendOptions, create_backend
+from andi_edge.runtime.decode import decode_photo, read_photo_bytes
+from andi_edge.runtime.heads import decode_head
+from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_rgb, to_input_tensor
+from andi_edge.runtime.model_meta import ModelCard, card_from_metadata
+from andi_edge.runtime.nms import nms_xyxy
+
+log = logging.getLogger(__name__)
+
+#: at most this many candidates go into NMS (highest scores kept), as YOLOv5 does
+MAX_NMS_CANDIDATES = 30_000
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+@dataclass(frozen=True)
+class PreparedPhoto:
+    """A photo ready for the network: its input tensor, where it sits in the input, and what it is."""
+
+    path: Path
+    tensor: npt.NDArray[np.float32]
+    geometry: LetterboxGeometry
+    info: PhotoInfo
+    timings_ms: dict[str, float]
+
+
+class Detector:
+    def __init__(
+        self,
+        model_path: Path,
+        settings: DetectorSettings | None = None,
+        backend: str | Backend = "ort",
+        backend_options: BackendOptions | None = None,
+    ) -> None:
+        if not model_path.is_file():
+            raise ModelNotFoundError(
+                f"model file not found: {model_path}",
+                hint="build one with `andi-edge export WEIGHTS.pt -o MODEL.onnx` (or `make model`)",
+            )
+        self.model_path = model_path
+        self.settings = settings or DetectorSettings()
+        self.backend_options = backend_options or BackendOptions()
+        start = time.perf_counter()
+        self._backend = create_backend(backend) if isinstance(backend, str) else backend
+        self.loaded = self._backend.load(model_path, self.backend_options)
+        self.load_ms = _ms_since(start)
+        self.card: ModelCard = card_from_metadata(
+            self.loaded.metadata, self.loaded.input_shape, self.loaded.output_shapes[0], model_path.stem
+        )
+        card_thresholds = self.card.thresholds
+        s = self.settings
+        self.conf_threshold = s.conf_threshold if s.conf_threshold is not None else card_thresholds.conf
+        self.iou_threshold = s.iou_threshold if s.iou_threshold is not None else card_thresholds.iou
+        log.info(
+            "loaded %s (%s head, %dx%d, %d classes) on %s %s [%s] in %.0f ms",
+            model_path.name,
+            self.card.head,
+            self.card.input_width,
+            self.card.input_height,
+            self.card.num_classes,
+            self.loaded.backend,
+            self.loaded.backend_version,
+            ",".join(self.loaded.execution_providers),
+            self.load_ms,
+        )
+
+    @cached_property
+    def model_sha256(self) -> str:
+        digest = hashlib.sha256()
+        with self.model_path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def provenance(self) -> dict[str, Any]:
+        """What produced a result: recorded in every output so a result can be traced to its model and settings."""
+        return {
+            "model_name": self.card.name,
+            "model_file": self.model_path.name,
+            "model_sha256": self.model_sha256,
+            "head": self.card.head,
+            "input_size": [self.card.input_height, self.card.input_width],
+            "backend": self.loaded.backend,
+            "backend_version": self.loaded.backend_version,
+            "execution_providers": list(self.loaded.execution_providers),
+            "conf_threshold": self.conf_threshold,
+            "iou_threshold": self.iou_threshold,
+            "max_detections": self.settings.max_detections,
+            "reduced_decode": self.settings.reduced_decode,
+        }
+
+    # -- stages ---------------------------------------------------------------------------------------------
+
+    def prepare(self, path: Path) -> PreparedPhoto:
+        """Read, decode and letterbox one photo. Raises PhotoError for a bad photo."""
+        start = time.perf_counter()
+        data = read_photo_bytes(path)
+        read_ms = _ms_since(start)
+        return self.prepare_bytes(data, path, read_ms=read_ms)
+
+    def prepare_bytes(self, data: bytes, path: Path, read_ms: float = 0.0) -> PreparedPhoto:
+        card = self.card
+        start = time.perf_counter()
+        target = max(card.input_width, card.input_height) if self.settings.reduced_decode else None
+        decoded = decode_photo(
+            data,
+            target_long_side_px=target,
+            max_image_pixels=self.settings.max_image_pixels,
+            oversample=self.settings.decode_oversample,
+            name=str(path),
+        )
+        decode_ms = _ms_since(start)
+        start = time.perf_counter()
+        geometry = LetterboxGeometry.fit(
+            decoded.info.width_px, decoded.info.height_px, card.input_width, card.input_height
+        )
+        tensor = to_input_tensor(letterbox_rgb(decoded.rgb, geometry))
+        letterbox_ms = _ms_since(start)
+        return PreparedPhoto(
+            path=path,
+            tensor=tensor,
+            geometry=geometry,
+            info=decoded.info,
+            timings_ms={"read": read_ms, "decode": decode_ms, "letterbox": letterbox_ms},
+        )
+
+    def infer(self, prepared: PreparedPhoto) -> ImageResult:
+        start = time.perf_counter()
+        raw = self._backend.run(prepared.tensor)
+        inference_ms = _ms_since(start)
+        start = time.perf_counter()
+        detections = self.postprocess(raw, prepared.geometry)
+        post_ms = _ms_since(start)
+        timings = dict(prepared.timings_ms, inference=inference_ms, postprocess=post_ms)
+        return ImageResult(path=prepared.path, detections=detections, photo=prepared.info, timings_ms=timings)
+
+    def postprocess(self, raw_output: npt.NDArray[np.float32], geometry: LetterboxGeometry) -> Detections:
+        """Raw network output -> final detections in original photo pixels."""
+        candidates = decode_head(raw_output, self.card.head, self.card.num_classes, self.conf_threshold)
+        candidates = candidates.top(MAX_NMS_CANDIDATES)
+        keep = nms_xyxy(
+            candidates.xyxy_input_px,
+            candidates.scores,
+            self.iou_threshold,
+            class_ids=None if self.settings.class_agnostic_nms else candidates.class_ids,
+            max_keep=self.settings.max_detections,
+        )
+        return Detections(
+            xyxy_px=geometry.to_photo_xyxy(candidates.xyxy_input_px[keep]),
+            confidence=candidates.scores[keep],
+            class_id=candidates.class_ids[keep],
+        )
+
+    def detect(self, path: Path) -> ImageResult:
+        """Detect on one photo; a photo that cannot be read becomes a failure result, never an exception."""
+        try:
+            prepared = self.prepare(path)
+        except PhotoError as exc:
+            log.warning("%s", exc.message)
+            return ImageResult(path=path, failure=f"{exc.reason}: {exc.message}")
+        return self.infer(prepared)

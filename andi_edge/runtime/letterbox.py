@@ -1,0 +1,93 @@
+"""Letterbox: resize keeping the aspect ratio, pad to the model input, and map boxes back.
+
+Same geometry as the YOLOv5 / Ultralytics training and inference loaders (``letterbox`` with ``auto=False``):
+gain ``r = min(H/h, W/w)``, unpadded size ``round(w*r) x round(h*r)``, bilinear resize, grey (114) padding split
+between both sides with the ``round(d -/+ 0.1)`` rule, RGB, scaled to 0..1, NCHW float32.
+
+The geometry is always computed from the *original* photo size, so a DCT-reduced decode feeds the network an
+image of exactly the same geometry as the full-quality path, and boxes map back to original pixels the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class LetterboxGeometry:
+    """How an original photo of ``photo_w x photo_h`` sits inside the ``input_w x input_h`` model input."""
+
+    photo_w: int
+    photo_h: int
+    input_w: int
+    input_h: int
+    gain: float
+    resized_w: int
+    resized_h: int
+    pad_left: int
+    pad_top: int
+
+    @classmethod
+    def fit(cls, photo_w: int, photo_h: int, input_w: int, input_h: int) -> LetterboxGeometry:
+        if min(photo_w, photo_h, input_w, input_h) <= 0:
+            raise ValueError(f"sizes must be positive: photo {photo_w}x{photo_h}, input {input_w}x{input_h}")
+        gain = min(input_h / photo_h, input_w / photo_w)
+        resized_w = max(1, round(photo_w * gain))
+        resized_h = max(1, round(photo_h * gain))
+        half_dw = (input_w - resized_w) / 2
+        half_dh = (input_h - resized_h) / 2
+        return cls(
+            photo_w=photo_w,
+            photo_h=photo_h,
+            input_w=input_w,
+            input_h=input_h,
+            gain=gain,
+            resized_w=resized_w,
+            resized_h=resized_h,
+            pad_left=round(half_dw - 0.1),
+            pad_top=round(half_dh - 0.1),
+        )
+
+    def to_photo_xyxy(self, xyxy_input_px: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Model-input pixels -> original photo pixels, clipped to the photo."""
+        boxes = np.asarray(xyxy_input_px, dtype=np.float32).reshape(-1, 4).copy()
+        boxes[:, 0::2] = (boxes[:, 0::2] - self.pad_left) / self.gain
+        boxes[:, 1::2] = (boxes[:, 1::2] - self.pad_top) / self.gain
+        np.clip(boxes[:, 0::2], 0, self.photo_w, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, self.photo_h, out=boxes[:, 1::2])
+        return boxes
+
+    def to_input_xyxy(self, xyxy_photo_px: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Original photo pixels -> model-input pixels."""
+        boxes = np.asarray(xyxy_photo_px, dtype=np.float32).reshape(-1, 4).copy()
+        boxes[:, 0::2] = boxes[:, 0::2] * self.gain + self.pad_left
+        boxes[:, 1::2] = boxes[:, 1::2] * self.gain + self.pad_top
+        return boxes
+
+
+def letterbox_rgb(rgb: npt.NDArray[np.uint8], geometry: LetterboxGeometry) -> npt.NDArray[np.uint8]:
+    """Resize (bilinear) and pad an upright RGB image (any decoded size of the photo) to the model input, HWC."""
+    if rgb.shape[1] != geometry.resized_w or rgb.shape[0] != geometry.resized_h:
+        rgb = np.asarray(
+            cv2.resize(rgb, (geometry.resized_w, geometry.resized_h), interpolation=cv2.INTER_LINEAR), dtype=np.uint8
+        )
+    canvas = np.full((geometry.input_h, geometry.input_w, 3), PAD_VALUE, dtype=np.uint8)
+    canvas[
+        geometry.pad_top : geometry.pad_top + geometry.resized_h,
+        geometry.pad_left : geometry.pad_left + geometry.resized_w,
+    ] = rgb
+    return canvas
+
+
+def to_input_tensor(letterboxed_rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """HWC uint8 RGB -> NCHW float32 in 0..1, contiguous."""
+    chw = np.ascontiguousarray(letterboxed_rgb.transpose(2, 0, 1))
+    tensor = chw.astype(np.float32)
+    tensor /= np.float32(255.0)
+    return tensor[None]

@@ -1,0 +1,1 @@
+"""Adapters from ``ImageResult`` to the formats people use. Each writes atomically."""

@@ -1,0 +1,93 @@
+"""MegaDetector batch-output format 1.6: what Timelapse, AddaxAI and MegaDetector's own tools read.
+
+- ``detection_categories`` ids start at "1" ("0" means empty to Timelapse): class index i -> str(i + 1)
+- ``bbox`` is ``[x_min, y_min, width, height]`` normalised to the photo, 4 decimals; ``conf`` 3 decimals
+- an empty photo has ``"detections": []``; a failed one has ``"failure"`` and no detections
+- files are relative to the root folder, with forward slashes
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from andi_edge import __version__
+from andi_edge.boxes import xyxy_px_to_xywh_norm
+from andi_edge.detections import ImageResult
+
+FORMAT_VERSION = "1.6"
+CONF_DECIMALS = 3
+BBOX_DECIMALS = 4
+
+
+def category_id(class_index: int) -> str:
+    return str(class_index + 1)
+
+
+def detection_categories(class_names: Iterable[str]) -> dict[str, str]:
+    return {category_id(i): name for i, name in enumerate(class_names)}
+
+
+def image_entry(result: ImageResult, relative_file: str, include_photo_info: bool = True) -> dict[str, Any]:
+    """One ``images[]`` entry."""
+    entry: dict[str, Any] = {"file": relative_file}
+    if result.failure is not None or result.detections is None:
+        entry["failure"] = result.failure
+        return entry
+    photo = result.photo
+    detections = result.detections.sorted_by_confidence()
+    if photo is not None and len(detections):
+        bboxes = xyxy_px_to_xywh_norm(detections.xyxy_px, photo.width_px, photo.height_px).clip(0.0, 1.0)
+    else:
+        bboxes = detections.xyxy_px
+    entry["detections"] = [
+        {
+            "category": category_id(int(cls)),
+            "conf": round(float(conf), CONF_DECIMALS),
+            "bbox": [round(float(v), BBOX_DECIMALS) for v in box],
+        }
+        for box, conf, cls in zip(bboxes, detections.confidence, detections.class_id, strict=True)
+    ]
+    if include_photo_info and photo is not None:
+        entry["width"] = photo.width_px
+        entry["height"] = photo.height_px
+        if photo.capture_time is not None:
+            entry["datetime"] = photo.capture_time
+        exif = {
+            k: v
+            for k, v in (
+                ("Make", photo.camera_make),
+                ("Model", photo.camera_model),
+                ("SerialNumber", photo.camera_serial),
+            )
+            if v is not None
+        }
+        if exif:
+            entry["exif_metadata"] = exif
+    return entry
+
+
+def batch_document(
+    entries: list[dict[str, Any]],
+    class_names: Iterable[str],
+    provenance: dict[str, Any],
+    typical_threshold: float,
+    conservative_threshold: float,
+) -> dict[str, Any]:
+    """The whole file. ``provenance`` (model, sha256, backend, thresholds) goes under ``info``."""
+    return {
+        "info": {
+            "format_version": FORMAT_VERSION,
+            "detector": provenance.get("model_file"),
+            "detection_completion_time": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "detector_metadata": {
+                "typical_detection_threshold": typical_threshold,
+                "conservative_detection_threshold": conservative_threshold,
+                "image_size": max(provenance.get("input_size", [0])),
+            },
+            "andi_edge": {"version": __version__, **provenance},
+        },
+        "detection_categories": detection_categories(class_names),
+        "images": entries,
+    }
