@@ -131,6 +131,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain import require_toolchain
+
+    require_toolchain()
     from andi_edge.toolchain.export import ExportRequest, export_onnx
     from andi_edge.toolchain.weights import resolve_weights
 

@@ -40,17 +40,21 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def walk_photos(root: Path) -> Iterator[Path]:
-    """Photos under ``root``, sorted, skipping hidden folders; symlinks never lead outside ``root``."""
+def _walk(root: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
             if not is_photo_name(name):
                 continue
             path = Path(dirpath) / name
             if path.is_symlink() and not _inside(path, root):
                 continue
             yield path
+
+
+def walk_photos(root: Path) -> list[Path]:
+    """Photos under ``root`` sorted by relative path, skipping hidden folders; symlinks never lead outside ``root``."""
+    return sorted(_walk(root), key=lambda p: p.relative_to(root).as_posix())
 
 
 def find_photos(paths: Iterable[Path]) -> tuple[Path, list[PhotoSource]]:
@@ -66,7 +70,7 @@ def find_photos(paths: Iterable[Path]) -> tuple[Path, list[PhotoSource]]:
     sources: list[PhotoSource] = []
     seen: set[Path] = set()
     for p in given:
-        candidates = walk_photos(p) if p.is_dir() else iter([p])
+        candidates = walk_photos(p) if p.is_dir() else [p]
         for photo in candidates:
             absolute = photo.resolve() if not photo.is_symlink() else photo.absolute()
             if absolute in seen:

@@ -49,6 +49,16 @@ _ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
 }
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
 _SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG"})
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: what other files on a card usually are, by their first bytes, to say so in the failure reason
+_OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"GIF8", "a GIF image"),
+    (b"II*\x00", "a TIFF/RAW file"),
+    (b"MM\x00*", "a TIFF/RAW file"),
+    (b"BM", "a BMP image"),
+    (b"RIFF", "a RIFF file (WebP or AVI video)"),
+)
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 
 
@@ -94,11 +104,12 @@ def decode_photo(
     that, decode at a DCT-reduced size that still keeps at least ``oversample`` x the target along each side.
     ``None`` decodes at full quality.
     """
+    _check_signature(data, name)
     try:
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's global bomb warning would only add noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=("JPEG", "PNG"))
     except UnidentifiedImageError as exc:
         raise PhotoError("unsupported_format", f"{name}: not an image we can read (JPEG or PNG expected)") from exc
     except Image.DecompressionBombError as exc:
@@ -143,6 +154,20 @@ def decode_photo(
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise PhotoError("unsupported_format", f"{name}: unexpected pixel layout {rgb.shape}")
     return DecodedPhoto(rgb=rgb, info=info)
+
+
+def _check_signature(data: bytes, name: str) -> None:
+    """Only JPEG and PNG bytes ever reach a decoder: nothing else on a card is tried against Pillow's plugins."""
+    if data.startswith(_JPEG_MAGIC) or data.startswith(_PNG_MAGIC):
+        return
+    looks_like = next((what for magic, what in _OTHER_MAGIC if data.startswith(magic)), None)
+    if looks_like is None and data[4:8] == b"ftyp":
+        looks_like = "an ISO media file (HEIC photo or MP4/MOV video)"
+    raise PhotoError(
+        "unsupported_format",
+        f"{name}: not a JPEG or PNG photo" + (f" (looks like {looks_like})" if looks_like else ""),
+        hint="camera-trap photos are expected as JPEG or PNG",
+    )
 
 
 def _request_dct_scaling(image: Image.Image, target_long_side_px: int, oversample: float) -> None:

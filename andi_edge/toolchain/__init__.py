@@ -11,6 +11,14 @@ from types import ModuleType
 
 from andi_edge.errors import ToolchainMissingError
 
+TOOLCHAIN_MODULES = ("torch", "onnx")
+
+
+def require_toolchain() -> None:
+    """Fail early, before any work, when the toolchain extra is not installed."""
+    for name in TOOLCHAIN_MODULES:
+        require(name)
+
 
 def require(module_name: str) -> ModuleType:
     """Import a toolchain dependency or explain how to install it."""

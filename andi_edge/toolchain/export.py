@@ -18,7 +18,7 @@ from pathlib import Path
 from andi_edge import __version__
 from andi_edge.errors import ModelError, UsageError
 from andi_edge.runtime.model_meta import CARD_KEY, HeadType, ModelCard
-from andi_edge.toolchain import require
+from andi_edge.toolchain import require, require_toolchain
 from andi_edge.toolchain.offline import configure_ultralytics_offline
 from andi_edge.toolchain.weights import ResolvedWeights
 
@@ -46,8 +46,7 @@ def export_onnx(request: ExportRequest) -> ModelCard:
         raise UsageError(
             f"--imgsz {request.imgsz} must be a positive multiple of {MAX_STRIDE}", hint=f"try --imgsz {suggestion}"
         )
-    require("torch")
-    require("onnx")
+    require_toolchain()
     from andi_edge.toolchain import yolov5_classic
 
     request.output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,69 @@
+"""Shared fixtures: the real checkpoint from ../shared exported once per session, and real photos."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ANDI_EDGE_SHARED", REPO.parent / "shared"))
+PHOTOS = SHARED / "data" / "camera_trap_images"
+WEIGHTS = SHARED / "models" / "yolov5n.pt"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"test data missing: {path} (the suite expects ../shared beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def photos_dir() -> Path:
+    return _require(PHOTOS)
+
+
+@pytest.fixture(scope="session")
+def weights_path() -> Path:
+    return _require(WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def model_320(tmp_path_factory: pytest.TempPathFactory, weights_path: Path) -> Path:
+    """The official YOLOv5n exported to ONNX at 320 px by our own exporter (once per session)."""
+    from andi_edge.toolchain.export import ExportRequest, export_onnx
+    from andi_edge.toolchain.weights import resolve_weights
+
+    out = tmp_path_factory.mktemp("models") / "yolov5n-320.onnx"
+    export_onnx(ExportRequest(weights=resolve_weights(str(weights_path)), output=out, imgsz=320))
+    return out
+
+
+@pytest.fixture(scope="session")
+def detector_full(model_320: Path):  # type: ignore[no-untyped-def]
+    """A detector on the full-quality decode path (no DCT scaling), for parity checks."""
+    from andi_edge.config import DetectorSettings
+    from andi_edge.runtime.detector import Detector
+
+    return Detector(model_320, settings=DetectorSettings(reduced_decode=False))
+
+
+@pytest.fixture(scope="session")
+def detector_fast(model_320: Path):  # type: ignore[no-untyped-def]
+    from andi_edge.runtime.detector import Detector
+
+    return Detector(model_320)
+
+
+@pytest.fixture()
+def card_copy(tmp_path: Path, photos_dir: Path) -> Iterator[Path]:
+    """A writable copy of a few real photos laid out like a camera card."""
+    card = tmp_path / "card" / "DCIM" / "100RECNX"
+    card.mkdir(parents=True)
+    sources = sorted((photos_dir / "serengeti_S1_D04_R6_sequence").glob("*.JPG"))[:3]
+    for src in sources:
+        shutil.copy2(src, card / src.name)
+    yield tmp_path / "card"

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from andi_edge.detections import Detections, ImageResult, PhotoInfo
+from andi_edge.sinks.md_batch import batch_document, detection_categories, image_entry
+
+
+def _result(boxes: list[list[float]], confs: list[float], classes: list[int]) -> ImageResult:
+    return ImageResult(
+        path=Path("x.jpg"),
+        detections=Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(confs), np.array(classes)),
+        photo=PhotoInfo(width_px=2000, height_px=1000, capture_time="2021-05-01T06:07:08", camera_make="RECONYX"),
+    )
+
+
+def test_categories_never_use_zero() -> None:
+    assert detection_categories(["animal", "person", "vehicle"]) == {"1": "animal", "2": "person", "3": "vehicle"}
+
+
+def test_entry_bbox_is_normalised_top_left_and_sorted() -> None:
+    entry = image_entry(_result([[100, 100, 300, 600], [1000, 500, 1500, 1000]], [0.51234, 0.9], [0, 2]), "a/x.jpg")
+    assert entry["file"] == "a/x.jpg"
+    assert entry["detections"] == [
+        {"category": "3", "conf": 0.9, "bbox": [0.5, 0.5, 0.25, 0.5]},
+        {"category": "1", "conf": 0.512, "bbox": [0.05, 0.1, 0.1, 0.5]},
+    ]
+    assert entry["width"] == 2000 and entry["height"] == 1000
+    assert entry["datetime"] == "2021-05-01T06:07:08"
+    assert entry["exif_metadata"] == {"Make": "RECONYX"}
+
+
+def test_empty_and_failed_entries() -> None:
+    empty = image_entry(_result([], [], []), "e.jpg")
+    assert empty["detections"] == []
+    failed = image_entry(ImageResult(path=Path("f.jpg"), failure="corrupt: truncated"), "f.jpg")
+    assert failed == {"file": "f.jpg", "failure": "corrupt: truncated"}
+
+
+def test_document_header() -> None:
+    doc = batch_document([], ["a", "b"], {"model_file": "m.onnx", "input_size": [320, 320]}, 0.25, 0.1)
+    assert doc["info"]["format_version"] == "1.6"
+    assert doc["info"]["detector"] == "m.onnx"
+    assert doc["info"]["detector_metadata"]["typical_detection_threshold"] == 0.25
+    assert doc["detection_categories"] == {"1": "a", "2": "b"}
+    assert doc["images"] == []

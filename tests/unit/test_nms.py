@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from andi_edge.boxes import pairwise_iou
+from andi_edge.runtime.nms import nms_xyxy
+
+
+@st.composite
+def scored_boxes(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = draw(st.integers(0, 40))
+    xy = draw(arrays(np.float32, (n, 2), elements=st.floats(0, 200, width=32)))
+    wh = draw(arrays(np.float32, (n, 2), elements=st.floats(1, 80, width=32)))
+    scores = draw(arrays(np.float32, (n,), elements=st.floats(0.015625, 1, width=32), unique=True))
+    classes = draw(arrays(np.int64, (n,), elements=st.integers(0, 2)))
+    return np.concatenate([xy, xy + wh], axis=1), scores, classes
+
+
+def _reference_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, thr: float) -> list[int]:
+    """Plain greedy NMS, one pair at a time: the definition the vectorised version must equal."""
+    keep: list[int] = []
+    for i in sorted(range(len(scores)), key=lambda k: -scores[k]):
+        if all(classes[i] != classes[j] or pairwise_iou(boxes[i : i + 1], boxes[j : j + 1])[0, 0] <= thr for j in keep):
+            keep.append(i)
+    return keep
+
+
+@settings(max_examples=200)
+@given(scored_boxes(), st.floats(0.1, 0.9))
+def test_matches_reference_and_invariants(data: tuple[np.ndarray, np.ndarray, np.ndarray], thr: float) -> None:
+    boxes, scores, classes = data
+    keep = nms_xyxy(boxes, scores, thr, class_ids=classes)
+    assert keep.tolist() == _reference_nms(boxes, scores, classes, thr)
+    # kept boxes come out highest score first
+    assert np.all(np.diff(scores[keep]) <= 0)
+    # no two kept boxes of one class overlap more than the threshold
+    iou = pairwise_iou(boxes[keep], boxes[keep])
+    same = classes[keep][:, None] == classes[keep][None, :]
+    np.fill_diagonal(same, False)
+    assert np.all(iou[same] <= thr + 1e-6)
+
+
+@given(scored_boxes())
+def test_class_agnostic_keeps_no_more_than_class_aware(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    boxes, scores, classes = data
+    assert len(nms_xyxy(boxes, scores, 0.45)) <= len(nms_xyxy(boxes, scores, 0.45, class_ids=classes))
+
+
+def test_by_hand_and_max_keep() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    classes = np.array([0, 0, 1, 0])
+    assert nms_xyxy(boxes, scores, 0.5, class_ids=classes).tolist() == [0, 2, 3]
+    assert nms_xyxy(boxes, scores, 0.5).tolist() == [0, 3]
+    assert nms_xyxy(boxes, scores, 0.5, class_ids=classes, max_keep=2).tolist() == [0, 2]
+    assert nms_xyxy(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).tolist() == []
