@@ -18,6 +18,7 @@ from andi_edge.errors import AndiEdgeError
 log = logging.getLogger("andi_edge")
 
 EXIT_OK = 0
+EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in andi-edge, not the user's mistake
 EXIT_INTERRUPTED = 130
 
 
@@ -223,6 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("andi-edge: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        log.debug("internal error", exc_info=True)
+        print(
+            f"andi-edge: internal error: {type(exc).__name__}: {exc}\n"
+            "  hint: this is a bug in andi-edge; rerun with --log-level debug for the traceback and report it",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -65,8 +65,10 @@ def find_photos(paths: Iterable[Path]) -> tuple[Path, list[PhotoSource]]:
     for p in given:
         if not p.exists():
             raise UsageError(f"{p}: no such file or folder")
-    roots = [p if p.is_dir() else p.parent for p in given]
-    common = Path(os.path.commonpath([str(r.resolve()) for r in roots]))
+    # Paths stay as the user gave them (made absolute, links not resolved): a card mounted through a symlink
+    # reports files relative to the folder named, not to wherever the link points.
+    roots = [Path(os.path.abspath(p if p.is_dir() else p.parent)) for p in given]
+    common = Path(os.path.commonpath([str(r) for r in roots]))
     sources: list[PhotoSource] = []
     seen: set[Path] = set()
     for p in given:

@@ -29,7 +29,7 @@ def test_walk_is_recursive_sorted_and_skips_hidden_and_outside_links(tmp_path: P
     os.symlink(outside, root / "DCIM" / "escape.jpg")
     os.symlink(root / "top.PNG", root / "DCIM" / "inside.png")
     common, sources = find_photos([root])
-    assert common == root.resolve()
+    assert common == root
     assert [s.relative for s in sources] == [
         "DCIM/100RECNX/IMG_0002.jpeg",
         "DCIM/101RECNX/IMG_0001.JPG",
@@ -44,8 +44,20 @@ def test_files_and_folders_mixed_share_a_root(tmp_path: Path) -> None:
     (tmp_path / "a" / "1.jpg").write_bytes(b"x")
     (tmp_path / "b" / "2.jpg").write_bytes(b"x")
     common, sources = find_photos([tmp_path / "a", tmp_path / "b" / "2.jpg", tmp_path / "a"])
-    assert common == tmp_path.resolve()
+    assert common == tmp_path
     assert [s.relative for s in sources] == ["a/1.jpg", "b/2.jpg"]
+
+
+def test_folder_given_through_a_symlink_keeps_its_own_paths(tmp_path: Path) -> None:
+    real = tmp_path / "real" / "card"
+    (real / "DCIM").mkdir(parents=True)
+    (real / "DCIM" / "IMG_0001.JPG").write_bytes(b"x")
+    link = tmp_path / "mnt"
+    os.symlink(real, link)
+    common, sources = find_photos([link])
+    assert common == link
+    assert [s.relative for s in sources] == ["DCIM/IMG_0001.JPG"]
+    assert sources[0].path == link / "DCIM" / "IMG_0001.JPG"
 
 
 def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
