@@ -5,8 +5,7 @@ Defaults come from the model card; anything set here overrides the card.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from andi_edge.errors import ConfigError
 
@@ -45,18 +44,3 @@ class DetectorSettings:
             raise ConfigError(f"decode_oversample must be at least 1.0, got {self.decode_oversample}")
         if self.max_image_pixels < 1:
             raise ConfigError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any], source: str = "settings") -> DetectorSettings:
-        """Build from a parsed mapping; unknown keys are errors that name the key and where it came from."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown key(s) {', '.join(unknown)} in {source}",
-                hint=f"known keys: {', '.join(sorted(known))}",
-            )
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(f"invalid value in {source}: {exc}") from exc

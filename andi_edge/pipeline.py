@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from andi_edge.detections import ImageResult
 from andi_edge.errors import PhotoError
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DECODE_WORKERS = 1
 DEFAULT_MAX_IN_FLIGHT = 4
+
+Item = TypeVar("Item")
+Prepared = TypeVar("Prepared")
 
 
 @dataclass(frozen=True)
@@ -35,47 +39,63 @@ class PipelineSettings:
             raise ValueError("max_in_flight must be >= 1")
 
 
-def _prepare(detector: Detector, source: PhotoSource) -> PreparedPhoto:
-    return detector.prepare(source.path)
+def prefetch_ordered(
+    items: Iterable[Item], prepare: Callable[[Item], Prepared], settings: PipelineSettings
+) -> Iterator[tuple[Item, Future[Prepared]]]:
+    """Run ``prepare`` ahead on worker threads; yield each item with its finished (or failed) future, in order."""
+    if settings.decode_workers == 0:
+        for item in items:
+            future: Future[Prepared] = Future()
+            try:
+                future.set_result(prepare(item))
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer through the future
+                future.set_exception(exc)
+            yield item, future
+        return
+    with ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="andi-decode") as pool:
+        pending: deque[tuple[Item, Future[Prepared]]] = deque()
+        remaining = iter(items)
+        for item in remaining:
+            pending.append((item, pool.submit(prepare, item)))
+            if len(pending) >= settings.max_in_flight:
+                break
+        while pending:
+            item, future = pending.popleft()
+            upcoming = next(remaining, None)
+            if upcoming is not None:
+                pending.append((upcoming, pool.submit(prepare, upcoming)))
+            future.exception()  # wait here, so the consumer's work never overlaps an unfinished decode
+            yield item, future
 
 
-def _finish(detector: Detector, source: PhotoSource, future: Future[PreparedPhoto]) -> ImageResult:
-    try:
-        prepared = future.result()
-    except PhotoError as exc:
-        log.warning("%s", exc.message)
-        return ImageResult(path=source.path, failure=f"{exc.reason}: {exc.message}")
-    except (MemoryError, ValueError, RuntimeError) as exc:
-        # A photo that breaks a decoder in an unforeseen way must not stop the run; keep the evidence in the log.
-        log.exception("unexpected error while decoding %s", source.path)
-        return ImageResult(path=source.path, failure=f"internal_error: {type(exc).__name__}: {exc}")
-    return detector.infer(prepared)
+def photo_failure(exc: BaseException) -> str | None:
+    """The failure string for an exception raised while reading/decoding one photo; None if it is not one."""
+    if isinstance(exc, PhotoError):
+        return f"{exc.reason}: {exc.message}"
+    if isinstance(exc, (MemoryError, ValueError, RuntimeError)):
+        # A photo that breaks a decoder in an unforeseen way must not stop the run.
+        return f"internal_error: {type(exc).__name__}: {exc}"
+    return None
 
 
 def detect_many(
     detector: Detector, sources: Iterable[PhotoSource], settings: PipelineSettings | None = None
 ) -> Iterator[tuple[PhotoSource, ImageResult]]:
     """Results in the order of ``sources``. A bad photo yields a failure result; the run goes on."""
-    settings = settings or PipelineSettings()
-    if settings.decode_workers == 0:
-        for source in sources:
-            future: Future[PreparedPhoto] = Future()
-            try:
-                future.set_result(_prepare(detector, source))
-            except Exception as exc:  # noqa: BLE001 - handed to _finish, which sorts photo faults from others
-                future.set_exception(exc)
-            yield source, _finish(detector, source, future)
-        return
-    with ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="andi-decode") as pool:
-        pending: deque[tuple[PhotoSource, Future[PreparedPhoto]]] = deque()
-        remaining = iter(sources)
-        for source in remaining:
-            pending.append((source, pool.submit(_prepare, detector, source)))
-            if len(pending) >= settings.max_in_flight:
-                break
-        while pending:
-            source, future = pending.popleft()
-            next_source = next(remaining, None)
-            if next_source is not None:
-                pending.append((next_source, pool.submit(_prepare, detector, next_source)))
-            yield source, _finish(detector, source, future)
+
+    def prepare(source: PhotoSource) -> PreparedPhoto:
+        return detector.prepare(source.path)
+
+    for source, future in prefetch_ordered(sources, prepare, settings or PipelineSettings()):
+        exc = future.exception()
+        if exc is None:
+            yield source, detector.infer(future.result())
+            continue
+        failure = photo_failure(exc)
+        if failure is None:
+            raise exc
+        if isinstance(exc, PhotoError):
+            log.warning("%s", exc.message)
+        else:
+            log.error("unexpected error while decoding %s", source.path, exc_info=exc)
+        yield source, ImageResult(path=source.path, failure=failure)

@@ -1,0 +1,1 @@
+"""The field daemon: discovery, the processing loop, systemd integration, metrics."""

@@ -1,0 +1,394 @@
+"""The watch loop: discover -> journal -> claim -> decode (ahead, in a thread) -> infer -> outputs -> done.
+
+Crash safety comes from the order of things: outputs are written atomically (crops first, the sidecar last),
+and only then is the photo marked done in the journal. A crash anywhere leaves either no trace (the claim is
+reaped at start and the photo processed again, rewriting the same files) or a finished photo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from andi_edge.daemon.metrics import DaemonMetrics
+from andi_edge.daemon.notify import Notifier
+from andi_edge.daemon.watcher import Discovery
+from andi_edge.detections import ImageResult
+from andi_edge.errors import OutputError, PhotoError, UsageError
+from andi_edge.pipeline import PipelineSettings, photo_failure, prefetch_ordered
+from andi_edge.runtime.decode import decode_photo
+from andi_edge.runtime.detector import Detector, PreparedPhoto
+from andi_edge.settings import WatchConfig
+from andi_edge.sinks.atomic import write_json_atomic
+from andi_edge.sinks.crops import write_crops
+from andi_edge.sinks.md_batch import batch_document, image_entry
+from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
+from andi_edge.state.journal import Journal, PhotoRow
+
+log = logging.getLogger(__name__)
+
+BATCH_JSON_NAME = "megadetector_results.json"
+LOCK_NAME = "watch.lock"
+IDLE_SLEEP_S = 0.2
+MIB = 1 << 20
+
+
+class DiskFullError(Exception):
+    """Outputs cannot be written for lack of space; the photo goes back to pending."""
+
+
+class CardGoneError(Exception):
+    """The photo's card was removed while we worked on it."""
+
+
+@dataclass
+class _Loaded:
+    """What the decode thread produced for one claimed photo."""
+
+    data: bytes
+    sha256: str
+    prepared: PreparedPhoto | None
+    failure: str | None
+
+
+class WatchService:
+    def __init__(
+        self,
+        config: WatchConfig,
+        detector: Detector,
+        state_dir: Path,
+        once: bool = False,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.detector = detector
+        self.root = Path(os.path.abspath(config.watch))
+        self.output_dir = Path(config.output)
+        self.state_dir = state_dir
+        self.once = once
+        self.notifier = notifier or Notifier()
+        self.discovery = Discovery(self.root, config.discovery)
+        self.metrics = DaemonMetrics(started_at=time.time())
+        self._stop = threading.Event()
+        self._dirty_cards: set[str] = set()
+        self._last_batch_render = time.monotonic()
+        self._last_metrics = 0.0
+        self._paused_until = 0.0
+        self._lock_file: Any = None
+        self._provenance = detector.provenance()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
+        if signum is not None:
+            log.info("received %s: finishing the current photo, then stopping", signal.Signals(signum).name)
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> int:
+        self._acquire_lock()
+        journal = Journal(self.state_dir)
+        try:
+            reaped = journal.reap_stale_claims()
+            if reaped:
+                log.warning("re-queued %d photo(s) claimed by an earlier run that did not finish", reaped)
+            # An earlier run may have died before its last render: rebuild every card's batch file from the journal.
+            self._dirty_cards.update(journal.cards())
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self.discovery.start()
+            self.notifier.ready(f"watching {self.root}")
+            log.info("watching %s -> %s (state %s)", self.root, self.output_dir, self.state_dir)
+            self._loop(journal)
+        finally:
+            self.notifier.stopping("flushing results")
+            self.discovery.stop()
+            with contextlib.suppress(OutputError):
+                self._render_batches(journal, force=True)
+                self._write_metrics(journal, force=True)
+            counts = journal.counts()
+            journal.close()
+            self.notifier.close()
+            log.info("stopped: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return 0
+
+    def _acquire_lock(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = (self.state_dir / LOCK_NAME).open("a+")
+        try:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"another andi-edge watch is already using the state folder {self.state_dir}",
+                hint="stop it first, or give this one its own --state folder",
+            ) from None
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def _loop(self, journal: Journal) -> None:
+        first_scan = True
+        while not self._stop.is_set():
+            self.notifier.heartbeat()
+            if not self.discovery.available():
+                self._wait_for_card(journal)
+                first_scan = True
+                continue
+            self.metrics.paused_card = False
+            for found in self.discovery.poll(force_scan=first_scan):
+                journal.enqueue(found.card_id, found.rel_path, found.size_bytes, found.mtime_ns)
+            first_scan = False
+            if time.monotonic() < self._paused_until:
+                self._stop.wait(IDLE_SLEEP_S)
+                continue
+            claimed = journal.claim(self.config.pipeline.max_in_flight * 2)
+            if claimed:
+                self._process(journal, claimed)
+            elif self.once and self.discovery.settling() == 0:
+                break
+            else:
+                self._stop.wait(IDLE_SLEEP_S)
+            self._render_batches(journal)
+            self._write_metrics(journal)
+
+    def _wait_for_card(self, journal: Journal) -> None:
+        if not self.metrics.paused_card:
+            log.warning("the card at %s is gone: pausing until it comes back", self.root)
+            self.notifier.status(f"waiting for a card at {self.root}")
+            self._render_batches(journal, force=True)
+        self.metrics.paused_card = True
+        self.discovery.forget_handed_over()
+        self.notifier.heartbeat()  # waiting for a card is healthy, not a hang
+        self._write_metrics(journal)
+        self._stop.wait(self.config.discovery.poll_interval_s)
+        if self.once and not self.discovery.available():
+            log.error("the card at %s is gone and --once was given: stopping", self.root)
+            self._stop.set()
+
+    def _process(self, journal: Journal, rows: list[PhotoRow]) -> None:
+        settings = PipelineSettings(self.config.pipeline.decode_workers, self.config.pipeline.max_in_flight)
+        results = prefetch_ordered(rows, self._load, settings)
+        handed_back = False
+        for row, future in results:
+            if self._stop.is_set() or handed_back or time.monotonic() < self._paused_until:
+                journal.release(row.id)  # SIGTERM or a pause: what is not finished stays pending
+                continue
+            try:
+                self._finish(journal, row, future)
+            except DiskFullError as exc:
+                journal.release(row.id)
+                handed_back = True
+                self._pause_for_disk(str(exc))
+            except CardGoneError:
+                journal.release(row.id)
+                handed_back = True
+            self.notifier.heartbeat()
+
+    # -- one photo ------------------------------------------------------------------------------------------
+
+    def _load(self, row: PhotoRow) -> _Loaded:
+        """Decode thread: read, hash, decode, letterbox."""
+        path = self.root / row.rel_path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CardGoneError(row.rel_path) from None
+        except OSError as exc:
+            if not self.discovery.available():
+                raise CardGoneError(row.rel_path) from exc
+            return _Loaded(b"", "", None, f"unreadable: {path}: {exc.strerror or exc}")
+        sha256 = hashlib.sha256(data).hexdigest()
+        if not data:
+            return _Loaded(data, sha256, None, f"empty_file: {row.rel_path}: file is empty (0 bytes)")
+        try:
+            prepared = self.detector.prepare_bytes(data, path)
+        except Exception as exc:  # sorted by photo_failure below; anything else is re-raised
+            failure = photo_failure(exc)
+            if failure is None:
+                raise
+            return _Loaded(data, sha256, None, failure)
+        return _Loaded(data, sha256, prepared, None)
+
+    def _finish(self, journal: Journal, row: PhotoRow, future: Future[_Loaded]) -> None:
+        exc = future.exception()
+        if isinstance(exc, CardGoneError):
+            if self.discovery.available() and not (self.root / row.rel_path).exists():
+                log.info("%s vanished before it was read; forgetting it", row.rel_path)
+                journal.forget(row.id)
+                return
+            raise exc
+        if exc is not None:
+            raise exc
+        loaded = future.result()
+        if journal.done_with_hash(row.card_id, loaded.sha256, row.rel_path) is not None:
+            log.info("%s: already processed (same bytes); skipping", row.rel_path)
+            journal.mark_duplicate(row.id)
+            return
+        output_key = self._output_key(journal, row, loaded.sha256)
+        journal.set_hash(row.id, loaded.sha256, output_key)
+        card_out = self.output_dir / row.card_id
+        if loaded.failure is not None or loaded.prepared is None:
+            failure = loaded.failure or "internal_error: nothing decoded"
+            log.warning("%s: %s", row.rel_path, failure)
+            result = ImageResult(path=Path(row.rel_path), failure=failure)
+            entry = image_entry(result, row.rel_path)
+            self._write_outputs(card_out, output_key, row, loaded, result, entry)
+            journal.mark_failed(row.id, entry, failure)
+            self.metrics.failed_total += 1
+            self._dirty_cards.add(row.card_id)
+            return
+        result = self.detector.infer(loaded.prepared)
+        entry = image_entry(result, row.rel_path)
+        self._write_outputs(card_out, output_key, row, loaded, result, entry)
+        journal.mark_done(row.id, entry)
+        self.metrics.processed_total += 1
+        self.metrics.observe(result.timings_ms)
+        self._dirty_cards.add(row.card_id)
+
+    def _output_key(self, journal: Journal, row: PhotoRow, sha256: str) -> str:
+        """The photo's path on the card, unless another photo (other bytes) already owns those outputs."""
+        if row.output_key:
+            return row.output_key
+        owner = journal.output_key_owner(row.card_id, row.rel_path)
+        if owner is None or owner == sha256:
+            return row.rel_path
+        stem, dot, suffix = row.rel_path.rpartition(".")
+        return f"{stem}~{sha256[:12]}.{suffix}" if dot else f"{row.rel_path}~{sha256[:12]}"
+
+    def _write_outputs(
+        self,
+        card_out: Path,
+        output_key: str,
+        row: PhotoRow,
+        loaded: _Loaded,
+        result: ImageResult,
+        entry: dict[str, Any],
+    ) -> None:
+        """Crops first, sidecar last; on a full disk, remove what this attempt wrote and raise DiskFullError."""
+        outputs = self.config.outputs
+        free = self._free_bytes()
+        if free < self.config.disk.min_free_mb * MIB:
+            raise DiskFullError(f"only {free // MIB} MiB free in {self.output_dir}")
+        written: list[Path] = []
+        try:
+            crops: list[str] = []
+            detections = result.detections
+            if outputs.crops and detections is not None and free >= self.config.disk.crops_min_free_mb * MIB:
+                wanted = detections.above(outputs.crop_threshold)
+                if len(wanted):
+                    upright = decode_photo(
+                        loaded.data, max_image_pixels=self.detector.settings.max_image_pixels, name=row.rel_path
+                    ).rgb
+                    crops = write_crops(
+                        card_out,
+                        output_key,
+                        upright,
+                        wanted,
+                        self.detector.card.class_names,
+                        outputs.crop_padding,
+                        outputs.crop_jpeg_quality,
+                    )
+                    written.extend(card_out / c for c in crops)
+            elif outputs.crops and detections is not None and len(detections.above(outputs.crop_threshold)):
+                log.warning("%s: low on disk space (%d MiB free): crops skipped", row.rel_path, free // MIB)
+            if outputs.sidecars:
+                provenance = {
+                    **self._provenance,
+                    "card_id": row.card_id,
+                    "sha256": loaded.sha256,
+                    "size_bytes": row.size_bytes,
+                    "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
+                    "crops": crops,
+                }
+                if result.photo is not None:
+                    provenance["camera_serial"] = result.photo.camera_serial
+                target = sidecar_path(card_out, output_key)
+                write_sidecar(target, entry, provenance)
+                written.append(target)
+        except (OutputError, PhotoError) as exc:
+            if isinstance(exc, OutputError) and _is_disk_full(exc):
+                for path in written:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                raise DiskFullError(str(exc)) from exc
+            raise
+
+    def _pause_for_disk(self, reason: str) -> None:
+        retry = self.config.disk.retry_interval_s
+        log.error("disk full (%s): pausing for %.0f s; nothing partial was left behind", reason, retry)
+        self.notifier.status(f"paused: disk full ({reason})")
+        self.metrics.paused_disk = True
+        self._paused_until = time.monotonic() + retry
+
+    def _free_bytes(self) -> int:
+        try:
+            free = shutil.disk_usage(self.output_dir).free
+        except OSError:
+            return 0
+        self.metrics.free_bytes = free
+        if self.metrics.paused_disk and free >= self.config.disk.min_free_mb * MIB:
+            self.metrics.paused_disk = False
+        return free
+
+    # -- card-level outputs ---------------------------------------------------------------------------------
+
+    def _render_batches(self, journal: Journal, force: bool = False) -> None:
+        due = time.monotonic() - self._last_batch_render >= self.config.outputs.batch_json_interval_s
+        if not (force or due) or not self._dirty_cards:
+            return
+        for card_id in sorted(self._dirty_cards):
+            rows = journal.finished(card_id)
+            latest: dict[str, dict[str, Any]] = {}
+            for r in rows:  # a path reused by other bytes (card swap on a plain folder): the newest photo wins
+                if r.result is not None:
+                    latest[r.rel_path] = r.result
+            document = batch_document(
+                [latest[k] for k in sorted(latest)],
+                self.detector.card.class_names,
+                {**self._provenance, "image_root": str(self.root), "card_id": card_id},
+                typical_threshold=self.detector.card.thresholds.typical,
+                conservative_threshold=self.detector.card.thresholds.conservative,
+            )
+            try:
+                write_json_atomic(self.output_dir / card_id / BATCH_JSON_NAME, document)
+            except OutputError as exc:
+                log.error("could not write the batch results for %s: %s", card_id, exc)
+                return
+        self._dirty_cards.clear()
+        self._last_batch_render = time.monotonic()
+
+    def _write_metrics(self, journal: Journal, force: bool = False) -> None:
+        textfile = self.config.metrics.textfile
+        now = time.monotonic()
+        if not textfile or (not force and now - self._last_metrics < self.config.metrics.interval_s):
+            return
+        self._last_metrics = now
+        self.metrics.photos = journal.counts()
+        self._free_bytes()
+        try:
+            self.metrics.write(Path(textfile))
+        except OutputError as exc:
+            log.warning("could not write metrics: %s", exc)
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        cause = cause.__cause__
+    return False

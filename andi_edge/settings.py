@@ -1,0 +1,198 @@
+"""The daemon's configuration file: typed sections, strict validation, command-line overrides.
+
+Unknown keys are errors that name the key and the file. Values are checked for type and range once, at
+start (``andi-edge check --config FILE``), so a typo never surfaces at 3 a.m. in the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from andi_edge.config import DetectorSettings
+from andi_edge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    name: str = "ort"
+    #: inference threads (0 = one per core)
+    threads: int = 0
+    providers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DiscoverySettings:
+    #: use inotify (watchdog) for low-latency discovery; periodic rescans run regardless
+    inotify: bool = True
+    #: full rescan period, which also catches what events miss (FAT/exFAT cards, network mounts)
+    poll_interval_s: float = 5.0
+    #: a file is read once its size and mtime have not changed for this long (or it was closed after writing)
+    stable_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    sidecars: bool = True
+    crops: bool = True
+    #: crops are cut for detections at or above this confidence
+    crop_threshold: float = 0.2
+    #: padding around each crop, as a fraction of the box's larger side
+    crop_padding: float = 0.1
+    crop_jpeg_quality: int = 90
+    #: the MegaDetector batch JSON of each card is re-rendered from the journal this often (and at exit)
+    batch_json_interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class DiskSettings:
+    #: below this much free space in the output folder, crops stop first
+    crops_min_free_mb: int = 500
+    #: below this, nothing is written: the daemon pauses and retries
+    min_free_mb: int = 100
+    retry_interval_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class PipelineSettingsSection:
+    decode_workers: int = 1
+    max_in_flight: int = 4
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    #: Prometheus text file (node_exporter textfile collector), rewritten atomically; empty = off
+    textfile: str = ""
+    interval_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "info"
+    #: plain or json (one object per line; journald-friendly either way)
+    format: str = "plain"
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    watch: str = ""
+    model: str = ""
+    output: str = ""
+    state: str = ""
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    backend: BackendSettings = field(default_factory=BackendSettings)
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+    outputs: OutputSettings = field(default_factory=OutputSettings)
+    disk: DiskSettings = field(default_factory=DiskSettings)
+    pipeline: PipelineSettingsSection = field(default_factory=PipelineSettingsSection)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    def validate(self, source: str) -> WatchConfig:
+        """Range checks across fields; returns self so it chains."""
+        for name in ("watch", "model", "output"):
+            if not getattr(self, name):
+                raise ConfigError(f"'{name}' is not set in {source}", hint=f"set it in the file or pass --{name}")
+        checks = [
+            (0 <= self.outputs.crop_threshold <= 1, "outputs.crop_threshold must be between 0 and 1"),
+            (0 <= self.outputs.crop_padding <= 1, "outputs.crop_padding must be between 0 and 1"),
+            (1 <= self.outputs.crop_jpeg_quality <= 100, "outputs.crop_jpeg_quality must be 1..100"),
+            (self.outputs.batch_json_interval_s > 0, "outputs.batch_json_interval_s must be positive"),
+            (self.discovery.poll_interval_s > 0, "discovery.poll_interval_s must be positive"),
+            (self.discovery.stable_s >= 0, "discovery.stable_s must not be negative"),
+            (self.disk.min_free_mb >= 0 and self.disk.crops_min_free_mb >= 0, "disk thresholds must not be negative"),
+            (self.disk.retry_interval_s > 0, "disk.retry_interval_s must be positive"),
+            (self.pipeline.decode_workers >= 0, "pipeline.decode_workers must be >= 0"),
+            (self.pipeline.max_in_flight >= 1, "pipeline.max_in_flight must be >= 1"),
+            (self.backend.threads >= 0, "backend.threads must be >= 0"),
+            (self.logging.level in {"debug", "info", "warning", "error"}, "logging.level: debug|info|warning|error"),
+            (self.logging.format in {"plain", "json"}, "logging.format must be plain or json"),
+            (self.metrics.interval_s > 0, "metrics.interval_s must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{message} (in {source})")
+        return self
+
+
+def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
+    """Check a YAML value against a field's type; dataclass sections recurse."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{key}' in {source} must be a mapping, got {type(value).__name__}")
+        return _build(annotation, value, source, prefix=f"{key}.")
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, options[0], key, source)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"'{key}' in {source} must be a list")
+        return tuple(str(v) for v in value)
+    expected: dict[Any, tuple[type, ...]] = {
+        bool: (bool,),
+        int: (int,),
+        float: (int, float),
+        str: (str,),
+    }
+    allowed = expected.get(annotation)
+    if allowed is None:
+        raise ConfigError(f"'{key}' in {source} has an unsupported type")
+    if not isinstance(value, allowed) or (annotation is not bool and isinstance(value, bool)):
+        raise ConfigError(f"'{key}' in {source} must be {annotation.__name__}, got {value!r}")
+    return float(typing.cast(float, value)) if annotation is float else value
+
+
+def _build(cls: type[Any], values: dict[str, Any], source: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key '{prefix}{unknown[0]}' in {source}",
+            hint=f"known keys here: {', '.join(prefix + k for k in sorted(known))}",
+        )
+    kwargs = {name: _coerce(value, hints[name], prefix + name, source) for name, value in values.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message} (in {source})", exc.hint) from exc
+
+
+def load_watch_config(path: Path | None, overrides: dict[str, Any] | None = None) -> WatchConfig:
+    """Read the YAML file (if any), apply command-line overrides (dotted keys), validate."""
+    raw: dict[str, Any] = {}
+    source = "command line"
+    if path is not None:
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings at the top level")
+        raw = loaded
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            section = section.setdefault(part, {})
+        section[leaf] = value
+    config: WatchConfig = _build(WatchConfig, raw, source)
+    return config.validate(source)

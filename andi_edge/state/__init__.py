@@ -1,0 +1,1 @@
+"""Durable state: the SQLite journal of every photo the daemon has seen."""

@@ -1,0 +1,250 @@
+"""The photo journal: an embedded SQLite database (WAL, synchronous=FULL) in the state folder.
+
+Each photo is one row keyed by (card, path on the card, size, mtime). Life of a row:
+
+    pending --claim--> claimed --done--> done        (outputs durable, result stored)
+                               --fail--> failed      (unreadable photo: recorded, not retried)
+                               --release-> pending   (disk full, card pulled: try again later)
+
+A row is marked done only after its outputs are durable. Claims left by a crash are reaped at start, so the
+photo is processed again; outputs are idempotent (same names, atomic replace), so it still ends up once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from andi_edge.errors import OutputError
+
+SCHEMA_VERSION = 1
+DB_NAME = "journal.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS photos (
+    id INTEGER PRIMARY KEY,
+    card_id TEXT NOT NULL,
+    rel_path TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'claimed', 'done', 'failed', 'duplicate')),
+    output_key TEXT,
+    result_json TEXT,
+    failure TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    discovered_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (card_id, rel_path, size_bytes, mtime_ns)
+);
+CREATE INDEX IF NOT EXISTS photos_state ON photos (state, id);
+CREATE INDEX IF NOT EXISTS photos_card_hash ON photos (card_id, sha256);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    id: int
+    card_id: str
+    rel_path: str
+    size_bytes: int
+    mtime_ns: int
+    sha256: str | None
+    state: str
+    output_key: str | None
+    result: dict[str, Any] | None
+    failure: str | None
+    attempts: int
+    updated_at: float
+
+
+def _row(r: sqlite3.Row) -> PhotoRow:
+    return PhotoRow(
+        id=r["id"],
+        card_id=r["card_id"],
+        rel_path=r["rel_path"],
+        size_bytes=r["size_bytes"],
+        mtime_ns=r["mtime_ns"],
+        sha256=r["sha256"],
+        state=r["state"],
+        output_key=r["output_key"],
+        result=json.loads(r["result_json"]) if r["result_json"] else None,
+        failure=r["failure"],
+        attempts=r["attempts"],
+        updated_at=r["updated_at"],
+    )
+
+
+class Journal:
+    """One connection, used from one thread (the daemon's main loop)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self.path = state_dir / DB_NAME
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise OutputError(f"cannot open the journal in {state_dir}: {exc}") from exc
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
+        with self._tx():
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- discovery ----------------------------------------------------------------------------------------
+
+    def is_known(self, card_id: str, rel_path: str, size_bytes: int, mtime_ns: int) -> bool:
+        found = self._db.execute(
+            "SELECT 1 FROM photos WHERE card_id=? AND rel_path=? AND size_bytes=? AND mtime_ns=?",
+            (card_id, rel_path, size_bytes, mtime_ns),
+        ).fetchone()
+        return found is not None
+
+    def enqueue(self, card_id: str, rel_path: str, size_bytes: int, mtime_ns: int) -> bool:
+        """Record a complete photo as pending; False when this exact file is already known."""
+        now = time.time()
+        with self._tx():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO photos (card_id, rel_path, size_bytes, mtime_ns, state, discovered_at, "
+                "updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                (card_id, rel_path, size_bytes, mtime_ns, now, now),
+            )
+        return cursor.rowcount == 1
+
+    # -- processing -----------------------------------------------------------------------------------------
+
+    def reap_stale_claims(self) -> int:
+        """Claims left by a crash go back to pending. Call once at start, under the state-folder lock."""
+        with self._tx():
+            cursor = self._db.execute(
+                "UPDATE photos SET state='pending', updated_at=? WHERE state='claimed'", (time.time(),)
+            )
+        return cursor.rowcount
+
+    def claim(self, limit: int, card_id: str | None = None) -> list[PhotoRow]:
+        """Oldest pending photos (of one card, if given), marked claimed."""
+        with self._tx():
+            where = "state='pending'" + (" AND card_id=?" if card_id is not None else "")
+            params: tuple[Any, ...] = (card_id,) if card_id is not None else ()
+            rows = self._db.execute(f"SELECT * FROM photos WHERE {where} ORDER BY id LIMIT ?", (*params, limit))
+            claimed = [_row(r) for r in rows.fetchall()]
+            now = time.time()
+            self._db.executemany(
+                "UPDATE photos SET state='claimed', attempts=attempts+1, updated_at=? WHERE id=?",
+                [(now, r.id) for r in claimed],
+            )
+        return claimed
+
+    def output_key_owner(self, card_id: str, output_key: str) -> str | None:
+        """The sha256 of the photo whose outputs live at ``output_key`` on this card, if any."""
+        row = self._db.execute(
+            "SELECT sha256 FROM photos WHERE card_id=? AND output_key=? AND state IN ('done', 'failed', 'claimed') "
+            "AND sha256 IS NOT NULL LIMIT 1",
+            (card_id, output_key),
+        ).fetchone()
+        return None if row is None else str(row["sha256"])
+
+    def done_with_hash(self, card_id: str, sha256: str, rel_path: str) -> PhotoRow | None:
+        row = self._db.execute(
+            "SELECT * FROM photos WHERE card_id=? AND sha256=? AND rel_path=? AND state IN ('done', 'failed')",
+            (card_id, sha256, rel_path),
+        ).fetchone()
+        return None if row is None else _row(row)
+
+    def set_hash(self, photo_id: int, sha256: str, output_key: str) -> None:
+        with self._tx():
+            self._db.execute(
+                "UPDATE photos SET sha256=?, output_key=?, updated_at=? WHERE id=?",
+                (sha256, output_key, time.time(), photo_id),
+            )
+
+    def mark_done(self, photo_id: int, result: dict[str, Any]) -> None:
+        self._finish(photo_id, "done", json.dumps(result, separators=(",", ":")), None)
+
+    def mark_failed(self, photo_id: int, result: dict[str, Any], failure: str) -> None:
+        self._finish(photo_id, "failed", json.dumps(result, separators=(",", ":")), failure)
+
+    def mark_duplicate(self, photo_id: int) -> None:
+        """The same bytes at the same path were already processed (a re-inserted card): nothing to do."""
+        self._finish(photo_id, "duplicate", None, None)
+
+    def release(self, photo_id: int) -> None:
+        """Give a claim back (disk full, card pulled): it will be tried again."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE photos SET state='pending', updated_at=? WHERE id=? AND state='claimed'",
+                (time.time(), photo_id),
+            )
+
+    def forget(self, photo_id: int) -> None:
+        """Drop a pending row whose file vanished before it was read (a half-copied file that was deleted)."""
+        with self._tx():
+            self._db.execute("DELETE FROM photos WHERE id=? AND state IN ('pending', 'claimed')", (photo_id,))
+
+    def _finish(self, photo_id: int, state: str, result_json: str | None, failure: str | None) -> None:
+        with self._tx():
+            self._db.execute(
+                "UPDATE photos SET state=?, result_json=?, failure=?, updated_at=? WHERE id=?",
+                (state, result_json, failure, time.time(), photo_id),
+            )
+
+    # -- reporting ------------------------------------------------------------------------------------------
+
+    def cards(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT card_id FROM photos ORDER BY card_id")]
+
+    def finished(self, card_id: str) -> list[PhotoRow]:
+        rows = self._db.execute(
+            "SELECT * FROM photos WHERE card_id=? AND state IN ('done', 'failed') ORDER BY rel_path, id",
+            (card_id,),
+        )
+        return [_row(r) for r in rows.fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        counts = {state: 0 for state in ("pending", "claimed", "done", "failed", "duplicate")}
+        for state, n in self._db.execute("SELECT state, COUNT(*) FROM photos GROUP BY state"):
+            counts[state] = n
+        return counts
+
+    def last_finished(self) -> PhotoRow | None:
+        row = self._db.execute(
+            "SELECT * FROM photos WHERE state IN ('done', 'failed') ORDER BY updated_at DESC, id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else _row(row)
+
+    def recent_failures(self, limit: int = 10) -> list[PhotoRow]:
+        rows = self._db.execute("SELECT * FROM photos WHERE state='failed' ORDER BY updated_at DESC LIMIT ?", (limit,))
+        return [_row(r) for r in rows.fetchall()]
+
+
+def open_readonly(state_dir: Path) -> Journal:
+    """Open an existing journal for reporting (``andi-edge status``)."""
+    if not (state_dir / DB_NAME).is_file():
+        raise OutputError(
+            f"no journal in {state_dir}", hint="is this the --state folder of `andi-edge watch`? has it run yet?"
+        )
+    return Journal(state_dir)

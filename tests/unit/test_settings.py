@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from andi_edge.errors import ConfigError
+from andi_edge.settings import WatchConfig, load_watch_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config.example.yaml"
+
+
+def _keys(cls: type, prefix: str = "") -> set[str]:
+    keys = set()
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.type) or isinstance(f.default_factory, type):  # type: ignore[misc]
+            keys |= _keys(f.default_factory, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        else:
+            keys.add(prefix + f.name)
+    return keys
+
+
+def _flatten(mapping: dict, prefix: str = "") -> set[str]:  # type: ignore[type-arg]
+    keys = set()
+    for k, v in mapping.items():
+        keys |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+    return keys
+
+
+def test_example_config_is_valid_complete_and_shows_the_defaults() -> None:
+    config = load_watch_config(EXAMPLE)
+    assert _flatten(yaml.safe_load(EXAMPLE.read_text())) == _keys(WatchConfig), "document every key, no more"
+    defaults = WatchConfig()
+    for section in ("detector", "backend", "discovery", "outputs", "disk", "pipeline", "metrics", "logging"):
+        assert getattr(config, section) == getattr(defaults, section), f"the example must show {section} defaults"
+
+
+def test_errors_name_key_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    base = "watch: /x\nmodel: m.onnx\noutput: /o\n"
+    cases = {
+        "outputs:\n  crop_treshold: 0.3\n": "unknown key 'outputs.crop_treshold'",
+        "detector:\n  conf_threshold: 2\n": "conf_threshold must be between 0 and 1",
+        "discovery:\n  inotify: maybe\n": "'discovery.inotify' .* must be bool",
+        "disk: 5\n": "'disk' .* must be a mapping",
+        "logging:\n  format: xml\n": "logging.format must be plain or json",
+    }
+    for extra, message in cases.items():
+        path.write_text(base + extra)
+        with pytest.raises(ConfigError, match=message) as err:
+            load_watch_config(path)
+        assert str(path) in str(err.value)
+    path.write_text("model: m.onnx\n")
+    with pytest.raises(ConfigError, match="'watch' is not set"):
+        load_watch_config(path)
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping of settings"):
+        load_watch_config(path)
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("watch: /x\nmodel: m.onnx\noutput: /o\nbackend:\n  threads: 4\n")
+    config = load_watch_config(path, {"watch": "/card", "backend.threads": 2, "state": None})
+    assert config.watch == "/card" and config.backend.threads == 2 and config.state == ""
