@@ -15,7 +15,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config.example.yaml"
 def _keys(cls: type, prefix: str = "") -> set[str]:
     keys = set()
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(f.type) or isinstance(f.default_factory, type):  # type: ignore[misc]
+        if isinstance(f.default_factory, type):
             keys |= _keys(f.default_factory, f"{prefix}{f.name}.")  # type: ignore[arg-type]
         else:
             keys.add(prefix + f.name)
@@ -23,7 +23,7 @@ def _keys(cls: type, prefix: str = "") -> set[str]:
 
 
 def _flatten(mapping: dict, prefix: str = "") -> set[str]:  # type: ignore[type-arg]
-    keys = set()
+    keys: set[str] = set()
     for k, v in mapping.items():
         keys |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
     return keys
