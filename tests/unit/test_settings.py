@@ -16,7 +16,7 @@ def _keys(cls: type, prefix: str = "") -> set[str]:
     keys = set()
     for f in dataclasses.fields(cls):
         if isinstance(f.default_factory, type):
-            keys |= _keys(f.default_factory, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+            keys |= _keys(f.default_factory, f"{prefix}{f.name}.")
         else:
             keys.add(prefix + f.name)
     return keys
