@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from andi_edge import __version__
 from andi_edge.errors import AndiEdgeError
@@ -43,7 +44,9 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         help="ONNX Runtime execution provider to try first, e.g. CUDAExecutionProvider "
         "(repeatable; CPU is always the fallback)",
     )
-    group.add_argument("--threads", type=int, default=0, help="inference threads (0 = one per core)")
+    group.add_argument(
+        "--threads", type=int, default=0, help="inference threads (default 0 = the cores the decode workers leave)"
+    )
     group.add_argument(
         "--conf",
         type=float,
@@ -62,7 +65,7 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
 
 def _build_detector(args: argparse.Namespace) -> object:
     from andi_edge.config import DetectorSettings
-    from andi_edge.runtime.backends import BackendOptions
+    from andi_edge.pipeline import PipelineSettings, backend_options_for
     from andi_edge.runtime.detector import Detector
 
     settings = DetectorSettings(
@@ -71,7 +74,7 @@ def _build_detector(args: argparse.Namespace) -> object:
         max_detections=args.max_det,
         reduced_decode=not args.full_decode,
     )
-    options = BackendOptions(intra_op_threads=args.threads, providers=tuple(args.provider))
+    options = backend_options_for(args.threads, tuple(args.provider), PipelineSettings(args.decode_workers))
     return Detector(args.model, settings=settings, backend=args.backend, backend_options=options)
 
 
@@ -149,12 +152,13 @@ def _state_dir(config: object) -> Path:
 
 
 def _detector_from_config(config: object) -> object:
-    from andi_edge.runtime.backends import BackendOptions
+    from andi_edge.pipeline import PipelineSettings, backend_options_for
     from andi_edge.runtime.detector import Detector
     from andi_edge.settings import WatchConfig
 
     assert isinstance(config, WatchConfig)
-    options = BackendOptions(intra_op_threads=config.backend.threads, providers=config.backend.providers)
+    pipeline = PipelineSettings(config.pipeline.decode_workers, config.pipeline.max_in_flight)
+    options = backend_options_for(config.backend.threads, config.backend.providers, pipeline)
     return Detector(Path(config.model), settings=config.detector, backend=config.backend.name, backend_options=options)
 
 
@@ -232,6 +236,124 @@ def cmd_status(args: argparse.Namespace) -> int:
     for f in failures:
         print(f"failed: {f.card_id}/{f.rel_path}: {f.failure}")
     print(f"free disk at {disk_path}: {usage.free / (1 << 30):.2f} GiB")
+    return EXIT_OK
+
+
+# -- bench ----------------------------------------------------------------------------------------------------
+
+
+def _print_bench_table(report: dict[str, Any]) -> None:
+    model = report["model"]
+    print(
+        f"model {model['model_file']} ({model['model_size_bytes'] / 1e6:.1f} MB, sha256 {model['model_sha256'][:12]}) "
+        f"on {model['backend']} {model['backend_version']} [{','.join(model['execution_providers'])}], "
+        f"threads {model['threads'] or 'auto'}"
+    )
+    machine = report["machine"]
+    print(f"machine {machine['cpu_model']} x{machine['cpus_available']}, SIMD {' '.join(machine['simd']) or '-'}")
+    cold = report["cold_start_ms"]
+    since_start = cold.get("process_start_to_first_result")
+    print(
+        f"cold start: session {cold['session_create']:.0f} ms, first result {cold['first_result']:.0f} ms"
+        + (f", process start to first result {since_start:.0f} ms" if since_start else "")
+    )
+    rows = []
+    if "model_only" in report:
+        rows.append(("inference (synthetic input)", report["model_only"]["inference_ms"]))
+    if "photos" in report:
+        rows += [(f"  {stage}", stats) for stage, stats in report["photos"]["stage_ms"].items()]
+        rows.append(("end to end", report["photos"]["end_to_end_ms"]))
+    print(f"{'stage (ms)':<30}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'mean':>9}")
+    for name, stats in rows:
+        if stats:
+            print(
+                f"{name:<30}{stats['p50']:>9.2f}{stats['p90']:>9.2f}{stats['p99']:>9.2f}{stats['p99.9']:>9.2f}"
+                f"{stats['mean']:>9.2f}"
+            )
+    if "photos" in report:
+        tp = report["photos"]["throughput_photos_per_s"]
+        print(
+            f"throughput (photos/s): single-stream {tp['single_stream']}, pipelined {tp['pipelined']}; "
+            f"limit {tp['pipeline_limit']} (decode-only {tp['decode_only_all_cores']}, "
+            f"inference-only {tp['inference_only']}, each on all cores): pipelined at {tp['pipelined_vs_limit']:.0%} "
+            f"of it; both sharing the cores bound it at {tp['shared_core_bound']}"
+        )
+    elif "model_only" in report:
+        print(f"throughput (model only): {report['model_only']['throughput_photos_per_s']} inferences/s")
+    print(f"peak RSS {report['peak_rss_mb']:.0f} MB")
+    for compared in report.get("compare", []):
+        acc = compared["accuracy"]
+        print(
+            f"{compared['model']['model_file']} against this model's boxes: mAP@0.5 {acc['map50']:.3f}, "
+            f"recall {acc['recall_at_typical']:.3f} on {acc['reference_boxes']} reference boxes; its end-to-end p50 "
+            f"{compared['photos']['end_to_end_ms'].get('p50', float('nan')):.2f} ms, pipelined "
+            f"{compared['photos']['throughput_photos_per_s']['pipelined']} photos/s"
+        )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+
+    from andi_edge import bench
+    from andi_edge.errors import UsageError
+    from andi_edge.photos import find_photos
+    from andi_edge.pipeline import PipelineSettings
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.sinks.atomic import write_json_atomic
+
+    if args.runs < 1 or args.warmup < 0:
+        raise UsageError("--runs must be >= 1 and --warmup >= 0")
+    photos: list[Path] = []
+    if args.images is not None:
+        _, sources = find_photos([args.images])
+        photos = [s.path for s in sources][: args.max_photos]
+        if not photos:
+            raise UsageError(f"no photos (jpg, jpeg, png) under {args.images}")
+    if args.compare and not photos:
+        raise UsageError("--compare needs --images: accuracy is measured on real photos")
+    start = time.perf_counter()
+    detector = _build_detector(args)
+    assert isinstance(detector, Detector)
+    session_ms = (time.perf_counter() - start) * 1000
+    if photos:
+        detector.detect(photos[0])
+    else:
+        bench.bench_model_only(detector, runs=1, warmup=0)
+    first_ms = (time.perf_counter() - start) * 1000
+    age = bench.process_age_ms()
+    report: dict[str, Any] = {
+        "model": bench.model_info(detector),
+        "machine": bench.machine_info(),
+        "cold_start_ms": {
+            "session_create": round(session_ms, 1),
+            "first_result": round(first_ms, 1),
+            "process_start_to_first_result": None if age is None else round(age, 1),
+        },
+        "model_only": bench.bench_model_only(detector, args.runs * 20, args.warmup * 5 + 5),
+    }
+    pipeline = PipelineSettings(decode_workers=args.decode_workers)
+    if photos:
+        report["photos"] = bench.bench_photos(detector, photos, args.runs, args.warmup, pipeline)
+        report["images"] = str(args.images)
+    compared = []
+    for other_path in args.compare:
+        other_args = argparse.Namespace(**{**vars(args), "model": other_path})
+        other = _build_detector(other_args)
+        assert isinstance(other, Detector)
+        compared.append(
+            {
+                "model": bench.model_info(other),
+                "model_only": bench.bench_model_only(other, args.runs * 20, args.warmup * 5 + 5),
+                "photos": bench.bench_photos(other, photos, args.runs, args.warmup, pipeline),
+                "accuracy": bench.accuracy_delta(detector, other, photos),
+            }
+        )
+    if compared:
+        report["compare"] = compared
+    report["peak_rss_mb"] = round(bench.peak_rss_mb(), 1)
+    _print_bench_table(report)
+    if args.json:
+        write_json_atomic(args.json, report, indent=2)
+        print(f"json: {args.json}")
     return EXIT_OK
 
 
@@ -313,6 +435,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--name", default=None, help="model name for the card (default: STEM-IMGSZ)")
     export.add_argument("--licence", default=None, help="licence of the weights, for the card")
     export.set_defaults(handler=cmd_export)
+
+    bench_cmd = commands.add_parser(
+        "bench",
+        help="measure latency, throughput, memory (and accuracy against another model) on this machine",
+        description=(
+            "Without --images: model-only latency on synthetic input. With --images: the real pipeline on real "
+            "photos (read, decode, letterbox, inference, postprocess, sidecar write), p50/p90/p99/p99.9, single-stream "
+            "and pipelined throughput against the pipeline's limit, cold start, peak RSS. --compare OTHER.onnx adds "
+            "OTHER's speed and its accuracy against this model's boxes (mAP@0.5, recall)."
+        ),
+    )
+    _add_runtime_options(bench_cmd)
+    bench_cmd.add_argument("--images", type=Path, default=None, help="folder of real photos (recursive)")
+    bench_cmd.add_argument("--max-photos", type=int, default=200, help="use at most this many photos (default 200)")
+    bench_cmd.add_argument("--runs", type=int, default=3, help="passes over the photos after warm-up (default 3)")
+    bench_cmd.add_argument("--warmup", type=int, default=3, help="warm-up photos / inferences (default 3)")
+    bench_cmd.add_argument("--compare", type=Path, action="append", default=[], metavar="OTHER.onnx")
+    bench_cmd.add_argument("--json", type=Path, default=None, help="write everything measured to this file")
+    bench_cmd.set_defaults(handler=cmd_bench)
 
     watch = commands.add_parser(
         "watch",

@@ -22,7 +22,7 @@ from andi_edge.errors import ConfigError
 @dataclass(frozen=True)
 class BackendSettings:
     name: str = "ort"
-    #: inference threads (0 = one per core)
+    #: inference threads (0 = auto: the cores the decode workers leave, without spinning)
     threads: int = 0
     providers: tuple[str, ...] = ()
 

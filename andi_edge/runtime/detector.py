@@ -88,6 +88,10 @@ class Detector:
             self.load_ms,
         )
 
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
     @cached_property
     def model_sha256(self) -> str:
         digest = hashlib.sha256()

@@ -1,7 +1,8 @@
 """Letterbox: resize keeping the aspect ratio, pad to the model input, and map boxes back.
 
 Same geometry as the YOLOv5 / Ultralytics training and inference loaders (``letterbox`` with ``auto=False``):
-gain ``r = min(H/h, W/w)``, unpadded size ``round(w*r) x round(h*r)``, bilinear resize, grey (114) padding split
+gain ``r = min(H/h, W/w)``, unpadded size ``round(w*r) x round(h*r)``, bilinear resize (cv2 INTER_LINEAR
+geometry, see ``resize``), grey (114) padding split
 between both sides with the ``round(d -/+ 0.1)`` rule, RGB, scaled to 0..1, NCHW float32.
 
 The geometry is always computed from the *original* photo size, so a DCT-reduced decode feeds the network an
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import numpy.typing as npt
+
+from andi_edge.runtime.resize import resize_bilinear
 
 PAD_VALUE = 114
 
@@ -74,9 +76,7 @@ class LetterboxGeometry:
 def letterbox_rgb(rgb: npt.NDArray[np.uint8], geometry: LetterboxGeometry) -> npt.NDArray[np.uint8]:
     """Resize (bilinear) and pad an upright RGB image (any decoded size of the photo) to the model input, HWC."""
     if rgb.shape[1] != geometry.resized_w or rgb.shape[0] != geometry.resized_h:
-        rgb = np.asarray(
-            cv2.resize(rgb, (geometry.resized_w, geometry.resized_h), interpolation=cv2.INTER_LINEAR), dtype=np.uint8
-        )
+        rgb = resize_bilinear(rgb, geometry.resized_w, geometry.resized_h)
     canvas = np.full((geometry.input_h, geometry.input_w, 3), PAD_VALUE, dtype=np.uint8)
     canvas[
         geometry.pad_top : geometry.pad_top + geometry.resized_h,

@@ -1,12 +1,18 @@
 """Parity: the ONNX runtime's detections equal the PyTorch model's own inference on real photos.
 
 The reference is written here independently of the runtime: PIL decode + ImageOps.exif_transpose, YOLOv5's
-letterbox rule with cv2, the *unfused* PyTorch model, YOLOv5's NMS recipe with torchvision. The runtime side is
-the product path with full-quality decode: ONNX Runtime on the exported (BN-fused) graph, numpy heads and NMS.
+letterbox rule, the *unfused* PyTorch model, YOLOv5's NMS recipe with torchvision. The runtime side is the
+product path with full-quality decode: ONNX Runtime on the exported (BN-fused) graph, numpy heads and NMS.
+
+One piece is shared: the pixel interpolation. The runtime resizes with its own NumPy kernel (cv2's
+INTER_LINEAR geometry, within 1 grey level of cv2: tests/unit/test_resize.py) so the device needs no OpenCV.
+The strict parity test feeds both sides the same pixels; ``test_dropping_opencv_barely_moves_detections``
+measures what the 1-level difference costs against cv2's own resize.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -18,6 +24,7 @@ from PIL import Image, ImageOps
 
 from andi_edge.boxes import pairwise_iou
 from andi_edge.runtime.detector import Detector
+from andi_edge.runtime.resize import resize_bilinear
 from andi_edge.toolchain.yolov5_classic import Model, load_classic
 
 IMGSZ = 320
@@ -44,23 +51,31 @@ PARITY_PHOTOS = [
 ]
 
 
-def _letterbox_reference(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
+def _cv2_resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
+    return np.asarray(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def _letterbox_reference(
+    rgb: np.ndarray, size: int, resize: Callable[[np.ndarray, int, int], np.ndarray]
+) -> tuple[np.ndarray, float, tuple[float, float]]:
     h, w = rgb.shape[:2]
     r = min(size / h, size / w)
     new_w, new_h = round(w * r), round(h * r)
     dw, dh = (size - new_w) / 2, (size - new_h) / 2
     if (w, h) != (new_w, new_h):
-        rgb = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        rgb = resize(rgb, new_w, new_h)
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
     out = cv2.copyMakeBorder(rgb, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
     return out, r, (left, top)
 
 
-def _torch_reference(model: Model, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _torch_reference(
+    model: Model, path: Path, resize: Callable[[np.ndarray, int, int], np.ndarray] = resize_bilinear
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes in model-input pixels, scores, classes: YOLOv5 detect.py's recipe."""
     rgb = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
-    boxed, _, _ = _letterbox_reference(rgb, IMGSZ)
+    boxed, _, _ = _letterbox_reference(rgb, IMGSZ, resize)
     x = torch.from_numpy(boxed).permute(2, 0, 1).float().div(255).unsqueeze(0)
     with torch.no_grad():
         pred = model(x)[0]
@@ -84,12 +99,19 @@ def _photo(photos_dir: Path, rel: str) -> Path:
     return sorted(path.glob("*.jpg"))[0] if path.is_dir() else path
 
 
-@pytest.mark.parametrize("rel", PARITY_PHOTOS)
-def test_onnx_runtime_matches_pytorch(photos_dir: Path, torch_model: Model, detector_full: Detector, rel: str) -> None:
+def _compare(
+    photos_dir: Path,
+    torch_model: Model,
+    detector: Detector,
+    rel: str,
+    resize: Callable[[np.ndarray, int, int], np.ndarray],
+    box_tol_px: float,
+    conf_tol: float,
+) -> None:
     path = _photo(photos_dir, rel)
-    ref_boxes, ref_scores, ref_classes = _torch_reference(torch_model, path)
-    prepared = detector_full.prepare(path)
-    result = detector_full.infer(prepared)
+    ref_boxes, ref_scores, ref_classes = _torch_reference(torch_model, path, resize)
+    prepared = detector.prepare(path)
+    result = detector.infer(prepared)
     assert result.detections is not None
     ours = result.detections
     our_boxes = prepared.geometry.to_input_xyxy(ours.xyxy_px)
@@ -110,8 +132,23 @@ def test_onnx_runtime_matches_pytorch(photos_dir: Path, torch_model: Model, dete
             j = int(iou.argmax())
             match_box = other_boxes[same_class][j]
             match_score = other_scores[same_class][j]
-            assert np.abs(match_box - box).max() <= 1.0, f"{path.name}: {box} vs {match_box} (input px)"
-            assert abs(float(match_score) - float(score)) <= 0.01, f"{path.name}: conf {score} vs {match_score}"
+            assert np.abs(match_box - box).max() <= box_tol_px, f"{path.name}: {box} vs {match_box} (input px)"
+            assert abs(float(match_score) - float(score)) <= conf_tol, f"{path.name}: conf {score} vs {match_score}"
+
+
+@pytest.mark.parametrize("rel", PARITY_PHOTOS)
+def test_onnx_runtime_matches_pytorch(photos_dir: Path, torch_model: Model, detector_full: Detector, rel: str) -> None:
+    """Same pixels in: boxes within 1 px (model input space), confidence within 0.01."""
+    _compare(photos_dir, torch_model, detector_full, rel, resize_bilinear, box_tol_px=1.0, conf_tol=0.01)
+
+
+@pytest.mark.parametrize("rel", PARITY_PHOTOS)
+def test_dropping_opencv_barely_moves_detections(
+    photos_dir: Path, torch_model: Model, detector_full: Detector, rel: str
+) -> None:
+    """Against PyTorch fed by cv2's own resize (what YOLOv5's loaders do): the 1-grey-level difference costs
+    at most 2 px and 0.03 confidence on boxes above 0.12 (measured worst here: 0.019)."""
+    _compare(photos_dir, torch_model, detector_full, rel, _cv2_resize, box_tol_px=2.0, conf_tol=0.03)
 
 
 def test_parity_set_has_real_detections(photos_dir: Path, detector_full: Detector) -> None:

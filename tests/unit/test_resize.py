@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2  # only in the test environment (via the toolchain): the reference the runtime must match
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from andi_edge.runtime.resize import resize_bilinear
+
+
+def _cv2(image: np.ndarray, w: int, h: int) -> np.ndarray:
+    return np.asarray(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 300), st.integers(1, 300), st.integers(1, 300), st.integers(0, 2**32 - 1))
+def test_matches_opencv_inter_linear_within_one_level(src_w: int, src_h: int, w: int, h: int, seed: int) -> None:
+    image = np.random.default_rng(seed).integers(0, 256, (src_h, src_w, 3), dtype=np.uint8)
+    ours = resize_bilinear(image, w, h)
+    assert ours.shape == (h, w, 3) and ours.dtype == np.uint8
+    assert np.abs(ours.astype(int) - _cv2(image, w, h)).max() <= 1
+
+
+def test_real_photo_both_decode_sizes(photos_dir: Path) -> None:
+    photo = np.asarray(Image.open(photos_dir / "ecoassist_md_examples" / "1.jpg").convert("RGB"))
+    for source in (photo, np.ascontiguousarray(photo[::2, ::2])):
+        assert np.abs(resize_bilinear(source, 320, 240).astype(int) - _cv2(source, 320, 240)).max() <= 1
+
+
+def test_same_size_is_untouched_and_bad_size_refused() -> None:
+    image = np.zeros((4, 5, 3), np.uint8)
+    assert resize_bilinear(image, 5, 4) is image
+    with pytest.raises(ValueError, match="positive"):
+        resize_bilinear(image, 0, 4)
