@@ -71,8 +71,15 @@ class Daemon:
     model: Path = Path()
 
     def counts(self) -> dict[str, int]:
-        with sqlite3.connect(self.state / "journal.sqlite3") as db:
-            return dict(db.execute("SELECT state, COUNT(*) FROM photos GROUP BY state").fetchall())
+        """Journal rows by state; empty while no daemon has created the journal yet."""
+        path = self.state / "journal.sqlite3"
+        if not path.exists():
+            return {}
+        with sqlite3.connect(path) as db:
+            try:
+                return dict(db.execute("SELECT state, COUNT(*) FROM photos GROUP BY state").fetchall())
+            except sqlite3.OperationalError:  # killed before it created its tables
+                return {}
 
     def sidecars(self) -> list[Path]:
         return sorted(p for p in self.out.rglob("*.json") if p.name != "megadetector_results.json")

@@ -113,14 +113,26 @@ def test_kill_9_at_random_moments_loses_nothing_and_repeats_nothing(
     tmp_path: Path, photos_dir: Path, model_320: Path
 ) -> None:
     daemon = make_daemon(tmp_path, model_320)
-    rels = _fill_card(daemon.card, _real_photos(photos_dir, 24))
+    rels = _fill_card(daemon.card, _real_photos(photos_dir, 48))
     before = hashes(daemon.card)
     rng = random.Random(20261126)
-    for _ in range(6):
+    for round_ in range(6):
         proc = daemon.start()
-        time.sleep(rng.uniform(0.8, 2.5))
+        if round_ == 0:
+            time.sleep(rng.uniform(0.1, 0.6))  # during start-up, possibly before the journal exists
+        else:
+            # on progress, not on a timer, so every kill lands while photos are being processed
+            target = daemon.counts().get("done", 0) + rng.randint(1, 5)
+            wait_until(
+                lambda target=target: daemon.counts().get("done", 0) >= target,  # type: ignore[misc]
+                60,
+                "progress before the kill",
+                daemon.log,
+            )
+            time.sleep(rng.uniform(0, 0.04))
         proc.kill()  # SIGKILL: no cleanup at all
         proc.wait(timeout=30)
+    assert daemon.counts().get("done", 0) < len(rels), "the kills must land before the card is finished"
     daemon.run_once()
     assert daemon.counts() == {"done": len(rels)}
     _assert_exactly_once(daemon, rels)
