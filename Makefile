@@ -17,11 +17,12 @@ export ANDI_EDGE_CACHE_DIR ?= $(CURDIR)/$(BUILD)/cache
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
-.PHONY: venv model demo test lint typecheck unit help clean
+.PHONY: venv model demo test lint typecheck unit help clean bench
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos"
 	@echo "make test   - set up, then lint, type-check, import contracts and the whole test suite"
+	@echo "make bench  - the benchmark suite -> benchmarks/results/ (a few minutes)"
 	@echo "make model  - only build $(MODEL)"
 	@echo "make clean  - remove build outputs (keeps the virtualenv)"
 
@@ -56,3 +57,6 @@ test: lint typecheck
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache
+
+bench: $(STAMP)
+	$(PY) benchmarks/suite.py

@@ -17,7 +17,8 @@ import shutil
 import signal
 import threading
 import time
-from concurrent.futures import Future
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -32,7 +33,7 @@ from andi_edge.pipeline import PipelineSettings, photo_failure, prefetch_ordered
 from andi_edge.runtime.decode import decode_photo
 from andi_edge.runtime.detector import Detector, PreparedPhoto
 from andi_edge.settings import WatchConfig
-from andi_edge.sinks.atomic import write_json_atomic
+from andi_edge.sinks.atomic import remove_stale_temp_files, write_json_atomic
 from andi_edge.sinks.crops import write_crops
 from andi_edge.sinks.md_batch import batch_document, image_entry
 from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
@@ -52,6 +53,17 @@ class DiskFullError(Exception):
 
 class CardGoneError(Exception):
     """The photo's card was removed while we worked on it."""
+
+
+@dataclass
+class _PendingWrite:
+    """A photo whose result is known and whose outputs the writer thread is making durable."""
+
+    row: PhotoRow
+    job: Future[None]
+    entry: dict[str, Any]
+    failure: str | None
+    timings_ms: dict[str, float]
 
 
 @dataclass
@@ -88,6 +100,8 @@ class WatchService:
         self._last_metrics = 0.0
         self._paused_until = 0.0
         self._lock_file: Any = None
+        # Crops need a full-resolution decode and JPEG encodes: as costly as inference, so they run behind it.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="andi-write")
         self._provenance = detector.provenance()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -111,11 +125,16 @@ class WatchService:
             # An earlier run may have died before its last render: rebuild every card's batch file from the journal.
             self._dirty_cards.update(journal.cards())
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            # ...or in the middle of an atomic write: its final files are whole, but its temp file stays.
+            swept = remove_stale_temp_files(self.output_dir)
+            if swept:
+                log.warning("removed %d temp file(s) left by an interrupted write", swept)
             self.discovery.start()
             self.notifier.ready(f"watching {self.root}")
             log.info("watching %s -> %s (state %s)", self.root, self.output_dir, self.state_dir)
             self._loop(journal)
         finally:
+            self._writer.shutdown(wait=True)
             self.notifier.stopping("flushing results")
             self.discovery.stop()
             with contextlib.suppress(OutputError):
@@ -180,23 +199,54 @@ class WatchService:
             self._stop.set()
 
     def _process(self, journal: Journal, rows: list[PhotoRow]) -> None:
+        """Decode ahead (thread), infer here, write outputs behind (writer thread), commit here, in order."""
         settings = PipelineSettings(self.config.pipeline.decode_workers, self.config.pipeline.max_in_flight)
         results = prefetch_ordered(rows, self._load, settings)
+        writes: deque[_PendingWrite] = deque()
         handed_back = False
         for row, future in results:
             if self._stop.is_set() or handed_back or time.monotonic() < self._paused_until:
-                journal.release(row.id)  # SIGTERM or a pause: what is not finished stays pending
+                journal.release(row.id)  # SIGTERM or a pause: what is not started stays pending
                 continue
             try:
-                self._finish(journal, row, future)
-            except DiskFullError as exc:
-                journal.release(row.id)
-                handed_back = True
-                self._pause_for_disk(str(exc))
+                write = self._finish(journal, row, future)
             except CardGoneError:
                 journal.release(row.id)
                 handed_back = True
+                continue
+            if write is not None:
+                writes.append(write)
+            handed_back = self._commit_written(journal, writes, keep=settings.max_in_flight) or handed_back
             self.notifier.heartbeat()
+        self._commit_written(journal, writes, keep=0)
+
+    def _commit_written(self, journal: Journal, writes: deque[_PendingWrite], keep: int) -> bool:
+        """Mark photos done whose outputs are durable, oldest first, until at most ``keep`` are in flight.
+
+        Returns True when a full disk made us hand the rest back (they stay pending; their outputs, if any got
+        written, are rewritten identically on the retry).
+        """
+        while writes and (writes[0].job.done() or len(writes) > keep):
+            write = writes.popleft()
+            try:
+                write.job.result()
+            except DiskFullError as exc:
+                journal.release(write.row.id)
+                for later in writes:
+                    later.job.exception()  # let it finish before its photo is handed back
+                    journal.release(later.row.id)
+                writes.clear()
+                self._pause_for_disk(str(exc))
+                return True
+            if write.failure is not None:
+                journal.mark_failed(write.row.id, write.entry, write.failure)
+                self.metrics.failed_total += 1
+            else:
+                journal.mark_done(write.row.id, write.entry)
+                self.metrics.processed_total += 1
+                self.metrics.observe(write.timings_ms)
+            self._dirty_cards.add(write.row.card_id)
+        return False
 
     # -- one photo ------------------------------------------------------------------------------------------
 
@@ -223,13 +273,14 @@ class WatchService:
             return _Loaded(data, sha256, None, failure)
         return _Loaded(data, sha256, prepared, None)
 
-    def _finish(self, journal: Journal, row: PhotoRow, future: Future[_Loaded]) -> None:
+    def _finish(self, journal: Journal, row: PhotoRow, future: Future[_Loaded]) -> _PendingWrite | None:
+        """Infer on a decoded photo and hand its outputs to the writer; None when there is nothing to write."""
         exc = future.exception()
         if isinstance(exc, CardGoneError):
             if self.discovery.available() and not (self.root / row.rel_path).exists():
                 log.info("%s vanished before it was read; forgetting it", row.rel_path)
                 journal.forget(row.id)
-                return
+                return None
             raise exc
         if exc is not None:
             raise exc
@@ -237,27 +288,20 @@ class WatchService:
         if journal.done_with_hash(row.card_id, loaded.sha256, row.rel_path) is not None:
             log.info("%s: already processed (same bytes); skipping", row.rel_path)
             journal.mark_duplicate(row.id)
-            return
+            return None
         output_key = self._output_key(journal, row, loaded.sha256)
         journal.set_hash(row.id, loaded.sha256, output_key)
         card_out = self.output_dir / row.card_id
+        failure = None
         if loaded.failure is not None or loaded.prepared is None:
             failure = loaded.failure or "internal_error: nothing decoded"
             log.warning("%s: %s", row.rel_path, failure)
             result = ImageResult(path=Path(row.rel_path), failure=failure)
-            entry = image_entry(result, row.rel_path)
-            self._write_outputs(card_out, output_key, row, loaded, result, entry)
-            journal.mark_failed(row.id, entry, failure)
-            self.metrics.failed_total += 1
-            self._dirty_cards.add(row.card_id)
-            return
-        result = self.detector.infer(loaded.prepared)
+        else:
+            result = self.detector.infer(loaded.prepared)
         entry = image_entry(result, row.rel_path)
-        self._write_outputs(card_out, output_key, row, loaded, result, entry)
-        journal.mark_done(row.id, entry)
-        self.metrics.processed_total += 1
-        self.metrics.observe(result.timings_ms)
-        self._dirty_cards.add(row.card_id)
+        job = self._writer.submit(self._write_outputs, card_out, output_key, row, loaded, result, entry)
+        return _PendingWrite(row=row, job=job, entry=entry, failure=failure, timings_ms=result.timings_ms)
 
     def _output_key(self, journal: Journal, row: PhotoRow, sha256: str) -> str:
         """The photo's path on the card, unless another photo (other bytes) already owns those outputs."""

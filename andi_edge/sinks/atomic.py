@@ -8,16 +8,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from andi_edge.errors import OutputError
 
+TMP_SUFFIX = ".tmp"
+#: what ``mkstemp(prefix=".NAME.", suffix=".tmp")`` creates: a hidden name, 8 random characters, .tmp
+_TMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -33,6 +38,18 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_json_atomic(path: Path, document: Any, indent: int | None = 1) -> None:
     write_bytes_atomic(path, (json.dumps(document, indent=indent, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def remove_stale_temp_files(root: Path) -> int:
+    """Delete temp files a killed writer left under ``root``; only for a folder no one else is writing to."""
+    removed = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            if _TMP_NAME.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    (Path(dirpath) / name).unlink()
+                    removed += 1
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -46,3 +46,15 @@ def test_document_header() -> None:
     assert doc["info"]["detector_metadata"]["typical_detection_threshold"] == 0.25
     assert doc["detection_categories"] == {"1": "a", "2": "b"}
     assert doc["images"] == []
+
+
+def test_stale_temp_files_are_swept_and_nothing_else(tmp_path: Path) -> None:
+    from andi_edge.sinks.atomic import remove_stale_temp_files, write_json_atomic
+
+    write_json_atomic(tmp_path / "a" / "IMG_0001.JPG.json", {"ok": True})
+    (tmp_path / "a" / ".IMG_0002.JPG.json.k3j_9xqz.tmp").write_text("{half")
+    (tmp_path / ".megadetector_results.json.abcdefgh.tmp").write_text("{")
+    (tmp_path / "a" / "notes.tmp").write_text("a user's file")
+    (tmp_path / "a" / ".hidden.tmp").write_text("not ours either")
+    assert remove_stale_temp_files(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [".hidden.tmp", "IMG_0001.JPG.json", "a", "notes.tmp"]
