@@ -17,7 +17,7 @@ export ANDI_EDGE_CACHE_DIR ?= $(CURDIR)/$(BUILD)/cache
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
-.PHONY: venv model demo test lint typecheck unit help clean bench
+.PHONY: venv model demo test lint typecheck unit help clean bench tools
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos"
@@ -52,7 +52,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The unit-file tests need systemd-analyze; install systemd's tools when the machine lacks them.
+tools:
+	@command -v systemd-analyze >/dev/null || { echo "installing systemd-analyze (package systemd) for the unit-file tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
+
+test: lint typecheck tools
 	$(BIN)/pytest
 
 clean:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge import __version__
-from andi_edge.errors import AndiEdgeError
+from andi_edge.errors import AndiEdgeError, UsageError
 
 log = logging.getLogger("andi_edge")
 
@@ -357,6 +358,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- service install / uninstall ------------------------------------------------------------------------------
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from andi_edge import service_install as si
+
+    root = args.root or Path("/")
+    if args.action == "install":
+        if args.watch is None or args.model is None:
+            raise UsageError("service install needs --watch DIR and --model MODEL.onnx")
+        plan = si.plan_install(root, args.watch, args.model, args.output, args.profile)
+    else:
+        plan = si.plan_uninstall(root, purge=args.purge)
+    if root == Path("/") and not args.dry_run and os.geteuid() != 0:
+        raise UsageError("installing into / needs root", hint="run with sudo, or stage with --root DIR / --dry-run")
+    for line in si.execute(plan, dry_run=args.dry_run):
+        print(line)
+    if args.action == "install" and not args.dry_run:
+        si.validate_config_file(plan.path(si.CONFIG_DIR / "config.yaml"))
+        where = "" if root == Path("/") else f" under {root}"
+        print(f"installed{where}; check it with: andi-edge check --config {si.CONFIG_DIR / 'config.yaml'}")
+    return EXIT_OK
+
+
 # -- export / info --------------------------------------------------------------------------------------------
 
 
@@ -494,6 +519,29 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--failures", type=int, default=10, help="how many recent failures to list")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
+
+    service = commands.add_parser(
+        "service",
+        help="install or remove the systemd service, SD-card trigger, config and user",
+        description=(
+            "install: write the hardened systemd units, the SD-card udev rule and trigger script, a documented "
+            "config (with a device profile), copy the model, create the andi-edge user and enable the service. "
+            "Idempotent. --root DIR stages everything under DIR (host commands are listed, not run); --dry-run "
+            "prints every file and command and writes nothing. uninstall removes units, rule and script, and keeps "
+            "config and data unless --purge."
+        ),
+    )
+    service.add_argument("action", choices=["install", "uninstall"])
+    service.add_argument("--watch", type=Path, help="folder or card mount point to watch (install)")
+    service.add_argument("--model", "-m", type=Path, help="ONNX model to install (install)")
+    service.add_argument(
+        "--output", "-o", type=Path, default=None, help="output folder (default /var/lib/andi-edge/output)"
+    )
+    service.add_argument("--profile", choices=["raspberry-pi", "jetson", "x86"], default=None, help="device profile")
+    service.add_argument("--root", type=Path, default=None, help="stage into this folder instead of /")
+    service.add_argument("--dry-run", action="store_true", help="print every file and command; change nothing")
+    service.add_argument("--purge", action="store_true", help="uninstall: also remove config and all data")
+    service.set_defaults(handler=cmd_service)
 
     info = commands.add_parser("info", help="print an ONNX model's card and how it would run here")
     info.add_argument("model", type=Path, help="ONNX model")

@@ -155,8 +155,15 @@ def pytorch_rate(photos: list[Path], conf: float) -> float:
         nw, nh = round(w * r), round(h * r)
         img = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
         dw, dh = (320 - nw) / 2, (320 - nh) / 2
-        img = cv2.copyMakeBorder(img, round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1),
-                                 cv2.BORDER_CONSTANT, value=(114, 114, 114))  # fmt: skip
+        img = cv2.copyMakeBorder(
+            img,
+            round(dh - 0.1),
+            round(dh + 0.1),
+            round(dw - 0.1),
+            round(dw + 0.1),
+            cv2.BORDER_CONSTANT,
+            value=(114, 114, 114),
+        )
         x = torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))).float().div(255)[None]
         with torch.no_grad():
             pred = model(x)[0]
@@ -251,8 +258,23 @@ def daemon_rate(model: Path, photos: list[Path], workdir: Path) -> dict[str, Any
     cli = Path(sys.executable).with_name("andi-edge")
     start = time.time()
     with logfile.open("w") as f:
-        subprocess.run([str(cli), "--log-level", "info", "watch", str(card), "-m", str(model), "-o",
-                        str(workdir / "out"), "--once"], check=True, stderr=f, stdout=f)  # fmt: skip
+        subprocess.run(
+            [
+                str(cli),
+                "--log-level",
+                "info",
+                "watch",
+                str(card),
+                "-m",
+                str(model),
+                "-o",
+                str(workdir / "out"),
+                "--once",
+            ],
+            check=True,
+            stderr=f,
+            stdout=f,
+        )
     wall = time.time() - start
     text = logfile.read_text()
     stamps = [datetime.strptime(m, "%Y-%m-%d %H:%M:%S,%f") for m in re.findall(r"^(\S+ \S+) INFO", text, re.M)]
@@ -378,13 +400,32 @@ def targets(report: dict[str, Any]) -> list[str]:
 def detect_process_numbers(model: Path, workdir: Path) -> tuple[float, float]:
     """Peak RSS of a whole `andi-edge detect` run, and process start to first result for a single photo."""
     cli = Path(sys.executable).with_name("andi-edge")
-    out = subprocess.run(["/usr/bin/time", "-f", "%M", str(cli), "detect", str(PHOTOS), "-m", str(model), "-o",
-                          str(workdir / "r.json"), "-q"], capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            "/usr/bin/time",
+            "-f",
+            "%M",
+            str(cli),
+            "detect",
+            str(PHOTOS),
+            "-m",
+            str(model),
+            "-o",
+            str(workdir / "r.json"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rss_mb = int(out.stderr.strip().splitlines()[-1]) / 1024
     photo = PHOTOS / "ecoassist_md_examples" / "1.jpg"
     start = time.perf_counter()
-    subprocess.run([str(cli), "detect", str(photo), "-m", str(model), "-o", str(workdir / "one.json"), "-q"],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [str(cli), "detect", str(photo), "-m", str(model), "-o", str(workdir / "one.json"), "-q"],
+        check=True,
+        capture_output=True,
+    )
     return round(rss_mb, 1), round((time.perf_counter() - start) * 1000, 1)
 
 
@@ -397,8 +438,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
     cmp_ = report["comparison_320"]
     tp = report["andi_edge"]["yolov5n-320"]["photos"]["throughput_photos_per_s"]
     names = ["andi-edge\nclassic n", "PyTorch\nclassic n", "andi-edge\nYOLOv5u n", "Ultralytics\nYOLOv5u n"]
-    values = [tp["pipelined"], cmp_["pytorch_photos_per_s"], cmp_["andi_anchor_free_photos_per_s"],
-              cmp_["ultralytics_photos_per_s"]]  # fmt: skip
+    values = [
+        tp["pipelined"],
+        cmp_["pytorch_photos_per_s"],
+        cmp_["andi_anchor_free_photos_per_s"],
+        cmp_["ultralytics_photos_per_s"],
+    ]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(names, values, color=["#2a7", "#888", "#2a7", "#888"])
     ax.axhline(tp["shared_core_bound"], color="#c33", linestyle="--", label="shared-core bound")

@@ -99,8 +99,9 @@ def make_daemon(
             min_free_mb=min_free_mb, crops_min_free_mb=crops_min_free_mb, metrics=tmp_path / "metrics.prom"
         )
     )
-    daemon = Daemon(card=card, out=out or tmp_path / "out", state=tmp_path / "state", config=config,
-                    log=tmp_path / "daemon.log")  # fmt: skip
+    daemon = Daemon(
+        card=card, out=out or tmp_path / "out", state=tmp_path / "state", config=config, log=tmp_path / "daemon.log"
+    )
     daemon.model = model
     return daemon
 

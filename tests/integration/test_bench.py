@@ -27,8 +27,23 @@ def test_real_photos_and_compare(tmp_path: Path, model_320: Path, photos_dir: Pa
     assert run_cli("export", weights_path, "--imgsz", "256", "-o", smaller).returncode == 0
     out = tmp_path / "b.json"
     photos = photos_dir / "ecoassist_md_examples"
-    proc = run_cli("bench", "-m", model_320, "--images", photos, "--runs", "1", "--warmup", "1",
-                   "--compare", model_320, "--compare", smaller, "--json", out)  # fmt: skip
+    proc = run_cli(
+        "bench",
+        "-m",
+        model_320,
+        "--images",
+        photos,
+        "--runs",
+        "1",
+        "--warmup",
+        "1",
+        "--compare",
+        model_320,
+        "--compare",
+        smaller,
+        "--json",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     run = report["photos"]

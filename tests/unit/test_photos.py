@@ -23,8 +23,14 @@ def test_walk_is_recursive_sorted_and_skips_hidden_and_outside_links(tmp_path: P
     (root / ".Trashes").mkdir()
     outside = tmp_path / "elsewhere.jpg"
     outside.write_bytes(b"x")
-    for rel in ("DCIM/101RECNX/IMG_0001.JPG", "DCIM/100RECNX/IMG_0002.jpeg", "DCIM/100RECNX/._IMG_0002.jpeg",
-                ".Trashes/IMG_0009.JPG", "top.PNG", "DCIM/readme.txt"):  # fmt: skip
+    for rel in (
+        "DCIM/101RECNX/IMG_0001.JPG",
+        "DCIM/100RECNX/IMG_0002.jpeg",
+        "DCIM/100RECNX/._IMG_0002.jpeg",
+        ".Trashes/IMG_0009.JPG",
+        "top.PNG",
+        "DCIM/readme.txt",
+    ):
         (root / rel).write_bytes(b"x")
     os.symlink(outside, root / "DCIM" / "escape.jpg")
     os.symlink(root / "top.PNG", root / "DCIM" / "inside.png")

@@ -1,0 +1,218 @@
+"""Field install: unit files checked by systemd-analyze, the installer staged with --root, the card trigger."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from andi_edge.service_install import PROFILES_DIR, render_config
+from andi_edge.settings import load_watch_config
+from tests.integration.cli_runner import ANDI_EDGE, run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+CARD_SCRIPT = REPO / "deploy" / "andi-edge-card"
+MAX_EXPOSURE = 2.0
+
+
+def _analyze() -> str:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.fail("systemd-analyze is missing: `make test` installs it (apt-get install systemd)")
+    return tool
+
+
+@pytest.fixture()
+def staged(tmp_path: Path, model_320: Path) -> Path:
+    root = tmp_path / "root"
+    proc = run_cli(
+        "service",
+        "install",
+        "--root",
+        root,
+        "--watch",
+        "/media/trap",
+        "--model",
+        model_320,
+        "--profile",
+        "raspberry-pi",
+    )
+    assert proc.returncode == 0, proc.stderr
+    return root
+
+
+def _units_for_host(root: Path, tmp_path: Path) -> list[Path]:
+    """The staged units, with paths into the staging root so systemd-analyze finds their programs."""
+    out = []
+    for name, instance in (
+        ("andi-edge.service", "andi-edge.service"),
+        ("andi-edge-card@.service", "andi-edge-card@sdz1.service"),
+    ):
+        text = (
+            (root / "etc/systemd/system" / name)
+            .read_text()
+            .replace("/usr/local/lib/andi-edge", f"{root}/usr/local/lib/andi-edge")
+        )
+        target = tmp_path / instance
+        target.write_text(text)
+        out.append(target)
+    return out
+
+
+def test_units_verify_and_are_hardened(staged: Path, tmp_path: Path) -> None:
+    tool = _analyze()
+    for unit in _units_for_host(staged, tmp_path):
+        verify = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, check=False)
+        assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+        security = subprocess.run(
+            [tool, "security", "--offline=yes", str(unit)], capture_output=True, text=True, check=False
+        )
+        match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout + security.stderr)
+        assert match, security.stdout + security.stderr
+        assert float(match.group(1)) <= MAX_EXPOSURE, security.stdout
+    service = (staged / "etc/systemd/system/andi-edge.service").read_text()
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "User=andi-edge",
+        "ProtectSystem=strict",
+        "CapabilityBoundingSet=\n",
+        "SystemCallFilter=@system-service",
+        "MemoryMax=",
+        f"ExecStart={ANDI_EDGE} watch",
+    ):
+        assert line in service
+
+
+def test_install_is_complete_idempotent_and_uninstalls(staged: Path, model_320: Path) -> None:
+    config_path = staged / "etc/andi-edge/config.yaml"
+    config = load_watch_config(config_path)
+    assert config.watch == "/media/trap" and config.model == "/var/lib/andi-edge/models/yolov5n-320.onnx"
+    assert config.output == "/var/lib/andi-edge/output" and config.pipeline.decode_workers == 1
+    assert (staged / "var/lib/andi-edge/models/yolov5n-320.onnx").read_bytes() == model_320.read_bytes()
+    script = staged / "usr/local/lib/andi-edge/andi-edge-card"
+    assert os.access(script, os.X_OK)
+    rule = (staged / "etc/udev/rules.d/99-andi-edge-card.rules").read_text()
+    assert 'ENV{ID_FS_TYPE}=="vfat|exfat"' in rule and 'KERNEL!="mmcblk0p*"' in rule
+    assert 'ENV{SYSTEMD_WANTS}+="andi-edge-card@%k.service"' in rule
+    again = run_cli(
+        "service",
+        "install",
+        "--root",
+        staged,
+        "--watch",
+        "/media/trap",
+        "--model",
+        model_320,
+        "--profile",
+        "raspberry-pi",
+    )
+    assert again.returncode == 0
+    writes = [line for line in again.stdout.splitlines() if line.startswith(("write", "copy"))]
+    assert writes and all(line.endswith("(unchanged)") for line in writes), again.stdout
+    assert "useradd" in again.stdout and "(skipped: staging root)" in again.stdout
+    # a config the user edited is kept, the new one goes beside it
+    config_path.write_text(config_path.read_text().replace("max_detections: 100", "max_detections: 50"))
+    third = run_cli(
+        "service",
+        "install",
+        "--root",
+        staged,
+        "--watch",
+        "/media/trap",
+        "--model",
+        model_320,
+        "--profile",
+        "raspberry-pi",
+    )
+    assert "kept your edited file" in third.stdout
+    assert "max_detections: 50" in config_path.read_text() and (staged / "etc/andi-edge/config.yaml.new").exists()
+    removed = run_cli("service", "uninstall", "--root", staged)
+    assert removed.returncode == 0, removed.stderr
+    assert not (staged / "etc/systemd/system/andi-edge.service").exists()
+    assert not (staged / "etc/udev/rules.d/99-andi-edge-card.rules").exists()
+    assert config_path.exists() and (staged / "var/lib/andi-edge/models/yolov5n-320.onnx").exists(), "data is kept"
+
+
+def test_dry_run_prints_everything_and_writes_nothing(tmp_path: Path, model_320: Path) -> None:
+    root = tmp_path / "root"
+    proc = run_cli("service", "install", "--root", root, "--dry-run", "--watch", "/media/trap", "--model", model_320)
+    assert proc.returncode == 0, proc.stderr
+    assert not root.exists()
+    for expected in (
+        "write",
+        "andi-edge.service",
+        "    | Type=notify",
+        "andi-edge-card@.service",
+        "config.yaml",
+        "useradd",
+        "systemctl enable --now andi-edge.service",
+    ):
+        assert expected in proc.stdout
+
+
+def test_install_mistakes(tmp_path: Path) -> None:
+    proc = run_cli("service", "install", "--root", tmp_path, "--watch", "/media/trap")
+    assert proc.returncode == 2 and "needs --watch DIR and --model" in proc.stderr
+    proc = run_cli("service", "install", "--root", tmp_path, "--watch", "/m", "--model", tmp_path / "none.onnx")
+    assert proc.returncode == 2 and "model file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+def test_every_profile_gives_a_valid_config(tmp_path: Path, profile: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(render_config(Path("/media/trap"), Path("/m.onnx"), Path("/out"), profile))
+    config = load_watch_config(path)
+    if profile == "jetson":
+        assert config.backend.providers[0] == "TensorrtExecutionProvider"
+
+
+def _card_env(tmp_path: Path, mount: Path, model: Path) -> dict[str, str]:
+    config = tmp_path / "config.yaml"
+    config.write_text(render_config(Path("/unused"), model, tmp_path / "unused", "x86"))
+    return dict(
+        os.environ,
+        ANDI_EDGE=str(ANDI_EDGE),
+        CARD_MOUNT=str(mount),
+        CARD_OUTPUT=str(tmp_path / "cards"),
+        CARD_CONFIG=str(config),
+    )
+
+
+def test_card_trigger_processes_a_folder_standing_in_for_a_card(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    card = tmp_path / "mnt"
+    (card / "DCIM" / "100RECNX").mkdir(parents=True)
+    for src in sorted((photos_dir / "serengeti_S1_D04_R6_sequence").glob("*.JPG"))[:3]:
+        shutil.copy2(src, card / "DCIM" / "100RECNX" / src.name)
+    env = _card_env(tmp_path, card, model_320)
+    proc = subprocess.run(
+        ["bash", str(CARD_SCRIPT), "process", "sdz1"], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "andi-edge-card sdz1: done: photos: pending 0, claimed 0, done 3" in proc.stdout
+    status = json.loads((tmp_path / "cards" / "sdz1.status.json").read_text())
+    assert status["result"] == "done" and status["journal"]["counts"]["done"] == 3
+    batch = json.loads((tmp_path / "cards" / "local" / "megadetector_results.json").read_text())
+    assert len(batch["images"]) == 3
+
+
+def test_card_trigger_skips_a_card_without_photos_and_refuses_bad_input(tmp_path: Path, model_320: Path) -> None:
+    empty = tmp_path / "mnt"
+    (empty / "MISC").mkdir(parents=True)
+    env = _card_env(tmp_path, empty, model_320)
+    proc = subprocess.run(
+        ["bash", str(CARD_SCRIPT), "process", "sdz2"], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and "nothing to do" in proc.stdout
+    assert json.loads((tmp_path / "cards" / "sdz2.status.json").read_text())["result"] == "skipped"
+    for args, message in ((["eject", "sdz2"], "unknown action"), (["process", "../etc"], "bad device name")):
+        bad = subprocess.run(["bash", str(CARD_SCRIPT), *args], env=env, capture_output=True, text=True, check=False)
+        assert bad.returncode == 2 and message in bad.stderr
