@@ -358,6 +358,53 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- batch ----------------------------------------------------------------------------------------------------
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from andi_edge.batch.runner import BatchRequest, run_batch
+    from andi_edge.config import DetectorSettings
+
+    request = BatchRequest(
+        roots=args.paths,
+        model=args.model,
+        output=args.output,
+        engine=args.engine,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        chunk_size=args.chunk_size,
+        previous_results=args.previous_results,
+        sidecar_dir=args.sidecars,
+        settings=DetectorSettings(
+            conf_threshold=args.conf,
+            iou_threshold=args.iou,
+            max_detections=args.max_det,
+            reduced_decode=not args.full_decode,
+        ),
+        threads=args.threads,
+        providers=tuple(args.provider),
+    )
+    bar = tqdm(unit="photo", disable=not sys.stderr.isatty() or args.quiet, dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    with bar:
+        summary = run_batch(request, progress)
+    rate = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
+    print(
+        f"{summary.photos} photos: {summary.processed} processed ({rate:.1f} photos/s, {summary.engine} engine, "
+        f"{summary.workers} worker(s)), {summary.reused_from_shards} from an interrupted run, "
+        f"{summary.reused_from_previous} from --previous-results; {summary.failed} failed"
+    )
+    print(f"results: {args.output}")
+    return EXIT_OK
+
+
 # -- service install / uninstall ------------------------------------------------------------------------------
 
 
@@ -479,6 +526,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument("--compare", type=Path, action="append", default=[], metavar="OTHER.onnx")
     bench_cmd.add_argument("--json", type=Path, default=None, help="write everything measured to this file")
     bench_cmd.set_defaults(handler=cmd_bench)
+
+    batch = commands.add_parser(
+        "batch",
+        help="back-process whole archives on all cores or a Ray cluster; resumable",
+        description=(
+            "Process every photo under the ROOTs with worker processes (--engine local, all cores) or Ray Data "
+            "(--engine ray: a local Ray instance, or a cluster with --ray-address) and write one MegaDetector 1.6 "
+            "file. Both engines run the same runtime code: results are identical whichever engine and worker "
+            "count. Finished chunks are saved beside the output, so a rerun after a crash or Ctrl-C continues "
+            "where it stopped. A worker that dies is replaced and its photos retried once."
+        ),
+    )
+    batch.add_argument("paths", nargs="+", type=Path, metavar="ROOT", help="photo files or folders")
+    batch.add_argument("--output", "-o", type=Path, required=True, help="results JSON to write")
+    batch.add_argument("--engine", choices=["local", "ray"], default="local")
+    batch.add_argument("--workers", type=int, default=0, help="worker processes / actors (default: cores / 2)")
+    batch.add_argument("--ray-address", default=None, help="a running Ray cluster (default: start a local one)")
+    batch.add_argument("--chunk-size", type=int, default=16, help="photos per unit of work (default 16)")
+    batch.add_argument("--previous-results", type=Path, default=None, help="reuse an earlier results file's entries")
+    batch.add_argument("--sidecars", type=Path, default=None, help="also write one sidecar JSON per photo here")
+    batch.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _add_runtime_options(batch)
+    batch.set_defaults(handler=cmd_batch)
 
     watch = commands.add_parser(
         "watch",

@@ -289,6 +289,28 @@ def daemon_rate(model: Path, photos: list[Path], workdir: Path) -> dict[str, Any
     }
 
 
+def batch_scaling(model: Path, workdir: Path) -> dict[str, Any]:
+    """`andi-edge batch` photos/s with 1 and 2 workers, both engines, as subprocesses (Ray start-up included)."""
+    cli = Path(sys.executable).with_name("andi-edge")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    out: dict[str, Any] = {}
+    for engine in ("local", "ray"):
+        for workers in (1, 2):
+            result = workdir / f"batch-{engine}-{workers}.json"
+            start = time.perf_counter()
+            subprocess.run([str(cli), "batch", str(PHOTOS), "-m", str(model), "-o", str(result), "--engine", engine,
+                            "--workers", str(workers), "-q"], check=True, capture_output=True, env=env)  # fmt: skip
+            wall = time.perf_counter() - start
+            photos = len(json.loads(result.read_text())["images"])
+            out[f"{engine}_{workers}"] = {"photos": photos, "wall_s": round(wall, 2),
+                                          "photos_per_s": round(photos / wall, 2)}  # fmt: skip
+    for workers in (1, 2):
+        out[f"ray_overhead_{workers}_workers"] = round(
+            out[f"ray_{workers}"]["wall_s"] / out[f"local_{workers}"]["wall_s"], 2
+        )
+    return out
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(
@@ -341,6 +363,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
             f"{t['shared_core_bound']} | {run['cold_start_ms']['first_result']} |"
         )
     dec = report["decoders_ms_per_photo"]
+    batch = report["batch"]
     lines += [
         "",
         "Limit = the slower of decode-only and inference-only, each on all cores (the target's definition). Both "
@@ -364,6 +387,18 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f"`andi-edge watch --once` on a copy of the photos: {report['daemon']['sustained_photos_per_s']} photos/s "
         f"sustained ({report['daemon']['outputs']}), against a pipelined detect rate of {tp['pipelined']} and a "
         f"shared-core bound of {tp['shared_core_bound']}.",
+        "",
+        "## `andi-edge batch` scaling (whole command, start-up included; photos/s)",
+        "",
+        "| engine | 1 worker | 2 workers |",
+        "|---|---:|---:|",
+        f"| local (processes) | {batch['local_1']['photos_per_s']} | {batch['local_2']['photos_per_s']} |",
+        f"| Ray Data (local instance) | {batch['ray_1']['photos_per_s']} | {batch['ray_2']['photos_per_s']} |",
+        "",
+        f"Ray's overhead (its wall time over the local engine's): {batch['ray_overhead_1_workers']}x with 1 "
+        f"worker, {batch['ray_overhead_2_workers']}x with 2 on {batch['local_1']['photos']} photos. "
+        "Starting Ray (ray.init alone took ~4 s here) and its actors weighs heavily on a run this short; Ray is "
+        "for archives spread over several machines.",
         "",
         "## Targets",
         "",
@@ -492,6 +527,8 @@ def main() -> int:
         report["fast_path_cost"] = fast_path_cost(models["yolov5n-320"], photos)
         log("daemon")
         report["daemon"] = daemon_rate(models["yolov5n-320"], photos, work)
+        log("batch scaling: local and Ray, 1 and 2 workers")
+        report["batch"] = batch_scaling(models["yolov5n-320"], work)
         log("detect process: RSS and cold start")
         report["detect_peak_rss_mb"], report["detect_first_result_process_ms"] = detect_process_numbers(
             models["yolov5n-320"], work

@@ -1,0 +1,86 @@
+"""The unit of work both engines run: a chunk of photos through the same runtime code as ``detect``.
+
+A worker builds its ``Detector`` once from a ``WorkerSpec`` (plain data, so it crosses process and machine
+boundaries) and turns each chunk into MegaDetector image entries. Results are therefore the same whichever
+engine or worker count runs them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from andi_edge.config import DetectorSettings
+from andi_edge.photos import PhotoSource
+from andi_edge.pipeline import PipelineSettings, backend_options_for, detect_many
+from andi_edge.runtime.detector import Detector
+from andi_edge.sinks.md_batch import image_entry
+from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    model: str
+    settings: dict[str, Any]
+    threads: int
+    decode_workers: int = 1
+    providers: tuple[str, ...] = ()
+    sidecar_dir: str | None = None
+    #: cores this worker may use (auto thread policy); None = all the machine's
+    cpus: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def detector(self) -> Detector:
+        pipeline = PipelineSettings(decode_workers=self.decode_workers)
+        options = backend_options_for(self.threads, self.providers, pipeline, cpus=self.cpus)
+        return Detector(Path(self.model), settings=DetectorSettings(**self.settings), backend_options=options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PhotoTask:
+    root: str
+    path: str
+
+    @property
+    def relative(self) -> str:
+        return PhotoSource(Path(self.root), Path(self.path)).relative
+
+
+def run_chunk(detector: Detector, spec: WorkerSpec, tasks: list[PhotoTask]) -> list[tuple[str, dict[str, Any]]]:
+    """(relative file, MegaDetector entry) for each photo; a bad photo is a failure entry, never an exception."""
+    sources = [PhotoSource(Path(t.root), Path(t.path)) for t in tasks]
+    out = []
+    provenance = None
+    for source, result in detect_many(detector, sources, PipelineSettings(decode_workers=spec.decode_workers)):
+        entry = image_entry(result, source.relative)
+        if spec.sidecar_dir is not None:
+            provenance = provenance or detector.provenance()
+            timings = {k: round(v, 3) for k, v in result.timings_ms.items()}
+            write_sidecar(
+                sidecar_path(Path(spec.sidecar_dir), source.relative), entry, {**provenance, "timings_ms": timings}
+            )
+        out.append((source.relative, entry))
+    return out
+
+
+# -- local engine worker process state ----------------------------------------------------------------------
+
+#: this worker process's session, built once by ``init_local_worker``
+_WORKER: dict[str, tuple[Detector, WorkerSpec]] = {}
+
+
+def init_local_worker(spec_dict: dict[str, Any]) -> None:
+    """Worker-process start-up: one inference session per worker, built once."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    spec = WorkerSpec(**{**spec_dict, "providers": tuple(spec_dict.get("providers", ()))})
+    _WORKER["session"] = (spec.detector(), spec)
+
+
+def run_local_chunk(tasks: list[PhotoTask]) -> list[tuple[str, dict[str, Any]]]:
+    detector, spec = _WORKER["session"]
+    return run_chunk(detector, spec, tasks)
