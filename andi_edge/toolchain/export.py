@@ -71,7 +71,7 @@ def export_onnx(request: ExportRequest) -> ModelCard:
             created_utc=datetime.now(UTC).replace(microsecond=0).isoformat(),
         )
         write_card(staged, card)
-        _replace_atomically(staged, request.output)
+        replace_atomically(staged, request.output)
     log.info("exported %s -> %s", request.weights.path, request.output)
     return card
 
@@ -155,7 +155,7 @@ def _export_ultralytics(
     return names, "ultralytics", tools
 
 
-def _replace_atomically(source: Path, target: Path) -> None:
+def replace_atomically(source: Path, target: Path) -> None:
     partial = target.with_name(f".{target.name}.partial")
     shutil.copyfile(source, partial)
     with partial.open("rb") as f:

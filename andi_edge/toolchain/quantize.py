@@ -1,0 +1,133 @@
+"""``andi-edge quantize``: ONNX Runtime static INT8 (QDQ, per-channel weights), calibrated on real photos.
+
+Calibration photos go through the runtime's own decode and letterbox (``Detector.prepare``), so the ranges
+are those of the pixels the device will see. The detection head (the last layer: its 1x1 convolutions and the
+grid decode) stays in float: box coordinates in pixels do not survive 8 bits, and it is a tiny part of the
+compute. The result carries the source card with ``precision: int8`` and the calibration set's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from andi_edge.errors import ModelError, UsageError
+from andi_edge.photos import find_photos
+from andi_edge.runtime.detector import Detector
+from andi_edge.toolchain import require_toolchain
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CALIBRATION_PHOTOS = 64
+_LAYER = re.compile(r"^/model\.(\d+)/")
+
+
+@dataclass(frozen=True)
+class QuantizeRequest:
+    model: Path
+    calibration_dir: Path
+    output: Path
+    max_photos: int = DEFAULT_CALIBRATION_PHOTOS
+
+
+def calibration_photos(folder: Path, limit: int) -> list[Path]:
+    """An even spread over the folder's photos (sorted), so one burst does not fill the calibration set."""
+    _, sources = find_photos([folder])
+    paths = [s.path for s in sources]
+    if not paths:
+        raise UsageError(f"no photos (jpg, jpeg, png) under {folder} to calibrate with")
+    if len(paths) <= limit:
+        return paths
+    step = len(paths) / limit
+    return [paths[int(i * step)] for i in range(limit)]
+
+
+def calibration_sha256(photos: list[Path]) -> str:
+    """One hash for the set: the sorted per-photo sha256s, hashed."""
+    digests = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in photos)
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+def head_nodes(model_path: Path) -> list[str]:
+    """Names of the nodes of the last ``/model.N/`` layer: the detection head, kept in float."""
+    import onnx
+
+    names = [node.name for node in onnx.load(str(model_path)).graph.node]
+    layers = [int(m.group(1)) for n in names if (m := _LAYER.match(n))]
+    if not layers:
+        raise ModelError(f"{model_path}: cannot find the detection head (no /model.N/ node names)")
+    last = f"/model.{max(layers)}/"
+    return [n for n in names if n.startswith(last)]
+
+
+class _PhotoReader:
+    """ONNX Runtime's CalibrationDataReader protocol over prepared photos."""
+
+    def __init__(self, detector: Detector, photos: list[Path]) -> None:
+        self._tensors = iter(self._prepare(detector, photos))
+        self._input = detector.loaded.input_name
+
+    @staticmethod
+    def _prepare(detector: Detector, photos: list[Path]) -> list[npt.NDArray[np.float32]]:
+        tensors = []
+        for photo in photos:
+            try:
+                tensors.append(detector.prepare(photo).tensor)
+            except Exception as exc:  # noqa: BLE001 - a broken calibration photo is skipped, and said so
+                log.warning("calibration: skipping %s (%s)", photo, exc)
+        if not tensors:
+            raise UsageError("none of the calibration photos could be read")
+        return tensors
+
+    def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+        tensor = next(self._tensors, None)
+        return None if tensor is None else {self._input: tensor}
+
+
+def quantize(request: QuantizeRequest) -> Path:
+    require_toolchain()
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    from andi_edge.toolchain.export import replace_atomically, write_card
+
+    detector = Detector(request.model)
+    if detector.card.precision != "fp32":
+        raise UsageError(f"{request.model} is already {detector.card.precision}; quantize the fp32 model")
+    photos = calibration_photos(request.calibration_dir, request.max_photos)
+    reader = _PhotoReader(detector, photos)
+    excluded = head_nodes(request.model)
+    with tempfile.TemporaryDirectory(prefix="andi-quant-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        staged = Path(tmp) / "int8.onnx"
+        quant_pre_process(str(request.model), str(prepared), skip_symbolic_shape=False)
+        quantize_static(
+            str(prepared),
+            str(staged),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=excluded,
+        )
+        card = detector.card.with_updates(
+            name=f"{detector.card.name}-int8",
+            precision="int8",
+            calibration_sha256=calibration_sha256(photos),
+            notes=(
+                f"ONNX Runtime static INT8 (QDQ, per-channel weights, MinMax) on {len(photos)} photos from "
+                f"{request.calibration_dir.name}; detection head ({len(excluded)} nodes) kept in float"
+            ),
+        )
+        write_card(staged, card)
+        request.output.parent.mkdir(parents=True, exist_ok=True)
+        replace_atomically(staged, request.output)
+    return request.output
