@@ -64,17 +64,24 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--decode-workers", type=int, default=1, help="threads decoding ahead of inference (default: 1)")
 
 
-def _build_detector(args: argparse.Namespace) -> object:
+def _detector_settings(args: argparse.Namespace) -> object:
     from andi_edge.config import DetectorSettings
-    from andi_edge.pipeline import PipelineSettings, backend_options_for
-    from andi_edge.runtime.detector import Detector
 
-    settings = DetectorSettings(
+    return DetectorSettings(
         conf_threshold=args.conf,
         iou_threshold=args.iou,
         max_detections=args.max_det,
         reduced_decode=not args.full_decode,
     )
+
+
+def _build_detector(args: argparse.Namespace) -> object:
+    from andi_edge.config import DetectorSettings
+    from andi_edge.pipeline import PipelineSettings, backend_options_for
+    from andi_edge.runtime.detector import Detector
+
+    settings = _detector_settings(args)
+    assert isinstance(settings, DetectorSettings)
     options = backend_options_for(args.threads, tuple(args.provider), PipelineSettings(args.decode_workers))
     return Detector(args.model, settings=settings, backend=args.backend, backend_options=options)
 
@@ -367,6 +374,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from andi_edge.batch.runner import BatchRequest, run_batch
     from andi_edge.config import DetectorSettings
 
+    settings = _detector_settings(args)
+    assert isinstance(settings, DetectorSettings)
     request = BatchRequest(
         roots=args.paths,
         model=args.model,
@@ -377,12 +386,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         previous_results=args.previous_results,
         sidecar_dir=args.sidecars,
-        settings=DetectorSettings(
-            conf_threshold=args.conf,
-            iou_threshold=args.iou,
-            max_detections=args.max_det,
-            reduced_decode=not args.full_decode,
-        ),
+        settings=settings,
         threads=args.threads,
         providers=tuple(args.provider),
     )

@@ -27,22 +27,18 @@ def _analyze() -> str:
     return tool
 
 
+def _install(root: Path, model: Path) -> subprocess.CompletedProcess[str]:
+    proc = run_cli(
+        "service", "install", "--root", root, "--watch", "/media/trap", "--model", model, "--profile", "raspberry-pi"
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 @pytest.fixture()
 def staged(tmp_path: Path, model_320: Path) -> Path:
     root = tmp_path / "root"
-    proc = run_cli(
-        "service",
-        "install",
-        "--root",
-        root,
-        "--watch",
-        "/media/trap",
-        "--model",
-        model_320,
-        "--profile",
-        "raspberry-pi",
-    )
-    assert proc.returncode == 0, proc.stderr
+    _install(root, model_320)
     return root
 
 
@@ -101,36 +97,13 @@ def test_install_is_complete_idempotent_and_uninstalls(staged: Path, model_320: 
     rule = (staged / "etc/udev/rules.d/99-andi-edge-card.rules").read_text()
     assert 'ENV{ID_FS_TYPE}=="vfat|exfat"' in rule and 'KERNEL!="mmcblk0p*"' in rule
     assert 'ENV{SYSTEMD_WANTS}+="andi-edge-card@%k.service"' in rule
-    again = run_cli(
-        "service",
-        "install",
-        "--root",
-        staged,
-        "--watch",
-        "/media/trap",
-        "--model",
-        model_320,
-        "--profile",
-        "raspberry-pi",
-    )
-    assert again.returncode == 0
+    again = _install(staged, model_320)
     writes = [line for line in again.stdout.splitlines() if line.startswith(("write", "copy"))]
     assert writes and all(line.endswith("(unchanged)") for line in writes), again.stdout
     assert "useradd" in again.stdout and "(skipped: staging root)" in again.stdout
     # a config the user edited is kept, the new one goes beside it
     config_path.write_text(config_path.read_text().replace("max_detections: 100", "max_detections: 50"))
-    third = run_cli(
-        "service",
-        "install",
-        "--root",
-        staged,
-        "--watch",
-        "/media/trap",
-        "--model",
-        model_320,
-        "--profile",
-        "raspberry-pi",
-    )
+    third = _install(staged, model_320)
     assert "kept your edited file" in third.stdout
     assert "max_detections: 50" in config_path.read_text() and (staged / "etc/andi-edge/config.yaml.new").exists()
     removed = run_cli("service", "uninstall", "--root", staged)
