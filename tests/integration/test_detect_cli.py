@@ -13,7 +13,7 @@ from andi_edge.runtime.detector import Detector
 from tests.integration.cli_runner import run_cli
 from tests.photo_factory import save_with_orientation
 
-SUBCOMMANDS = ["detect", "export", "info"]
+SUBCOMMANDS = ["detect", "export", "info", "watch", "check", "status", "bench", "batch", "service", "quantize"]
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,25 @@ def test_boxes_follow_exif_orientation(tmp_path: Path, photos_dir: Path, detecto
     assert len(a) >= 1
     iou = pairwise_iou(a.xyxy_px, b.xyxy_px)
     assert np.all(iou.max(axis=1) > 0.85), iou
+
+
+def test_huge_photo_is_decoded_fast_and_boxes_scale(tmp_path: Path, photos_dir: Path, detector_fast: Detector) -> None:
+    """A legitimate 48 MP photo (below the bomb limit): DCT-scaled decode, boxes in its own pixels."""
+    source = Image.open(photos_dir / "ecoassist_md_examples" / "1.jpg").convert("RGB")
+    huge = source.resize((8000, 6000), Image.Resampling.BILINEAR)
+    huge.save(tmp_path / "huge.jpg", quality=90)
+    source.save(tmp_path / "small.jpg", quality=90)
+    big = detector_fast.detect(tmp_path / "huge.jpg")
+    small = detector_fast.detect(tmp_path / "small.jpg")
+    assert big.photo is not None and (big.photo.width_px, big.photo.height_px) == (8000, 6000)
+    assert big.timings_ms["decode"] < 1000, "a 48 MP JPEG is decoded at 1/8 scale, not in full"
+    assert big.detections is not None and small.detections is not None
+    a = small.detections.above(0.5)
+    b = big.detections.above(0.4)
+    assert len(a) >= 1
+    scale = np.array([8000 / 640, 6000 / 480] * 2, dtype=np.float32)
+    iou = pairwise_iou(a.xyxy_px * scale, b.xyxy_px)
+    assert np.all(iou.max(axis=1) > 0.8), iou
 
 
 def test_help_everywhere() -> None:
