@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e '.[toolchain,ray,dev]'
+	$(PY) -m pip install --quiet -e '.[toolchain,ray,openvino,dev]'
 	touch $@
 
 venv: $(STAMP)

@@ -36,7 +36,9 @@ def _configure_logging(level: str, fmt: str = "plain") -> None:
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("inference")
     group.add_argument("--model", "-m", type=Path, required=True, help="ONNX model (from `andi-edge export`)")
-    group.add_argument("--backend", default="ort", help="inference backend (default: ort = ONNX Runtime)")
+    group.add_argument(
+        "--backend", default="ort", help="inference backend: ort (ONNX Runtime, default) or openvino (optional extra)"
+    )
     group.add_argument(
         "--provider",
         action="append",

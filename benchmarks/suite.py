@@ -85,7 +85,7 @@ def export_models(workdir: Path) -> dict[str, Path]:
     return models
 
 
-def detector(model: Path, **settings: Any) -> Any:
+def detector(model: Path, backend: str = "ort", **settings: Any) -> Any:
     from andi_edge.config import DetectorSettings
     from andi_edge.pipeline import PipelineSettings, backend_options_for
     from andi_edge.runtime.detector import Detector
@@ -93,16 +93,17 @@ def detector(model: Path, **settings: Any) -> Any:
     return Detector(
         model,
         settings=DetectorSettings(**settings),
+        backend=backend,
         backend_options=backend_options_for(0, (), PipelineSettings()),
     )
 
 
-def bench_andi(model: Path, photos: list[Path], runs: int) -> dict[str, Any]:
+def bench_andi(model: Path, photos: list[Path], runs: int, backend: str = "ort") -> dict[str, Any]:
     from andi_edge import bench
     from andi_edge.pipeline import PipelineSettings
 
     start = time.perf_counter()
-    d = detector(model)
+    d = detector(model, backend=backend)
     session_ms = (time.perf_counter() - start) * 1000
     d.detect(photos[0])
     first_ms = (time.perf_counter() - start) * 1000
@@ -532,6 +533,12 @@ def main() -> int:
         for name in ("yolov5n-320", "yolov5n-320-int8", "yolov5n-640", "yolov5n-640-int8"):
             log(f"andi-edge pipeline, {name}")
             report["andi_edge"][name] = bench_andi(models[name], photos, args.runs)
+        from andi_edge.runtime.backends import available_backends
+
+        if "openvino" in available_backends():
+            for name in ("yolov5n-320", "yolov5n-320-int8"):
+                log(f"andi-edge pipeline, {name} on OpenVINO")
+                report["andi_edge"][f"{name} (openvino)"] = bench_andi(models[name], photos, args.runs, "openvino")
         log("accuracy lost by INT8 against fp32 (fp32's own boxes >= 0.25 as reference)")
         from andi_edge.bench import accuracy_delta
 

@@ -19,6 +19,7 @@ __all__ = ["BACKENDS", "Backend", "BackendOptions", "LoadedModel", "available_ba
 #: backend name -> (module, class, the pip extra that provides its library)
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "ort": ("andi_edge.runtime.backends.ort", "OnnxRuntimeBackend", "onnxruntime"),
+    "openvino": ("andi_edge.runtime.backends.openvino_backend", "OpenVinoBackend", "'andi-edge[openvino]'"),
 }
 
 
