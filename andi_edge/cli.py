@@ -458,16 +458,78 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from andi_edge.toolchain import require_toolchain
 
     require_toolchain()
-    from andi_edge.toolchain.quantize import QuantizeRequest, quantize
+    from andi_edge.toolchain.dataset import load_dataset
+    from andi_edge.toolchain.evaluate import load_class_map
+    from andi_edge.toolchain.quantize import Gate, QuantizeRequest, quantize
 
     if args.calib_count < 1:
         raise UsageError("--calib-count must be at least 1")
     if not args.calib.is_dir():
         raise UsageError(f"--calib {args.calib}: no such folder of calibration photos")
+    gate = None
+    if args.eval is not None:
+        gate = Gate(load_dataset(args.eval, args.images), args.max_loss, load_class_map(args.class_map))
     output = args.output or args.model.with_name(f"{args.model.stem}-int8.onnx")
-    quantize(QuantizeRequest(model=args.model, calibration_dir=args.calib, output=output, max_photos=args.calib_count))
+    quantize(
+        QuantizeRequest(
+            model=args.model, calibration_dir=args.calib, output=output, max_photos=args.calib_count, gate=gate
+        )
+    )
     print(f"quantized {args.model} -> {output} ({output.stat().st_size / 1e6:.1f} MB)")
     print(f"measure what it costs: andi-edge bench --model {args.model} --images {args.calib} --compare {output}")
+    return EXIT_OK
+
+
+def cmd_dataset_split(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain.dataset import load_dataset, split_by_class, split_by_location, write_split
+
+    dataset = load_dataset(args.data, args.images)
+    for note in dataset.notes:
+        if args.by == "location":
+            raise UsageError(f"{args.data}: {note}", hint="use --by class, or add locations to the dataset")
+    splitter = split_by_location if args.by == "location" else split_by_class
+    assignment = splitter(dataset, args.val, args.test, args.seed)
+    report = write_split(dataset, assignment, args.output, args.by, args.seed)
+    names = sorted({c for counts in report.class_counts.values() for c in counts})
+    print(f"{'class':<24}" + "".join(f"{s:>8}" for s in report.class_counts))
+    for name in names:
+        print(f"{name:<24}" + "".join(f"{report.class_counts[s].get(name, 0):>8}" for s in report.class_counts))
+    print("locations: " + "; ".join(f"{s} {len(locs)}" for s, locs in report.locations.items()))
+    for missing in report.missing_from_train:
+        print(f"WARNING: class '{missing}' has no image in the training split: the model cannot learn it")
+    print(f"split written to {args.output} (data.yaml, manifest.json)")
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from andi_edge.sinks.atomic import write_json_atomic
+    from andi_edge.toolchain.dataset import load_dataset
+    from andi_edge.toolchain.evaluate import load_class_map, run_eval
+
+    dataset = load_dataset(args.data, args.images)
+    report = run_eval(args.model, dataset, args.split_manifest, args.reference, load_class_map(args.class_map))
+    print(f"{'images':<18}{'n':>6}{'F1-macro':>10}{'mAP@0.5':>10}")
+    for key in ("overall", "seen_locations", "unseen_locations"):
+        scores = report.get(key)
+        if scores:
+            print(
+                f"{key.replace('_', ' '):<18}{scores['images']:>6}{scores['f1_macro']:>10.4f}{scores['map50']:>10.4f}"
+            )
+    timing = report["inference_ms_per_image"]
+    print(f"inference per image: mean {timing['mean']:.1f} ms, p50 {timing['p50']:.1f} ms")
+    if "against_reference" in report:
+        ref = report["against_reference"]
+        print(
+            f"against {ref['reference']}: mAP@0.5 {ref['map50']:.4f}, recall {ref['recall_at_typical']:.4f}, "
+            f"small-object recall {ref['small_object_recall']}"
+        )
+    if args.json:
+        write_json_atomic(args.json, report, indent=2)
+        print(f"json: {args.json}")
+    else:
+        print(json.dumps(report["overall"]["f1_per_class"]))
     return EXIT_OK
 
 
@@ -650,7 +712,51 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("--calib", type=Path, required=True, help="folder of real camera-trap photos")
     quant.add_argument("--calib-count", type=int, default=64, help="photos used, spread over the folder (default 64)")
     quant.add_argument("--output", "-o", type=Path, default=None, help="default: MODEL-int8.onnx")
+    quant.add_argument("--eval", type=Path, default=None, help="gate: a labelled dataset (CCT JSON or YOLO folder)")
+    quant.add_argument("--images", type=Path, default=None, help="gate: the CCT dataset's image root")
+    quant.add_argument("--max-loss", type=float, default=0.01, help="gate: largest mAP@0.5 loss allowed (0.01)")
+    quant.add_argument("--class-map", default=None, help="gate: model -> dataset class names (YAML or built-in)")
     quant.set_defaults(handler=cmd_quantize)
+
+    dataset_cmd = commands.add_parser("dataset", help="camera-trap datasets: location-aware splits")
+    dataset_actions = dataset_cmd.add_subparsers(dest="dataset_action", metavar="ACTION", required=True)
+    split = dataset_actions.add_parser(
+        "split",
+        help="COCO Camera Traps JSON (or a YOLO folder) -> a YOLO split and a manifest",
+        description=(
+            "Split a camera-trap dataset for training. --by location (default) never puts one location in two "
+            "splits and keeps each class's share close to the targets; --by class reproduces a stratified split. "
+            "Writes images/ (symlinks), labels/, data.yaml and manifest.json; prints per-split class counts and "
+            "warns when a class is absent from training. Empty images are kept as background."
+        ),
+    )
+    split.add_argument("data", type=Path, help="COCO Camera Traps JSON, or a YOLO dataset folder")
+    split.add_argument("--images", type=Path, default=None, help="image root for a CCT JSON's file_name paths")
+    split.add_argument("--by", choices=["location", "class"], default="location")
+    split.add_argument("--val", type=float, default=0.25)
+    split.add_argument("--test", type=float, default=0.10)
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--output", "-o", type=Path, required=True, help="split folder to write")
+    split.set_defaults(handler=cmd_dataset_split)
+
+    ev = commands.add_parser(
+        "eval",
+        help="F1-macro and mAP@0.5, overall and for seen vs unseen locations; loss against a reference model",
+        description=(
+            "Evaluate an ONNX model on a labelled camera-trap dataset: image-level F1-macro (every class, empty "
+            "included, at the card's typical threshold) and mAP@0.5, per-image inference time. With "
+            "--split-manifest: the val and test images, split into locations seen in training and unseen ones. "
+            "With --reference: mAP@0.5, recall and small-object recall against the reference model's own boxes."
+        ),
+    )
+    ev.add_argument("--model", "-m", type=Path, required=True)
+    ev.add_argument("--data", type=Path, required=True, help="COCO Camera Traps JSON, or a YOLO dataset folder")
+    ev.add_argument("--images", type=Path, default=None, help="image root for a CCT JSON")
+    ev.add_argument("--split-manifest", type=Path, default=None, help="SPLIT_DIR from `andi-edge dataset split`")
+    ev.add_argument("--reference", type=Path, default=None, help="reference ONNX model (e.g. the fp32 one)")
+    ev.add_argument("--class-map", default=None, help="model -> dataset class names: YAML, or coco-to-megadetector")
+    ev.add_argument("--json", type=Path, default=None, help="write the report here")
+    ev.set_defaults(handler=cmd_eval)
 
     info = commands.add_parser("info", help="print an ONNX model's card and how it would run here")
     info.add_argument("model", type=Path, help="ONNX model")

@@ -65,6 +65,12 @@ class ToolchainMissingError(AndiEdgeError):
     exit_code = 5
 
 
+class GateError(AndiEdgeError):
+    """A compressed model lost more accuracy than its floor allows; nothing was written."""
+
+    exit_code = 7
+
+
 class OutputError(AndiEdgeError):
     """Results could not be written (permissions, full disk)."""
 

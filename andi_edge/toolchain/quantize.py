@@ -12,16 +12,17 @@ import hashlib
 import logging
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from andi_edge.errors import ModelError, UsageError
+from andi_edge.errors import GateError, ModelError, UsageError
 from andi_edge.photos import find_photos
 from andi_edge.runtime.detector import Detector
 from andi_edge.toolchain import require_toolchain
+from andi_edge.toolchain.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,37 @@ _LAYER = re.compile(r"^/model\.(\d+)/")
 
 
 @dataclass(frozen=True)
+class Gate:
+    """Refuse the compressed model when it loses more than ``max_loss`` mAP@0.5 on a labelled dataset."""
+
+    dataset: Dataset
+    max_loss: float
+    class_map: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class QuantizeRequest:
     model: Path
     calibration_dir: Path
     output: Path
     max_photos: int = DEFAULT_CALIBRATION_PHOTOS
+    gate: Gate | None = None
+
+
+def check_gate(gate: Gate, reference: Path, candidate: Path) -> dict[str, float]:
+    """mAP@0.5 of both on the gate's dataset; raises GateError when the candidate loses too much."""
+    from andi_edge.toolchain.evaluate import run_eval
+
+    before = run_eval(reference, gate.dataset, class_map=gate.class_map)["overall"]["map50"]
+    after = run_eval(candidate, gate.dataset, class_map=gate.class_map)["overall"]["map50"]
+    loss = before - after
+    if not loss <= gate.max_loss:
+        raise GateError(
+            f"the compressed model loses {loss:.4f} mAP@0.5 ({before:.4f} -> {after:.4f}), more than --max-loss "
+            f"{gate.max_loss}: nothing was written",
+            hint="calibrate on more (or more typical) photos, or accept a larger loss with --max-loss",
+        )
+    return {"map50_before": before, "map50_after": after, "loss": loss}
 
 
 def calibration_photos(folder: Path, limit: int) -> list[Path]:
@@ -128,6 +155,9 @@ def quantize(request: QuantizeRequest) -> Path:
             ),
         )
         write_card(staged, card)
+        if request.gate is not None:
+            outcome = check_gate(request.gate, request.model, staged)
+            log.info("gate passed: mAP@0.5 %.4f -> %.4f", outcome["map50_before"], outcome["map50_after"])
         request.output.parent.mkdir(parents=True, exist_ok=True)
         replace_atomically(staged, request.output)
     return request.output
