@@ -480,6 +480,33 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain import require_toolchain
+
+    require_toolchain()
+    from andi_edge.toolchain.train import TrainRequest, train
+
+    result = train(
+        TrainRequest(
+            data=args.data,
+            model=args.model,
+            weights=args.weights,
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            output=args.output,
+            patience=args.patience,
+            batch=args.batch,
+            seed=args.seed,
+        )
+    )
+    print(f"carried {result.transferred} of {result.total_source} pretrained tensors into {args.model} (YOLOv5u)")
+    if result.metrics:
+        print("final validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    print(f"best weights: {result.best}; run config: {args.output / 'run_config.json'}")
+    print(f"next: andi-edge export {result.best} --imgsz {args.imgsz} -o {args.model}-finetuned-{args.imgsz}.onnx")
+    return EXIT_OK
+
+
 def cmd_dataset_split(args: argparse.Namespace) -> int:
     from andi_edge.toolchain.dataset import load_dataset, split_by_class, split_by_location, write_split
 
@@ -738,6 +765,27 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--output", "-o", type=Path, required=True, help="split folder to write")
     split.set_defaults(handler=cmd_dataset_split)
+
+    tr = commands.add_parser(
+        "train",
+        help="fine-tune YOLOv5 n/m on a split, offline, from the pretrained classic checkpoint",
+        description=(
+            "Fine-tune on a split from `andi-edge dataset split`. The classic YOLOv5 checkpoint's backbone and neck "
+            "are carried into Ultralytics' YOLOv5u (same layers), the head is learnt, and Ultralytics' trainer runs "
+            "offline on the CPU with early stopping (patience 5). The run config is saved in RUN_DIR/run_config.json; "
+            "then `andi-edge export RUN_DIR/train/weights/best.pt` makes the ONNX model. Needs the [toolchain] extra."
+        ),
+    )
+    tr.add_argument("--data", type=Path, required=True, help="SPLIT_DIR (holds data.yaml)")
+    tr.add_argument("--model", choices=["yolov5n", "yolov5m"], default="yolov5n")
+    tr.add_argument("--weights", default=None, help="classic checkpoint (default: the --model name, see models/)")
+    tr.add_argument("--epochs", type=int, default=50)
+    tr.add_argument("--imgsz", type=int, default=320)
+    tr.add_argument("--batch", type=int, default=16)
+    tr.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (the study used 5)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--output", "-o", type=Path, required=True, help="RUN_DIR")
+    tr.set_defaults(handler=cmd_train)
 
     ev = commands.add_parser(
         "eval",

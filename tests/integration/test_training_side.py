@@ -121,3 +121,36 @@ def test_quantize_gate_refuses_a_model_that_loses_too_much(
                    "--images", photos_dir, "--class-map", "coco-to-megadetector", "--max-loss", "1.0")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert good.exists()
+
+
+def test_chain_split_train_export_quantize_eval(tmp_path: Path, split_dir: Path, cct: Path, photos_dir: Path) -> None:
+    run = tmp_path / "run"
+    proc = run_cli("train", "--data", split_dir, "--model", "yolov5n", "--weights", photos_dir.parent.parent /
+                   "models" / "yolov5n.pt", "--epochs", "1", "--imgsz", "160", "--batch", "8", "-o", run)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "carried 342 of 349 pretrained tensors" in proc.stdout
+    config = json.loads((run / "run_config.json").read_text())
+    assert config["tensors_carried"] == 342 and config["trainer_args"]["patience"] == 5
+    assert config["source_weights_sha256"].startswith("4f180cf2")
+    best = run / "train" / "weights" / "best.pt"
+    fp32 = tmp_path / "ft-160.onnx"
+    assert run_cli("export", best, "--imgsz", "160", "-o", fp32).returncode == 0
+    from andi_edge.runtime.detector import Detector
+
+    card = Detector(fp32).card
+    assert card.class_names == ("animal", "person", "vehicle") and card.head == "ultralytics"
+    int8 = tmp_path / "ft-160-int8.onnx"
+    proc = run_cli("quantize", fp32, "--calib", photos_dir / "lila_md_testset", "--calib-count", "8", "-o", int8)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "eval.json"
+    proc = run_cli("eval", "-m", int8, "--data", cct, "--images", photos_dir, "--split-manifest", split_dir,
+                   "--reference", fp32, "--json", out)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert "empty" in report["overall"]["f1_per_class"] and report["unseen_locations"]["images"] > 0
+    assert report["against_reference"]["reference"] == fp32.name
+
+
+def test_train_mistakes(tmp_path: Path) -> None:
+    proc = run_cli("train", "--data", tmp_path, "--epochs", "1", "-o", tmp_path / "run")
+    assert proc.returncode == 2 and "no data.yaml" in proc.stderr and "dataset split" in proc.stderr
