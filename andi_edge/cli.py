@@ -460,7 +460,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     require_toolchain()
     from andi_edge.toolchain.dataset import load_dataset
     from andi_edge.toolchain.evaluate import load_class_map
-    from andi_edge.toolchain.quantize import Gate, QuantizeRequest, quantize
+    from andi_edge.toolchain.gate import Gate
+    from andi_edge.toolchain.quantize import QuantizeRequest, quantize
 
     if args.calib_count < 1:
         raise UsageError("--calib-count must be at least 1")
@@ -504,6 +505,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("final validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
     print(f"best weights: {result.best}; run config: {args.output / 'run_config.json'}")
     print(f"next: andi-edge export {result.best} --imgsz {args.imgsz} -o {args.model}-finetuned-{args.imgsz}.onnx")
+    return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain import require_toolchain
+
+    require_toolchain()
+    from andi_edge.toolchain.dataset import load_dataset
+    from andi_edge.toolchain.evaluate import load_class_map
+    from andi_edge.toolchain.gate import Gate
+    from andi_edge.toolchain.prune import PruneRequest, prune
+
+    gate = None
+    if args.eval is not None:
+        gate = Gate(load_dataset(args.eval, args.images), args.max_loss, load_class_map(args.class_map))
+    result = prune(
+        PruneRequest(
+            weights=args.weights,
+            ratio=args.ratio,
+            data=args.data,
+            epochs=args.epochs,
+            output=args.output,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            gate=gate,
+        )
+    )
+    print(
+        f"pruned {args.weights} -> {result.output}: parameters {result.params_before:,} -> {result.params_after:,}, "
+        f"MACs {result.macs_before / 1e6:.0f}M -> {result.macs_after / 1e6:.0f}M at {args.imgsz} px"
+    )
+    print(f"next: andi-edge export {result.output} --imgsz {args.imgsz}")
     return EXIT_OK
 
 
@@ -786,6 +819,28 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--output", "-o", type=Path, required=True, help="RUN_DIR")
     tr.set_defaults(handler=cmd_train)
+
+    pr = commands.add_parser(
+        "prune",
+        help="structured channel pruning (torch-pruning) with recovery fine-tuning",
+        description=(
+            "Remove a fraction of each layer's channels (L2-magnitude ranking, the head left whole), then fine-tune "
+            "to recover, keeping the pruned structure. With --eval DATASET --max-loss, the pruned model is refused "
+            "(nothing written) when it loses more mAP@0.5 than allowed. Needs the [toolchain] extra."
+        ),
+    )
+    pr.add_argument("weights", type=Path, help="an ultralytics checkpoint, e.g. RUN_DIR/train/weights/best.pt")
+    pr.add_argument("--ratio", type=float, default=0.5, help="fraction of channels to remove (default 0.5)")
+    pr.add_argument("--data", type=Path, required=True, help="SPLIT_DIR for recovery fine-tuning")
+    pr.add_argument("--epochs", type=int, default=10, help="recovery epochs (0: none)")
+    pr.add_argument("--imgsz", type=int, default=320)
+    pr.add_argument("--batch", type=int, default=16)
+    pr.add_argument("--output", "-o", type=Path, required=True, help="PRUNED.pt")
+    pr.add_argument("--eval", type=Path, default=None, help="gate: a labelled dataset (CCT JSON or YOLO folder)")
+    pr.add_argument("--images", type=Path, default=None, help="gate: the CCT dataset's image root")
+    pr.add_argument("--max-loss", type=float, default=0.01, help="gate: largest mAP@0.5 loss allowed (0.01)")
+    pr.add_argument("--class-map", default=None, help="gate: model -> dataset class names")
+    pr.set_defaults(handler=cmd_prune)
 
     ev = commands.add_parser(
         "eval",

@@ -12,31 +12,22 @@ import hashlib
 import logging
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from andi_edge.errors import GateError, ModelError, UsageError
+from andi_edge.errors import ModelError, UsageError
 from andi_edge.photos import find_photos
 from andi_edge.runtime.detector import Detector
 from andi_edge.toolchain import require_toolchain
-from andi_edge.toolchain.dataset import Dataset
+from andi_edge.toolchain.gate import Gate, check_gate
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CALIBRATION_PHOTOS = 64
 _LAYER = re.compile(r"^/model\.(\d+)/")
-
-
-@dataclass(frozen=True)
-class Gate:
-    """Refuse the compressed model when it loses more than ``max_loss`` mAP@0.5 on a labelled dataset."""
-
-    dataset: Dataset
-    max_loss: float
-    class_map: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,22 +37,6 @@ class QuantizeRequest:
     output: Path
     max_photos: int = DEFAULT_CALIBRATION_PHOTOS
     gate: Gate | None = None
-
-
-def check_gate(gate: Gate, reference: Path, candidate: Path) -> dict[str, float]:
-    """mAP@0.5 of both on the gate's dataset; raises GateError when the candidate loses too much."""
-    from andi_edge.toolchain.evaluate import run_eval
-
-    before = run_eval(reference, gate.dataset, class_map=gate.class_map)["overall"]["map50"]
-    after = run_eval(candidate, gate.dataset, class_map=gate.class_map)["overall"]["map50"]
-    loss = before - after
-    if not loss <= gate.max_loss:
-        raise GateError(
-            f"the compressed model loses {loss:.4f} mAP@0.5 ({before:.4f} -> {after:.4f}), more than --max-loss "
-            f"{gate.max_loss}: nothing was written",
-            hint="calibrate on more (or more typical) photos, or accept a larger loss with --max-loss",
-        )
-    return {"map50_before": before, "map50_after": after, "loss": loss}
 
 
 def calibration_photos(folder: Path, limit: int) -> list[Path]:

@@ -1,0 +1,33 @@
+"""The accuracy floor for compression: a pruned or quantized model that loses more mAP@0.5 than allowed, on
+a labelled dataset, against the model it came from, is refused and nothing is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from andi_edge.errors import GateError
+from andi_edge.toolchain.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class Gate:
+    dataset: Dataset
+    max_loss: float
+    class_map: dict[str, str] = field(default_factory=dict)
+
+
+def check_gate(gate: Gate, reference: Path, candidate: Path) -> dict[str, float]:
+    """mAP@0.5 of both ONNX models on the gate's dataset; raises GateError when the candidate loses too much."""
+    from andi_edge.toolchain.evaluate import run_eval
+
+    before = run_eval(reference, gate.dataset, class_map=gate.class_map)["overall"]["map50"]
+    after = run_eval(candidate, gate.dataset, class_map=gate.class_map)["overall"]["map50"]
+    loss = before - after
+    if not loss <= gate.max_loss:
+        raise GateError(
+            f"the compressed model loses {loss:.4f} mAP@0.5 ({before:.4f} -> {after:.4f}), more than --max-loss "
+            f"{gate.max_loss}: nothing was written",
+            hint="compress less (ratio, calibration photos), train longer, or accept a larger loss with --max-loss",
+        )
+    return {"map50_before": before, "map50_after": after, "loss": loss}
