@@ -561,6 +561,24 @@ def cmd_dataset_split(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dataset_balance(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain.balance import BalanceRequest, balance
+
+    outcome = balance(
+        BalanceRequest(
+            split_dir=args.split_dir,
+            upsample_below=args.upsample_below,
+            max_factor=args.max_factor,
+            copy_paste=args.copy_paste,
+            jitter=args.jitter,
+            seed=args.seed,
+        )
+    )
+    print(f"added {outcome['added']} training images under {args.split_dir / 'images' / 'train' / '_balance'}")
+    print("training images per class: " + ", ".join(f"{k} {v}" for k, v in outcome["train_counts"].items()))
+    return EXIT_OK
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
@@ -798,6 +816,23 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--output", "-o", type=Path, required=True, help="split folder to write")
     split.set_defaults(handler=cmd_dataset_split)
+    bal = dataset_actions.add_parser(
+        "balance",
+        help="upsample rare classes and paste animals onto empty frames from other locations (train split only)",
+        description=(
+            "The original study's data fixes on a split's training images: --upsample-below N repeats the images of "
+            "classes with fewer than N (at most --max-factor times); --copy-paste K pastes animal crops onto empty "
+            "frames from other locations (object isolation); --jitter J adds colour jitter to what it makes. "
+            "Validation and test images are never touched; a rerun replaces the earlier additions."
+        ),
+    )
+    bal.add_argument("split_dir", type=Path, help="SPLIT_DIR from `andi-edge dataset split`")
+    bal.add_argument("--upsample-below", type=int, default=0, help="repeat images of classes with fewer than N")
+    bal.add_argument("--max-factor", type=int, default=2, help="at most this many times a class's images (2)")
+    bal.add_argument("--copy-paste", type=int, default=0, help="make K object-isolation images")
+    bal.add_argument("--jitter", type=float, default=0.0, help="colour jitter amount for new images, e.g. 0.2")
+    bal.add_argument("--seed", type=int, default=0)
+    bal.set_defaults(handler=cmd_dataset_balance)
 
     tr = commands.add_parser(
         "train",

@@ -192,3 +192,32 @@ def test_prune_mistakes(tmp_path: Path, weights_path: Path) -> None:
     assert proc.returncode == 2 and "not an ultralytics checkpoint" in proc.stderr and "andi-edge train" in proc.stderr
     proc = run_cli("prune", weights_path, "--ratio", "1.5", "--data", tmp_path, "-o", tmp_path / "p.pt")
     assert proc.returncode == 2 and "--ratio 1.5" in proc.stderr
+
+
+def test_balance_upsamples_and_pastes_across_locations(tmp_path: Path, split_dir: Path) -> None:
+    import shutil
+
+    work = tmp_path / "split"
+    shutil.copytree(split_dir, work, symlinks=True)
+    before = json.loads((work / "manifest.json").read_text())["class_counts"]["train"]
+    proc = run_cli("dataset", "balance", work, "--upsample-below", "10", "--copy-paste", "6", "--jitter", "0.2")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((work / "manifest.json").read_text())
+    after = manifest["class_counts"]["train"]
+    for cls, n in before.items():
+        if cls != "empty":
+            assert after[cls] >= min(10, 2 * n), cls
+    pasted = [e for e in manifest["images"] if "copy-paste" in e.get("made_by", "")]
+    assert len(pasted) == 6
+    for entry in pasted:
+        donor_location = entry["made_by"].split("(")[1].split(")")[0]
+        assert donor_location != entry["location"], "pasted onto a background from another location"
+        label = (work / "labels" / "train" / entry["file"]).with_suffix(".txt").read_text().split()
+        assert len(label) == 5 and all(0 <= float(v) <= 1 for v in label[1:])
+        assert Image.open(work / "images" / "train" / entry["file"]).size[0] > 0
+    assert all(e["split"] == "train" for e in manifest["images"] if e["file"].startswith("_balance"))
+    # a rerun replaces, never stacks
+    assert run_cli("dataset", "balance", work, "--copy-paste", "2").returncode == 0
+    assert len(list((work / "images" / "train" / "_balance").glob("*.jpg"))) == 2
+    nothing = run_cli("dataset", "balance", work)
+    assert nothing.returncode == 2 and "nothing to do" in nothing.stderr

@@ -20,6 +20,8 @@ __all__ = ["BACKENDS", "Backend", "BackendOptions", "LoadedModel", "available_ba
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "ort": ("andi_edge.runtime.backends.ort", "OnnxRuntimeBackend", "onnxruntime"),
     "openvino": ("andi_edge.runtime.backends.openvino_backend", "OpenVinoBackend", "'andi-edge[openvino]'"),
+    # end-of-life upstream and evaluation-only licence: never installed by andi-edge (see the module)
+    "deepsparse": ("andi_edge.runtime.backends.deepsparse_backend", "DeepSparseBackend", "deepsparse==1.8.0"),
 }
 
 
