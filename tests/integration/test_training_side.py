@@ -123,10 +123,16 @@ def test_quantize_gate_refuses_a_model_that_loses_too_much(
     assert good.exists()
 
 
-def test_chain_split_train_export_quantize_eval(tmp_path: Path, split_dir: Path, cct: Path, photos_dir: Path) -> None:
+def test_chain_split_train_export_prune_quantize_eval(
+    tmp_path: Path, split_dir: Path, cct: Path, photos_dir: Path, weights_path: Path
+) -> None:
+    """The issue's chain, small: split (fixture) -> 1-epoch fine-tune at 160 px -> export -> prune (with one
+    recovery epoch and the gate wired) -> export -> quantize -> eval with --reference and the split manifest."""
+    from andi_edge.runtime.detector import Detector
+
     run = tmp_path / "run"
-    proc = run_cli("train", "--data", split_dir, "--model", "yolov5n", "--weights", photos_dir.parent.parent /
-                   "models" / "yolov5n.pt", "--epochs", "1", "--imgsz", "160", "--batch", "8", "-o", run)  # fmt: skip
+    proc = run_cli("train", "--data", split_dir, "--model", "yolov5n", "--weights", weights_path, "--epochs", "1",
+                   "--imgsz", "160", "--batch", "8", "-o", run)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "carried 342 of 349 pretrained tensors" in proc.stdout
     config = json.loads((run / "run_config.json").read_text())
@@ -135,12 +141,23 @@ def test_chain_split_train_export_quantize_eval(tmp_path: Path, split_dir: Path,
     best = run / "train" / "weights" / "best.pt"
     fp32 = tmp_path / "ft-160.onnx"
     assert run_cli("export", best, "--imgsz", "160", "-o", fp32).returncode == 0
-    from andi_edge.runtime.detector import Detector
-
     card = Detector(fp32).card
     assert card.class_names == ("animal", "person", "vehicle") and card.head == "ultralytics"
-    int8 = tmp_path / "ft-160-int8.onnx"
-    proc = run_cli("quantize", fp32, "--calib", photos_dir / "lila_md_testset", "--calib-count", "8", "-o", int8)
+
+    pruned = tmp_path / "pruned.pt"
+    proc = run_cli("prune", best, "--ratio", "0.5", "--data", split_dir, "--epochs", "1", "--imgsz", "160",
+                   "--batch", "8", "-o", pruned)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "parameters 2,636,105 ->" in proc.stdout
+    record = json.loads(pruned.with_suffix(".prune.json").read_text())
+    assert record["params"][1] < 0.5 * record["params"][0] and record["macs"][1] < 0.6 * record["macs"][0]
+    pruned_onnx = tmp_path / "pruned-160.onnx"
+    assert run_cli("export", pruned, "--imgsz", "160", "-o", pruned_onnx).returncode == 0
+    assert pruned_onnx.stat().st_size < 0.5 * fp32.stat().st_size
+    assert Detector(pruned_onnx).card.class_names == ("animal", "person", "vehicle")
+
+    int8 = tmp_path / "pruned-160-int8.onnx"
+    proc = run_cli("quantize", pruned_onnx, "--calib", photos_dir / "lila_md_testset", "--calib-count", "8", "-o", int8)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "eval.json"
     proc = run_cli("eval", "-m", int8, "--data", cct, "--images", photos_dir, "--split-manifest", split_dir,
@@ -150,39 +167,19 @@ def test_chain_split_train_export_quantize_eval(tmp_path: Path, split_dir: Path,
     assert "empty" in report["overall"]["f1_per_class"] and report["unseen_locations"]["images"] > 0
     assert report["against_reference"]["reference"] == fp32.name
 
-
-def test_train_mistakes(tmp_path: Path) -> None:
-    proc = run_cli("train", "--data", tmp_path, "--epochs", "1", "-o", tmp_path / "run")
-    assert proc.returncode == 2 and "no data.yaml" in proc.stderr and "dataset split" in proc.stderr
-
-
-def test_prune_with_recovery_and_gate(
-    tmp_path: Path, split_dir: Path, cct: Path, photos_dir: Path, weights_path: Path
-) -> None:
-    run = tmp_path / "run"
-    assert run_cli("train", "--data", split_dir, "--weights", weights_path, "--epochs", "1", "--imgsz", "160",
-                   "--batch", "8", "-o", run).returncode == 0  # fmt: skip
-    best = run / "train" / "weights" / "best.pt"
-    pruned = tmp_path / "pruned.pt"
-    proc = run_cli("prune", best, "--ratio", "0.5", "--data", split_dir, "--epochs", "1", "--imgsz", "160",
-                   "--batch", "8", "-o", pruned)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "parameters 2,636,105 ->" in proc.stdout
-    record = json.loads(pruned.with_suffix(".prune.json").read_text())
-    assert record["params"][1] < 0.5 * record["params"][0] and record["macs"][1] < 0.6 * record["macs"][0]
-    onnx_path = tmp_path / "pruned.onnx"
-    assert run_cli("export", pruned, "--imgsz", "160", "-o", onnx_path).returncode == 0
-    from andi_edge.runtime.detector import Detector
-
-    assert Detector(onnx_path).card.class_names == ("animal", "person", "vehicle")
-    # the gate's wiring (export both, evaluate both, refuse, write nothing): a one-epoch model scores ~0 mAP, so
-    # a real loss cannot be provoked here; a negative --max-loss demands an improvement no pruning gives.
-    # tests/integration/test_training_side.py::test_quantize_gate_... shows a genuine loss being refused.
+    # the prune gate's wiring (export both, evaluate both, refuse, write nothing): a one-epoch model scores ~0
+    # mAP, so a real loss cannot be provoked here; a negative --max-loss demands an improvement no pruning gives.
+    # test_quantize_gate_refuses_a_model_that_loses_too_much shows a genuine loss being refused.
     refused = tmp_path / "refused.pt"
     proc = run_cli("prune", best, "--ratio", "0.9", "--data", split_dir, "--epochs", "0", "--imgsz", "160",
                    "-o", refused, "--eval", cct, "--images", photos_dir, "--max-loss", "-1")  # fmt: skip
     assert proc.returncode == 7 and "nothing was written" in proc.stderr
     assert not refused.exists()
+
+
+def test_train_mistakes(tmp_path: Path) -> None:
+    proc = run_cli("train", "--data", tmp_path, "--epochs", "1", "-o", tmp_path / "run")
+    assert proc.returncode == 2 and "no data.yaml" in proc.stderr and "dataset split" in proc.stderr
 
 
 def test_prune_mistakes(tmp_path: Path, weights_path: Path) -> None:
