@@ -1,0 +1,300 @@
+"""Commands that run detection: detect, bench, batch, info."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from andi_edge.cli.options import EXIT_OK, add_runtime_options, build_detector, detector_settings
+from andi_edge.errors import UsageError
+
+log = logging.getLogger("andi_edge")
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from andi_edge.photos import find_photos
+    from andi_edge.pipeline import PipelineSettings, detect_many
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.sinks.atomic import write_json_atomic
+    from andi_edge.sinks.md_batch import batch_document, image_entry
+
+    if args.output.is_dir():
+        raise UsageError(f"-o {args.output} is a folder; give a file name such as {args.output / 'results.json'}")
+    root, sources = find_photos(args.paths)
+    detector = build_detector(args)
+    assert isinstance(detector, Detector)
+    if not sources:
+        log.warning("no photos (jpg, jpeg, png) found under %s", ", ".join(map(str, args.paths)))
+    entries = []
+    failures = 0
+    with_detections = 0
+    typical = detector.card.thresholds.typical
+    start = time.perf_counter()
+    show_progress = sys.stderr.isatty() and not args.quiet
+    progress = tqdm(total=len(sources), unit="photo", disable=not show_progress, dynamic_ncols=True)
+    with progress:
+        for source, result in detect_many(detector, sources, PipelineSettings(decode_workers=args.decode_workers)):
+            entries.append(image_entry(result, source.relative))
+            if result.failure is not None:
+                failures += 1
+            elif result.detections is not None and len(result.detections.above(typical)):
+                with_detections += 1
+            progress.update()
+    elapsed = time.perf_counter() - start
+    document = batch_document(
+        entries,
+        detector.card.class_names,
+        {**detector.provenance(), "image_root": str(root)},
+        typical_threshold=typical,
+        conservative_threshold=detector.card.thresholds.conservative,
+    )
+    write_json_atomic(args.output, document)
+    rate = len(sources) / elapsed if elapsed > 0 else 0.0
+    print(
+        f"{len(sources)} photos in {elapsed:.1f} s ({rate:.1f} photos/s): "
+        f"{with_detections} with a detection >= {typical}, {len(sources) - failures - with_detections} empty, "
+        f"{failures} failed"
+    )
+    print(f"results: {args.output}")
+    return EXIT_OK
+
+
+# -- bench ----------------------------------------------------------------------------------------------------
+
+
+def _print_bench_table(report: dict[str, Any]) -> None:
+    model = report["model"]
+    print(
+        f"model {model['model_file']} ({model['model_size_bytes'] / 1e6:.1f} MB, sha256 {model['model_sha256'][:12]}) "
+        f"on {model['backend']} {model['backend_version']} [{','.join(model['execution_providers'])}], "
+        f"threads {model['threads'] or 'auto'}"
+    )
+    machine = report["machine"]
+    print(f"machine {machine['cpu_model']} x{machine['cpus_available']}, SIMD {' '.join(machine['simd']) or '-'}")
+    cold = report["cold_start_ms"]
+    since_start = cold.get("process_start_to_first_result")
+    print(
+        f"cold start: session {cold['session_create']:.0f} ms, first result {cold['first_result']:.0f} ms"
+        + (f", process start to first result {since_start:.0f} ms" if since_start else "")
+    )
+    rows = []
+    if "model_only" in report:
+        rows.append(("inference (synthetic input)", report["model_only"]["inference_ms"]))
+    if "photos" in report:
+        rows += [(f"  {stage}", stats) for stage, stats in report["photos"]["stage_ms"].items()]
+        rows.append(("end to end", report["photos"]["end_to_end_ms"]))
+    print(f"{'stage (ms)':<30}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'mean':>9}")
+    for name, stats in rows:
+        if stats:
+            print(
+                f"{name:<30}{stats['p50']:>9.2f}{stats['p90']:>9.2f}{stats['p99']:>9.2f}{stats['p99.9']:>9.2f}"
+                f"{stats['mean']:>9.2f}"
+            )
+    if "photos" in report:
+        tp = report["photos"]["throughput_photos_per_s"]
+        print(
+            f"throughput (photos/s): single-stream {tp['single_stream']}, pipelined {tp['pipelined']}; "
+            f"limit {tp['pipeline_limit']} (decode-only {tp['decode_only_all_cores']}, "
+            f"inference-only {tp['inference_only']}, each on all cores): pipelined at {tp['pipelined_vs_limit']:.0%} "
+            f"of it; both sharing the cores bound it at {tp['shared_core_bound']}"
+        )
+    elif "model_only" in report:
+        print(f"throughput (model only): {report['model_only']['throughput_photos_per_s']} inferences/s")
+    print(f"peak RSS {report['peak_rss_mb']:.0f} MB")
+    for compared in report.get("compare", []):
+        acc = compared["accuracy"]
+        print(
+            f"{compared['model']['model_file']} against this model's boxes: mAP@0.5 {acc['map50']:.3f}, "
+            f"recall {acc['recall_at_typical']:.3f} on {acc['reference_boxes']} reference boxes; its end-to-end p50 "
+            f"{compared['photos']['end_to_end_ms'].get('p50', float('nan')):.2f} ms, pipelined "
+            f"{compared['photos']['throughput_photos_per_s']['pipelined']} photos/s"
+        )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+
+    from andi_edge import bench
+    from andi_edge.photos import find_photos
+    from andi_edge.pipeline import PipelineSettings
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.sinks.atomic import write_json_atomic
+
+    if args.runs < 1 or args.warmup < 0:
+        raise UsageError("--runs must be >= 1 and --warmup >= 0")
+    photos: list[Path] = []
+    if args.images is not None:
+        _, sources = find_photos([args.images])
+        photos = [s.path for s in sources][: args.max_photos]
+        if not photos:
+            raise UsageError(f"no photos (jpg, jpeg, png) under {args.images}")
+    if args.compare and not photos:
+        raise UsageError("--compare needs --images: accuracy is measured on real photos")
+    start = time.perf_counter()
+    detector = build_detector(args)
+    assert isinstance(detector, Detector)
+    session_ms = (time.perf_counter() - start) * 1000
+    if photos:
+        detector.detect(photos[0])
+    else:
+        bench.bench_model_only(detector, runs=1, warmup=0)
+    first_ms = (time.perf_counter() - start) * 1000
+    age = bench.process_age_ms()
+    report: dict[str, Any] = {
+        "model": bench.model_info(detector),
+        "machine": bench.machine_info(),
+        "cold_start_ms": {
+            "session_create": round(session_ms, 1),
+            "first_result": round(first_ms, 1),
+            "process_start_to_first_result": None if age is None else round(age, 1),
+        },
+        "model_only": bench.bench_model_only(detector, args.runs * 20, args.warmup * 5 + 5),
+    }
+    pipeline = PipelineSettings(decode_workers=args.decode_workers)
+    if photos:
+        report["photos"] = bench.bench_photos(detector, photos, args.runs, args.warmup, pipeline)
+        report["images"] = str(args.images)
+    compared = []
+    for other_path in args.compare:
+        other_args = argparse.Namespace(**{**vars(args), "model": other_path})
+        other = build_detector(other_args)
+        assert isinstance(other, Detector)
+        compared.append(
+            {
+                "model": bench.model_info(other),
+                "model_only": bench.bench_model_only(other, args.runs * 20, args.warmup * 5 + 5),
+                "photos": bench.bench_photos(other, photos, args.runs, args.warmup, pipeline),
+                "accuracy": bench.accuracy_delta(detector, other, photos),
+            }
+        )
+    if compared:
+        report["compare"] = compared
+    report["peak_rss_mb"] = round(bench.peak_rss_mb(), 1)
+    _print_bench_table(report)
+    if args.json:
+        write_json_atomic(args.json, report, indent=2)
+        print(f"json: {args.json}")
+    return EXIT_OK
+
+
+# -- batch ----------------------------------------------------------------------------------------------------
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from andi_edge.batch.runner import BatchRequest, run_batch
+    from andi_edge.config import DetectorSettings
+
+    settings = detector_settings(args)
+    assert isinstance(settings, DetectorSettings)
+    request = BatchRequest(
+        roots=args.paths,
+        model=args.model,
+        output=args.output,
+        engine=args.engine,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        chunk_size=args.chunk_size,
+        previous_results=args.previous_results,
+        sidecar_dir=args.sidecars,
+        settings=settings,
+        threads=args.threads,
+        providers=tuple(args.provider),
+    )
+    bar = tqdm(unit="photo", disable=not sys.stderr.isatty() or args.quiet, dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    with bar:
+        summary = run_batch(request, progress)
+    rate = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
+    print(
+        f"{summary.photos} photos: {summary.processed} processed ({rate:.1f} photos/s, {summary.engine} engine, "
+        f"{summary.workers} worker(s)), {summary.reused_from_shards} from an interrupted run, "
+        f"{summary.reused_from_previous} from --previous-results; {summary.failed} failed"
+    )
+    print(f"results: {args.output}")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from andi_edge.runtime.detector import Detector
+
+    detector = Detector(args.model)
+    print(json.dumps({"card": asdict(detector.card), "runtime": detector.provenance()}, indent=2))
+    return EXIT_OK
+
+
+def register(commands: Any) -> None:
+    detect = commands.add_parser(
+        "detect",
+        help="run detection on photos and folders, write a MegaDetector 1.6 results file",
+        description=(
+            "Walk PATHs (folders recursively; jpg/jpeg/png in any case; hidden and ._ files skipped), detect, and "
+            "write a MegaDetector batch-output file (format 1.6) that Timelapse and AddaxAI open. Photos that cannot "
+            "be read are recorded with a failure reason and the run goes on."
+        ),
+    )
+    detect.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photo files or folders")
+    detect.add_argument("--output", "-o", type=Path, required=True, help="results JSON to write")
+    detect.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_runtime_options(detect)
+    detect.set_defaults(handler=cmd_detect)
+
+    bench_cmd = commands.add_parser(
+        "bench",
+        help="measure latency, throughput, memory (and accuracy against another model) on this machine",
+        description=(
+            "Without --images: model-only latency on synthetic input. With --images: the real pipeline on real "
+            "photos (read, decode, letterbox, inference, postprocess, sidecar write), p50/p90/p99/p99.9, single-stream "
+            "and pipelined throughput against the pipeline's limit, cold start, peak RSS. --compare OTHER.onnx adds "
+            "OTHER's speed and its accuracy against this model's boxes (mAP@0.5, recall)."
+        ),
+    )
+    add_runtime_options(bench_cmd)
+    bench_cmd.add_argument("--images", type=Path, default=None, help="folder of real photos (recursive)")
+    bench_cmd.add_argument("--max-photos", type=int, default=200, help="use at most this many photos (default 200)")
+    bench_cmd.add_argument("--runs", type=int, default=3, help="passes over the photos after warm-up (default 3)")
+    bench_cmd.add_argument("--warmup", type=int, default=3, help="warm-up photos / inferences (default 3)")
+    bench_cmd.add_argument("--compare", type=Path, action="append", default=[], metavar="OTHER.onnx")
+    bench_cmd.add_argument("--json", type=Path, default=None, help="write everything measured to this file")
+    bench_cmd.set_defaults(handler=cmd_bench)
+
+    batch = commands.add_parser(
+        "batch",
+        help="back-process whole archives on all cores or a Ray cluster; resumable",
+        description=(
+            "Process every photo under the ROOTs with worker processes (--engine local, all cores) or Ray Data "
+            "(--engine ray: a local Ray instance, or a cluster with --ray-address) and write one MegaDetector 1.6 "
+            "file. Both engines run the same runtime code: results are identical whichever engine and worker "
+            "count. Finished chunks are saved beside the output, so a rerun after a crash or Ctrl-C continues "
+            "where it stopped. A worker that dies is replaced and its photos retried once."
+        ),
+    )
+    batch.add_argument("paths", nargs="+", type=Path, metavar="ROOT", help="photo files or folders")
+    batch.add_argument("--output", "-o", type=Path, required=True, help="results JSON to write")
+    batch.add_argument("--engine", choices=["local", "ray"], default="local")
+    batch.add_argument("--workers", type=int, default=0, help="worker processes / actors (default: cores / 2)")
+    batch.add_argument("--ray-address", default=None, help="a running Ray cluster (default: start a local one)")
+    batch.add_argument("--chunk-size", type=int, default=16, help="photos per unit of work (default 16)")
+    batch.add_argument("--previous-results", type=Path, default=None, help="reuse an earlier results file's entries")
+    batch.add_argument("--sidecars", type=Path, default=None, help="also write one sidecar JSON per photo here")
+    batch.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_runtime_options(batch)
+    batch.set_defaults(handler=cmd_batch)
+
+    info = commands.add_parser("info", help="print an ONNX model's card and how it would run here")
+    info.add_argument("model", type=Path, help="ONNX model")
+    info.set_defaults(handler=cmd_info)

@@ -1,0 +1,211 @@
+"""Commands for the field device: watch, check, status, service."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from andi_edge.cli.options import EXIT_OK
+from andi_edge.errors import UsageError
+from andi_edge.logs import configure_logging
+
+# -- watch / check / status -----------------------------------------------------------------------------------
+
+
+def _watch_config(args: argparse.Namespace) -> object:
+    from andi_edge.settings import load_watch_config
+
+    overrides = {
+        "watch": str(args.dir) if args.dir else None,
+        "model": str(args.model) if args.model else None,
+        "output": str(args.output) if args.output else None,
+        "state": str(args.state) if args.state else None,
+    }
+    return load_watch_config(args.config, overrides)
+
+
+def _state_dir(config: object) -> Path:
+    from andi_edge.settings import WatchConfig
+
+    assert isinstance(config, WatchConfig)
+    return Path(config.state) if config.state else Path(config.output) / ".andi-edge-state"
+
+
+def _detector_from_config(config: object) -> object:
+    from andi_edge.pipeline import PipelineSettings, backend_options_for
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.settings import WatchConfig
+
+    assert isinstance(config, WatchConfig)
+    pipeline = PipelineSettings(config.pipeline.decode_workers, config.pipeline.max_in_flight)
+    options = backend_options_for(config.backend.threads, config.backend.providers, pipeline)
+    return Detector(Path(config.model), settings=config.detector, backend=config.backend.name, backend_options=options)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from andi_edge.daemon.service import WatchService
+    from andi_edge.errors import UsageError
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.settings import WatchConfig
+
+    config = _watch_config(args)
+    assert isinstance(config, WatchConfig)
+    configure_logging(args.log_level or config.logging.level, args.log_format or config.logging.format)
+    if not Path(config.watch).is_dir() and args.once:
+        raise UsageError(f"{config.watch}: no such folder to watch")
+    detector = _detector_from_config(config)
+    assert isinstance(detector, Detector)
+    service = WatchService(config, detector, _state_dir(config), once=args.once)
+    service.install_signal_handlers()
+    return service.run()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from andi_edge.settings import WatchConfig
+
+    config = _watch_config(args)
+    assert isinstance(config, WatchConfig)
+    detector = _detector_from_config(config)
+    from andi_edge.runtime.detector import Detector
+
+    assert isinstance(detector, Detector)
+    watch = Path(config.watch)
+    print(f"config ok: {args.config or 'command line'}")
+    print(
+        f"model ok: {config.model} ({detector.card.name}, {detector.card.head} head, "
+        f"{detector.card.num_classes} classes, {detector.card.input_width}x{detector.card.input_height}, "
+        f"{detector.loaded.backend} {','.join(detector.loaded.execution_providers)})"
+    )
+    print(f"watch folder: {watch} ({'present' if watch.is_dir() else 'not present now: the daemon will wait for it'})")
+    print(f"output: {config.output}; state: {_state_dir(config)}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+    import shutil
+
+    from andi_edge.state.journal import open_readonly
+
+    journal = open_readonly(args.state)
+    try:
+        counts = journal.counts()
+        last = journal.last_finished()
+        failures = journal.recent_failures(args.failures)
+    finally:
+        journal.close()
+    disk_path = args.output or args.state
+    usage = shutil.disk_usage(disk_path)
+    report = {
+        "state": str(args.state),
+        "counts": counts,
+        "last_photo": None
+        if last is None
+        else {"card_id": last.card_id, "file": last.rel_path, "state": last.state, "at": last.updated_at},
+        "recent_failures": [{"card_id": f.card_id, "file": f.rel_path, "failure": f.failure} for f in failures],
+        "free_bytes": usage.free,
+        "free_path": str(disk_path),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print("photos: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if last is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.updated_at))
+        print(f"last photo: {last.card_id}/{last.rel_path} ({last.state}, {when})")
+    for f in failures:
+        print(f"failed: {f.card_id}/{f.rel_path}: {f.failure}")
+    print(f"free disk at {disk_path}: {usage.free / (1 << 30):.2f} GiB")
+    return EXIT_OK
+
+
+# -- service install / uninstall ------------------------------------------------------------------------------
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from andi_edge import service_install as si
+
+    root = args.root or Path("/")
+    if args.action == "install":
+        if args.watch is None or args.model is None:
+            raise UsageError("service install needs --watch DIR and --model MODEL.onnx")
+        plan = si.plan_install(root, args.watch, args.model, args.output, args.profile)
+    else:
+        plan = si.plan_uninstall(root, purge=args.purge)
+    if root == Path("/") and not args.dry_run and os.geteuid() != 0:
+        raise UsageError("installing into / needs root", hint="run with sudo, or stage with --root DIR / --dry-run")
+    for line in si.execute(plan, dry_run=args.dry_run):
+        print(line)
+    if args.action == "install" and not args.dry_run:
+        si.validate_config_file(plan.path(si.CONFIG_DIR / "config.yaml"))
+        where = "" if root == Path("/") else f" under {root}"
+        print(f"installed{where}; check it with: andi-edge check --config {si.CONFIG_DIR / 'config.yaml'}")
+    return EXIT_OK
+
+
+def register(commands: Any) -> None:
+    watch = commands.add_parser(
+        "watch",
+        help="the field daemon: process every new photo under DIR exactly once",
+        description=(
+            "Watch DIR (a camera card or a folder) and process each complete photo exactly once: a sidecar JSON per "
+            "photo, crops per class, and a MegaDetector 1.6 batch file per card, mirrored into OUTPUT. Survives "
+            "kill -9, power loss, corrupt files, full disks and card swaps. Settings come from --config (YAML); "
+            "flags override it."
+        ),
+    )
+    watch.add_argument("dir", nargs="?", type=Path, help="folder to watch (or `watch:` in the config)")
+    watch.add_argument("--model", "-m", type=Path, help="ONNX model (or `model:` in the config)")
+    watch.add_argument("--output", "-o", type=Path, help="where outputs go (or `output:` in the config)")
+    watch.add_argument("--state", type=Path, help="journal folder (default: OUTPUT/.andi-edge-state)")
+    watch.add_argument("--config", "-c", type=Path, help="YAML config file (see deploy/config.example.yaml)")
+    watch.add_argument("--once", action="store_true", help="process what is there now, write outputs, exit 0")
+    watch.add_argument("--log-format", choices=["plain", "json"], default=None, help="log line format")
+    watch.set_defaults(handler=cmd_watch)
+
+    check = commands.add_parser(
+        "check", help="validate a watch config and its model without running", description="Validate config and model."
+    )
+    check.add_argument("dir", nargs="?", type=Path, help="folder to watch (overrides the config)")
+    check.add_argument("--config", "-c", type=Path, help="YAML config file")
+    check.add_argument("--model", "-m", type=Path, help="ONNX model (overrides the config)")
+    check.add_argument("--output", "-o", type=Path, help="output folder (overrides the config)")
+    check.add_argument("--state", type=Path, help="journal folder (overrides the config)")
+    check.set_defaults(handler=cmd_check)
+
+    status = commands.add_parser(
+        "status",
+        help="what the daemon has done: counts, last photo, failures, free disk",
+        description="Read the journal of `andi-edge watch` and report.",
+    )
+    status.add_argument("--state", type=Path, required=True, help="the daemon's state folder")
+    status.add_argument("--output", "-o", type=Path, default=None, help="output folder (for the free-space line)")
+    status.add_argument("--failures", type=int, default=10, help="how many recent failures to list")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
+
+    service = commands.add_parser(
+        "service",
+        help="install or remove the systemd service, SD-card trigger, config and user",
+        description=(
+            "install: write the hardened systemd units, the SD-card udev rule and trigger script, a documented "
+            "config (with a device profile), copy the model, create the andi-edge user and enable the service. "
+            "Idempotent. --root DIR stages everything under DIR (host commands are listed, not run); --dry-run "
+            "prints every file and command and writes nothing. uninstall removes units, rule and script, and keeps "
+            "config and data unless --purge."
+        ),
+    )
+    service.add_argument("action", choices=["install", "uninstall"])
+    service.add_argument("--watch", type=Path, help="folder or card mount point to watch (install)")
+    service.add_argument("--model", "-m", type=Path, help="ONNX model to install (install)")
+    service.add_argument(
+        "--output", "-o", type=Path, default=None, help="output folder (default /var/lib/andi-edge/output)"
+    )
+    service.add_argument("--profile", choices=["raspberry-pi", "jetson", "x86"], default=None, help="device profile")
+    service.add_argument("--root", type=Path, default=None, help="stage into this folder instead of /")
+    service.add_argument("--dry-run", action="store_true", help="print every file and command; change nothing")
+    service.add_argument("--purge", action="store_true", help="uninstall: also remove config and all data")
+    service.set_defaults(handler=cmd_service)

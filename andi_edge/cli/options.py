@@ -1,0 +1,85 @@
+"""Options and objects several commands share: inference options, detector settings, the accuracy gate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from andi_edge.toolchain.gate import Gate
+
+EXIT_OK = 0
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inference")
+    group.add_argument("--model", "-m", type=Path, required=True, help="ONNX model (from `andi-edge export`)")
+    group.add_argument(
+        "--backend", default="ort", help="inference backend: ort (ONNX Runtime, default) or openvino (optional extra)"
+    )
+    group.add_argument(
+        "--provider",
+        action="append",
+        default=[],
+        metavar="EP",
+        help="ONNX Runtime execution provider to try first, e.g. CUDAExecutionProvider "
+        "(repeatable; CPU is always the fallback)",
+    )
+    group.add_argument(
+        "--threads", type=int, default=0, help="inference threads (default 0 = the cores the decode workers leave)"
+    )
+    group.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="keep boxes at or above this confidence (default: the model card's, 0.005)",
+    )
+    group.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the model card's, 0.45)")
+    group.add_argument("--max-det", type=int, default=100, help="at most this many boxes per photo (default: 100)")
+    group.add_argument(
+        "--full-decode",
+        action="store_true",
+        help="decode every JPEG at full resolution (slower; the fast path uses DCT-scaled decoding)",
+    )
+    group.add_argument("--decode-workers", type=int, default=1, help="threads decoding ahead of inference (default: 1)")
+
+
+def detector_settings(args: argparse.Namespace) -> object:
+    from andi_edge.config import DetectorSettings
+
+    return DetectorSettings(
+        conf_threshold=args.conf,
+        iou_threshold=args.iou,
+        max_detections=args.max_det,
+        reduced_decode=not args.full_decode,
+    )
+
+
+def build_detector(args: argparse.Namespace) -> object:
+    from andi_edge.config import DetectorSettings
+    from andi_edge.pipeline import PipelineSettings, backend_options_for
+    from andi_edge.runtime.detector import Detector
+
+    settings = detector_settings(args)
+    assert isinstance(settings, DetectorSettings)
+    options = backend_options_for(args.threads, tuple(args.provider), PipelineSettings(args.decode_workers))
+    return Detector(args.model, settings=settings, backend=args.backend, backend_options=options)
+
+
+def add_gate_options(parser: argparse.ArgumentParser) -> None:
+    gate = parser.add_argument_group("accuracy gate (refuse the compressed model, write nothing)")
+    gate.add_argument("--eval", type=Path, default=None, help="a labelled dataset (CCT JSON or YOLO folder)")
+    gate.add_argument("--images", type=Path, default=None, help="the CCT dataset's image root")
+    gate.add_argument("--max-loss", type=float, default=0.01, help="largest mAP@0.5 loss allowed (default 0.01)")
+    gate.add_argument("--class-map", default=None, help="model -> dataset class names: YAML or a built-in map")
+
+
+def gate_from_args(args: argparse.Namespace) -> Gate | None:
+    if args.eval is None:
+        return None
+    from andi_edge.toolchain.dataset import load_dataset
+    from andi_edge.toolchain.evaluate import load_class_map
+    from andi_edge.toolchain.gate import Gate
+
+    return Gate(load_dataset(args.eval, args.images), args.max_loss, load_class_map(args.class_map))

@@ -1,0 +1,307 @@
+"""Workstation commands (the [toolchain] extra): export, dataset, train, prune, quantize, eval."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from andi_edge.cli.options import EXIT_OK, add_gate_options, gate_from_args
+from andi_edge.errors import UsageError
+
+# -- export / info --------------------------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain import require_toolchain
+
+    require_toolchain()
+    from andi_edge.toolchain.export import ExportRequest, export_onnx
+    from andi_edge.toolchain.weights import resolve_weights
+
+    weights = resolve_weights(args.weights)
+    output = args.output or Path(f"{weights.path.stem}-{args.imgsz}.onnx")
+    card = export_onnx(
+        ExportRequest(weights=weights, output=output, imgsz=args.imgsz, name=args.name, licence=args.licence)
+    )
+    print(f"exported {weights.path} ({card.head} head, {card.num_classes} classes, {args.imgsz} px) -> {output}")
+    return EXIT_OK
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain import require_toolchain
+
+    require_toolchain()
+    from andi_edge.toolchain.quantize import QuantizeRequest, quantize
+
+    if args.calib_count < 1:
+        raise UsageError("--calib-count must be at least 1")
+    if not args.calib.is_dir():
+        raise UsageError(f"--calib {args.calib}: no such folder of calibration photos")
+    gate = gate_from_args(args)
+    output = args.output or args.model.with_name(f"{args.model.stem}-int8.onnx")
+    quantize(
+        QuantizeRequest(
+            model=args.model, calibration_dir=args.calib, output=output, max_photos=args.calib_count, gate=gate
+        )
+    )
+    print(f"quantized {args.model} -> {output} ({output.stat().st_size / 1e6:.1f} MB)")
+    print(f"measure what it costs: andi-edge bench --model {args.model} --images {args.calib} --compare {output}")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain import require_toolchain
+
+    require_toolchain()
+    from andi_edge.toolchain.train import TrainRequest, train
+
+    result = train(
+        TrainRequest(
+            data=args.data,
+            model=args.model,
+            weights=args.weights,
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            output=args.output,
+            patience=args.patience,
+            batch=args.batch,
+            seed=args.seed,
+        )
+    )
+    print(f"carried {result.transferred} of {result.total_source} pretrained tensors into {args.model} (YOLOv5u)")
+    if result.metrics:
+        print("final validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    print(f"best weights: {result.best}; run config: {args.output / 'run_config.json'}")
+    print(f"next: andi-edge export {result.best} --imgsz {args.imgsz} -o {args.model}-finetuned-{args.imgsz}.onnx")
+    return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain import require_toolchain
+
+    require_toolchain()
+    from andi_edge.toolchain.prune import PruneRequest, prune
+
+    gate = gate_from_args(args)
+    result = prune(
+        PruneRequest(
+            weights=args.weights,
+            ratio=args.ratio,
+            data=args.data,
+            epochs=args.epochs,
+            output=args.output,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            gate=gate,
+        )
+    )
+    print(
+        f"pruned {args.weights} -> {result.output}: parameters {result.params_before:,} -> {result.params_after:,}, "
+        f"MACs {result.macs_before / 1e6:.0f}M -> {result.macs_after / 1e6:.0f}M at {args.imgsz} px"
+    )
+    print(f"next: andi-edge export {result.output} --imgsz {args.imgsz}")
+    return EXIT_OK
+
+
+def cmd_dataset_split(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain.dataset import load_dataset, split_by_class, split_by_location, write_split
+
+    dataset = load_dataset(args.data, args.images)
+    for note in dataset.notes:
+        if args.by == "location":
+            raise UsageError(f"{args.data}: {note}", hint="use --by class, or add locations to the dataset")
+    splitter = split_by_location if args.by == "location" else split_by_class
+    assignment = splitter(dataset, args.val, args.test, args.seed)
+    report = write_split(dataset, assignment, args.output, args.by, args.seed)
+    names = sorted({c for counts in report.class_counts.values() for c in counts})
+    print(f"{'class':<24}" + "".join(f"{s:>8}" for s in report.class_counts))
+    for name in names:
+        print(f"{name:<24}" + "".join(f"{report.class_counts[s].get(name, 0):>8}" for s in report.class_counts))
+    print("locations: " + "; ".join(f"{s} {len(locs)}" for s, locs in report.locations.items()))
+    for missing in report.missing_from_train:
+        print(f"WARNING: class '{missing}' has no image in the training split: the model cannot learn it")
+    print(f"split written to {args.output} (data.yaml, manifest.json)")
+    return EXIT_OK
+
+
+def cmd_dataset_balance(args: argparse.Namespace) -> int:
+    from andi_edge.toolchain.balance import BalanceRequest, balance
+
+    outcome = balance(
+        BalanceRequest(
+            split_dir=args.split_dir,
+            upsample_below=args.upsample_below,
+            max_factor=args.max_factor,
+            copy_paste=args.copy_paste,
+            jitter=args.jitter,
+            seed=args.seed,
+        )
+    )
+    print(f"added {outcome['added']} training images under {args.split_dir / 'images' / 'train' / '_balance'}")
+    print("training images per class: " + ", ".join(f"{k} {v}" for k, v in outcome["train_counts"].items()))
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from andi_edge.sinks.atomic import write_json_atomic
+    from andi_edge.toolchain.dataset import load_dataset
+    from andi_edge.toolchain.evaluate import load_class_map, run_eval
+
+    dataset = load_dataset(args.data, args.images)
+    report = run_eval(args.model, dataset, args.split_manifest, args.reference, load_class_map(args.class_map))
+    print(f"{'images':<18}{'n':>6}{'F1-macro':>10}{'mAP@0.5':>10}")
+    for key in ("overall", "seen_locations", "unseen_locations"):
+        scores = report.get(key)
+        if scores:
+            print(
+                f"{key.replace('_', ' '):<18}{scores['images']:>6}{scores['f1_macro']:>10.4f}{scores['map50']:>10.4f}"
+            )
+    timing = report["inference_ms_per_image"]
+    print(f"inference per image: mean {timing['mean']:.1f} ms, p50 {timing['p50']:.1f} ms")
+    if "against_reference" in report:
+        ref = report["against_reference"]
+        print(
+            f"against {ref['reference']}: mAP@0.5 {ref['map50']:.4f}, recall {ref['recall_at_typical']:.4f}, "
+            f"small-object recall {ref['small_object_recall']}"
+        )
+    if args.json:
+        write_json_atomic(args.json, report, indent=2)
+        print(f"json: {args.json}")
+    else:
+        print(json.dumps(report["overall"]["f1_per_class"]))
+    return EXIT_OK
+
+
+def register(commands: Any) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export a YOLO checkpoint to ONNX with its model card inside (needs the [toolchain] extra)",
+        description=(
+            "Export a classic YOLOv5 checkpoint (e.g. yolov5n.pt, MegaDetector v5) or an ultralytics checkpoint "
+            "(YOLOv5u, YOLOv8, YOLO11) to ONNX at a fixed input size. The model card (class names, input size, head, "
+            "thresholds, weights sha256, licence, tool versions) is stored in the file's metadata. Runs offline."
+        ),
+    )
+    export.add_argument("weights", help="a .pt file, or a known model name such as yolov5n (see models/registry.yaml)")
+    export.add_argument("--imgsz", type=int, default=320, help="square input size, a multiple of 32 (default: 320)")
+    export.add_argument("--output", "-o", type=Path, default=None, help="ONNX file to write (default: STEM-IMGSZ.onnx)")
+    export.add_argument("--name", default=None, help="model name for the card (default: STEM-IMGSZ)")
+    export.add_argument("--licence", default=None, help="licence of the weights, for the card")
+    export.set_defaults(handler=cmd_export)
+
+    dataset_cmd = commands.add_parser("dataset", help="camera-trap datasets: location-aware splits")
+    dataset_actions = dataset_cmd.add_subparsers(dest="dataset_action", metavar="ACTION", required=True)
+    split = dataset_actions.add_parser(
+        "split",
+        help="COCO Camera Traps JSON (or a YOLO folder) -> a YOLO split and a manifest",
+        description=(
+            "Split a camera-trap dataset for training. --by location (default) never puts one location in two "
+            "splits and keeps each class's share close to the targets; --by class reproduces a stratified split. "
+            "Writes images/ (symlinks), labels/, data.yaml and manifest.json; prints per-split class counts and "
+            "warns when a class is absent from training. Empty images are kept as background."
+        ),
+    )
+    split.add_argument("data", type=Path, help="COCO Camera Traps JSON, or a YOLO dataset folder")
+    split.add_argument("--images", type=Path, default=None, help="image root for a CCT JSON's file_name paths")
+    split.add_argument("--by", choices=["location", "class"], default="location")
+    split.add_argument("--val", type=float, default=0.25)
+    split.add_argument("--test", type=float, default=0.10)
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--output", "-o", type=Path, required=True, help="split folder to write")
+    split.set_defaults(handler=cmd_dataset_split)
+    bal = dataset_actions.add_parser(
+        "balance",
+        help="upsample rare classes and paste animals onto empty frames from other locations (train split only)",
+        description=(
+            "The original study's data fixes on a split's training images: --upsample-below N repeats the images of "
+            "classes with fewer than N (at most --max-factor times); --copy-paste K pastes animal crops onto empty "
+            "frames from other locations (object isolation); --jitter J adds colour jitter to what it makes. "
+            "Validation and test images are never touched; a rerun replaces the earlier additions."
+        ),
+    )
+    bal.add_argument("split_dir", type=Path, help="SPLIT_DIR from `andi-edge dataset split`")
+    bal.add_argument("--upsample-below", type=int, default=0, help="repeat images of classes with fewer than N")
+    bal.add_argument("--max-factor", type=int, default=2, help="at most this many times a class's images (2)")
+    bal.add_argument("--copy-paste", type=int, default=0, help="make K object-isolation images")
+    bal.add_argument("--jitter", type=float, default=0.0, help="colour jitter amount for new images, e.g. 0.2")
+    bal.add_argument("--seed", type=int, default=0)
+    bal.set_defaults(handler=cmd_dataset_balance)
+
+    tr = commands.add_parser(
+        "train",
+        help="fine-tune YOLOv5 n/m on a split, offline, from the pretrained classic checkpoint",
+        description=(
+            "Fine-tune on a split from `andi-edge dataset split`. The classic YOLOv5 checkpoint's backbone and neck "
+            "are carried into Ultralytics' YOLOv5u (same layers), the head is learnt, and Ultralytics' trainer runs "
+            "offline on the CPU with early stopping (patience 5). The run config is saved in RUN_DIR/run_config.json; "
+            "then `andi-edge export RUN_DIR/train/weights/best.pt` makes the ONNX model. Needs the [toolchain] extra."
+        ),
+    )
+    tr.add_argument("--data", type=Path, required=True, help="SPLIT_DIR (holds data.yaml)")
+    tr.add_argument("--model", choices=["yolov5n", "yolov5m"], default="yolov5n")
+    tr.add_argument("--weights", default=None, help="classic checkpoint (default: the --model name, see models/)")
+    tr.add_argument("--epochs", type=int, default=50)
+    tr.add_argument("--imgsz", type=int, default=320)
+    tr.add_argument("--batch", type=int, default=16)
+    tr.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (the study used 5)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--output", "-o", type=Path, required=True, help="RUN_DIR")
+    tr.set_defaults(handler=cmd_train)
+
+    pr = commands.add_parser(
+        "prune",
+        help="structured channel pruning (torch-pruning) with recovery fine-tuning",
+        description=(
+            "Remove a fraction of each layer's channels (L2-magnitude ranking, the head left whole), then fine-tune "
+            "to recover, keeping the pruned structure. With --eval DATASET --max-loss, the pruned model is refused "
+            "(nothing written) when it loses more mAP@0.5 than allowed. Needs the [toolchain] extra."
+        ),
+    )
+    pr.add_argument("weights", type=Path, help="an ultralytics checkpoint, e.g. RUN_DIR/train/weights/best.pt")
+    pr.add_argument("--ratio", type=float, default=0.5, help="fraction of channels to remove (default 0.5)")
+    pr.add_argument("--data", type=Path, required=True, help="SPLIT_DIR for recovery fine-tuning")
+    pr.add_argument("--epochs", type=int, default=10, help="recovery epochs (0: none)")
+    pr.add_argument("--imgsz", type=int, default=320)
+    pr.add_argument("--batch", type=int, default=16)
+    pr.add_argument("--output", "-o", type=Path, required=True, help="PRUNED.pt")
+    add_gate_options(pr)
+    pr.set_defaults(handler=cmd_prune)
+
+    quant = commands.add_parser(
+        "quantize",
+        help="static INT8 quantization (ONNX Runtime QDQ, per-channel), calibrated on real photos",
+        description=(
+            "Quantize an fp32 ONNX model to INT8 with ONNX Runtime's static quantizer (QDQ format, per-channel "
+            "weights, MinMax calibration). Calibration photos pass through the runtime's own decode and letterbox; "
+            "the detection head stays in float. The model card records precision int8 and the calibration set's "
+            "sha256. Needs the [toolchain] extra."
+        ),
+    )
+    quant.add_argument("model", type=Path, help="fp32 ONNX model from `andi-edge export`")
+    quant.add_argument("--calib", type=Path, required=True, help="folder of real camera-trap photos")
+    quant.add_argument("--calib-count", type=int, default=64, help="photos used, spread over the folder (default 64)")
+    quant.add_argument("--output", "-o", type=Path, default=None, help="default: MODEL-int8.onnx")
+    add_gate_options(quant)
+    quant.set_defaults(handler=cmd_quantize)
+
+    ev = commands.add_parser(
+        "eval",
+        help="F1-macro and mAP@0.5, overall and for seen vs unseen locations; loss against a reference model",
+        description=(
+            "Evaluate an ONNX model on a labelled camera-trap dataset: image-level F1-macro (every class, empty "
+            "included, at the card's typical threshold) and mAP@0.5, per-image inference time. With "
+            "--split-manifest: the val and test images, split into locations seen in training and unseen ones. "
+            "With --reference: mAP@0.5, recall and small-object recall against the reference model's own boxes."
+        ),
+    )
+    ev.add_argument("--model", "-m", type=Path, required=True)
+    ev.add_argument("--data", type=Path, required=True, help="COCO Camera Traps JSON, or a YOLO dataset folder")
+    ev.add_argument("--images", type=Path, default=None, help="image root for a CCT JSON")
+    ev.add_argument("--split-manifest", type=Path, default=None, help="SPLIT_DIR from `andi-edge dataset split`")
+    ev.add_argument("--reference", type=Path, default=None, help="reference ONNX model (e.g. the fp32 one)")
+    ev.add_argument("--class-map", default=None, help="model -> dataset class names: YAML, or coco-to-megadetector")
+    ev.add_argument("--json", type=Path, default=None, help="write the report here")
+    ev.set_defaults(handler=cmd_eval)
