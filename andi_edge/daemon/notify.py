@@ -33,10 +33,6 @@ class Notifier:
         if self._address is not None:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
-    @property
-    def enabled(self) -> bool:
-        return self._socket is not None
-
     def send(self, message: str) -> None:
         if self._socket is None or self._address is None:
             return

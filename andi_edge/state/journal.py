@@ -117,13 +117,6 @@ class Journal:
 
     # -- discovery ----------------------------------------------------------------------------------------
 
-    def is_known(self, card_id: str, rel_path: str, size_bytes: int, mtime_ns: int) -> bool:
-        found = self._db.execute(
-            "SELECT 1 FROM photos WHERE card_id=? AND rel_path=? AND size_bytes=? AND mtime_ns=?",
-            (card_id, rel_path, size_bytes, mtime_ns),
-        ).fetchone()
-        return found is not None
-
     def enqueue(self, card_id: str, rel_path: str, size_bytes: int, mtime_ns: int) -> bool:
         """Record a complete photo as pending; False when this exact file is already known."""
         now = time.time()
