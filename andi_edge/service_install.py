@@ -8,7 +8,6 @@ changes nothing the second time; a config file the user edited is kept, the new 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import yaml
 
 from andi_edge.errors import ConfigError, UsageError
 from andi_edge.settings import load_watch_config
+from andi_edge.sinks.atomic import write_bytes_atomic
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD_TEMPLATES = SOURCE_ROOT / "systemd"
@@ -213,17 +213,10 @@ def _apply(plan: InstallPlan, action: Action) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     if action.keep_if_edited and target.exists():
         target = target.with_name(target.name + ".new")
-        _write(target, data, action.mode)
+        write_bytes_atomic(target, data, action.mode)
         return f" (kept your edited file; the new one is {target.name})"
-    _write(target, data, action.mode)
+    write_bytes_atomic(target, data, action.mode)
     return ""
-
-
-def _write(target: Path, data: bytes, mode: int) -> None:
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(data)
-    os.chmod(partial, mode)
-    os.replace(partial, target)
 
 
 def validate_config_file(path: Path) -> None:

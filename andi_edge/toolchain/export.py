@@ -18,6 +18,7 @@ from pathlib import Path
 from andi_edge import __version__
 from andi_edge.errors import ModelError, UsageError
 from andi_edge.runtime.model_meta import CARD_KEY, HeadType, ModelCard
+from andi_edge.sinks.atomic import write_bytes_atomic
 from andi_edge.toolchain import require, require_toolchain
 from andi_edge.toolchain.offline import configure_ultralytics_offline
 from andi_edge.toolchain.weights import ResolvedWeights
@@ -71,7 +72,7 @@ def export_onnx(request: ExportRequest) -> ModelCard:
             created_utc=datetime.now(UTC).replace(microsecond=0).isoformat(),
         )
         write_card(staged, card)
-        replace_atomically(staged, request.output)
+        write_bytes_atomic(request.output, staged.read_bytes())
     log.info("exported %s -> %s", request.weights.path, request.output)
     return card
 
@@ -153,11 +154,3 @@ def _export_ultralytics(
         "opset": str(ONNX_OPSET),
     }
     return names, "ultralytics", tools
-
-
-def replace_atomically(source: Path, target: Path) -> None:
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.copyfile(source, partial)
-    with partial.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(partial, target)

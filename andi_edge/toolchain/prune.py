@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from andi_edge.errors import ModelError, UsageError
+from andi_edge.sinks.atomic import write_bytes_atomic
 from andi_edge.toolchain import require, require_toolchain
 from andi_edge.toolchain.gate import Gate, check_gate
 from andi_edge.toolchain.offline import configure_ultralytics_offline
@@ -104,7 +104,7 @@ def prune(request: PruneRequest) -> PruneResult:
         pruned.save(str(staged))
         if request.gate is not None:
             _gate(request, staged, Path(tmp))
-        shutil.copyfile(staged, request.output)
+        write_bytes_atomic(request.output, staged.read_bytes())
     if not request.output.is_file():
         raise ModelError(f"could not write {request.output}")
     record = {

@@ -97,7 +97,8 @@ def quantize(request: QuantizeRequest) -> Path:
     require_toolchain()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
-    from andi_edge.toolchain.export import replace_atomically, write_card
+    from andi_edge.sinks.atomic import write_bytes_atomic
+    from andi_edge.toolchain.export import write_card
 
     detector = Detector(request.model)
     if detector.card.precision != "fp32":
@@ -134,5 +135,5 @@ def quantize(request: QuantizeRequest) -> Path:
             outcome = check_gate(request.gate, request.model, staged)
             log.info("gate passed: mAP@0.5 %.4f -> %.4f", outcome["map50_before"], outcome["map50_after"])
         request.output.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(staged, request.output)
+        write_bytes_atomic(request.output, staged.read_bytes())
     return request.output
