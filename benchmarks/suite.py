@@ -72,9 +72,10 @@ def export_models(workdir: Path) -> dict[str, Path]:
         cwd=workdir,
     )
     out = workdir / "yolov5nu-untrained-320.onnx"
-    from andi_edge.toolchain.weights import ResolvedWeights, sha256_of
+    from andi_edge.runtime.model_meta import file_sha256
+    from andi_edge.toolchain.weights import ResolvedWeights
 
-    export_onnx(ExportRequest(weights=ResolvedWeights(ckpt, sha256_of(ckpt), None), output=out, imgsz=320))
+    export_onnx(ExportRequest(weights=ResolvedWeights(ckpt, file_sha256(ckpt), None), output=out, imgsz=320))
     models["yolov5nu-untrained-320"] = out
     from andi_edge.toolchain.quantize import QuantizeRequest, quantize
 
@@ -89,7 +90,9 @@ def export_models(workdir: Path) -> dict[str, Path]:
     pruned_pt = workdir / "yolov5nu-pruned50.pt"
     prune(PruneRequest(weights=ckpt, ratio=0.5, data=workdir, epochs=0, output=pruned_pt, imgsz=320))
     pruned = workdir / "yolov5nu-pruned50-320.onnx"
-    export_onnx(ExportRequest(weights=ResolvedWeights(pruned_pt, sha256_of(pruned_pt), None), output=pruned, imgsz=320))
+    export_onnx(
+        ExportRequest(weights=ResolvedWeights(pruned_pt, file_sha256(pruned_pt), None), output=pruned, imgsz=320)
+    )
     models["yolov5nu-pruned50-320"] = pruned
     pruned_int8 = workdir / "yolov5nu-pruned50-320-int8.onnx"
     quantize(QuantizeRequest(model=pruned, calibration_dir=PHOTOS, output=pruned_int8))

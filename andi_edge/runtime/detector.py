@@ -6,7 +6,6 @@ backend and post-processing. ``detect`` does both for one photo and turns a bad 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from andi_edge.runtime.backends import Backend, BackendOptions, create_backend
 from andi_edge.runtime.decode import decode_photo, read_photo_bytes
 from andi_edge.runtime.heads import decode_head
 from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_rgb, to_input_tensor
-from andi_edge.runtime.model_meta import ModelCard, card_from_metadata
+from andi_edge.runtime.model_meta import ModelCard, card_from_metadata, file_sha256
 from andi_edge.runtime.nms import nms_xyxy
 
 log = logging.getLogger(__name__)
@@ -94,11 +93,7 @@ class Detector:
 
     @cached_property
     def model_sha256(self) -> str:
-        digest = hashlib.sha256()
-        with self.model_path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(self.model_path)
 
     def provenance(self) -> dict[str, Any]:
         """What produced a result: recorded in every output so a result can be traced to its model and settings."""

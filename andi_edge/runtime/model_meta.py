@@ -9,9 +9,11 @@ Never guess a model's identity from its file name. Read, in order:
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from andi_edge.config import DEFAULT_CONF_THRESHOLD, DEFAULT_IOU_THRESHOLD
@@ -103,6 +105,15 @@ class ModelCard:
 
     def with_updates(self, **changes: Any) -> ModelCard:
         return replace(self, **changes)
+
+
+def file_sha256(path: Path) -> str:
+    """A model or weights file's identity, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def card_from_metadata(

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge.errors import ModelError, UsageError
+from andi_edge.runtime.model_meta import file_sha256
 from andi_edge.sinks.atomic import write_bytes_atomic
 from andi_edge.toolchain import require, require_toolchain
 from andi_edge.toolchain.gate import Gate, check_gate
 from andi_edge.toolchain.offline import configure_ultralytics_offline
-from andi_edge.toolchain.weights import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def prune(request: PruneRequest) -> PruneResult:
         raise ModelError(f"could not write {request.output}")
     record = {
         "source": str(request.weights),
-        "source_sha256": sha256_of(request.weights),
+        "source_sha256": file_sha256(request.weights),
         "ratio": request.ratio,
         "params": [params_before, params_after],
         "macs": [macs_before, macs_after],
@@ -128,7 +128,7 @@ def _gate(request: PruneRequest, staged: Path, tmp: Path) -> None:
     onnx_files = []
     for name, weights in (("source", request.weights), ("pruned", staged)):
         out = tmp / f"{name}.onnx"
-        export_onnx(ExportRequest(ResolvedWeights(weights, sha256_of(weights), None), out, request.imgsz))
+        export_onnx(ExportRequest(ResolvedWeights(weights, file_sha256(weights), None), out, request.imgsz))
         onnx_files.append(out)
     outcome = check_gate(request.gate, onnx_files[0], onnx_files[1])
     log.info("gate passed: mAP@0.5 %.4f -> %.4f", outcome["map50_before"], outcome["map50_after"])

@@ -23,9 +23,10 @@ import yaml
 
 from andi_edge import __version__
 from andi_edge.errors import ModelError, UsageError
+from andi_edge.runtime.model_meta import file_sha256
 from andi_edge.toolchain import require, require_toolchain
 from andi_edge.toolchain.offline import configure_ultralytics_offline
-from andi_edge.toolchain.weights import resolve_weights, sha256_of
+from andi_edge.toolchain.weights import resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def train(request: TrainRequest) -> TrainResult:
         "tensors_carried": copied,
         "tensors_in_source": total,
         "classes": names,
-        "data_yaml_sha256": sha256_of(data_yaml),
+        "data_yaml_sha256": file_sha256(data_yaml),
         "versions": {
             "andi_edge": __version__,
             "ultralytics": ultralytics.__version__,

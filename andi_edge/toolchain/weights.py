@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import yaml
 
 from andi_edge.errors import ConfigError, ModelError, ModelNotFoundError
+from andi_edge.runtime.model_meta import file_sha256
 
 REGISTRY_PATH = Path(__file__).resolve().parents[2] / "models" / "registry.yaml"
 MODELS_DIR_ENV = "ANDI_EDGE_MODELS_DIR"
@@ -31,14 +31,6 @@ class ResolvedWeights:
     path: Path
     sha256: str
     known: KnownWeights | None
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_registry(path: Path = REGISTRY_PATH) -> dict[str, KnownWeights]:
@@ -92,7 +84,7 @@ def resolve_weights(name_or_path: str) -> ResolvedWeights:
             f"no weights file or known model called '{name_or_path}'",
             hint=f"give a path to a .pt file, or one of: {', '.join(sorted(registry)) or '(registry empty)'}",
         )
-    digest = sha256_of(path)
+    digest = file_sha256(path)
     if known is not None and known.sha256 and digest != known.sha256:
         # Same file name as a known model, different bytes: a fine-tuned model or a damaged download.
         if not candidate.is_file():

@@ -10,6 +10,11 @@ import numpy as np
 import numpy.typing as npt
 
 
+def static_shape(dims: list[int | str | None]) -> tuple[int | str | None, ...]:
+    """ONNX Runtime-style dims: positive ints stay, named dims stay as names, anything else becomes None."""
+    return tuple(d if isinstance(d, int) and d > 0 else (d if isinstance(d, str) else None) for d in dims)
+
+
 @dataclass(frozen=True)
 class BackendOptions:
     """Knobs common to backends; a backend ignores what does not apply to it (and says so in the log)."""

@@ -18,13 +18,9 @@ import onnxruntime as ort
 from deepsparse import Engine
 
 from andi_edge.errors import BackendError, ModelError
-from andi_edge.runtime.backends.base import BackendOptions, LoadedModel
+from andi_edge.runtime.backends.base import BackendOptions, LoadedModel, static_shape
 
 log = logging.getLogger(__name__)
-
-
-def _shape(dims: list[Any]) -> tuple[int | str | None, ...]:
-    return tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
 
 
 class DeepSparseBackend:
@@ -47,8 +43,8 @@ class DeepSparseBackend:
 
         return LoadedModel(
             input_name=reader.get_inputs()[0].name,
-            input_shape=_shape(reader.get_inputs()[0].shape),
-            output_shapes=tuple(_shape(o.shape) for o in reader.get_outputs()),
+            input_shape=static_shape(reader.get_inputs()[0].shape),
+            output_shapes=tuple(static_shape(o.shape) for o in reader.get_outputs()),
             metadata=dict(reader.get_modelmeta().custom_metadata_map),
             backend=self.name,
             backend_version=str(deepsparse.__version__),

@@ -10,15 +10,11 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from andi_edge.errors import BackendError, ModelError
-from andi_edge.runtime.backends.base import BackendOptions, LoadedModel
+from andi_edge.runtime.backends.base import BackendOptions, LoadedModel, static_shape
 
 log = logging.getLogger(__name__)
 
 CPU_PROVIDER = "CPUExecutionProvider"
-
-
-def _shape(dims: list[int | str | None]) -> tuple[int | str | None, ...]:
-    return tuple(d if isinstance(d, int) and d > 0 else (d if isinstance(d, str) else None) for d in dims)
 
 
 class OnnxRuntimeBackend:
@@ -62,8 +58,8 @@ class OnnxRuntimeBackend:
         meta = session.get_modelmeta()
         return LoadedModel(
             input_name=inputs[0].name,
-            input_shape=_shape(inputs[0].shape),
-            output_shapes=tuple(_shape(o.shape) for o in outputs),
+            input_shape=static_shape(inputs[0].shape),
+            output_shapes=tuple(static_shape(o.shape) for o in outputs),
             metadata=dict(meta.custom_metadata_map),
             backend=self.name,
             backend_version=ort.__version__,
