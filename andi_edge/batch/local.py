@@ -19,8 +19,9 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from andi_edge.batch.work import PhotoTask, WorkerSpec, init_local_worker, run_local_chunk
+from andi_edge.batch.work import WorkerSpec, init_local_worker, run_local_chunk
 from andi_edge.errors import AndiEdgeError, BackendError
+from andi_edge.photos import PhotoSource
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,11 @@ class _Worker:
 
 
 def run_local(
-    spec: WorkerSpec, chunks: list[list[PhotoTask]], workers: int, on_chunk: Callable[[Entries], None]
+    spec: WorkerSpec, chunks: list[list[PhotoSource]], workers: int, on_chunk: Callable[[Entries], None]
 ) -> None:
     context = multiprocessing.get_context("spawn")  # never fork a process that holds ONNX Runtime threads
     queue: deque[int] = deque(range(len(chunks)))
-    work: dict[int, tuple[list[PhotoTask], int]] = {i: (chunk, 0) for i, chunk in enumerate(chunks)}
+    work: dict[int, tuple[list[PhotoSource], int]] = {i: (chunk, 0) for i, chunk in enumerate(chunks)}
     pool: list[_Worker] = []
     retry_ids = itertools.count(len(chunks))
 

@@ -12,10 +12,12 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from andi_edge.batch.work import PhotoTask, WorkerSpec, run_chunk
+from andi_edge.batch.work import WorkerSpec, run_chunk
 from andi_edge.errors import ToolchainMissingError
+from andi_edge.photos import PhotoSource
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +32,14 @@ class _RayDetector:
         self.detector = self.spec.detector()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        tasks = [PhotoTask(root=str(r), path=str(p)) for r, p in zip(batch["root"], batch["path"], strict=True)]
-        entries = run_chunk(self.detector, self.spec, tasks)
+        sources = [PhotoSource(Path(str(r)), Path(str(p))) for r, p in zip(batch["root"], batch["path"], strict=True)]
+        entries = run_chunk(self.detector, self.spec, sources)
         return {"file": [f for f, _ in entries], "entry": [json.dumps(e) for _, e in entries]}
 
 
 def run_ray(
     spec: WorkerSpec,
-    chunks: list[list[PhotoTask]],
+    chunks: list[list[PhotoSource]],
     workers: int,
     address: str | None,
     cpus: int,
@@ -63,7 +65,7 @@ def run_ray(
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        rows = [{"root": t.root, "path": t.path} for chunk in chunks for t in chunk]
+        rows = [{"root": str(s.root), "path": str(s.path)} for chunk in chunks for s in chunk]
         if not rows:
             return
         chunk_size = max(len(c) for c in chunks)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge.batch.shards import ShardStore, load_previous_results
-from andi_edge.batch.work import PhotoTask, WorkerSpec
+from andi_edge.batch.work import WorkerSpec
 from andi_edge.config import DetectorSettings
 from andi_edge.errors import UsageError
 from andi_edge.photos import find_photos
@@ -88,9 +88,7 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
     wanted = {s.relative for s in sources}
     reused_shards = len(wanted & done.keys())
     reused_previous = len((wanted - done.keys()) & previous.keys())
-    todo = [
-        PhotoTask(str(s.root), str(s.path)) for s in sources if s.relative not in done and s.relative not in previous
-    ]
+    todo = [s for s in sources if s.relative not in done and s.relative not in previous]
     cpus = available_cpus()
     workers = request.workers or default_workers(cpus)
     spec = WorkerSpec(

@@ -8,7 +8,7 @@ engine or worker count runs them.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ class WorkerSpec:
     sidecar_dir: str | None = None
     #: cores this worker may use (auto thread policy); None = all the machine's
     cpus: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def detector(self) -> Detector:
         pipeline = PipelineSettings(decode_workers=self.decode_workers)
@@ -41,19 +40,8 @@ class WorkerSpec:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class PhotoTask:
-    root: str
-    path: str
-
-    @property
-    def relative(self) -> str:
-        return PhotoSource(Path(self.root), Path(self.path)).relative
-
-
-def run_chunk(detector: Detector, spec: WorkerSpec, tasks: list[PhotoTask]) -> list[tuple[str, dict[str, Any]]]:
+def run_chunk(detector: Detector, spec: WorkerSpec, sources: list[PhotoSource]) -> list[tuple[str, dict[str, Any]]]:
     """(relative file, MegaDetector entry) for each photo; a bad photo is a failure entry, never an exception."""
-    sources = [PhotoSource(Path(t.root), Path(t.path)) for t in tasks]
     out = []
     provenance = None
     for source, result in detect_many(detector, sources, PipelineSettings(decode_workers=spec.decode_workers)):
@@ -81,6 +69,6 @@ def init_local_worker(spec_dict: dict[str, Any]) -> None:
     _WORKER["session"] = (spec.detector(), spec)
 
 
-def run_local_chunk(tasks: list[PhotoTask]) -> list[tuple[str, dict[str, Any]]]:
+def run_local_chunk(sources: list[PhotoSource]) -> list[tuple[str, dict[str, Any]]]:
     detector, spec = _WORKER["session"]
-    return run_chunk(detector, spec, tasks)
+    return run_chunk(detector, spec, sources)
