@@ -20,7 +20,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from andi_edge.photos import find_photos
     from andi_edge.pipeline import PipelineSettings, detect_many
-    from andi_edge.runtime.detector import Detector
     from andi_edge.sinks.atomic import write_json_atomic
     from andi_edge.sinks.md_batch import batch_document, image_entry
 
@@ -28,7 +27,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise UsageError(f"-o {args.output} is a folder; give a file name such as {args.output / 'results.json'}")
     root, sources = find_photos(args.paths)
     detector = build_detector(args)
-    assert isinstance(detector, Detector)
     if not sources:
         log.warning("no photos (jpg, jpeg, png) found under %s", ", ".join(map(str, args.paths)))
     entries = []
@@ -122,7 +120,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from andi_edge import bench
     from andi_edge.photos import find_photos
     from andi_edge.pipeline import PipelineSettings
-    from andi_edge.runtime.detector import Detector
     from andi_edge.sinks.atomic import write_json_atomic
 
     if args.runs < 1 or args.warmup < 0:
@@ -137,7 +134,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("--compare needs --images: accuracy is measured on real photos")
     start = time.perf_counter()
     detector = build_detector(args)
-    assert isinstance(detector, Detector)
     session_ms = (time.perf_counter() - start) * 1000
     if photos:
         detector.detect(photos[0])
@@ -163,7 +159,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for other_path in args.compare:
         other_args = argparse.Namespace(**{**vars(args), "model": other_path})
         other = build_detector(other_args)
-        assert isinstance(other, Detector)
         compared.append(
             {
                 "model": bench.model_info(other),
@@ -189,10 +184,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from andi_edge.batch.runner import BatchRequest, run_batch
-    from andi_edge.config import DetectorSettings
 
     settings = detector_settings(args)
-    assert isinstance(settings, DetectorSettings)
     request = BatchRequest(
         roots=args.paths,
         model=args.model,

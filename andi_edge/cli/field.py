@@ -6,16 +6,20 @@ import argparse
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from andi_edge.cli.options import EXIT_OK
 from andi_edge.errors import UsageError
 from andi_edge.logs import configure_logging
 
+if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that need them
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.settings import WatchConfig
+
 # -- watch / check / status -----------------------------------------------------------------------------------
 
 
-def _watch_config(args: argparse.Namespace) -> object:
+def _watch_config(args: argparse.Namespace) -> WatchConfig:
     from andi_edge.settings import load_watch_config
 
     overrides = {
@@ -27,19 +31,14 @@ def _watch_config(args: argparse.Namespace) -> object:
     return load_watch_config(args.config, overrides)
 
 
-def _state_dir(config: object) -> Path:
-    from andi_edge.settings import WatchConfig
-
-    assert isinstance(config, WatchConfig)
+def _state_dir(config: WatchConfig) -> Path:
     return Path(config.state) if config.state else Path(config.output) / ".andi-edge-state"
 
 
-def _detector_from_config(config: object) -> object:
+def _detector_from_config(config: WatchConfig) -> Detector:
     from andi_edge.pipeline import PipelineSettings, backend_options_for
     from andi_edge.runtime.detector import Detector
-    from andi_edge.settings import WatchConfig
 
-    assert isinstance(config, WatchConfig)
     pipeline = PipelineSettings(config.pipeline.decode_workers, config.pipeline.max_in_flight)
     options = backend_options_for(config.backend.threads, config.backend.providers, pipeline)
     return Detector(Path(config.model), settings=config.detector, backend=config.backend.name, backend_options=options)
@@ -47,31 +46,20 @@ def _detector_from_config(config: object) -> object:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from andi_edge.daemon.service import WatchService
-    from andi_edge.errors import UsageError
-    from andi_edge.runtime.detector import Detector
-    from andi_edge.settings import WatchConfig
 
     config = _watch_config(args)
-    assert isinstance(config, WatchConfig)
     configure_logging(args.log_level or config.logging.level, args.log_format or config.logging.format)
     if not Path(config.watch).is_dir() and args.once:
         raise UsageError(f"{config.watch}: no such folder to watch")
     detector = _detector_from_config(config)
-    assert isinstance(detector, Detector)
     service = WatchService(config, detector, _state_dir(config), once=args.once)
     service.install_signal_handlers()
     return service.run()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from andi_edge.settings import WatchConfig
-
     config = _watch_config(args)
-    assert isinstance(config, WatchConfig)
     detector = _detector_from_config(config)
-    from andi_edge.runtime.detector import Detector
-
-    assert isinstance(detector, Detector)
     watch = Path(config.watch)
     print(f"config ok: {args.config or 'command line'}")
     print(

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that need them
+    from andi_edge.config import DetectorSettings
+    from andi_edge.runtime.detector import Detector
     from andi_edge.toolchain.gate import Gate
 
 EXIT_OK = 0
@@ -45,7 +47,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--decode-workers", type=int, default=1, help="threads decoding ahead of inference (default: 1)")
 
 
-def detector_settings(args: argparse.Namespace) -> object:
+def detector_settings(args: argparse.Namespace) -> DetectorSettings:
     from andi_edge.config import DetectorSettings
 
     return DetectorSettings(
@@ -56,13 +58,11 @@ def detector_settings(args: argparse.Namespace) -> object:
     )
 
 
-def build_detector(args: argparse.Namespace) -> object:
-    from andi_edge.config import DetectorSettings
+def build_detector(args: argparse.Namespace) -> Detector:
     from andi_edge.pipeline import PipelineSettings, backend_options_for
     from andi_edge.runtime.detector import Detector
 
     settings = detector_settings(args)
-    assert isinstance(settings, DetectorSettings)
     options = backend_options_for(args.threads, tuple(args.provider), PipelineSettings(args.decode_workers))
     return Detector(args.model, settings=settings, backend=args.backend, backend_options=options)
 
