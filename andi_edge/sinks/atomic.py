@@ -6,6 +6,7 @@ A reader sees the old file or the new one, never half of either, even across a p
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -20,13 +21,28 @@ TMP_SUFFIX = ".tmp"
 _TMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
+@functools.cache
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask() can only be read by setting it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)  # not Linux: read by setting, then put it back
+    os.umask(current)
+    return current
+
+
 def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
-    """``mode``: the file's permissions, set before it appears under its name."""
+    """``mode``: the file's permissions, set before it appears under its name. By default, what a plain
+    ``open()`` would give (0o666 less the umask): mkstemp's own 0o600 would hide outputs from the group that
+    the service's UMask=0027 means to share them with."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
-        if mode is not None:
-            os.fchmod(fd, mode)
+        os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from andi_edge.detections import Detections, ImageResult, PhotoInfo
 from andi_edge.sinks.md_batch import batch_document, detection_categories, image_entry
@@ -58,3 +59,18 @@ def test_stale_temp_files_are_swept_and_nothing_else(tmp_path: Path) -> None:
     (tmp_path / "a" / ".hidden.tmp").write_text("not ours either")
     assert remove_stale_temp_files(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.rglob("*")) == [".hidden.tmp", "IMG_0001.JPG.json", "a", "notes.tmp"]
+
+
+@pytest.mark.parametrize(("umask", "expected"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_atomic_files_get_the_mode_a_plain_open_would(tmp_path: Path, umask: int, expected: int) -> None:
+    """mkstemp makes 0o600 files whatever the umask; outputs must follow the umask (the service sets 0027)."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "out.json"
+    code = (
+        f"import os; os.umask({umask}); from pathlib import Path; from andi_edge.sinks.atomic import write_json_atomic;"
+        f" write_json_atomic(Path({str(target)!r}), {{'ok': True}})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert target.stat().st_mode & 0o777 == expected
