@@ -80,6 +80,34 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class EventSettings:
+    #: photos of one camera taken at most this far apart (EXIF capture time) belong to one event
+    gap_s: float = 60.0
+    #: an event is labelled with its highest-confidence detection at or above this (unset: the model's typical
+    #: threshold); none that high makes it an empty event
+    label_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class RepeatSettings:
+    """Boxes recurring at one place in many photos of one camera (a rock, a branch): probable false positives."""
+
+    enabled: bool = True
+    #: flag: mark them in every output, keep their confidence; suppress: also negate their confidence in the
+    #: MegaDetector outputs (MegaDetector's repeat-detection convention: viewers hide them at any threshold),
+    #: leave them out of event labels, Camtrap DP and the report's counts. Reversible either way.
+    action: str = "flag"
+    #: two boxes are "the same place" when their IoU is at least this
+    iou_threshold: float = 0.85
+    #: ...and a place is a repeat when it holds a box in at least this many photos of one camera
+    min_photos: int = 10
+    #: boxes below this confidence are not considered
+    min_conf: float = 0.1
+    #: boxes larger than this fraction of the photo are never flagged (an animal close up fills the frame)
+    max_area: float = 0.2
+
+
+@dataclass(frozen=True)
 class WatchConfig:
     watch: str = ""
     model: str = ""
@@ -92,6 +120,8 @@ class WatchConfig:
     disk: DiskSettings = field(default_factory=DiskSettings)
     pipeline: PipelineSettingsSection = field(default_factory=PipelineSettingsSection)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    events: EventSettings = field(default_factory=EventSettings)
+    repeats: RepeatSettings = field(default_factory=RepeatSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     def validate(self, source: str) -> WatchConfig:
@@ -114,6 +144,16 @@ class WatchConfig:
             (self.logging.level in {"debug", "info", "warning", "error"}, "logging.level: debug|info|warning|error"),
             (self.logging.format in {"plain", "json"}, "logging.format must be plain or json"),
             (self.metrics.interval_s > 0, "metrics.interval_s must be positive"),
+            (self.events.gap_s >= 0, "events.gap_s must not be negative"),
+            (
+                self.events.label_threshold is None or 0 <= self.events.label_threshold <= 1,
+                "events.label_threshold must be between 0 and 1",
+            ),
+            (self.repeats.action in {"flag", "suppress"}, "repeats.action must be flag or suppress"),
+            (0 < self.repeats.iou_threshold <= 1, "repeats.iou_threshold must be in (0, 1]"),
+            (self.repeats.min_photos >= 2, "repeats.min_photos must be at least 2"),
+            (0 <= self.repeats.min_conf <= 1, "repeats.min_conf must be between 0 and 1"),
+            (0 < self.repeats.max_area <= 1, "repeats.max_area must be in (0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -127,7 +167,7 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
     if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
         if not isinstance(value, dict):
             raise ConfigError(f"'{key}' in {source} must be a mapping, got {type(value).__name__}")
-        return _build(annotation, value, source, prefix=f"{key}.")
+        return build_strict(annotation, value, source, prefix=f"{key}.")
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
         if value is None:
@@ -136,7 +176,13 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(f"'{key}' in {source} must be a list")
-        return tuple(str(v) for v in value)
+        item = typing.get_args(annotation)[0]
+        return tuple(_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{key}' in {source} must be a mapping")
+        item = typing.get_args(annotation)[1]
+        return {str(k): _coerce(v, item, f"{key}.{k}", source) for k, v in value.items()}
     expected: dict[Any, tuple[type, ...]] = {
         bool: (bool,),
         int: (int,),
@@ -151,7 +197,8 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
     return float(typing.cast(float, value)) if annotation is float else value
 
 
-def _build(cls: type[Any], values: dict[str, Any], source: str, prefix: str = "") -> Any:
+def build_strict(cls: type[Any], values: dict[str, Any], source: str, prefix: str = "") -> Any:
+    """A dataclass from a mapping: unknown keys and wrong types are ConfigErrors naming the key and file."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
@@ -167,25 +214,30 @@ def _build(cls: type[Any], values: dict[str, Any], source: str, prefix: str = ""
         raise ConfigError(f"{exc.message} (in {source})", exc.hint) from exc
 
 
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file holding a mapping (an empty file is an empty mapping)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings at the top level")
+    return loaded
+
+
 def load_watch_config(path: Path | None, overrides: dict[str, Any] | None = None) -> WatchConfig:
     """Read the YAML file (if any), apply command-line overrides (dotted keys), validate."""
     raw: dict[str, Any] = {}
     source = "command line"
     if path is not None:
         source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of settings at the top level")
-        raw = loaded
+        raw = read_yaml_mapping(path)
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -194,5 +246,5 @@ def load_watch_config(path: Path | None, overrides: dict[str, Any] | None = None
         for part in parents:
             section = section.setdefault(part, {})
         section[leaf] = value
-    config: WatchConfig = _build(WatchConfig, raw, source)
+    config: WatchConfig = build_strict(WatchConfig, raw, source)
     return config.validate(source)

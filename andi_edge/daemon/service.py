@@ -8,9 +8,11 @@ reaped at start and the photo processed again, rewriting the same files) or a fi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -20,23 +22,27 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from andi_edge import __version__
 from andi_edge.daemon.metrics import DaemonMetrics
 from andi_edge.daemon.notify import Notifier
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.detections import ImageResult
 from andi_edge.errors import OutputError, PhotoError, UsageError
 from andi_edge.pipeline import PipelineSettings, photo_failure, prefetch_ordered
+from andi_edge.results.records import record_from_entry
+from andi_edge.results.review import build_review
 from andi_edge.runtime.decode import decode_photo
 from andi_edge.runtime.detector import Detector, PreparedPhoto
 from andi_edge.settings import WatchConfig
 from andi_edge.sinks.atomic import remove_stale_temp_files, write_json_atomic
 from andi_edge.sinks.crops import write_crops
-from andi_edge.sinks.md_batch import batch_document, image_entry
-from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
+from andi_edge.sinks.md_batch import annotate_entry, batch_document, image_entry
+from andi_edge.sinks.sidecar import sidecar_path, update_sidecar, write_sidecar
 from andi_edge.state.journal import Journal, PhotoRow
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,17 @@ class _PendingWrite:
     entry: dict[str, Any]
     failure: str | None
     timings_ms: dict[str, float]
+
+
+@dataclass
+class _SidecarRewrite:
+    """A finished photo whose event or repeat flags changed since its sidecar was written."""
+
+    photo_id: int
+    annotation_json: str
+    path: Path
+    entry: dict[str, Any]
+    written: bool = False
 
 
 @dataclass
@@ -103,6 +120,9 @@ class WatchService:
         # Crops need a full-resolution decode and JPEG encodes: as costly as inference, so they run behind it.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="andi-write")
         self._provenance = detector.provenance()
+        self._kept_patterns: frozenset[str] = frozenset()
+        self._annotation_job: Future[None] | None = None
+        self._annotation_rewrites: list[_SidecarRewrite] = []
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -122,6 +142,8 @@ class WatchService:
             reaped = journal.reap_stale_claims()
             if reaped:
                 log.warning("re-queued %d photo(s) claimed by an earlier run that did not finish", reaped)
+            journal.set_meta("run", self._run_facts())
+            self._kept_patterns = journal.kept_patterns()
             # An earlier run may have died before its last render: rebuild every card's batch file from the journal.
             self._dirty_cards.update(journal.cards())
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +167,22 @@ class WatchService:
             self.notifier.close()
             log.info("stopped: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
         return 0
+
+    def _run_facts(self) -> dict[str, Any]:
+        """What `report` and `export-camtrap-dp` need to know about this run, kept in the journal."""
+        card = self.detector.card
+        return {
+            **self._provenance,
+            "andi_edge_version": __version__,
+            "class_names": list(card.class_names),
+            "typical_threshold": card.thresholds.typical,
+            "conservative_threshold": card.thresholds.conservative,
+            "watch_root": str(self.root),
+            "output_dir": str(Path(os.path.abspath(self.output_dir))),
+            "events": dataclasses.asdict(self.config.events),
+            "repeats": dataclasses.asdict(self.config.repeats),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
 
     def _acquire_lock(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -391,17 +429,43 @@ class WatchService:
     # -- card-level outputs ---------------------------------------------------------------------------------
 
     def _render_batches(self, journal: Journal, force: bool = False) -> None:
+        """Re-derive events and repeat flags of changed cards; rewrite their batch JSON and changed sidecars."""
+        self._commit_annotations(journal, wait=force)
         due = time.monotonic() - self._last_batch_render >= self.config.outputs.batch_json_interval_s
-        if not (force or due) or not self._dirty_cards:
+        if not (force or due):
             return
+        kept = journal.kept_patterns()
+        if kept != self._kept_patterns:  # a person confirmed or withdrew a repeat pattern: every card may change
+            self._kept_patterns = kept
+            self._dirty_cards.update(journal.cards())
+        if not self._dirty_cards or (self._annotation_job is not None and not force):
+            return
+        rewrites: list[_SidecarRewrite] = []
         for card_id in sorted(self._dirty_cards):
-            rows = journal.finished(card_id)
-            latest: dict[str, dict[str, Any]] = {}
-            for r in rows:  # a path reused by other bytes (card swap on a plain folder): the newest photo wins
-                if r.result is not None:
-                    latest[r.rel_path] = r.result
+            rows = journal.latest_finished(card_id)
+            records = [record_from_entry(r.card_id, r.rel_path, r.output_key, r.mtime_ns, r.result) for r in rows]
+            review = build_review(
+                records,
+                self.detector.card.class_names,
+                self.config.events,
+                self.config.repeats,
+                self.detector.card.thresholds.typical,
+                kept,
+            )
+            stored = journal.annotations(card_id)
+            entries = []
+            for row, record in zip(rows, records, strict=True):
+                if row.result is None:
+                    continue
+                annotation = review.annotation(record)
+                entry = annotate_entry(row.result, annotation, record.key)
+                entries.append(entry)
+                text = json.dumps(annotation.to_json(record.key), sort_keys=True)
+                if row.state == "done" and stored.get(row.id) != text:
+                    target = sidecar_path(self.output_dir / card_id, record.output_key)
+                    rewrites.append(_SidecarRewrite(row.id, text, target, entry))
             document = batch_document(
-                [latest[k] for k in sorted(latest)],
+                entries,
                 self.detector.card.class_names,
                 {**self._provenance, "image_root": str(self.root), "card_id": card_id},
                 typical_threshold=self.detector.card.thresholds.typical,
@@ -414,6 +478,39 @@ class WatchService:
                 return
         self._dirty_cards.clear()
         self._last_batch_render = time.monotonic()
+        if rewrites:
+            if force:  # stopping: the writer thread is gone, and the last word must be on disk
+                self._rewrite_sidecars(rewrites)
+                self._commit_rewrites(journal, rewrites)
+            else:  # behind new photos, on the writer thread, so inference does not wait for the disk
+                self._annotation_job = self._writer.submit(self._rewrite_sidecars, rewrites)
+                self._annotation_rewrites = rewrites
+
+    def _rewrite_sidecars(self, rewrites: list[_SidecarRewrite]) -> None:
+        provenance = {**self._provenance, "rewritten": True}
+        for rewrite in rewrites:
+            if not self.config.outputs.sidecars:
+                rewrite.written = True
+                continue
+            try:
+                update_sidecar(rewrite.path, rewrite.entry, provenance)
+            except OutputError as exc:  # tried again at the next render: its annotation is not committed
+                log.warning("could not update %s: %s", rewrite.path, exc)
+                return
+            rewrite.written = True
+
+    def _commit_annotations(self, journal: Journal, wait: bool) -> None:
+        job = self._annotation_job
+        if job is None or not (wait or job.done()):
+            return
+        job.result()
+        self._commit_rewrites(journal, self._annotation_rewrites)
+        self._annotation_job = None
+        self._annotation_rewrites = []
+
+    @staticmethod
+    def _commit_rewrites(journal: Journal, rewrites: list[_SidecarRewrite]) -> None:
+        journal.set_annotations([(r.photo_id, r.annotation_json) for r in rewrites if r.written])
 
     def _write_metrics(self, journal: Journal, force: bool = False) -> None:
         textfile = self.config.metrics.textfile

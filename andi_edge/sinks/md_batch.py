@@ -15,6 +15,7 @@ from typing import Any
 from andi_edge import __version__
 from andi_edge.boxes import xyxy_px_to_xywh_norm
 from andi_edge.detections import ImageResult
+from andi_edge.results.review import PhotoAnnotation
 
 FORMAT_VERSION = "1.6"
 CONF_DECIMALS = 3
@@ -91,3 +92,28 @@ def batch_document(
         "detection_categories": detection_categories(class_names),
         "images": entries,
     }
+
+
+def annotate_entry(entry: dict[str, Any], annotation: PhotoAnnotation, key: tuple[str, str]) -> dict[str, Any]:
+    """The entry plus its event (``event``) and repeat flags (``repeat`` on a detection): extra fields, which
+    MegaDetector readers ignore. A suppressed repeat gets a negative ``conf``, MegaDetector's own convention for
+    repeat detections: every viewer hides it at any threshold, and ``abs(conf)`` restores it."""
+    extra = annotation.to_json(key)
+    out = dict(entry)
+    out.pop("event", None)
+    if "event" in extra:
+        out["event"] = extra["event"]
+    detections = out.get("detections")
+    if detections:
+        annotated = []
+        for i, detection in enumerate(detections):
+            d = {k: v for k, v in detection.items() if k != "repeat"}
+            d["conf"] = abs(d["conf"])
+            flag = extra.get("repeats", {}).get(str(i))
+            if flag is not None:
+                d["repeat"] = {"pattern": flag["pattern"], "photos": flag["photos"]}
+                if annotation.suppress:
+                    d["conf"] = -d["conf"]
+            annotated.append(d)
+        out["detections"] = annotated
+    return out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from andi_edge.sinks.atomic import write_json_atomic
 
 SIDECAR_SUFFIX = ".json"
+PROVENANCE_KEY = "andi_edge"
 
 
 def sidecar_path(card_out: Path, output_key: str) -> Path:
@@ -16,4 +18,17 @@ def sidecar_path(card_out: Path, output_key: str) -> Path:
 
 
 def write_sidecar(path: Path, image_entry: dict[str, Any], provenance: dict[str, Any]) -> None:
-    write_json_atomic(path, {**image_entry, "andi_edge": provenance})
+    write_json_atomic(path, {**image_entry, PROVENANCE_KEY: provenance})
+
+
+def update_sidecar(path: Path, image_entry: dict[str, Any], fallback_provenance: dict[str, Any]) -> None:
+    """Rewrite a sidecar with a newer entry (its event grew, a repeat was flagged), keeping the provenance it was
+    first written with (hash, timings, crops); a sidecar that is gone or unreadable is written anew."""
+    provenance = fallback_provenance
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(existing, dict) and isinstance(existing.get(PROVENANCE_KEY), dict):
+            provenance = existing[PROVENANCE_KEY]
+    except (OSError, ValueError):
+        pass
+    write_sidecar(path, image_entry, provenance)

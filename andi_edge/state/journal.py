@@ -23,7 +23,7 @@ from typing import Any
 
 from andi_edge.errors import OutputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "journal.sqlite3"
 
 _SCHEMA = """
@@ -46,6 +46,17 @@ CREATE TABLE IF NOT EXISTS photos (
 CREATE INDEX IF NOT EXISTS photos_state ON photos (state, id);
 CREATE INDEX IF NOT EXISTS photos_card_hash ON photos (card_id, sha256);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- schema 2: what a photo's outputs last said about its event and repeat flags, and people's verdicts on
+-- repeat patterns (a pattern kept as real is never flagged again)
+CREATE TABLE IF NOT EXISTS annotations (
+    photo_id INTEGER PRIMARY KEY REFERENCES photos (id) ON DELETE CASCADE,
+    annotation_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS repeat_verdicts (
+    pattern_id TEXT PRIMARY KEY,
+    verdict TEXT NOT NULL CHECK (verdict IN ('keep')),
+    decided_at REAL NOT NULL
+);
 """
 
 
@@ -99,7 +110,7 @@ class Journal:
         self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
         with self._tx():
             self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
 
     def close(self) -> None:
@@ -217,6 +228,13 @@ class Journal:
         )
         return [_row(r) for r in rows.fetchall()]
 
+    def latest_finished(self, card_id: str) -> list[PhotoRow]:
+        """One row per path on the card: the newest, when other bytes reused a path (a card swap on a folder)."""
+        latest: dict[str, PhotoRow] = {}
+        for row in self.finished(card_id):
+            latest[row.rel_path] = row
+        return [latest[k] for k in sorted(latest)]
+
     def counts(self) -> dict[str, int]:
         counts = {state: 0 for state in ("pending", "claimed", "done", "failed", "duplicate")}
         for state, n in self._db.execute("SELECT state, COUNT(*) FROM photos GROUP BY state"):
@@ -232,6 +250,48 @@ class Journal:
     def recent_failures(self, limit: int = 10) -> list[PhotoRow]:
         rows = self._db.execute("SELECT * FROM photos WHERE state='failed' ORDER BY updated_at DESC LIMIT ?", (limit,))
         return [_row(r) for r in rows.fetchall()]
+
+    # -- run facts, annotations, verdicts --------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: dict[str, Any]) -> None:
+        with self._tx():
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        value = json.loads(row["value"])
+        return value if isinstance(value, dict) else None
+
+    def annotations(self, card_id: str) -> dict[int, str]:
+        rows = self._db.execute(
+            "SELECT a.photo_id, a.annotation_json FROM annotations a JOIN photos p ON p.id = a.photo_id "
+            "WHERE p.card_id=?",
+            (card_id,),
+        )
+        return {int(r[0]): str(r[1]) for r in rows}
+
+    def set_annotations(self, changed: list[tuple[int, str]]) -> None:
+        with self._tx():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO annotations (photo_id, annotation_json) VALUES (?, ?)", changed
+            )
+
+    def kept_patterns(self) -> frozenset[str]:
+        return frozenset(r[0] for r in self._db.execute("SELECT pattern_id FROM repeat_verdicts WHERE verdict='keep'"))
+
+    def keep_pattern(self, pattern_id: str) -> None:
+        with self._tx():
+            self._db.execute(
+                "INSERT OR REPLACE INTO repeat_verdicts (pattern_id, verdict, decided_at) VALUES (?, 'keep', ?)",
+                (pattern_id, time.time()),
+            )
+
+    def unkeep_pattern(self, pattern_id: str) -> bool:
+        with self._tx():
+            cursor = self._db.execute("DELETE FROM repeat_verdicts WHERE pattern_id=?", (pattern_id,))
+        return cursor.rowcount == 1
 
 
 def open_readonly(state_dir: Path) -> Journal:

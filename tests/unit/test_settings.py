@@ -33,7 +33,18 @@ def test_example_config_is_valid_complete_and_shows_the_defaults() -> None:
     config = load_watch_config(EXAMPLE)
     assert _flatten(yaml.safe_load(EXAMPLE.read_text())) == _keys(WatchConfig), "document every key, no more"
     defaults = WatchConfig()
-    for section in ("detector", "backend", "discovery", "outputs", "disk", "pipeline", "metrics", "logging"):
+    for section in (
+        "detector",
+        "backend",
+        "discovery",
+        "outputs",
+        "disk",
+        "pipeline",
+        "metrics",
+        "events",
+        "repeats",
+        "logging",
+    ):
         assert getattr(config, section) == getattr(defaults, section), f"the example must show {section} defaults"
 
 
@@ -46,6 +57,10 @@ def test_errors_name_key_and_file(tmp_path: Path) -> None:
         "discovery:\n  inotify: maybe\n": "'discovery.inotify' .* must be bool",
         "disk: 5\n": "'disk' .* must be a mapping",
         "logging:\n  format: xml\n": "logging.format must be plain or json",
+        "repeats:\n  action: delete\n": "repeats.action must be flag or suppress",
+        "repeats:\n  min_photos: 1\n": "repeats.min_photos must be at least 2",
+        "events:\n  gap_s: -1\n": "events.gap_s must not be negative",
+        "backend:\n  providers: [1]\n": "'backend.providers\\[0\\]' .* must be str",
     }
     for extra, message in cases.items():
         path.write_text(base + extra)

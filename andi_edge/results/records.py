@@ -1,0 +1,88 @@
+"""Typed photo records rebuilt from the journal's MegaDetector entries."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+#: Camera folders under DCIM (``100RECNX``, ``101_BTCF``...) roll over every few thousand photos: one camera.
+_DCIM_SUBFOLDER = re.compile(r"^\d{3}[A-Za-z0-9_]{5}$")
+
+
+@dataclass(frozen=True)
+class Box:
+    """One detection as stored: class index, confidence, and ``[x, y, w, h]`` normalised from the top-left."""
+
+    class_index: int
+    conf: float
+    xywh_norm: tuple[float, float, float, float]
+
+    @property
+    def area_norm(self) -> float:
+        return self.xywh_norm[2] * self.xywh_norm[3]
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    card_id: str
+    rel_path: str
+    #: where its sidecar and crops live on the card's output folder (the path, unless two photos shared it)
+    output_key: str
+    camera_key: str
+    #: EXIF capture time, camera-local and without an offset (EXIF has none)
+    capture_time: datetime | None
+    #: the file's modification time (UTC): the only clock left when EXIF has none
+    file_mtime: datetime
+    width_px: int | None
+    height_px: int | None
+    boxes: tuple[Box, ...]
+    failure: str | None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    camera_serial: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.card_id, self.rel_path)
+
+
+def camera_key(rel_path: str, serial: str | None) -> str:
+    """Which camera took a photo: its EXIF serial number, else its folder (DCIM roll-over folders merged)."""
+    if serial:
+        return f"serial:{serial}"
+    parts = list(PurePosixPath(rel_path).parent.parts)
+    if parts and _DCIM_SUBFOLDER.match(parts[-1]):
+        parts.pop()
+    return "folder:" + ("/".join(parts) or ".")
+
+
+def record_from_entry(
+    card_id: str, rel_path: str, output_key: str | None, mtime_ns: int, entry: dict[str, Any] | None
+) -> PhotoRecord:
+    """One journal row's MegaDetector ``images[]`` entry (as ``sinks.md_batch.image_entry`` wrote it)."""
+    entry = entry or {}
+    exif = entry.get("exif_metadata") or {}
+    serial = exif.get("SerialNumber")
+    boxes = tuple(
+        Box(int(d["category"]) - 1, abs(float(d["conf"])), (d["bbox"][0], d["bbox"][1], d["bbox"][2], d["bbox"][3]))
+        for d in entry.get("detections") or ()
+    )
+    capture = entry.get("datetime")
+    return PhotoRecord(
+        card_id=card_id,
+        rel_path=rel_path,
+        output_key=output_key or rel_path,
+        camera_key=camera_key(rel_path, serial),
+        capture_time=datetime.fromisoformat(capture) if isinstance(capture, str) else None,
+        file_mtime=datetime.fromtimestamp(mtime_ns / 1e9, UTC),
+        width_px=entry.get("width"),
+        height_px=entry.get("height"),
+        boxes=boxes,
+        failure=entry.get("failure"),
+        camera_make=exif.get("Make"),
+        camera_model=exif.get("Model"),
+        camera_serial=serial,
+    )

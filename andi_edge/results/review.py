@@ -1,0 +1,101 @@
+"""One pass over a run's records: events, repeat patterns, and what each photo's outputs should say about them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from andi_edge.results.events import BoxRef, Event, PhotoKey, group_events
+from andi_edge.results.records import PhotoRecord
+from andi_edge.results.repeats import RepeatCriteria, RepeatPattern, find_repeats
+from andi_edge.settings import EventSettings, RepeatSettings
+
+EMPTY_LABEL = "empty"
+
+
+@dataclass(frozen=True)
+class PhotoAnnotation:
+    """What a photo's sidecar and batch entry add to its detections: its event and its flagged boxes."""
+
+    event: Event | None
+    event_label: str
+    #: (index of the detection in the photo's entry, its pattern)
+    repeats: tuple[tuple[int, RepeatPattern], ...]
+    suppress: bool
+
+    def to_json(self, key: PhotoKey) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.event is not None:
+            event = self.event
+            out["event"] = {
+                "id": event.event_id,
+                "label": self.event_label,
+                "conf": None if event.label_conf is None else round(event.label_conf, 3),
+                "count": event.label_count,
+                "photos": len(event.photos),
+                "position": event.position(key) + 1,
+                "start": None if event.start is None else event.start.isoformat(),
+                "end": None if event.end is None else event.end.isoformat(),
+            }
+        if self.repeats:
+            out["repeats"] = {
+                str(i): {"pattern": p.pattern_id, "photos": len(p.photos), "suppressed": self.suppress}
+                for i, p in self.repeats
+            }
+        return out
+
+
+@dataclass
+class Review:
+    events: list[Event]
+    patterns: list[RepeatPattern]
+    suppress: bool
+    class_names: tuple[str, ...]
+    _event_of: dict[PhotoKey, Event] = field(default_factory=dict)
+    _flagged: dict[BoxRef, RepeatPattern] = field(default_factory=dict)
+
+    def event_of(self, key: PhotoKey) -> Event | None:
+        return self._event_of.get(key)
+
+    def flagged(self, ref: BoxRef) -> RepeatPattern | None:
+        return self._flagged.get(ref)
+
+    def suppressed(self, ref: BoxRef) -> bool:
+        return self.suppress and ref in self._flagged
+
+    def label_name(self, class_index: int | None) -> str:
+        if class_index is None:
+            return EMPTY_LABEL
+        if 0 <= class_index < len(self.class_names):
+            return self.class_names[class_index]
+        return f"class_{class_index}"
+
+    def annotation(self, record: PhotoRecord) -> PhotoAnnotation:
+        event = self.event_of(record.key)
+        repeats = tuple(
+            (i, pattern) for i in range(len(record.boxes)) if (pattern := self.flagged((record.key, i))) is not None
+        )
+        label = self.label_name(event.label_index) if event is not None else EMPTY_LABEL
+        return PhotoAnnotation(event=event, event_label=label, repeats=repeats, suppress=self.suppress)
+
+
+def build_review(
+    records: Sequence[PhotoRecord],
+    class_names: Sequence[str],
+    events: EventSettings,
+    repeats: RepeatSettings,
+    default_label_threshold: float,
+    kept_patterns: frozenset[str] = frozenset(),
+) -> Review:
+    patterns: list[RepeatPattern] = []
+    if repeats.enabled:
+        criteria = RepeatCriteria(repeats.iou_threshold, repeats.min_photos, repeats.min_conf, repeats.max_area)
+        patterns = find_repeats(records, criteria, kept_patterns)
+    flagged = {ref: p for p in patterns if not p.kept for ref in p.detections}
+    suppress = repeats.action == "suppress"
+    threshold = events.label_threshold if events.label_threshold is not None else default_label_threshold
+    event_list = group_events(records, events.gap_s, threshold, ignored=lambda ref: suppress and ref in flagged)
+    review = Review(event_list, patterns, suppress, tuple(class_names), _flagged=flagged)
+    review._event_of = {key: event for event in event_list for key in event.photos}
+    return review
