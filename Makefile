@@ -52,10 +52,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The unit-file tests need systemd-analyze; install systemd's tools when the machine lacks them.
+# The unit-file tests need systemd-analyze and the HTML-report test renders in headless Chromium: install them
+# (Debian packages systemd, chromium-headless-shell) when the machine lacks them.
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 tools:
 	@command -v systemd-analyze >/dev/null || { echo "installing systemd-analyze (package systemd) for the unit-file tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
+	  $(APT_INSTALL) systemd >/dev/null; }
+	@command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || { \
+	  echo "installing headless Chromium (package chromium-headless-shell) for the HTML report test"; \
+	  $(APT_INSTALL) chromium-headless-shell >/dev/null; }
 
 test: lint typecheck tools
 	$(BIN)/pytest

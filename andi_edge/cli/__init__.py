@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from andi_edge import __version__
-from andi_edge.cli import detection, field, workstation
+from andi_edge.cli import detection, field, review, workstation
 from andi_edge.errors import AndiEdgeError
 from andi_edge.logs import configure_logging
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     detection.register(commands)
     field.register(commands)
+    review.register(commands)
     workstation.register(commands)
     return parser
 

@@ -1,0 +1,401 @@
+"""One self-contained HTML page to eyeball a run: counts per class and per camera, a timeline of events, repeat
+patterns, and thumbnails with their boxes drawn for a sample of detections and of empty photos.
+
+Self-contained means no network at all: styles inline, charts as inline SVG, thumbnails as data: URIs. It opens
+from a USB stick on a laptop in the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from PIL import Image
+
+from andi_edge import __version__
+from andi_edge.config import DEFAULT_MAX_IMAGE_PIXELS
+from andi_edge.errors import AndiEdgeError
+from andi_edge.results.clock import clock_issues
+from andi_edge.results.events import Event
+from andi_edge.results.records import PhotoRecord
+from andi_edge.results.run import RunResults
+from andi_edge.runtime.decode import decode_photo
+from andi_edge.sinks.atomic import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#800000", "#000075")
+EMPTY_COLOUR = "#9e9e9e"
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    #: boxes at or above this confidence are drawn and counted
+    threshold: float
+    detection_samples: int = 24
+    empty_samples: int = 12
+    thumbnail_width_px: int = 360
+    thumbnail_quality: int = 70
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class ReportSummary:
+    path: Path
+    thumbnails: int = 0
+    missing_photos: int = 0
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+class _Page:
+    def __init__(self, results: RunResults, options: ReportOptions) -> None:
+        self.results = results
+        self.review = results.review
+        self.options = options
+        self.records = results.records
+        self.record_of = {r.key: r for r in results.records}
+        self.ok = [r for r in self.records if r.failure is None]
+        names = self.review.class_names
+        self.colour = {i: PALETTE[i % len(PALETTE)] for i in range(len(names))}
+        self.thumbnails = 0
+        self.missing = 0
+
+    def kept_boxes(self, record: PhotoRecord) -> list[tuple[int, int]]:
+        """(box index, class index) of the boxes that count: at or above threshold and not suppressed."""
+        return [
+            (i, b.class_index)
+            for i, b in enumerate(record.boxes)
+            if b.conf >= self.options.threshold and not self.review.suppressed((record.key, i))
+        ]
+
+    # -- sections ---------------------------------------------------------------------------------------------
+
+    def render(self) -> str:
+        facts = self.results.facts
+        counts = self.results.counts
+        events = self.review.events
+        parts = [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            # no network: forbid every fetch except inline styles and data: images
+            '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">",
+            f"<title>andi-edge report: {_e(facts.model_name)}</title>",
+            f"<style>{_CSS}</style></head><body>",
+            "<h1>Camera-trap run report</h1>",
+            '<p class="meta">',
+            f"Model <b>{_e(facts.classified_by)}</b>; run started {_e(facts.started_at)}; detections counted at "
+            f"confidence &ge; {self.options.threshold:g}; events split at gaps over {facts.events.gap_s:g} s. "
+            f"Report made {_e(self.options.now.isoformat(timespec='seconds'))} by andi-edge {_e(__version__)}.</p>",
+            '<section id="totals"><h2>Totals</h2><table class="totals">',
+            *(f'<tr><th>{_e(k)}</th><td data-key="{_e(k)}">{v}</td></tr>' for k, v in self._totals(counts, events)),
+            "</table></section>",
+            self._classes(),
+            self._cameras(),
+            self._timeline(),
+            self._repeats(),
+            self._samples(),
+            self._failures(),
+            f"<script>{_SCRIPT}</script>",
+            "</body></html>",
+        ]
+        return "\n".join(parts)
+
+    def _totals(self, counts: dict[str, int], events: list[Event]) -> list[tuple[str, int]]:
+        return [
+            ("photos", len(self.records)),
+            ("photos analysed", len(self.ok)),
+            ("photos that failed", len(self.records) - len(self.ok)),
+            ("photos still pending", counts.get("pending", 0) + counts.get("claimed", 0)),
+            ("photos with detections", sum(1 for r in self.ok if self.kept_boxes(r))),
+            ("empty photos", sum(1 for r in self.ok if not self.kept_boxes(r))),
+            ("events", len(events)),
+            ("cameras", len({(r.card_id, r.camera_key) for r in self.records})),
+            ("repeat patterns", len(self.review.patterns)),
+        ]
+
+    def _classes(self) -> str:
+        boxes: Counter[int] = Counter()
+        photos: Counter[int] = Counter()
+        for record in self.ok:
+            kept = self.kept_boxes(record)
+            boxes.update(c for _, c in kept)
+            photos.update({c for _, c in kept})
+        event_labels: Counter[int | None] = Counter(e.label_index for e in self.review.events)
+        classes = sorted(set(boxes) | {c for c in event_labels if c is not None}, key=lambda c: -photos[c])
+        rows = [
+            f'<tr data-class="{_e(self.review.label_name(c))}"><td><span class="swatch" style="background:'
+            f'{self.colour[c]}"></span>{_e(self.review.label_name(c))}</td><td class="n-events">{event_labels[c]}'
+            f'</td><td class="n-photos">{photos[c]}</td><td class="n-boxes">{boxes[c]}</td></tr>'
+            for c in classes
+        ]
+        rows.append(
+            f'<tr data-class="empty"><td><span class="swatch" style="background:{EMPTY_COLOUR}"></span>empty</td>'
+            f'<td class="n-events">{event_labels[None]}</td>'
+            f'<td class="n-photos">{sum(1 for r in self.ok if not self.kept_boxes(r))}</td><td class="n-boxes">0</td>'
+            "</tr>"
+        )
+        chart = self._bars([(self.review.label_name(c), event_labels[c], self.colour[c]) for c in classes])
+        return (
+            '<section id="classes"><h2>Per class</h2><div class="row"><table class="classes"><thead><tr><th>class</th>'
+            "<th>events</th><th>photos</th><th>boxes</th></tr></thead><tbody>"
+            + "".join(rows)
+            + f"</tbody></table>{chart}</div></section>"
+        )
+
+    @staticmethod
+    def _bars(values: list[tuple[str, int, str]]) -> str:
+        if not values:
+            return ""
+        top = max(v for _, v, _ in values) or 1
+        row_h, label_w, bar_w = 22, 130, 320
+        height = row_h * len(values) + 4
+        bars = []
+        for i, (name, value, colour) in enumerate(values):
+            y = 2 + i * row_h
+            width = max(1.0, bar_w * value / top)
+            bars.append(
+                f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{_e(name)}</text>'
+                f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{width:.1f}" height="{row_h - 6}" '
+                f'fill="{colour}"><title>{_e(name)}: {value} events</title></rect>'
+                f'<text x="{label_w + width + 4:.1f}" y="{y + 15}">{value}</text>'
+            )
+        return (
+            f'<svg class="chart" role="img" aria-label="events per class" width="{label_w + bar_w + 50}" '
+            f'height="{height}">{"".join(bars)}</svg>'
+        )
+
+    def _cameras(self) -> str:
+        by_camera: dict[tuple[str, str], list[PhotoRecord]] = defaultdict(list)
+        for record in self.records:
+            by_camera[(record.card_id, record.camera_key)].append(record)
+        events_of: Counter[tuple[str, str]] = Counter((e.card_id, e.camera_key) for e in self.review.events)
+        empty_events_of: Counter[tuple[str, str]] = Counter(
+            (e.card_id, e.camera_key) for e in self.review.events if e.label_index is None
+        )
+        patterns_of: Counter[tuple[str, str]] = Counter((p.card_id, p.camera_key) for p in self.review.patterns)
+        rows = []
+        for (card, camera), records in sorted(by_camera.items()):
+            times = sorted(r.capture_time for r in records if r.capture_time is not None)
+            issues = clock_issues(records, self.options.now)
+            rows.append(
+                f'<tr data-camera="{_e(card)}/{_e(camera)}"><td>{_e(card)}</td><td>{_e(camera)}</td>'
+                f'<td class="n-photos">{len(records)}</td><td class="n-events">{events_of[(card, camera)]}</td>'
+                f"<td>{empty_events_of[(card, camera)]}</td>"
+                f"<td>{_e(times[0].isoformat(sep=' ')) if times else '-'}</td>"
+                f"<td>{_e(times[-1].isoformat(sep=' ')) if times else '-'}</td>"
+                f"<td>{patterns_of[(card, camera)]}</td>"
+                f'<td class="clock">{"<br>".join(_e(i) for i in issues) or "ok"}</td></tr>'
+            )
+        return (
+            '<section id="cameras"><h2>Per camera</h2><table class="cameras"><thead><tr><th>card</th><th>camera</th>'
+            "<th>photos</th><th>events</th><th>empty events</th><th>first photo</th><th>last photo</th>"
+            "<th>repeat patterns</th><th>clock</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>"
+        )
+
+    def _timeline(self) -> str:
+        timed = [(e, e.start) for e in self.review.events if e.start is not None]
+        if not timed:
+            return '<section id="timeline"><h2>Timeline</h2><p>No photo has a capture time.</p></section>'
+        labels = sorted({e.label_index for e, _ in timed}, key=lambda c: (c is None, self.review.label_name(c)))
+        first = min(start for _, start in timed)
+        last = max(e.end or start for e, start in timed)
+        span_s = max((last - first).total_seconds(), 1.0)
+        left, width, row_h = 140, 760, 26
+        height = row_h * len(labels) + 40
+        row_of = {label: i for i, label in enumerate(labels)}
+        shapes = []
+        for i, label in enumerate(labels):
+            y = 20 + i * row_h
+            shapes.append(
+                f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{_e(self.review.label_name(label))}</text>'
+            )
+            shapes.append(f'<line x1="{left}" x2="{left + width}" y1="{y}" y2="{y}" class="grid"/>')
+        for event, start in timed:
+            x = left + width * (start - first).total_seconds() / span_s
+            y = 20 + row_of[event.label_index] * row_h
+            colour = EMPTY_COLOUR if event.label_index is None else self.colour[event.label_index]
+            radius = min(3 + len(event.photos), 10)
+            shapes.append(
+                f'<circle class="event" data-event="{_e(event.event_id)}" cx="{x:.1f}" cy="{y}" r="{radius}" '
+                f'fill="{colour}" fill-opacity="0.7"><title>{_e(self.review.label_name(event.label_index))}, '
+                f"{len(event.photos)} photo(s), {_e(start.isoformat(sep=' '))}</title></circle>"
+            )
+        y_axis = 20 + len(labels) * row_h
+        shapes.append(f'<text x="{left}" y="{y_axis}">{_e(first.date().isoformat())}</text>')
+        shapes.append(f'<text x="{left + width}" y="{y_axis}" text-anchor="end">{_e(last.date().isoformat())}</text>')
+        return (
+            '<section id="timeline"><h2>Timeline of events</h2><p class="note">One dot per event (camera-local '
+            "time), larger for more photos; hover for details.</p>"
+            f'<svg class="timeline" role="img" aria-label="timeline of events" width="{left + width + 20}" '
+            f'height="{height}">{"".join(shapes)}</svg></section>'
+        )
+
+    def _repeats(self) -> str:
+        patterns = self.review.patterns
+        if not patterns:
+            return '<section id="repeats"><h2>Repeat detections</h2><p>None found.</p></section>'
+        status = "suppressed" if self.review.suppress else "flagged"
+        items = []
+        for pattern in patterns:
+            record = self.record_of[pattern.photos[0]]
+            box_index = next(i for key, i in pattern.detections if key == record.key)
+            items.append(
+                f'<div class="pattern" data-pattern="{_e(pattern.pattern_id)}">'
+                + self._figure(record, only_box=box_index)
+                + f"<p><code>{_e(pattern.pattern_id)}</code>: {len(pattern.photos)} photos of {_e(pattern.camera_key)}"
+                f" &mdash; {'kept as real' if pattern.kept else status}</p></div>"
+            )
+        return (
+            '<section id="repeats"><h2>Repeat detections</h2><p class="note">Boxes at the same place in many photos '
+            "of one camera: usually a rock or a branch. If one is a real animal, keep it: <code>andi-edge repeats "
+            "--state STATE --keep ID</code>.</p>" + '<div class="grid">' + "".join(items) + "</div></section>"
+        )
+
+    def _samples(self) -> str:
+        with_boxes = [r for r in self.ok if self.kept_boxes(r)]
+        empties = [r for r in self.ok if not self.kept_boxes(r)]
+        detections = _spread(with_boxes, self.options.detection_samples, key=self._top_class)
+        empty_sample = _evenly(empties, self.options.empty_samples)
+        return (
+            f'<section id="detections"><h2>Detections: {len(detections)} of {len(with_boxes)} photos</h2>'
+            '<div class="grid">' + "".join(self._figure(r) for r in detections) + "</div></section>"
+            f'<section id="empties"><h2>Empty photos: {len(empty_sample)} of {len(empties)}</h2>'
+            '<div class="grid">' + "".join(self._figure(r) for r in empty_sample) + "</div></section>"
+        )
+
+    def _top_class(self, record: PhotoRecord) -> int:
+        kept = self.kept_boxes(record)
+        return max(kept, key=lambda ic: record.boxes[ic[0]].conf)[1]
+
+    def _failures(self) -> str:
+        failed = [r for r in self.records if r.failure is not None]
+        if not failed:
+            return ""
+        rows = "".join(f"<tr><td>{_e(r.card_id)}/{_e(r.rel_path)}</td><td>{_e(r.failure)}</td></tr>" for r in failed)
+        return f'<section id="failures"><h2>Failed photos</h2><table>{rows}</table></section>'
+
+    # -- thumbnails ---------------------------------------------------------------------------------------------
+
+    def _figure(self, record: PhotoRecord, only_box: int | None = None) -> str:
+        caption = f"{record.card_id}/{record.rel_path}"
+        event = self.review.event_of(record.key)
+        if event is not None:
+            caption += f" &middot; event {self.review.label_name(event.label_index)} ({len(event.photos)} photos)"
+        thumbnail = self._thumbnail(record)
+        if thumbnail is None:
+            return (
+                f'<figure class="thumb missing" data-file="{_e(record.rel_path)}"><div class="placeholder">photo not '
+                f"available here (card not mounted?)</div><figcaption>{caption}</figcaption></figure>"
+            )
+        data, width, height = thumbnail
+        indices = [only_box] if only_box is not None else [i for i, _ in self.kept_boxes(record)]
+        rects = []
+        for i in indices:
+            box = record.boxes[i]
+            x, y, w, h = box.xywh_norm
+            name = self.review.label_name(box.class_index)
+            colour = self.colour.get(box.class_index, EMPTY_COLOUR)
+            flagged = self.review.flagged((record.key, i)) is not None
+            rects.append(
+                f'<rect class="box{" repeat" if flagged else ""}" data-class="{_e(name)}" x="{x * width:.1f}" '
+                f'y="{y * height:.1f}" width="{w * width:.1f}" height="{h * height:.1f}" stroke="{colour}"/>'
+                f'<text class="label" x="{x * width + 3:.1f}" y="{max(y * height - 3, 10):.1f}" fill="{colour}">'
+                f"{_e(name)} {box.conf:.2f}</text>"
+            )
+        return (
+            f'<figure class="thumb" data-file="{_e(record.rel_path)}"><div class="frame">'
+            f'<img alt="{_e(record.rel_path)}" width="{width}" height="{height}" src="data:image/jpeg;base64,{data}">'
+            f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}">{"".join(rects)}</svg></div>'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+
+    def _thumbnail(self, record: PhotoRecord) -> tuple[str, int, int] | None:
+        path = self.results.photo_path(record)
+        try:
+            data = path.read_bytes()
+            decoded = decode_photo(
+                data,
+                target_long_side_px=self.options.thumbnail_width_px,
+                max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+                name=record.rel_path,
+            )
+        except (OSError, AndiEdgeError) as exc:
+            log.info("no thumbnail for %s: %s", path, exc)
+            self.missing += 1
+            return None
+        image = Image.fromarray(decoded.rgb)
+        width = self.options.thumbnail_width_px
+        height = max(1, round(image.height * width / image.width))
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=self.options.thumbnail_quality)
+        self.thumbnails += 1
+        return base64.b64encode(buffer.getvalue()).decode("ascii"), width, height
+
+
+def _evenly(items: list[PhotoRecord], n: int) -> list[PhotoRecord]:
+    """n items spread evenly through the list (deterministic: the same run gives the same report)."""
+    if len(items) <= n:
+        return list(items)
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]
+
+
+def _spread(items: list[PhotoRecord], n: int, key: Callable[[PhotoRecord], int]) -> list[PhotoRecord]:
+    """Round-robin over classes so a rare class is shown next to the common one."""
+    by_class: dict[int, list[PhotoRecord]] = defaultdict(list)
+    for item in items:
+        by_class[key(item)].append(item)
+    queues = [_evenly(v, n) for _, v in sorted(by_class.items())]
+    picked: list[PhotoRecord] = []
+    while len(picked) < n and any(queues):
+        for queue in queues:
+            if queue and len(picked) < n:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def write_report(results: RunResults, path: Path, options: ReportOptions) -> ReportSummary:
+    page = _Page(results, options)
+    text = page.render()
+    write_bytes_atomic(path, text.encode("utf-8"))
+    return ReportSummary(path=path, thumbnails=page.thumbnails, missing_photos=page.missing)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
+h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+.meta,.note{color:#555;font-size:.9em}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
+.row{display:flex;gap:2em;align-items:flex-start;flex-wrap:wrap}
+.swatch{display:inline-block;width:.8em;height:.8em;margin-right:.4em;border-radius:2px}
+svg text{font-size:12px;font-family:system-ui,sans-serif}
+.timeline .grid{stroke:#eee}
+.grid{display:flex;flex-wrap:wrap;gap:12px}
+figure.thumb{margin:0;width:360px}figure.thumb figcaption{font-size:.75em;color:#555;word-break:break-all}
+.frame{position:relative;line-height:0}.frame img{display:block;max-width:100%;height:auto}
+.frame svg{position:absolute;left:0;top:0;width:100%;height:100%}
+rect.box{fill:none;stroke-width:3}rect.box.repeat{stroke-dasharray:6 4}
+text.label{font-size:13px;font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3px}
+.placeholder{height:200px;background:#f3f3f3;display:flex;align-items:center;justify-content:center;color:#777}
+.thumb.broken .frame::after{content:"thumbnail could not be shown";position:absolute;left:8px;top:8px;color:#c00}
+"""
+
+# Marks a thumbnail the browser could not decode, so a damaged report says so instead of showing a blank.
+_SCRIPT = """
+addEventListener('load',function(){document.querySelectorAll('figure.thumb img').forEach(function(i){
+  var ok=i.complete&&i.naturalWidth>0;i.closest('figure').classList.toggle('broken',!ok);
+  i.setAttribute('data-decoded',ok?'yes':'no');});document.body.setAttribute('data-ready','yes');});
+"""

@@ -1,0 +1,436 @@
+"""Results people use, on real photos through the real daemon: events in the batch JSON and sidecars, repeat
+flags (and their reversal), a Camtrap DP package validated against the TDWG schemas, and the HTML report
+rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from PIL import Image
+
+from andi_edge.results.observation_types import observation_type
+from tests.camtrap_validation import package_errors
+from tests.integration.cli_runner import run_cli
+from tests.integration.daemon_harness import Daemon, make_daemon
+
+SERENGETI = "serengeti_S1_D04_R6_sequence"
+#: the Serengeti frames' bursts by EXIF time (18:24:57 x2; 11:20:43-44; 11:30:16-17 x3; a lone 10:42:04)
+SERENGETI_EVENTS = [
+    ["S1_D04_R6_PICT0020.JPG", "S1_D04_R6_PICT0021.JPG"],
+    ["S1_D04_R6_PICT0129.JPG", "S1_D04_R6_PICT0130.JPG"],
+    ["S1_D04_R6_PICT0221.JPG", "S1_D04_R6_PICT0222.JPG", "S1_D04_R6_PICT0223.JPG"],
+    ["S1_D04_R6_PICT0275.JPG"],
+]
+REPEATS_CONFIG = "repeats:\n  min_photos: 4\n  action: {action}\n"
+
+
+@dataclass
+class Run:
+    daemon: Daemon
+    base_config: str
+
+    def watch_once(self, action: str = "flag") -> None:
+        self.daemon.config.write_text(self.base_config + REPEATS_CONFIG.format(action=action))
+        self.daemon.run_once()
+
+    def by_file(self) -> dict[str, dict[str, Any]]:
+        return {image["file"]: image for image in self.daemon.batch()["images"]}
+
+    def sidecar(self, rel: str) -> dict[str, Any]:
+        return json.loads((self.daemon.out / "local" / f"{rel}.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, photos_dir: Path, model_320: Path) -> Run:
+    """A card of three real cameras (Serengeti bursts, the Peru camera with a person and EXIF-less video frames,
+    a squirrel sequence), processed once by the daemon."""
+    tmp = tmp_path_factory.mktemp("review")
+    daemon = make_daemon(tmp, model_320)
+    for folder, source in (
+        ("serengeti", photos_dir / SERENGETI),
+        ("peru", photos_dir / "peru_sdzg2"),
+        ("squirrels", photos_dir / "squirrels_yolo" / "images" / "train"),
+    ):
+        (daemon.card / folder).mkdir()
+        for photo in sorted(source.iterdir()):
+            if photo.suffix.lower() in {".jpg", ".jpeg", ".png"}:
+                shutil.copy2(photo, daemon.card / folder / photo.name)
+    result = Run(daemon, daemon.config.read_text())
+    result.watch_once()
+    return result
+
+
+def _class_names(batch: dict[str, Any]) -> dict[str, str]:
+    return batch["detection_categories"]  # type: ignore[no-any-return]
+
+
+def test_events_group_bursts_and_are_written_to_batch_json_and_sidecars(run: Run) -> None:
+    batch = run.daemon.batch()
+    by_file = run.by_file()
+    serengeti = {f: e for f, e in by_file.items() if f.startswith("serengeti/")}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for file, entry in sorted(serengeti.items()):
+        groups[entry["event"]["id"]].append(file.split("/")[1])
+    assert sorted(groups.values()) == SERENGETI_EVENTS
+    typical = batch["info"]["detector_metadata"]["typical_detection_threshold"]
+    names = _class_names(batch)
+    for members in groups.values():
+        entries = [serengeti[f"serengeti/{m}"] for m in members]
+        event = entries[0]["event"]
+        assert [e["event"]["position"] for e in entries] == list(range(1, len(members) + 1))
+        assert {json.dumps(e["event"]["id"]) for e in entries} == {json.dumps(event["id"])}
+        assert event["photos"] == len(members)
+        candidates = [d for e in entries for d in e["detections"] if d["conf"] >= typical]
+        if candidates:  # the label is the class of the event's best detection, from the photos themselves
+            best = max(candidates, key=lambda d: d["conf"])
+            assert (event["label"], event["conf"]) == (names[best["category"]], best["conf"])
+        else:
+            assert event["label"] == "empty"
+        for member, entry in zip(members, entries, strict=True):
+            sidecar = run.sidecar(f"serengeti/{member}")
+            assert sidecar["event"] == entry["event"], "sidecars carry the same event as the batch JSON"
+            assert sidecar["andi_edge"]["sha256"], "rewriting a sidecar keeps its provenance"
+    # EXIF-less video frames cannot be placed in time: each is an event of its own
+    untimed = [e for f, e in by_file.items() if f.startswith("peru/") and "datetime" not in e]
+    assert untimed and all(e["event"]["photos"] == 1 and e["event"]["start"] is None for e in untimed)
+    # still a valid MegaDetector 1.6 file: extra fields only, float confidences, mapped categories
+    for entry in batch["images"]:
+        for detection in entry.get("detections") or []:
+            assert isinstance(detection["conf"], float) and detection["category"] in names
+
+
+def test_repeat_detections_are_flagged_suppressed_and_reversible(run: Run) -> None:
+    listing = run_cli("repeats", "--state", run.daemon.state)
+    assert listing.returncode == 0, listing.stderr
+    assert "flagged" in listing.stdout and "squirrels" in listing.stdout
+    pattern_id = listing.stdout.split()[0]
+    flagged = {
+        (f, i): d
+        for f, e in run.by_file().items()
+        for i, d in enumerate(e.get("detections") or [])
+        if d.get("repeat", {}).get("pattern") == pattern_id
+    }
+    assert len({f for f, _ in flagged}) >= 4, "a pattern is seen in at least min_photos photos"
+    assert all(d["conf"] > 0 for d in flagged.values()), "flag keeps the confidence"
+    file, index = next(iter(flagged))
+    original = flagged[(file, index)]["conf"]
+    assert run.sidecar(file)["detections"][index]["repeat"]["pattern"] == pattern_id
+
+    run.watch_once(action="suppress")  # MegaDetector's convention: negative confidence
+    assert run.by_file()[file]["detections"][index]["conf"] == -original
+    assert run.sidecar(file)["detections"][index]["conf"] == -original
+
+    kept = run_cli("repeats", "--state", run.daemon.state, "--keep", pattern_id)
+    assert kept.returncode == 0, kept.stderr
+    run.watch_once(action="suppress")
+    restored = run.by_file()[file]["detections"][index]
+    assert restored["conf"] == original and "repeat" not in restored, "a kept pattern is not flagged"
+    assert "repeat" not in run.sidecar(file)["detections"][index]
+
+    assert run_cli("repeats", "--state", run.daemon.state, "--unkeep", pattern_id).returncode == 0
+    run.watch_once(action="flag")
+    assert run.by_file()[file]["detections"][index]["repeat"]["pattern"] == pattern_id
+    assert run.by_file()[file]["detections"][index]["conf"] == original
+    unknown = run_cli("repeats", "--state", run.daemon.state, "--keep", "rp-nonexistent")
+    assert unknown.returncode == 2 and "no repeat pattern" in unknown.stderr
+
+
+def _deployment_config(path: Path) -> Path:
+    config = {
+        "project": {"title": "andi-edge test run", "acronym": "AET"},
+        "contributors": [{"title": "Test Person", "email": "test@example.org", "role": "principalInvestigator"}],
+        "licenses": {"data": "CC0-1.0", "media": "CC-BY-4.0"},
+        "timezone": "UTC",
+        "taxa": {"zebra": "Equus quagga", "elephant": "Loxodonta africana"},
+        "deployments": [
+            {
+                "deployment_id": "SER-D04",
+                "cameras": ["local/folder:serengeti"],
+                "latitude": -2.45,
+                "longitude": 34.82,
+                "timezone": "Africa/Dar_es_Salaam",
+                "feature_type": "trailGame",
+            },
+            {
+                "deployment_id": "PERU-1",
+                "cameras": ["local/folder:peru"],
+                "latitude": -12.6,
+                "longitude": -69.2,
+                "timezone": "America/Lima",
+            },
+            {"deployment_id": "SQ-1", "cameras": ["local/folder:squirrels"], "latitude": 45.5, "longitude": -73.6},
+        ],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_camtrap_dp_export_validates_against_the_tdwg_schemas(run: Run, tmp_path: Path) -> None:
+    config = _deployment_config(tmp_path / "deployments.yaml")
+    package = tmp_path / "package"
+    result = run_cli(
+        "export-camtrap-dp", "--state", run.daemon.state, "-o", package, "--deployment-config", config, "--copy-media"
+    )
+    assert result.returncode == 0, result.stderr
+    assert package_errors(package) == []
+
+    deployments = {d["deploymentID"]: d for d in _csv(package / "deployments.csv")}
+    media = {m["mediaID"]: m for m in _csv(package / "media.csv")}
+    observations = _csv(package / "observations.csv")
+    by_path = {m["filePath"].removeprefix("media/local/"): m for m in media.values()}
+    batch = run.by_file()
+    assert set(by_path) == set(batch), "every photo of the run is a media row"
+    # timestamps carry the deployment's own offset: EXIF 2010-08-19 18:24:57 in Tanzania is +03:00
+    assert by_path[f"serengeti/{SERENGETI_EVENTS[0][0]}"]["timestamp"] == "2010-08-19T18:24:57+03:00"
+    assert by_path["peru/EK000008.JPG"]["timestamp"] == "2014-07-01T15:21:15-05:00"
+    # the Peru camera's video frames have no EXIF time: its clock is flagged; Serengeti's is not
+    assert (
+        deployments["PERU-1"]["timestampIssues"] == "true" and "no EXIF" in deployments["PERU-1"]["deploymentComments"]
+    )
+    assert deployments["SER-D04"]["timestampIssues"] == "false"
+    assert deployments["SER-D04"]["deploymentStart"] == "2010-08-19T18:24:57+03:00"
+    # copied photos are where filePath says, byte for byte
+    sample = by_path[f"serengeti/{SERENGETI_EVENTS[0][0]}"]
+    assert (package / sample["filePath"]).read_bytes() == (
+        run.daemon.card / "serengeti" / SERENGETI_EVENTS[0][0]
+    ).read_bytes()
+
+    typical = run.daemon.batch()["info"]["detector_metadata"]["typical_detection_threshold"]
+    media_obs = [o for o in observations if o["observationLevel"] == "media"]
+    event_obs = [o for o in observations if o["observationLevel"] == "event"]
+    # one event-level observation per event, labelled as the batch JSON labels it
+    events = {e["event"]["id"]: e["event"] for e in batch.values() if "event" in e}
+    assert {o["eventID"] for o in event_obs} == set(events)
+    for o in event_obs:
+        label = events[o["eventID"]]["label"]
+        assert o["observationType"] == ("blank" if label == "empty" else observation_type(label))
+        assert o["classificationMethod"] == "machine" and "yolov5n" in o["classifiedBy"]
+    # media-level: each box at the threshold is one observation with the batch JSON's box; empty photos are blank
+    for path, entry in batch.items():
+        m = by_path[path]
+        rows = [o for o in media_obs if o["mediaID"] == m["mediaID"]]
+        boxes = [d for d in entry.get("detections") or [] if d["conf"] >= typical]
+        if "failure" in entry:
+            assert rows == []
+        elif not boxes:
+            assert [r["observationType"] for r in rows] == ["blank"]
+        else:
+            got = sorted((r["bboxX"], r["bboxY"], r["bboxWidth"], r["bboxHeight"]) for r in rows)
+            want = sorted(tuple(str(v) for v in d["bbox"]) for d in boxes)
+            assert got == want
+            assert all(r["eventID"] == entry["event"]["id"] for r in rows)
+    # people: human observations, and their photos (and their event's photos) are not public
+    human_media = {o["mediaID"] for o in media_obs if o["observationType"] == "human"}
+    assert human_media, "the Peru camera photographed a person"
+    assert all(media[m]["filePublic"] == "false" for m in human_media)
+    person_events = {o["eventID"] for o in media_obs if o["observationType"] == "human"}
+    for o in media_obs:
+        if o["eventID"] in person_events:
+            assert media[o["mediaID"]]["filePublic"] == "false"
+    assert any(m["filePublic"] == "true" for m in media.values())
+    descriptor = json.loads((package / "datapackage.json").read_text())
+    assert {t["scientificName"] for t in descriptor["taxonomic"]} <= {"Equus quagga", "Loxodonta africana"}
+    assert descriptor["temporal"]["start"] == "2010-08-19"
+
+
+def test_camtrap_dp_export_explains_what_is_missing(run: Run, tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    made = run_cli("export-camtrap-dp", "--state", run.daemon.state, "--template", template)
+    assert made.returncode == 0, made.stderr
+    text = template.read_text()
+    for camera in ("local/folder:serengeti", "local/folder:peru", "local/folder:squirrels"):
+        assert camera in text
+    unfilled = run_cli(
+        "export-camtrap-dp", "--state", run.daemon.state, "-o", tmp_path / "p", "--deployment-config", template
+    )
+    assert unfilled.returncode == 2 and "latitude must be set" in unfilled.stderr, unfilled.stderr
+    assert "Traceback" not in unfilled.stderr
+    partial = yaml.safe_load(_deployment_config(tmp_path / "d.yaml").read_text())
+    partial["deployments"] = partial["deployments"][:1]
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(partial))
+    missing = run_cli(
+        "export-camtrap-dp",
+        "--state",
+        run.daemon.state,
+        "-o",
+        tmp_path / "p",
+        "--deployment-config",
+        tmp_path / "d.yaml",
+    )
+    assert (
+        missing.returncode == 2
+        and "belong to no deployment" in missing.stderr
+        and "local/folder:peru" in missing.stderr
+    )
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "thesis.docx").write_text("precious")
+    refused = run_cli(
+        "export-camtrap-dp",
+        "--state",
+        run.daemon.state,
+        "-o",
+        occupied,
+        "--deployment-config",
+        _deployment_config(tmp_path / "ok.yaml"),
+    )
+    assert refused.returncode == 6 and "already holds other files" in refused.stderr
+    assert (occupied / "thesis.docx").read_text() == "precious"
+    absolute = run_cli(
+        "export-camtrap-dp", "--state", run.daemon.state, "-o", tmp_path / "p2", "--deployment-config",
+        _deployment_config(tmp_path / "ok2.yaml"), "--media-base", "/mnt/photos/",
+    )  # fmt: skip
+    assert absolute.returncode == 2 and "--media-base" in absolute.stderr
+    no_journal = run_cli("report", "--state", tmp_path / "nowhere", "-o", tmp_path / "r.html")
+    assert no_journal.returncode == 6 and "no journal" in no_journal.stderr
+
+
+class _Dom(HTMLParser):
+    """The parts of the rendered DOM the test looks at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {k: v or "" for k, v in attrs}
+        self.elements.append((tag, attributes))
+
+    def find(self, tag: str, attribute: str | None = None) -> list[dict[str, str]]:
+        """Attributes of every ``tag`` element (that has ``attribute``, if given)."""
+        return [a for t, a in self.elements if t == tag and (attribute is None or attribute in a)]
+
+
+def _chromium() -> str:
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("headless Chromium is missing: `make test` installs it (apt-get install chromium-headless-shell)")
+
+
+def _render(html_file: Path, screenshot: Path) -> str:
+    browser = _chromium()
+    common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--virtual-time-budget=5000",
+        "--window-size=1400,2400",
+    ]
+    dom = subprocess.run(
+        [browser, *common, "--dump-dom", html_file.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    subprocess.run(
+        [browser, *common, f"--screenshot={screenshot}", html_file.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    return dom
+
+
+def test_html_report_rendered_in_headless_chromium_shows_the_run(run: Run, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    made = run_cli("report", "--state", run.daemon.state, "-o", report, "--samples", "10", "--empty-samples", "6")
+    assert made.returncode == 0, made.stderr
+    source = report.read_text()
+    for attribute in ("src=", "href="):  # self-contained: nothing is fetched
+        for chunk in source.split(attribute)[1:]:
+            assert chunk[1:].startswith("data:"), chunk[:80]
+    dom = _Dom()
+    dom.feed(_render(report, tmp_path / "shot.png"))
+    body = dom.find("body")[0]
+    assert body.get("data-ready") == "yes", "the page loaded and ran its check"
+    batch = run.by_file()
+    typical = run.daemon.batch()["info"]["detector_metadata"]["typical_detection_threshold"]
+    names = _class_names(run.daemon.batch())
+    with_boxes = [f for f, e in batch.items() if any(d["conf"] >= typical for d in e.get("detections") or [])]
+    empties = [f for f, e in batch.items() if "failure" not in e and f not in with_boxes]
+    # thumbnails: the asked-for samples, every one decoded by the browser, each box drawn
+    thumbs = [a for a in dom.find("figure") if "thumb" in a.get("class", "").split()]
+    shown = {a["data-file"] for a in thumbs}
+    images = dom.find("img")
+    assert images and all(i.get("data-decoded") == "yes" for i in images)
+    assert not [a for a in thumbs if "broken" in a.get("class", "") or "missing" in a.get("class", "")]
+    assert len(set(with_boxes) & shown) == 10 and len(set(empties) & shown) >= 6
+    boxes_drawn = [a for a in dom.find("rect") if "box" in a.get("class", "").split()]
+    assert len(boxes_drawn) >= 10
+    # per-class counts: photos with a box of the class at the threshold, straight from the batch JSON
+    photos_per_class: dict[str, int] = defaultdict(int)
+    for f in with_boxes:
+        for name in {names[d["category"]] for d in batch[f]["detections"] if d["conf"] >= typical}:
+            photos_per_class[name] += 1
+    rows = {a["data-class"] for a in dom.find("tr", "data-class")}
+    assert set(photos_per_class) <= rows
+    totals = {a["data-key"] for a in dom.find("td", "data-key")}
+    assert {"photos", "events", "cameras", "repeat patterns"} <= totals
+    events = {e["event"]["id"] for e in batch.values() if "event" in e and e["event"]["start"]}
+    assert {a["data-event"] for a in dom.find("circle", "data-event")} == events, "one timeline dot per timed event"
+    assert dom.find("div", "data-pattern"), "the squirrel pattern is shown"
+    # the screenshot is a real rendering, not a blank page
+    with Image.open(tmp_path / "shot.png") as shot:
+        colours = shot.convert("RGB").resize((64, 64)).getcolors(64 * 64)
+    assert colours is not None and len(colours) > 50
+
+
+def test_report_without_the_card_shows_placeholders(run: Run, tmp_path: Path) -> None:
+    card = run.daemon.card
+    hidden = card.with_name("card-away")
+    card.rename(hidden)
+    try:
+        made = run_cli(
+            "report", "--state", run.daemon.state, "-o", tmp_path / "r.html", "--samples", "2", "--empty-samples", "1"
+        )
+    finally:
+        hidden.rename(card)
+    assert made.returncode == 0, made.stderr
+    assert "not readable here" in made.stdout
+    assert "photo not available here" in (tmp_path / "r.html").read_text()
+
+
+def test_a_running_daemon_updates_earlier_sidecars_as_a_burst_grows(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    """The rewrite path of a live daemon (on its writer thread), not only the final render of --once."""
+    import signal
+
+    from tests.integration.daemon_harness import wait_until
+
+    daemon = make_daemon(tmp_path, model_320)
+    burst = SERENGETI_EVENTS[2]
+    first = daemon.out / "local" / f"{burst[0]}.json"
+    proc = daemon.start()
+    try:
+        for i, name in enumerate(burst, start=1):
+            shutil.copy2(photos_dir / SERENGETI / name, daemon.card / name)
+
+            def grown(n: int = i) -> bool:
+                return bool(json.loads(first.read_text()).get("event", {}).get("photos") == n)
+
+            wait_until(grown, 60, f"the first photo's sidecar to show an event of {i}", daemon.log)
+        ids = {json.loads((daemon.out / "local" / f"{n}.json").read_text())["event"]["id"] for n in burst}
+        assert len(ids) == 1
+        assert proc.poll() is None, "still running: these were live updates"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
