@@ -105,6 +105,9 @@ class RepeatSettings:
     min_conf: float = 0.1
     #: boxes larger than this fraction of the photo are never flagged (an animal close up fills the frame)
     max_area: float = 0.2
+    #: the daemon re-runs the search on a card at most this often (about a second per 10,000 photos on a
+    #: laptop core); always at start, at exit and when a card is pulled. Events are updated at every render.
+    interval_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class WatchConfig:
             (self.repeats.min_photos >= 2, "repeats.min_photos must be at least 2"),
             (0 <= self.repeats.min_conf <= 1, "repeats.min_conf must be between 0 and 1"),
             (0 < self.repeats.max_area <= 1, "repeats.max_area must be in (0, 1]"),
+            (self.repeats.interval_s >= 0, "repeats.interval_s must not be negative"),
         ]
         for ok, message in checks:
             if not ok:

@@ -34,8 +34,9 @@ from andi_edge.daemon.watcher import Discovery
 from andi_edge.detections import ImageResult
 from andi_edge.errors import OutputError, PhotoError, UsageError
 from andi_edge.pipeline import PipelineSettings, photo_failure, prefetch_ordered
-from andi_edge.results.records import record_from_entry
-from andi_edge.results.review import build_review
+from andi_edge.results.records import PhotoRecord, record_from_entry
+from andi_edge.results.repeats import RepeatPattern
+from andi_edge.results.review import build_review, find_patterns
 from andi_edge.runtime.decode import decode_photo
 from andi_edge.runtime.detector import Detector, PreparedPhoto
 from andi_edge.settings import WatchConfig
@@ -123,6 +124,7 @@ class WatchService:
         self._kept_patterns: frozenset[str] = frozenset()
         self._annotation_job: Future[None] | None = None
         self._annotation_rewrites: list[_SidecarRewrite] = []
+        self._patterns: dict[str, tuple[float, list[RepeatPattern]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -451,6 +453,7 @@ class WatchService:
                 self.config.repeats,
                 self.detector.card.thresholds.typical,
                 kept,
+                patterns=self._repeat_patterns(card_id, records, force),
             )
             stored = journal.annotations(card_id)
             entries = []
@@ -485,6 +488,16 @@ class WatchService:
             else:  # behind new photos, on the writer thread, so inference does not wait for the disk
                 self._annotation_job = self._writer.submit(self._rewrite_sidecars, rewrites)
                 self._annotation_rewrites = rewrites
+
+    def _repeat_patterns(self, card_id: str, records: list[PhotoRecord], force: bool) -> list[RepeatPattern]:
+        """The card's repeat patterns, searched again only every repeats.interval_s (the search is the costly
+        part of a render on a big card); photos that arrived since are checked at the next search."""
+        now = time.monotonic()
+        cached = self._patterns.get(card_id)
+        if force or cached is None or now - cached[0] >= self.config.repeats.interval_s:
+            cached = (now, find_patterns(records, self.config.repeats))
+            self._patterns[card_id] = cached
+        return cached[1]
 
     def _rewrite_sidecars(self, rewrites: list[_SidecarRewrite]) -> None:
         provenance = {**self._provenance, "rewritten": True}

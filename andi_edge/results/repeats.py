@@ -10,12 +10,10 @@ flagged. Nothing is deleted: a flag is a mark on the result, and a pattern a per
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
 
 from andi_edge.results.events import BoxRef, PhotoKey
 from andi_edge.results.records import PhotoRecord
@@ -43,14 +41,67 @@ class RepeatPattern:
     kept: bool
 
 
-def _iou_xywh(box: npt.NDArray[np.float64], seeds: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    x1 = np.maximum(box[0], seeds[:, 0])
-    y1 = np.maximum(box[1], seeds[:, 1])
-    x2 = np.minimum(box[0] + box[2], seeds[:, 0] + seeds[:, 2])
-    y2 = np.minimum(box[1] + box[3], seeds[:, 1] + seeds[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    union = box[2] * box[3] + seeds[:, 2] * seeds[:, 3] - inter
-    return np.asarray(np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0), dtype=np.float64)
+def _iou_xywh(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    inter_w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    inter_h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if inter_w <= 0 or inter_h <= 0:
+        return 0.0
+    inter = inter_w * inter_h
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+class _SeedIndex:
+    """Finds the seed boxes that can overlap a box by ``iou`` or more without comparing it to every seed.
+
+    IoU >= t needs each side within a factor t of the other's (so log-sizes in the same or a neighbouring bucket
+    of width -ln t) and centres at most (1 - t) x the larger side apart (so within one cell, when cells are that
+    large for the bucket): an exact pre-filter; the IoU itself is then computed on the few candidates.
+    """
+
+    def __init__(self, iou: float) -> None:
+        self.iou = iou
+        self.step = -math.log(iou) if iou < 1 else 1e-9
+        self.seeds: list[tuple[float, float, float, float]] = []
+        #: (width bucket, height bucket) -> (x cell, y cell) -> seed indices
+        self._buckets: dict[tuple[int, int], dict[tuple[int, int], list[int]]] = {}
+        self._cell_sizes: dict[int, float] = {}
+
+    def _bucket(self, side: float) -> int:
+        return math.floor(math.log(side) / self.step)
+
+    def _cell(self, centre: float, bucket: int) -> int:
+        size = self._cell_sizes.get(bucket)
+        if size is None:
+            size = self._cell_sizes[bucket] = max((1 - self.iou) * math.exp((bucket + 2) * self.step), 1e-9)
+        return math.floor(centre / size)
+
+    def best(self, box: tuple[float, float, float, float]) -> int:
+        """Index of the best-overlapping seed at or above the IoU threshold (lowest index on ties), or -1."""
+        bw, bh = self._bucket(box[2]), self._bucket(box[3])
+        cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+        best, best_iou = -1, self.iou
+        for nw in (bw - 1, bw, bw + 1):
+            kx = self._cell(cx, nw)
+            for nh in (bh - 1, bh, bh + 1):
+                cells = self._buckets.get((nw, nh))
+                if cells is None:
+                    continue
+                ky = self._cell(cy, nh)
+                for x in (kx - 1, kx, kx + 1):
+                    for y in (ky - 1, ky, ky + 1):
+                        for index in cells.get((x, y), ()):
+                            overlap = _iou_xywh(box, self.seeds[index])
+                            if overlap > best_iou or (overlap == best_iou and (best < 0 or index < best)):
+                                best, best_iou = index, overlap
+        return best
+
+    def add(self, box: tuple[float, float, float, float]) -> int:
+        self.seeds.append(box)
+        index = len(self.seeds) - 1
+        bw, bh = self._bucket(box[2]), self._bucket(box[3])
+        cell = (self._cell(box[0] + box[2] / 2, bw), self._cell(box[1] + box[3] / 2, bh))
+        self._buckets.setdefault((bw, bh), {}).setdefault(cell, []).append(index)
+        return index
 
 
 def _pattern_id(card_id: str, camera: str, first: BoxRef, box: tuple[float, ...]) -> str:
@@ -69,27 +120,18 @@ def find_repeats(
     patterns: list[RepeatPattern] = []
     for (card_id, camera), photos in sorted(by_camera.items()):
         photos.sort(key=lambda p: (p.capture_time or p.file_mtime.replace(tzinfo=None), p.rel_path))
-        seeds: list[tuple[float, float, float, float]] = []
+        index = _SeedIndex(criteria.iou_threshold)
         members: list[list[BoxRef]] = []
-        seed_array = np.zeros((0, 4), dtype=np.float64)
         for photo in photos:
             for i, box in enumerate(photo.boxes):
-                if box.conf < criteria.min_conf or box.area_norm > criteria.max_area:
+                if box.conf < criteria.min_conf or box.area_norm > criteria.max_area or min(box.xywh_norm[2:]) <= 0:
                     continue
-                vector = np.asarray(box.xywh_norm, dtype=np.float64)
-                best = -1
-                if seeds:
-                    overlaps = _iou_xywh(vector, seed_array)
-                    candidate = int(np.argmax(overlaps))
-                    if overlaps[candidate] >= criteria.iou_threshold:
-                        best = candidate
+                best = index.best(box.xywh_norm)
                 if best < 0:
-                    seeds.append(box.xywh_norm)
+                    best = index.add(box.xywh_norm)
                     members.append([])
-                    seed_array = np.vstack([seed_array, vector])
-                    best = len(seeds) - 1
                 members[best].append((photo.key, i))
-        for seed, refs in zip(seeds, members, strict=True):
+        for seed, refs in zip(index.seeds, members, strict=True):
             distinct = tuple(dict.fromkeys(ref[0] for ref in refs))
             if len(distinct) < criteria.min_photos:
                 continue

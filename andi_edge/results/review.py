@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from andi_edge.results.events import BoxRef, Event, PhotoKey, group_events
@@ -80,6 +80,13 @@ class Review:
         return PhotoAnnotation(event=event, event_label=label, repeats=repeats, suppress=self.suppress)
 
 
+def find_patterns(records: Sequence[PhotoRecord], repeats: RepeatSettings) -> list[RepeatPattern]:
+    if not repeats.enabled:
+        return []
+    criteria = RepeatCriteria(repeats.iou_threshold, repeats.min_photos, repeats.min_conf, repeats.max_area)
+    return find_repeats(records, criteria)
+
+
 def build_review(
     records: Sequence[PhotoRecord],
     class_names: Sequence[str],
@@ -87,11 +94,12 @@ def build_review(
     repeats: RepeatSettings,
     default_label_threshold: float,
     kept_patterns: frozenset[str] = frozenset(),
+    patterns: list[RepeatPattern] | None = None,
 ) -> Review:
-    patterns: list[RepeatPattern] = []
-    if repeats.enabled:
-        criteria = RepeatCriteria(repeats.iou_threshold, repeats.min_photos, repeats.min_conf, repeats.max_area)
-        patterns = find_repeats(records, criteria, kept_patterns)
+    """``patterns``: reuse an earlier ``find_patterns`` (the daemon re-runs it only every repeats.interval_s)."""
+    if patterns is None:
+        patterns = find_patterns(records, repeats)
+    patterns = [replace(p, kept=p.pattern_id in kept_patterns) for p in patterns]
     flagged = {ref: p for p in patterns if not p.kept for ref in p.detections}
     suppress = repeats.action == "suppress"
     threshold = events.label_threshold if events.label_threshold is not None else default_label_threshold

@@ -156,3 +156,51 @@ def test_record_from_entry_reads_what_image_entry_writes() -> None:
     assert record.output_key == entry["file"]
     failed = record_from_entry("card", "bad.jpg", "bad.jpg", 0, {"file": "bad.jpg", "failure": "corrupt: x"})
     assert failed.failure == "corrupt: x" and failed.boxes == ()
+
+
+def _brute_force_clusters(boxes: list[tuple[float, float, float, float]], iou: float) -> list[list[int]]:
+    """The rule the index must reproduce, written the slow obvious way: each box joins the seed it overlaps
+    most (at least ``iou``; the earliest seed on a tie), else seeds a new cluster."""
+
+    def overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+        w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+        h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+        inter = max(w, 0) * max(h, 0)
+        return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+    seeds: list[tuple[float, float, float, float]] = []
+    clusters: list[list[int]] = []
+    for i, box in enumerate(boxes):
+        scores = [overlap(box, s) for s in seeds]
+        best = max(range(len(seeds)), key=lambda k: (scores[k], -k), default=-1)
+        if best >= 0 and scores[best] >= iou:
+            clusters[best].append(i)
+        else:
+            seeds.append(box)
+            clusters.append([i])
+    return clusters
+
+
+_side = st.floats(min_value=0.01, max_value=0.4)
+_corner = st.floats(min_value=0.0, max_value=0.6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(_corner, _corner, _side, _side), min_size=1, max_size=60),
+    st.sampled_from([0.5, 0.7, 0.85, 0.95]),
+    st.integers(min_value=0, max_value=3),
+)
+def test_the_spatial_index_finds_exactly_the_brute_force_clusters(
+    raw: list[tuple[float, float, float, float]], iou: float, repeats: int
+) -> None:
+    # near-duplicates of the first few boxes make real clusters; the rest are random
+    boxes = list(raw)
+    for k in range(repeats):
+        for b in raw[:5]:
+            boxes.append((b[0] + 0.001 * k, b[1], b[2], b[3] * (1 + 0.01 * k)))
+    records = [photo(f"p{i:03d}.jpg", i, (Box(0, 0.5, b),)) for i, b in enumerate(boxes)]
+    criteria = RepeatCriteria(iou_threshold=iou, min_photos=2, min_conf=0.1, max_area=1.0)
+    found = sorted(sorted(int(ref[0][1][1:4]) for ref in p.detections) for p in find_repeats(records, criteria))
+    expected = sorted(c for c in _brute_force_clusters(boxes, iou) if len(c) >= 2)
+    assert found == expected
