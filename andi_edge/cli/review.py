@@ -79,6 +79,11 @@ def cmd_export_camtrap_dp(args: argparse.Namespace) -> int:
         f"{summary.media} media ({summary.private_media} not public: people), {summary.observations} observations"
         + (f"; copied {summary.copied_media} photo(s)" if args.copy_media else "")
     )
+    if summary.not_copied:
+        print(
+            f"warning: {len(summary.not_copied)} photo(s) not copied, their card is not mounted at "
+            f"{results.facts.watch_root} (e.g. {summary.not_copied[0]}); insert it and export again"
+        )
     return EXIT_OK
 
 

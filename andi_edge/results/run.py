@@ -63,12 +63,18 @@ class RunResults:
     review: Review
     counts: dict[str, int]
 
-    def card_root(self, record: PhotoRecord) -> Path:
-        """Where the photo's card is mounted (the watch folder)."""
-        return self.facts.watch_root
-
-    def photo_path(self, record: PhotoRecord) -> Path:
-        return self.card_root(record) / record.rel_path
+    def photo_path(self, record: PhotoRecord) -> Path | None:
+        """The photo itself, if it is readable here: the watch folder holds it, with the size and time the daemon
+        saw. Another card in the slot may hold a different photo at the same path; that one is not it."""
+        path = self.facts.watch_root / record.rel_path
+        row = self.rows.get(record.key)
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        if row is None or stat.st_size != row.size_bytes or stat.st_mtime_ns != row.mtime_ns:
+            return None
+        return path
 
 
 def load_run(state_dir: Path) -> RunResults:

@@ -86,6 +86,8 @@ class ExportSummary:
     observations: int = 0
     private_media: int = 0
     copied_media: int = 0
+    #: photos --copy-media could not copy: their card is not mounted here
+    not_copied: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -114,18 +116,20 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _mediatype(path: Path) -> str:
+def _mediatype(path: Path | None, rel_path: str) -> str:
     """By content when the photo can be read (a PNG named .JPG happens), else by name."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(8)
-    except OSError:
-        head = b""
+    head = b""
+    if path is not None:
+        try:
+            with path.open("rb") as f:
+                head = f.read(8)
+        except OSError:
+            pass
     if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     if head.startswith(b"\x89PNG"):
         return "image/png"
-    guessed, _ = mimetypes.guess_type(path.name)
+    guessed, _ = mimetypes.guess_type(rel_path)
     return guessed if guessed and guessed.startswith(("image/", "video/")) else "image/jpeg"
 
 
@@ -265,14 +269,17 @@ def export_camtrap_dp(
                     "filePath": f"{options.media_base}{record.card_id}/{record.rel_path}",
                     "filePublic": not private,
                     "fileName": Path(record.rel_path).name,
-                    "fileMediatype": _mediatype(path),
+                    "fileMediatype": _mediatype(path, record.rel_path),
                     "exifData": _exif_json(record),
                     "favorite": None,
                     "mediaComments": f"not analysed: {record.failure}" if record.failure else None,
                 }
             )
-            if options.copy_media and _copy_photo(path, package_dir / MEDIA_DIR / record.card_id / record.rel_path):
-                summary.copied_media += 1
+            if options.copy_media:
+                if path is not None and _copy_photo(path, package_dir / MEDIA_DIR / record.card_id / record.rel_path):
+                    summary.copied_media += 1
+                else:
+                    summary.not_copied.append(f"{record.card_id}/{record.rel_path}")
             if record.failure is not None:
                 continue
             event_id = event.event_id if event is not None else None

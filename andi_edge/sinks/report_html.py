@@ -323,6 +323,9 @@ class _Page:
 
     def _thumbnail(self, record: PhotoRecord) -> tuple[str, int, int] | None:
         path = self.results.photo_path(record)
+        if path is None:
+            self.missing += 1
+            return None
         try:
             data = path.read_bytes()
             decoded = decode_photo(

@@ -393,19 +393,43 @@ def test_html_report_rendered_in_headless_chromium_shows_the_run(run: Run, tmp_p
     assert colours is not None and len(colours) > 50
 
 
-def test_report_without_the_card_shows_placeholders(run: Run, tmp_path: Path) -> None:
+def test_report_without_the_card_shows_placeholders_never_another_cards_photo(run: Run, tmp_path: Path) -> None:
     card = run.daemon.card
     hidden = card.with_name("card-away")
     card.rename(hidden)
     try:
+        # another card in the slot, with photos at the very same paths: not the photos the results are about
+        impostor = next((hidden / "serengeti").iterdir()).read_bytes()
+        for photo in hidden.rglob("*"):
+            if photo.is_file():
+                target = card / photo.relative_to(hidden)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(impostor)
         made = run_cli(
             "report", "--state", run.daemon.state, "-o", tmp_path / "r.html", "--samples", "2", "--empty-samples", "1"
         )
+        package = tmp_path / "package"
+        config = _deployment_config(tmp_path / "deployments.yaml")
+        exported = run_cli(
+            "export-camtrap-dp",
+            "--state",
+            run.daemon.state,
+            "-o",
+            package,
+            "--deployment-config",
+            config,
+            "--copy-media",
+        )
     finally:
+        shutil.rmtree(card)
         hidden.rename(card)
     assert made.returncode == 0, made.stderr
     assert "not readable here" in made.stdout
-    assert "photo not available here" in (tmp_path / "r.html").read_text()
+    page = (tmp_path / "r.html").read_text()
+    assert "photo not available here" in page and "data:image/jpeg" not in page
+    assert exported.returncode == 0, exported.stderr
+    assert "not copied" in exported.stdout and not (package / "media").exists()
+    assert package_errors(package) == []
 
 
 def test_a_running_daemon_updates_earlier_sidecars_as_a_burst_grows(
