@@ -85,6 +85,16 @@ class _SidecarRewrite:
 
 
 @dataclass
+class _PatternCache:
+    """A card's last repeat-pattern search, and whether outputs rendered since used it for newer photos."""
+
+    searched_at: float
+    photos: int
+    patterns: list[RepeatPattern]
+    stale: bool = False
+
+
+@dataclass
 class _Loaded:
     """What the decode thread produced for one claimed photo."""
 
@@ -124,7 +134,7 @@ class WatchService:
         self._kept_patterns: frozenset[str] = frozenset()
         self._annotation_job: Future[None] | None = None
         self._annotation_rewrites: list[_SidecarRewrite] = []
-        self._patterns: dict[str, tuple[float, list[RepeatPattern]]] = {}
+        self._patterns: dict[str, _PatternCache] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -440,6 +450,7 @@ class WatchService:
         if kept != self._kept_patterns:  # a person confirmed or withdrew a repeat pattern: every card may change
             self._kept_patterns = kept
             self._dirty_cards.update(journal.cards())
+        self._dirty_cards |= self._stale_pattern_cards(force)
         if not self._dirty_cards or (self._annotation_job is not None and not force):
             return
         rewrites: list[_SidecarRewrite] = []
@@ -491,13 +502,23 @@ class WatchService:
 
     def _repeat_patterns(self, card_id: str, records: list[PhotoRecord], force: bool) -> list[RepeatPattern]:
         """The card's repeat patterns, searched again only every repeats.interval_s (the search is the costly
-        part of a render on a big card); photos that arrived since are checked at the next search."""
+        part of a render on a big card). Patterns reused while photos arrived leave the card stale: it is
+        rendered again once the interval is over, or when stopping, even if no photo arrives in between."""
         now = time.monotonic()
         cached = self._patterns.get(card_id)
-        if force or cached is None or now - cached[0] >= self.config.repeats.interval_s:
-            cached = (now, find_patterns(records, self.config.repeats))
+        if force or cached is None or now - cached.searched_at >= self.config.repeats.interval_s:
+            cached = _PatternCache(now, len(records), find_patterns(records, self.config.repeats))
             self._patterns[card_id] = cached
-        return cached[1]
+        cached.stale = cached.photos != len(records)
+        return cached.patterns
+
+    def _stale_pattern_cards(self, force: bool) -> set[str]:
+        now = time.monotonic()
+        return {
+            card_id
+            for card_id, cached in self._patterns.items()
+            if cached.stale and (force or now - cached.searched_at >= self.config.repeats.interval_s)
+        }
 
     def _rewrite_sidecars(self, rewrites: list[_SidecarRewrite]) -> None:
         provenance = {**self._provenance, "rewritten": True}
