@@ -34,7 +34,7 @@ from andi_edge.daemon.watcher import Discovery
 from andi_edge.detections import ImageResult
 from andi_edge.errors import OutputError, PhotoError, UsageError
 from andi_edge.pipeline import PipelineSettings, photo_failure, prefetch_ordered
-from andi_edge.results.records import PhotoRecord, record_from_entry
+from andi_edge.results.records import PhotoRecord, record_from_row
 from andi_edge.results.repeats import RepeatPattern
 from andi_edge.results.review import build_review, find_patterns
 from andi_edge.runtime.decode import decode_photo
@@ -456,7 +456,7 @@ class WatchService:
         rewrites: list[_SidecarRewrite] = []
         for card_id in sorted(self._dirty_cards):
             rows = journal.latest_finished(card_id)
-            records = [record_from_entry(r.card_id, r.rel_path, r.output_key, r.mtime_ns, r.result) for r in rows]
+            records = [record_from_row(r) for r in rows]
             review = build_review(
                 records,
                 self.detector.card.class_names,
@@ -472,10 +472,12 @@ class WatchService:
                 if row.result is None:
                     continue
                 annotation = review.annotation(record)
-                entry = annotate_entry(row.result, annotation, record.key)
+                entry = annotate_entry(row.result, annotation)
                 entries.append(entry)
-                text = json.dumps(annotation.to_json(record.key), sort_keys=True)
-                if row.state == "done" and stored.get(row.id) != text:
+                if row.state != "done" or not self.config.outputs.sidecars:
+                    continue
+                text = json.dumps(annotation.to_json(), sort_keys=True)
+                if stored.get(row.id) != text:
                     target = sidecar_path(self.output_dir / card_id, record.output_key)
                     rewrites.append(_SidecarRewrite(row.id, text, target, entry))
             document = batch_document(
@@ -523,9 +525,6 @@ class WatchService:
     def _rewrite_sidecars(self, rewrites: list[_SidecarRewrite]) -> None:
         provenance = {**self._provenance, "rewritten": True}
         for rewrite in rewrites:
-            if not self.config.outputs.sidecars:
-                rewrite.written = True
-                continue
             try:
                 update_sidecar(rewrite.path, rewrite.entry, provenance)
             except OutputError as exc:  # tried again at the next render: its annotation is not committed

@@ -35,9 +35,6 @@ class Event:
     #: the most boxes of the label's class seen in one photo of the event
     label_count: int
 
-    def position(self, key: PhotoKey) -> int:
-        return self.photos.index(key)
-
 
 def _event_id(card_id: str, camera: str, first: PhotoRecord) -> str:
     """Stable while photos arrive in order: it depends only on the event's first photo."""

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
+from andi_edge.state.journal import PhotoRow
+
 #: Camera folders under DCIM (``100RECNX``, ``101_BTCF``...) roll over every few thousand photos: one camera.
 _DCIM_SUBFOLDER = re.compile(r"^\d{3}[A-Za-z0-9_]{5}$")
 
@@ -86,3 +88,7 @@ def record_from_entry(
         camera_model=exif.get("Model"),
         camera_serial=serial,
     )
+
+
+def record_from_row(row: PhotoRow) -> PhotoRecord:
+    return record_from_entry(row.card_id, row.rel_path, row.output_key, row.mtime_ns, row.result)

@@ -20,28 +20,37 @@ class PhotoAnnotation:
 
     event: Event | None
     event_label: str
-    #: (index of the detection in the photo's entry, its pattern)
-    repeats: tuple[tuple[int, RepeatPattern], ...]
+    #: 0-based place of the photo in its event
+    event_position: int
+    #: index of the detection in the photo's entry -> its pattern
+    repeats: dict[int, RepeatPattern]
     suppress: bool
 
-    def to_json(self, key: PhotoKey) -> dict[str, Any]:
+    def event_json(self) -> dict[str, Any] | None:
+        event = self.event
+        if event is None:
+            return None
+        return {
+            "id": event.event_id,
+            "label": self.event_label,
+            "conf": None if event.label_conf is None else round(event.label_conf, 3),
+            "count": event.label_count,
+            "photos": len(event.photos),
+            "position": self.event_position + 1,
+            "start": None if event.start is None else event.start.isoformat(),
+            "end": None if event.end is None else event.end.isoformat(),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """All of it, as stored in the journal to tell when a photo's outputs must be rewritten."""
         out: dict[str, Any] = {}
-        if self.event is not None:
-            event = self.event
-            out["event"] = {
-                "id": event.event_id,
-                "label": self.event_label,
-                "conf": None if event.label_conf is None else round(event.label_conf, 3),
-                "count": event.label_count,
-                "photos": len(event.photos),
-                "position": event.position(key) + 1,
-                "start": None if event.start is None else event.start.isoformat(),
-                "end": None if event.end is None else event.end.isoformat(),
-            }
+        event = self.event_json()
+        if event is not None:
+            out["event"] = event
         if self.repeats:
             out["repeats"] = {
                 str(i): {"pattern": p.pattern_id, "photos": len(p.photos), "suppressed": self.suppress}
-                for i, p in self.repeats
+                for i, p in self.repeats.items()
             }
         return out
 
@@ -52,11 +61,16 @@ class Review:
     patterns: list[RepeatPattern]
     suppress: bool
     class_names: tuple[str, ...]
-    _event_of: dict[PhotoKey, Event] = field(default_factory=dict)
     _flagged: dict[BoxRef, RepeatPattern] = field(default_factory=dict)
+    #: each photo's event and its place in it
+    _event_of: dict[PhotoKey, tuple[Event, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._event_of = {key: (event, i) for event in self.events for i, key in enumerate(event.photos)}
 
     def event_of(self, key: PhotoKey) -> Event | None:
-        return self._event_of.get(key)
+        found = self._event_of.get(key)
+        return None if found is None else found[0]
 
     def flagged(self, ref: BoxRef) -> RepeatPattern | None:
         return self._flagged.get(ref)
@@ -72,12 +86,12 @@ class Review:
         return f"class_{class_index}"
 
     def annotation(self, record: PhotoRecord) -> PhotoAnnotation:
-        event = self.event_of(record.key)
-        repeats = tuple(
-            (i, pattern) for i in range(len(record.boxes)) if (pattern := self.flagged((record.key, i))) is not None
-        )
+        event, position = self._event_of.get(record.key, (None, 0))
+        repeats = {
+            i: pattern for i in range(len(record.boxes)) if (pattern := self.flagged((record.key, i))) is not None
+        }
         label = self.label_name(event.label_index) if event is not None else EMPTY_LABEL
-        return PhotoAnnotation(event=event, event_label=label, repeats=repeats, suppress=self.suppress)
+        return PhotoAnnotation(event, label, position, repeats, self.suppress)
 
 
 def find_patterns(records: Sequence[PhotoRecord], repeats: RepeatSettings) -> list[RepeatPattern]:
@@ -104,6 +118,4 @@ def build_review(
     suppress = repeats.action == "suppress"
     threshold = events.label_threshold if events.label_threshold is not None else default_label_threshold
     event_list = group_events(records, events.gap_s, threshold, ignored=lambda ref: suppress and ref in flagged)
-    review = Review(event_list, patterns, suppress, tuple(class_names), _flagged=flagged)
-    review._event_of = {key: event for event in event_list for key in event.photos}
-    return review
+    return Review(event_list, patterns, suppress, tuple(class_names), _flagged=flagged)

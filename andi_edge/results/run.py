@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge.errors import OutputError
-from andi_edge.results.records import PhotoRecord, record_from_entry
+from andi_edge.results.records import PhotoRecord, record_from_row
 from andi_edge.results.review import Review, build_review
 from andi_edge.settings import EventSettings, RepeatSettings
 from andi_edge.state.journal import PhotoRow, open_readonly
@@ -94,6 +94,6 @@ def load_run(state_dir: Path) -> RunResults:
         counts = journal.counts()
     finally:
         journal.close()
-    records = [record_from_entry(r.card_id, r.rel_path, r.output_key, r.mtime_ns, r.result) for r in rows]
+    records = [record_from_row(r) for r in rows]
     review = build_review(records, facts.class_names, facts.events, facts.repeats, facts.typical_threshold, kept)
     return RunResults(facts, records, {(r.card_id, r.rel_path): r for r in rows}, review, counts)

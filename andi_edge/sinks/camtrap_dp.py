@@ -205,8 +205,11 @@ def export_camtrap_dp(
 
     for d in deployments:
         zone = zones[d.deployment_id]
-        records = sorted(by_deployment[d.deployment_id], key=lambda r: (localize(r, zone), r.rel_path))
-        stamps = [localize(r, zone) for r in records]
+        timed = sorted(
+            ((localize(r, zone), r) for r in by_deployment[d.deployment_id]), key=lambda t: (t[0], t[1].rel_path)
+        )
+        stamps = [stamp for stamp, _ in timed]
+        records = [record for _, record in timed]
         start = _configured_time(d.start, zone, d.deployment_id) or min(stamps)
         end = _configured_time(d.end, zone, d.deployment_id) or max(stamps)
         issues = clock_issues(records, options.now)
@@ -245,19 +248,13 @@ def export_camtrap_dp(
                 "deploymentComments": comments or None,
             }
         )
-        private_events = {
-            event.event_id
-            for r in records
-            if (event := review.event_of(r.key)) is not None
-            and _has_type(results, r, "human", options.threshold, config)
-        }
+        with_people = {r.key for r in records if _has_type(results, r, "human", options.threshold, config)}
+        private_events = {event.event_id for key in with_people if (event := review.event_of(key)) is not None}
         events_done: set[str] = set()
         for record, stamp in zip(records, stamps, strict=True):
             media_id = _short_id("m-", record.card_id, record.rel_path)
             event = review.event_of(record.key)
-            private = _has_type(results, record, "human", options.threshold, config) or (
-                event is not None and event.event_id in private_events
-            )
+            private = record.key in with_people or (event is not None and event.event_id in private_events)
             summary.private_media += private
             path = results.photo_path(record)
             media_rows.append(

@@ -94,24 +94,23 @@ def batch_document(
     }
 
 
-def annotate_entry(entry: dict[str, Any], annotation: PhotoAnnotation, key: tuple[str, str]) -> dict[str, Any]:
+def annotate_entry(entry: dict[str, Any], annotation: PhotoAnnotation) -> dict[str, Any]:
     """The entry plus its event (``event``) and repeat flags (``repeat`` on a detection): extra fields, which
     MegaDetector readers ignore. A suppressed repeat gets a negative ``conf``, MegaDetector's own convention for
     repeat detections: every viewer hides it at any threshold, and ``abs(conf)`` restores it."""
-    extra = annotation.to_json(key)
-    out = dict(entry)
-    out.pop("event", None)
-    if "event" in extra:
-        out["event"] = extra["event"]
+    out = {k: v for k, v in entry.items() if k != "event"}
+    event = annotation.event_json()
+    if event is not None:
+        out["event"] = event
     detections = out.get("detections")
     if detections:
         annotated = []
         for i, detection in enumerate(detections):
             d = {k: v for k, v in detection.items() if k != "repeat"}
             d["conf"] = abs(d["conf"])
-            flag = extra.get("repeats", {}).get(str(i))
-            if flag is not None:
-                d["repeat"] = {"pattern": flag["pattern"], "photos": flag["photos"]}
+            pattern = annotation.repeats.get(i)
+            if pattern is not None:
+                d["repeat"] = {"pattern": pattern.pattern_id, "photos": len(pattern.photos)}
                 if annotation.suppress:
                     d["conf"] = -d["conf"]
             annotated.append(d)

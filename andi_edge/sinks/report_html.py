@@ -69,14 +69,20 @@ class _Page:
         self.colour = {i: PALETTE[i % len(PALETTE)] for i in range(len(names))}
         self.thumbnails = 0
         self.missing = 0
+        #: (box index, class index) of each photo's boxes that count: at or above threshold, not suppressed
+        self._kept = {
+            r.key: [
+                (i, b.class_index)
+                for i, b in enumerate(r.boxes)
+                if b.conf >= options.threshold and not self.review.suppressed((r.key, i))
+            ]
+            for r in self.records
+        }
+        self.with_boxes = [r for r in self.ok if self._kept[r.key]]
+        self.empties = [r for r in self.ok if not self._kept[r.key]]
 
     def kept_boxes(self, record: PhotoRecord) -> list[tuple[int, int]]:
-        """(box index, class index) of the boxes that count: at or above threshold and not suppressed."""
-        return [
-            (i, b.class_index)
-            for i, b in enumerate(record.boxes)
-            if b.conf >= self.options.threshold and not self.review.suppressed((record.key, i))
-        ]
+        return self._kept[record.key]
 
     # -- sections ---------------------------------------------------------------------------------------------
 
@@ -118,8 +124,8 @@ class _Page:
             ("photos analysed", len(self.ok)),
             ("photos that failed", len(self.records) - len(self.ok)),
             ("photos still pending", counts.get("pending", 0) + counts.get("claimed", 0)),
-            ("photos with detections", sum(1 for r in self.ok if self.kept_boxes(r))),
-            ("empty photos", sum(1 for r in self.ok if not self.kept_boxes(r))),
+            ("photos with detections", len(self.with_boxes)),
+            ("empty photos", len(self.empties)),
             ("events", len(events)),
             ("cameras", len({(r.card_id, r.camera_key) for r in self.records})),
             ("repeat patterns", len(self.review.patterns)),
@@ -143,7 +149,7 @@ class _Page:
         rows.append(
             f'<tr data-class="empty"><td><span class="swatch" style="background:{EMPTY_COLOUR}"></span>empty</td>'
             f'<td class="n-events">{event_labels[None]}</td>'
-            f'<td class="n-photos">{sum(1 for r in self.ok if not self.kept_boxes(r))}</td><td class="n-boxes">0</td>'
+            f'<td class="n-photos">{len(self.empties)}</td><td class="n-boxes">0</td>'
             "</tr>"
         )
         chart = self._bars([(self.review.label_name(c), event_labels[c], self.colour[c]) for c in classes])
@@ -264,8 +270,7 @@ class _Page:
         )
 
     def _samples(self) -> str:
-        with_boxes = [r for r in self.ok if self.kept_boxes(r)]
-        empties = [r for r in self.ok if not self.kept_boxes(r)]
+        with_boxes, empties = self.with_boxes, self.empties
         detections = _spread(with_boxes, self.options.detection_samples, key=self._top_class)
         empty_sample = _evenly(empties, self.options.empty_samples)
         return (

@@ -231,9 +231,9 @@ class Journal:
     def latest_finished(self, card_id: str) -> list[PhotoRow]:
         """One row per path on the card: the newest, when other bytes reused a path (a card swap on a folder)."""
         latest: dict[str, PhotoRow] = {}
-        for row in self.finished(card_id):
+        for row in self.finished(card_id):  # ordered by path, then id: the newest of a path comes last
             latest[row.rel_path] = row
-        return [latest[k] for k in sorted(latest)]
+        return list(latest.values())
 
     def counts(self) -> dict[str, int]:
         counts = {state: 0 for state in ("pending", "claimed", "done", "failed", "duplicate")}

@@ -126,7 +126,7 @@ def test_flags_are_reversible_marks_and_suppress_negates_conf_like_megadetector(
     review = build_review(records, ["animal"], EventSettings(), repeats, 0.25)
     [pattern] = review.patterns
     entry: dict[str, Any] = {"file": "p00.jpg", "detections": [{"category": "1", "conf": 0.4, "bbox": list(ROCK)}]}
-    out = annotate_entry(entry, review.annotation(records[0]), records[0].key)
+    out = annotate_entry(entry, review.annotation(records[0]))
     detection = out["detections"][0]
     assert detection["repeat"]["pattern"] == pattern.pattern_id
     assert detection["conf"] == (-0.4 if action == "suppress" else 0.4)
@@ -135,7 +135,7 @@ def test_flags_are_reversible_marks_and_suppress_negates_conf_like_megadetector(
     assert (review.event_of(records[0].key).label_index is None) == (action == "suppress")  # type: ignore[union-attr]
     # a person's verdict (kept) lifts the flag; re-annotating restores the positive confidence
     kept = build_review(records, ["animal"], EventSettings(), repeats, 0.25, frozenset({pattern.pattern_id}))
-    again = annotate_entry(out, kept.annotation(records[0]), records[0].key)
+    again = annotate_entry(out, kept.annotation(records[0]))
     assert again["detections"][0] == {"category": "1", "conf": 0.4, "bbox": list(ROCK)}
     assert kept.patterns[0].kept
 
