@@ -76,9 +76,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
     import shutil
 
-    from andi_edge.state.journal import open_readonly
+    from andi_edge.state.journal import open_existing
 
-    journal = open_readonly(args.state)
+    journal = open_existing(args.state)
     try:
         counts = journal.counts()
         last = journal.last_finished()

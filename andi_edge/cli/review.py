@@ -95,10 +95,10 @@ def _valid_media_base(base: str) -> bool:
 
 def cmd_repeats(args: argparse.Namespace) -> int:
     from andi_edge.results.run import load_run
-    from andi_edge.state.journal import open_readonly
+    from andi_edge.state.journal import open_existing
 
     if args.keep or args.unkeep:
-        journal = open_readonly(args.state)
+        journal = open_existing(args.state)
         try:
             known = {p.pattern_id for p in load_run(args.state).review.patterns} | journal.kept_patterns()
             for pattern_id in args.keep:

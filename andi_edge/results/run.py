@@ -10,7 +10,7 @@ from andi_edge.errors import OutputError
 from andi_edge.results.records import PhotoRecord, record_from_row
 from andi_edge.results.review import Review, build_review
 from andi_edge.settings import EventSettings, RepeatSettings
-from andi_edge.state.journal import PhotoRow, open_readonly
+from andi_edge.state.journal import PhotoRow, open_existing
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class RunResults:
 
 def load_run(state_dir: Path) -> RunResults:
     """Every finished photo of every card, with events and repeat flags derived as the daemon derives them."""
-    journal = open_readonly(state_dir)
+    journal = open_existing(state_dir)
     try:
         meta = journal.get_meta("run")
         if meta is None:

@@ -294,8 +294,9 @@ class Journal:
         return cursor.rowcount == 1
 
 
-def open_readonly(state_dir: Path) -> Journal:
-    """Open an existing journal for reporting (``andi-edge status``)."""
+def open_existing(state_dir: Path) -> Journal:
+    """Open a journal the daemon already made (status, report, export, repeats), without creating one: a wrong
+    --state folder is an error, not a new empty journal. The connection can write (`repeats --keep` does)."""
     if not (state_dir / DB_NAME).is_file():
         raise OutputError(
             f"no journal in {state_dir}", hint="is this the --state folder of `andi-edge watch`? has it run yet?"
