@@ -39,8 +39,11 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> None
     """``mode``: the file's permissions, set before it appears under its name. By default, what a plain
     ``open()`` would give (0o666 less the umask): mkstemp's own 0o600 would hide outputs from the group that
     the service's UMask=0027 means to share them with."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as exc:  # an unwritable or missing place, or a full disk (the daemon pauses on ENOSPC)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:

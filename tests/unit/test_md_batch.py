@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,25 @@ def test_atomic_files_get_the_mode_a_plain_open_would(tmp_path: Path, umask: int
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert target.stat().st_mode & 0o777 == expected
+
+
+def test_an_output_that_cannot_be_created_is_an_output_error(tmp_path: Path) -> None:
+    """Not a raw OSError: the CLI turns OutputError into a message, and the daemon reads ENOSPC from its cause."""
+    from andi_edge.errors import OutputError
+    from andi_edge.sinks.atomic import write_json_atomic
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="cannot write"):
+        write_json_atomic(blocker / "sub" / "out.json", {"ok": True})  # mkdir fails
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores the mode; /proc refuses even root
+            folder = Path("/proc")
+        with pytest.raises(OutputError, match="cannot write") as err:
+            write_json_atomic(folder / "out.json", {"ok": True})  # mkstemp fails
+        assert isinstance(err.value.__cause__, OSError)
+    finally:
+        (tmp_path / "locked").chmod(0o700)
