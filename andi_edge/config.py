@@ -32,6 +32,10 @@ class DetectorSettings:
     reduced_decode: bool = True
     decode_oversample: float = DEFAULT_DECODE_OVERSAMPLE
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    #: report the network's own classes (e.g. COCO's 80) instead of the card's camera-trap categories
+    native_classes: bool = False
+    #: with categories: also record each box's best native class as a MegaDetector ``classifications`` entry
+    native_classifications: bool = False
 
     def __post_init__(self) -> None:
         for name in ("conf_threshold", "iou_threshold"):

@@ -17,11 +17,18 @@ STAGES: tuple[str, ...] = ("read", "decode", "letterbox", "inference", "postproc
 
 @dataclass(frozen=True)
 class Detections:
-    """Boxes found in one photo, in the original (EXIF-oriented) photo's pixels."""
+    """Boxes found in one photo, in the original (EXIF-oriented) photo's pixels.
+
+    ``classification_id`` / ``classification_conf`` (optional, shape (N, k)): per box, up to k finer labels with
+    their confidences, best first, ``-1`` where a box has fewer (MegaDetector's per-detection ``classifications``;
+    the names live with whoever produced them, e.g. ``Detector.classification_names``).
+    """
 
     xyxy_px: npt.NDArray[np.float32]
     confidence: npt.NDArray[np.float32]
     class_id: npt.NDArray[np.int64]
+    classification_id: npt.NDArray[np.int64] | None = None
+    classification_conf: npt.NDArray[np.float32] | None = None
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy_px, dtype=np.float32).reshape(-1, 4)
@@ -40,6 +47,19 @@ class Detections:
         object.__setattr__(self, "xyxy_px", xyxy)
         object.__setattr__(self, "confidence", conf)
         object.__setattr__(self, "class_id", cls)
+        if (self.classification_id is None) != (self.classification_conf is None):
+            raise ValueError("Detections need both classification_id and classification_conf, or neither")
+        if self.classification_id is not None and self.classification_conf is not None:
+            ids = np.asarray(self.classification_id, dtype=np.int64)
+            confs = np.asarray(self.classification_conf, dtype=np.float32)
+            if ids.ndim != 2 or ids.shape != confs.shape or ids.shape[0] != len(cls):
+                raise ValueError(
+                    f"classifications must be ({len(cls)}, k) arrays: ids {ids.shape}, confidences {confs.shape}"
+                )
+            if not np.all(np.isfinite(confs)) or (confs.size and (confs.min() < 0 or confs.max() > 1)):
+                raise ValueError("Detections classification confidences must lie in [0, 1]")
+            object.__setattr__(self, "classification_id", ids)
+            object.__setattr__(self, "classification_conf", confs)
 
     @classmethod
     def empty(cls) -> Detections:
@@ -54,7 +74,20 @@ class Detections:
 
     def select(self, mask_or_index: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Detections:
         """A subset, by boolean mask or index array (order kept as given)."""
-        return Detections(self.xyxy_px[mask_or_index], self.confidence[mask_or_index], self.class_id[mask_or_index])
+        return Detections(
+            self.xyxy_px[mask_or_index],
+            self.confidence[mask_or_index],
+            self.class_id[mask_or_index],
+            None if self.classification_id is None else self.classification_id[mask_or_index],
+            None if self.classification_conf is None else self.classification_conf[mask_or_index],
+        )
+
+    def classifications(self, index: int) -> list[tuple[int, float]]:
+        """Box ``index``'s finer labels as (id, confidence), best first; empty when there are none."""
+        if self.classification_id is None or self.classification_conf is None:
+            return []
+        ids, confs = self.classification_id[index], self.classification_conf[index]
+        return [(int(i), float(c)) for i, c in zip(ids, confs, strict=True) if i >= 0]
 
     def above(self, conf_threshold: float) -> Detections:
         return self.select(self.confidence >= conf_threshold)

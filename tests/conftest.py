@@ -43,12 +43,24 @@ def model_320(tmp_path_factory: pytest.TempPathFactory, weights_path: Path) -> P
 
 
 @pytest.fixture(scope="session")
+def model_320_native(tmp_path_factory: pytest.TempPathFactory, weights_path: Path) -> Path:
+    """The same export with ``--native-classes``: its card keeps COCO's 80 classes as the output."""
+    from andi_edge.toolchain.export import ExportRequest, export_onnx
+    from andi_edge.toolchain.weights import resolve_weights
+
+    out = tmp_path_factory.mktemp("models") / "yolov5n-320-native.onnx"
+    export_onnx(ExportRequest(weights=resolve_weights(str(weights_path)), output=out, imgsz=320, native_classes=True))
+    return out
+
+
+@pytest.fixture(scope="session")
 def detector_full(model_320: Path):  # type: ignore[no-untyped-def]
-    """A detector on the full-quality decode path (no DCT scaling), for parity checks."""
+    """A detector on the full-quality decode path (no DCT scaling) reporting COCO's own 80 classes, for parity
+    checks against the PyTorch model."""
     from andi_edge.config import DetectorSettings
     from andi_edge.runtime.detector import Detector
 
-    return Detector(model_320, settings=DetectorSettings(reduced_decode=False))
+    return Detector(model_320, settings=DetectorSettings(reduced_decode=False, native_classes=True))
 
 
 @pytest.fixture(scope="session")

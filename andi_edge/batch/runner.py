@@ -69,10 +69,18 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
     root, sources = find_photos(request.roots)
     probe = Detector(request.model, settings=request.settings)  # validates the model before any worker starts
     provenance = probe.provenance()
-    categories = detection_categories(probe.card.class_names)
+    categories = detection_categories(probe.class_names)
     identity = {
         key: provenance[key]
-        for key in ("model_sha256", "conf_threshold", "iou_threshold", "max_detections", "reduced_decode")
+        for key in (
+            "model_sha256",
+            "conf_threshold",
+            "iou_threshold",
+            "max_detections",
+            "reduced_decode",
+            "categories",
+            "classifications",
+        )
     }
     store = ShardStore(request.output, identity)
     done = store.load()
@@ -129,10 +137,11 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
         entries.append(entry)
     document = batch_document(
         entries,
-        probe.card.class_names,
+        probe.class_names,
         {**provenance, "image_root": str(root), "engine": request.engine, "workers": workers},
         typical_threshold=probe.card.thresholds.typical,
         conservative_threshold=probe.card.thresholds.conservative,
+        classification_names=probe.classification_names,
     )
     write_json_atomic(request.output, document)
     store.remove()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from andi_edge import __version__
 from andi_edge.cli import detection, field, review, workstation
+from andi_edge.cli.options import EXIT_OK
 from andi_edge.errors import AndiEdgeError
 from andi_edge.logs import configure_logging
 
@@ -61,6 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("andi-edge: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`andi-edge status | head -1`): not an error. Point stdout at /dev/null so the
+        # interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:
         log.debug("internal error", exc_info=True)
         print(

@@ -47,10 +47,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     document = batch_document(
         entries,
-        detector.card.class_names,
+        detector.class_names,
         {**detector.provenance(), "image_root": str(root)},
         typical_threshold=typical,
         conservative_threshold=detector.card.thresholds.conservative,
+        classification_names=detector.classification_names,
     )
     write_json_atomic(args.output, document)
     rate = len(sources) / elapsed if elapsed > 0 else 0.0

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi_edge.cli.options import EXIT_OK
+from andi_edge.cli.options import EXIT_OK, add_category_options
 from andi_edge.errors import UsageError
 from andi_edge.logs import configure_logging
 
@@ -27,6 +27,8 @@ def _watch_config(args: argparse.Namespace) -> WatchConfig:
         "model": str(args.model) if args.model else None,
         "output": str(args.output) if args.output else None,
         "state": str(args.state) if args.state else None,
+        "detector.native_classes": getattr(args, "native_classes", None),
+        "detector.native_classifications": getattr(args, "native_classifications", None),
     }
     return load_watch_config(args.config, overrides)
 
@@ -152,6 +154,7 @@ def register(commands: Any) -> None:
     watch.add_argument("--config", "-c", type=Path, help="YAML config file (see deploy/config.example.yaml)")
     watch.add_argument("--once", action="store_true", help="process what is there now, write outputs, exit 0")
     watch.add_argument("--log-format", choices=["plain", "json"], default=None, help="log line format")
+    add_category_options(watch, default=None)
     watch.set_defaults(handler=cmd_watch)
 
     check = commands.add_parser(

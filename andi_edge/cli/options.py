@@ -45,6 +45,27 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         help="decode every JPEG at full resolution (slower; the fast path uses DCT-scaled decoding)",
     )
     group.add_argument("--decode-workers", type=int, default=1, help="threads decoding ahead of inference (default: 1)")
+    add_category_options(group, default=False)
+
+
+def add_category_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: bool | None) -> None:
+    """What the output calls a box: the card's camera-trap categories, or the network's own classes."""
+    parser.add_argument(
+        "--native-classes",
+        action="store_const",
+        const=True,
+        default=default,
+        help="report the network's own classes (e.g. COCO's 80) instead of the model card's camera-trap "
+        "categories (animal, person, vehicle)",
+    )
+    parser.add_argument(
+        "--native-classifications",
+        action="store_const",
+        const=True,
+        default=default,
+        help="with categories: also record each box's best native class (e.g. bird) as a MegaDetector "
+        "per-detection classification",
+    )
 
 
 def detector_settings(args: argparse.Namespace) -> DetectorSettings:
@@ -55,6 +76,8 @@ def detector_settings(args: argparse.Namespace) -> DetectorSettings:
         iou_threshold=args.iou,
         max_detections=args.max_det,
         reduced_decode=not args.full_decode,
+        native_classes=args.native_classes,
+        native_classifications=args.native_classifications,
     )
 
 

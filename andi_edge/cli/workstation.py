@@ -16,15 +16,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     from andi_edge.toolchain import require_toolchain
 
     require_toolchain()
-    from andi_edge.toolchain.export import ExportRequest, export_onnx
+    from andi_edge.toolchain.export import ExportRequest, export_onnx, export_size
     from andi_edge.toolchain.weights import resolve_weights
 
     weights = resolve_weights(args.weights)
-    output = args.output or Path(f"{weights.path.stem}-{args.imgsz}.onnx")
+    output = args.output or Path(f"{weights.path.stem}-{export_size(weights, args.imgsz)}.onnx")
     card = export_onnx(
-        ExportRequest(weights=weights, output=output, imgsz=args.imgsz, name=args.name, licence=args.licence)
+        ExportRequest(
+            weights=weights,
+            output=output,
+            imgsz=args.imgsz,
+            name=args.name,
+            licence=args.licence,
+            native_classes=args.native_classes,
+        )
     )
-    print(f"exported {weights.path} ({card.head} head, {card.num_classes} classes, {args.imgsz} px) -> {output}")
+    reports = f" reported as {'/'.join(card.categories.names)}" if card.categories and not args.native_classes else ""
+    print(
+        f"exported {weights.path} ({card.head} head, {card.num_classes} classes{reports}, stride {card.stride}, "
+        f"{card.input_height} px) -> {output}"
+    )
     return EXIT_OK
 
 
@@ -186,7 +197,19 @@ def register(commands: Any) -> None:
         ),
     )
     export.add_argument("weights", help="a .pt file, or a known model name such as yolov5n (see models/registry.yaml)")
-    export.add_argument("--imgsz", type=int, default=320, help="square input size, a multiple of 32 (default: 320)")
+    export.add_argument(
+        "--imgsz",
+        type=int,
+        default=None,
+        help="square input size, a multiple of the model's stride (32; 64 for P6 models such as MegaDetector v5). "
+        "Default: the registry's size for a known model (MegaDetector v5: 1280, v6: 640), else 320",
+    )
+    export.add_argument(
+        "--native-classes",
+        action="store_true",
+        help="keep the network's own classes in the card; by default a COCO model reports MegaDetector's "
+        "categories (animal, person, vehicle), combining the COCO classes' probabilities before NMS",
+    )
     export.add_argument("--output", "-o", type=Path, default=None, help="ONNX file to write (default: STEM-IMGSZ.onnx)")
     export.add_argument("--name", default=None, help="model name for the card (default: STEM-IMGSZ)")
     export.add_argument("--licence", default=None, help="licence of the weights, for the card")

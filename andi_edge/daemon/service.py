@@ -186,7 +186,7 @@ class WatchService:
         return {
             **self._provenance,
             "andi_edge_version": __version__,
-            "class_names": list(card.class_names),
+            "class_names": list(self.detector.class_names),
             "typical_threshold": card.thresholds.typical,
             "conservative_threshold": card.thresholds.conservative,
             "watch_root": str(self.root),
@@ -392,7 +392,7 @@ class WatchService:
                         output_key,
                         upright,
                         wanted,
-                        self.detector.card.class_names,
+                        self.detector.class_names,
                         outputs.crop_padding,
                         outputs.crop_jpeg_quality,
                     )
@@ -459,7 +459,7 @@ class WatchService:
             records = [record_from_row(r) for r in rows]
             review = build_review(
                 records,
-                self.detector.card.class_names,
+                self.detector.class_names,
                 self.config.events,
                 self.config.repeats,
                 self.detector.card.thresholds.typical,
@@ -482,10 +482,11 @@ class WatchService:
                     rewrites.append(_SidecarRewrite(row.id, text, target, entry))
             document = batch_document(
                 entries,
-                self.detector.card.class_names,
+                self.detector.class_names,
                 {**self._provenance, "image_root": str(self.root), "card_id": card_id},
                 typical_threshold=self.detector.card.thresholds.typical,
                 conservative_threshold=self.detector.card.thresholds.conservative,
+                classification_names=self.detector.classification_names,
             )
             try:
                 write_json_atomic(self.output_dir / card_id / BATCH_JSON_NAME, document)

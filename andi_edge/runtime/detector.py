@@ -20,10 +20,11 @@ from andi_edge.config import DetectorSettings
 from andi_edge.detections import Detections, ImageResult, PhotoInfo
 from andi_edge.errors import ModelNotFoundError, PhotoError
 from andi_edge.runtime.backends import Backend, BackendOptions, create_backend
+from andi_edge.runtime.categories import CategoryMap, preset_for
 from andi_edge.runtime.decode import decode_photo, read_photo_bytes
 from andi_edge.runtime.heads import decode_head
 from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_rgb, to_input_tensor
-from andi_edge.runtime.model_meta import ModelCard, card_from_metadata, file_sha256
+from andi_edge.runtime.model_meta import CategorySpec, ModelCard, card_from_metadata, file_sha256
 from andi_edge.runtime.nms import nms_xyxy
 
 log = logging.getLogger(__name__)
@@ -72,15 +73,23 @@ class Detector:
         )
         card_thresholds = self.card.thresholds
         s = self.settings
+        self.categories = _category_map(self.card, s.native_classes)
+        #: the names of ``Detections.class_id``: the card's categories, or the native classes
+        self.class_names: tuple[str, ...] = self.categories.names if self.categories else self.card.class_names
+        #: the names of ``Detections.classification_id`` (the native classes riding along), when recorded
+        self.classification_names: tuple[str, ...] | None = (
+            self.card.class_names if self.categories is not None and s.native_classifications else None
+        )
         self.conf_threshold = s.conf_threshold if s.conf_threshold is not None else card_thresholds.conf
         self.iou_threshold = s.iou_threshold if s.iou_threshold is not None else card_thresholds.iou
         log.info(
-            "loaded %s (%s head, %dx%d, %d classes) on %s %s [%s] in %.0f ms",
+            "loaded %s (%s head, %dx%d, %d classes -> %s) on %s %s [%s] in %.0f ms",
             model_path.name,
             self.card.head,
             self.card.input_width,
             self.card.input_height,
             self.card.num_classes,
+            "/".join(self.class_names) if self.categories else "native classes",
             self.loaded.backend,
             self.loaded.backend_version,
             ",".join(self.loaded.execution_providers),
@@ -110,6 +119,20 @@ class Detector:
             "iou_threshold": self.iou_threshold,
             "max_detections": self.settings.max_detections,
             "reduced_decode": self.settings.reduced_decode,
+            "categories": self.categories_provenance(),
+            "classifications": "native classes" if self.classification_names is not None else None,
+        }
+
+    def categories_provenance(self) -> dict[str, Any]:
+        """How the reported classes relate to the network's: recorded with every result."""
+        if self.categories is None:
+            return {"mapping": "native", "native_classes": len(self.card.class_names)}
+        spec = self.categories.spec
+        return {
+            "mapping": spec.preset or "model card",
+            "combine": spec.combine,
+            "native_classes": len(self.card.class_names),
+            "members": {name: list(members) for name, members in zip(spec.names, spec.members, strict=True)},
         }
 
     # -- stages ---------------------------------------------------------------------------------------------
@@ -159,19 +182,36 @@ class Detector:
 
     def postprocess(self, raw_output: npt.NDArray[np.float32], geometry: LetterboxGeometry) -> Detections:
         """Raw network output -> final detections in original photo pixels."""
-        candidates = decode_head(raw_output, self.card.head, self.card.num_classes, self.conf_threshold)
-        candidates = candidates.top(MAX_NMS_CANDIDATES)
-        keep = nms_xyxy(
-            candidates.xyxy_input_px,
-            candidates.scores,
-            self.iou_threshold,
-            class_ids=None if self.settings.class_agnostic_nms else candidates.class_ids,
-            max_keep=self.settings.max_detections,
+        card = self.card
+        candidates = decode_head(
+            raw_output,
+            card.head,
+            card.num_classes,
+            self.conf_threshold,
+            self.categories,
+            input_hw=(card.input_height, card.input_width),
         )
+        candidates = candidates.top(MAX_NMS_CANDIDATES)
+        if candidates.one_per_object:
+            keep = np.argsort(-candidates.scores, kind="stable")[: self.settings.max_detections]
+        else:
+            keep = nms_xyxy(
+                candidates.xyxy_input_px,
+                candidates.scores,
+                self.iou_threshold,
+                class_ids=None if self.settings.class_agnostic_nms else candidates.class_ids,
+                max_keep=self.settings.max_detections,
+            )
+        kept = candidates.select(keep)
+        native_ids, native_scores = kept.native_class_ids, kept.native_scores
+        if self.classification_names is None or native_ids is None or native_scores is None:
+            native_ids = native_scores = None
         return Detections(
-            xyxy_px=geometry.to_photo_xyxy(candidates.xyxy_input_px[keep]),
-            confidence=candidates.scores[keep],
-            class_id=candidates.class_ids[keep],
+            xyxy_px=geometry.to_photo_xyxy(kept.xyxy_input_px),
+            confidence=kept.scores,
+            class_id=kept.class_ids,
+            classification_id=None if native_ids is None else native_ids.reshape(-1, 1),
+            classification_conf=None if native_scores is None else native_scores.reshape(-1, 1),
         )
 
     def detect(self, path: Path) -> ImageResult:
@@ -182,3 +222,18 @@ class Detector:
             log.warning("%s", exc.message)
             return ImageResult(path=path, failure=f"{exc.reason}: {exc.message}")
         return self.infer(prepared)
+
+
+def _category_map(card: ModelCard, native: bool) -> CategoryMap | None:
+    """The card's categories, else the camera-trap preset for its classes (COCO); None for native classes."""
+    if native:
+        return None
+    spec = card.categories if card.categories is not None else preset_for(card.class_names)
+    if spec is None or _is_identity(spec, card.class_names):
+        return None
+    return CategoryMap.resolve(spec, card.class_names)
+
+
+def _is_identity(spec: CategorySpec, class_names: tuple[str, ...]) -> bool:
+    """A card that names the native classes as its categories (``export --classes native``)."""
+    return spec.names == class_names and spec.members == tuple((n,) for n in class_names)

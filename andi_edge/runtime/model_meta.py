@@ -22,12 +22,21 @@ from andi_edge.errors import ModelError
 log = logging.getLogger(__name__)
 
 CARD_KEY = "andi_edge.model_card"
-CARD_SCHEMA_VERSION = 1
+#: 2 added ``categories`` (output categories mapped from the native classes): a runtime that does not know them
+#: would report a COCO model's native classes, so it must refuse the card.
+CARD_SCHEMA_VERSION = 2
 
-#: ``yolov5``: classic anchor-based YOLOv5 / MegaDetector v5, output (1, N, 5 + C) with objectness.
-#: ``ultralytics``: anchor-free YOLOv5u / YOLOv8 / YOLO11 / MegaDetector v6, output (1, 4 + C, N).
-HeadType = Literal["yolov5", "ultralytics"]
-HEAD_TYPES: tuple[HeadType, ...] = ("yolov5", "ultralytics")
+#: ``yolov5``: classic anchor-based YOLOv5 / MegaDetector v5 (also P6), output (1, N, 5 + C) with objectness.
+#: ``ultralytics``: anchor-free YOLOv5u / YOLOv8 / YOLOv9 / YOLO11 / MegaDetector v6, output (1, 4 + C, N).
+#: ``end2end``: NMS-free YOLOv10 / YOLO26 (MDv6-yolov10), output (1, K, 6): x1, y1, x2, y2 (input px), score, class.
+#: ``rtdetr``: RT-DETR (MDv6-rtdetr), output (1, K, 6): cx, cy, w, h (normalised to the input), score, class.
+#: ``rtdetr_scores``: RT-DETR from older exporters, output (1, K, 4 + C): cx, cy, w, h (normalised), class scores.
+HeadType = Literal["yolov5", "ultralytics", "end2end", "rtdetr", "rtdetr_scores"]
+HEAD_TYPES: tuple[HeadType, ...] = ("yolov5", "ultralytics", "end2end", "rtdetr", "rtdetr_scores")
+#: Heads whose output is already one box per object: no NMS is needed.
+END_TO_END_HEADS: frozenset[HeadType] = frozenset({"end2end", "rtdetr", "rtdetr_scores"})
+CombineRule = Literal["noisy_or", "clipped_sum"]
+COMBINE_RULES: tuple[CombineRule, ...] = ("noisy_or", "clipped_sum")
 
 #: Detections at or above this are what a person should look at (YOLOv5's own predict default).
 DEFAULT_TYPICAL_THRESHOLD = 0.25
@@ -41,6 +50,40 @@ class Thresholds:
     iou: float = DEFAULT_IOU_THRESHOLD
     typical: float = DEFAULT_TYPICAL_THRESHOLD
     conservative: float = DEFAULT_CONSERVATIVE_THRESHOLD
+
+
+@dataclass(frozen=True)
+class CategorySpec:
+    """Output categories built from a model's native classes (see ``andi_edge.runtime.categories``)."""
+
+    names: tuple[str, ...]
+    #: per category, the native class names whose probabilities it combines
+    members: tuple[tuple[str, ...], ...]
+    combine: CombineRule = "noisy_or"
+    #: the built-in mapping this came from, if any (``coco-to-megadetector``)
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.names or len(self.names) != len(self.members):
+            raise ModelError("model card: categories need one member list per category name")
+        if len(set(self.names)) != len(self.names):
+            raise ModelError(f"model card: category names repeat: {list(self.names)}")
+        if self.combine not in COMBINE_RULES:
+            raise ModelError(f"model card: unknown combine rule {self.combine!r}", hint=f"one of {COMBINE_RULES}")
+
+    @classmethod
+    def from_raw(cls, raw: Any) -> CategorySpec:
+        if not isinstance(raw, dict):
+            raise ModelError("model card: 'categories' must be an object")
+        try:
+            return cls(
+                names=tuple(str(n) for n in raw["names"]),
+                members=tuple(tuple(str(m) for m in ms) for ms in raw["members"]),
+                combine=raw.get("combine", "noisy_or"),
+                preset=raw.get("preset"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"model card: 'categories' is missing or has a bad field: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -62,6 +105,8 @@ class ModelCard:
     precision: str = "fp32"
     created_utc: str | None = None
     notes: str | None = None
+    #: what the runtime reports instead of the native classes (None: the native classes themselves)
+    categories: CategorySpec | None = None
     schema_version: int = CARD_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -71,6 +116,8 @@ class ModelCard:
             raise ModelError("model card: no class names")
         if self.input_height <= 0 or self.input_width <= 0:
             raise ModelError(f"model card: bad input size {self.input_height}x{self.input_width}")
+        if not isinstance(self.stride, int) or self.stride <= 0:
+            raise ModelError(f"model card: bad stride {self.stride!r}")
 
     @property
     def num_classes(self) -> int:
@@ -98,13 +145,25 @@ class ModelCard:
         try:
             values["class_names"] = tuple(values["class_names"])
             values["locations"] = tuple(values.get("locations", ()))
-            values["thresholds"] = Thresholds(**values.get("thresholds", {}))
+            values["thresholds"] = _thresholds(values.get("thresholds", {}))
+            if values.get("categories") is not None:
+                values["categories"] = CategorySpec.from_raw(values["categories"])
             return cls(**values)
         except (KeyError, TypeError) as exc:
             raise ModelError(f"model card is missing or has a bad field: {exc}") from exc
 
     def with_updates(self, **changes: Any) -> ModelCard:
         return replace(self, **changes)
+
+
+def _thresholds(raw: Any) -> Thresholds:
+    if not isinstance(raw, dict):
+        raise ModelError("model card: 'thresholds' must be an object")
+    thresholds = Thresholds(**raw)
+    for name, value in asdict(thresholds).items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise ModelError(f"model card: threshold {name} must be a number between 0 and 1, found {value!r}")
+    return thresholds
 
 
 def file_sha256(path: Path) -> str:
@@ -129,12 +188,21 @@ def card_from_metadata(
         return card
     input_h, input_w = _static_hw(input_shape, model_name)
     names = _ultralytics_names(metadata)
-    head = infer_head(output_shape, len(names) if names else None)
+    head = infer_head(output_shape, len(names) if names else None, _ultralytics_head_hint(metadata))
     if names is None:
         num_classes = _num_classes_from_shape(head, output_shape)
+        if num_classes is None:
+            raise ModelError(
+                f"{model_name}: an end-to-end output {output_shape} does not say how many classes the model has, "
+                "and the model carries no class names",
+                hint="export it with `andi-edge export`, which writes a model card",
+            )
         log.warning("%s carries no class names; using class_0..class_%d", model_name, num_classes - 1)
         names = [f"class_{i}" for i in range(num_classes)]
-    stride = int(metadata.get("stride", 32))
+    try:
+        stride = int(metadata.get("stride", 32))
+    except ValueError:
+        raise ModelError(f"{model_name}: metadata 'stride' is not a number: {metadata['stride']!r}") from None
     card = ModelCard(
         name=model_name, class_names=tuple(names), input_height=input_h, input_width=input_w, head=head, stride=stride
     )
@@ -142,26 +210,65 @@ def card_from_metadata(
     return card
 
 
-def infer_head(output_shape: tuple[int | str | None, ...], num_classes: int | None) -> HeadType:
-    """Tell the head layout from the output shape (and the class count when known)."""
+def _ultralytics_head_hint(metadata: dict[str, str]) -> HeadType | None:
+    """What Ultralytics' exporter says about an end-to-end head (its ``head`` and ``end2end`` keys)."""
+    if metadata.get("head") == "RTDETRDecoder":
+        return "rtdetr"
+    if str(metadata.get("end2end", "")).lower() == "true":
+        return "end2end"
+    return None
+
+
+def head_fits(head: HeadType, output_shape: tuple[int | str | None, ...], num_classes: int) -> bool:
+    """Whether an output of this shape is what ``head`` produces for ``num_classes`` classes."""
+    if len(output_shape) != 3 or not all(isinstance(d, int) for d in output_shape[1:]):
+        return False
+    a, b = output_shape[1], output_shape[2]
+    if head == "yolov5":
+        return b == 5 + num_classes
+    if head == "ultralytics":
+        return a == 4 + num_classes
+    if head in ("end2end", "rtdetr"):
+        return b == 6
+    return b == 4 + num_classes  # rtdetr_scores
+
+
+def infer_head(
+    output_shape: tuple[int | str | None, ...], num_classes: int | None, hint: HeadType | None = None
+) -> HeadType:
+    """Tell the head layout from the output shape, the class count when known, and the exporter's hint."""
     if len(output_shape) != 3:
         raise ModelError(f"unsupported detector output shape {output_shape}: expected 3 dimensions")
     a, b = output_shape[1], output_shape[2]
     if not isinstance(a, int) or not isinstance(b, int):
         raise ModelError(f"detector output shape {output_shape} is not static; export with a fixed input size")
+    if hint == "rtdetr" and num_classes is not None and b == 4 + num_classes and b != 6:
+        return "rtdetr_scores"
+    if hint is not None:
+        if num_classes is None or head_fits(hint, output_shape, num_classes):
+            return hint
+        raise ModelError(f"output shape {output_shape} does not fit the {hint} head the model's metadata names")
     if num_classes is not None:
-        if b == 5 + num_classes:
-            return "yolov5"
-        if a == 4 + num_classes:
-            return "ultralytics"
-        raise ModelError(f"output shape {output_shape} fits neither head layout for {num_classes} classes")
+        for head in ("yolov5", "ultralytics"):
+            if head_fits(head, output_shape, num_classes):
+                return head
+        raise ModelError(
+            f"output shape {output_shape} fits no known head layout for {num_classes} classes",
+            hint="an end-to-end model (YOLOv10, RT-DETR) needs a card: export it with `andi-edge export`",
+        )
     return "yolov5" if a > b else "ultralytics"
 
 
-def _num_classes_from_shape(head: HeadType, output_shape: tuple[int | str | None, ...]) -> int:
-    dim = output_shape[2] if head == "yolov5" else output_shape[1]
-    assert isinstance(dim, int)  # checked by infer_head
-    return dim - (5 if head == "yolov5" else 4)
+def _num_classes_from_shape(head: HeadType, output_shape: tuple[int | str | None, ...]) -> int | None:
+    a, b = output_shape[1], output_shape[2]
+    assert isinstance(a, int) and isinstance(b, int)  # checked by infer_head
+    if head == "yolov5":
+        return b - 5
+    if head == "ultralytics":
+        return a - 4
+    if head == "rtdetr_scores":
+        return b - 4
+    return None  # (1, K, 6): the class count is not in the shape
 
 
 def _static_hw(input_shape: tuple[int | str | None, ...], model_name: str) -> tuple[int, int]:
@@ -201,5 +308,8 @@ def _check_against_shapes(
             f"model card says input {card.input_height}x{card.input_width} but the graph takes "
             f"{input_shape[2]}x{input_shape[3]}"
         )
-    if infer_head(output_shape, card.num_classes) != card.head:
-        raise ModelError(f"model card says head {card.head!r} but the output shape {output_shape} disagrees")
+    if not head_fits(card.head, output_shape, card.num_classes):
+        raise ModelError(
+            f"model card says head {card.head!r} with {card.num_classes} classes, "
+            f"but the output shape {output_shape} does not fit it"
+        )

@@ -4,6 +4,8 @@
 - ``bbox`` is ``[x_min, y_min, width, height]`` normalised to the photo, 4 decimals; ``conf`` 3 decimals
 - an empty photo has ``"detections": []``; a failed one has ``"failure"`` and no detections
 - files are relative to the root folder, with forward slashes
+- a detection's finer labels (a classifier's species, or a COCO model's native class under camera-trap categories)
+  are ``classifications: [[id, conf], ...]``, best first, with the names in ``classification_categories``
 """
 
 from __future__ import annotations
@@ -42,14 +44,19 @@ def image_entry(result: ImageResult, relative_file: str, include_photo_info: boo
         bboxes = xyxy_px_to_xywh_norm(detections.xyxy_px, photo.width_px, photo.height_px).clip(0.0, 1.0)
     else:
         bboxes = detections.xyxy_px
-    entry["detections"] = [
-        {
+    entry["detections"] = []
+    for i, (box, conf, cls) in enumerate(zip(bboxes, detections.confidence, detections.class_id, strict=True)):
+        detection: dict[str, Any] = {
             "category": category_id(int(cls)),
             "conf": round(float(conf), CONF_DECIMALS),
             "bbox": [round(float(v), BBOX_DECIMALS) for v in box],
         }
-        for box, conf, cls in zip(bboxes, detections.confidence, detections.class_id, strict=True)
-    ]
+        classifications = detections.classifications(i)
+        if classifications:
+            detection["classifications"] = [
+                [category_id(label), round(label_conf, CONF_DECIMALS)] for label, label_conf in classifications
+            ]
+        entry["detections"].append(detection)
     if include_photo_info and photo is not None:
         entry["width"] = photo.width_px
         entry["height"] = photo.height_px
@@ -75,9 +82,10 @@ def batch_document(
     provenance: dict[str, Any],
     typical_threshold: float,
     conservative_threshold: float,
+    classification_names: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """The whole file. ``provenance`` (model, sha256, backend, thresholds) goes under ``info``."""
-    return {
+    document: dict[str, Any] = {
         "info": {
             "format_version": FORMAT_VERSION,
             "detector": provenance.get("model_file"),
@@ -90,8 +98,11 @@ def batch_document(
             "andi_edge": {"version": __version__, **provenance},
         },
         "detection_categories": detection_categories(class_names),
-        "images": entries,
     }
+    if classification_names is not None:
+        document["classification_categories"] = detection_categories(classification_names)
+    document["images"] = entries
+    return document
 
 
 def annotate_entry(entry: dict[str, Any], annotation: PhotoAnnotation) -> dict[str, Any]:

@@ -23,16 +23,18 @@ from andi_edge.bench import accuracy_delta
 from andi_edge.boxes import xywh_px_to_xyxy_px
 from andi_edge.detections import Detections
 from andi_edge.errors import UsageError
+from andi_edge.runtime.categories import COCO_TO_MEGADETECTOR, coco_to_megadetector
 from andi_edge.runtime.detector import Detector
 from andi_edge.toolchain.dataset import Dataset, ImageRecord, read_manifest
 
 EMPTY = "empty"
-COCO_ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe")
+#: label maps applied after NMS, for models whose card keeps native classes (the runtime's own categories, applied
+#: before NMS, are the default for COCO models: see andi_edge.runtime.categories)
 BUILTIN_MAPS: dict[str, dict[str, str]] = {
-    "coco-to-megadetector": {
-        **dict.fromkeys(COCO_ANIMALS, "animal"),
-        "person": "person",
-        **dict.fromkeys(("bicycle", "car", "motorcycle", "bus", "truck"), "vehicle"),
+    COCO_TO_MEGADETECTOR: {
+        member: name
+        for name, members in zip(coco_to_megadetector().names, coco_to_megadetector().members, strict=True)
+        for member in members
     }
 }
 
@@ -76,7 +78,7 @@ class _Scorer:
     def __init__(self, detector: Detector, dataset: Dataset, class_map: dict[str, str], conf: float) -> None:
         self.dataset = dataset
         self.conf = conf
-        names = detector.card.class_names
+        names = detector.class_names
         wanted = set(dataset.class_names)
         self.model_to_dataset = {i: class_map.get(n, n) for i, n in enumerate(names) if class_map.get(n, n) in wanted}
         missing = sorted(wanted - set(self.model_to_dataset.values()))

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from andi_edge import __version__
 from andi_edge.errors import ModelError, UsageError
-from andi_edge.runtime.model_meta import CARD_KEY, HeadType, ModelCard
+from andi_edge.runtime.categories import preset_for
+from andi_edge.runtime.model_meta import CARD_KEY, CategorySpec, HeadType, ModelCard, Thresholds, infer_head
 from andi_edge.sinks.atomic import write_bytes_atomic
 from andi_edge.toolchain import require, require_toolchain
 from andi_edge.toolchain.offline import configure_ultralytics_offline
@@ -28,48 +29,90 @@ log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "output0"
-MAX_STRIDE = 32
+#: the smallest stride of any YOLO (P5 models: 32; P6 models such as MegaDetector v5: 64, checked per model)
+MIN_STRIDE = 32
+DEFAULT_IMGSZ = 320
 
 
 @dataclass(frozen=True)
 class ExportRequest:
     weights: ResolvedWeights
     output: Path
-    imgsz: int
+    #: None: the registry's recommended size for a known model (MegaDetector v5: 1280), else 320
+    imgsz: int | None = None
     name: str | None = None
     licence: str | None = None
+    #: write the native classes as the card's categories (no camera-trap mapping)
+    native_classes: bool = False
+
+    @property
+    def size(self) -> int:
+        return export_size(self.weights, self.imgsz)
+
+
+def export_size(weights: ResolvedWeights, imgsz: int | None) -> int:
+    """The input size an export uses: the one asked for, else the registry's for a known model, else 320."""
+    known = weights.known
+    return imgsz or (known.imgsz if known and known.imgsz else DEFAULT_IMGSZ)
+
+
+@dataclass(frozen=True)
+class _Exported:
+    names: list[str]
+    head: HeadType
+    stride: int
+    tools: dict[str, str]
+
+
+def _check_imgsz(imgsz: int, stride: int, source: str = "") -> None:
+    if imgsz <= 0 or imgsz % stride:
+        suggestion = max(stride, round(imgsz / stride) * stride)
+        raise UsageError(
+            f"--imgsz {imgsz} must be a positive multiple of {stride}{source}", hint=f"try --imgsz {suggestion}"
+        )
+
+
+def categories_for(names: tuple[str, ...], native: bool) -> CategorySpec | None:
+    """The card's categories: camera-trap ones for a COCO model, or the native classes when asked."""
+    if native:
+        return CategorySpec(names=names, members=tuple((n,) for n in names), preset="native")
+    return preset_for(names)
 
 
 def export_onnx(request: ExportRequest) -> ModelCard:
     """Export and write ``request.output`` atomically. Returns the card written into the file."""
-    if request.imgsz <= 0 or request.imgsz % MAX_STRIDE:
-        suggestion = max(MAX_STRIDE, round(request.imgsz / MAX_STRIDE) * MAX_STRIDE)
-        raise UsageError(
-            f"--imgsz {request.imgsz} must be a positive multiple of {MAX_STRIDE}", hint=f"try --imgsz {suggestion}"
-        )
+    imgsz = request.size
+    _check_imgsz(imgsz, MIN_STRIDE)
     require_toolchain()
     from andi_edge.toolchain import yolov5_classic
 
     request.output.parent.mkdir(parents=True, exist_ok=True)
+    known = request.weights.known
     with tempfile.TemporaryDirectory(prefix="andi-export-") as tmp:
         staged = Path(tmp) / "model.onnx"
         if yolov5_classic.is_ultralytics_checkpoint(request.weights.path):
-            names, head, tools = _export_ultralytics(request, Path(tmp), staged)
+            exported = _export_ultralytics(request, imgsz, Path(tmp), staged)
         else:
-            names, head, tools = _export_classic(request, staged)
+            exported = _export_classic(request, imgsz, staged)
+        names = tuple(exported.names)
+        thresholds = Thresholds()
+        if known is not None and known.typical is not None:
+            thresholds = Thresholds(typical=known.typical, conservative=known.conservative or thresholds.conservative)
         card = ModelCard(
-            name=request.name or f"{request.weights.path.stem}-{request.imgsz}",
-            class_names=tuple(names),
-            input_height=request.imgsz,
-            input_width=request.imgsz,
-            head=head,
-            stride=MAX_STRIDE,
+            name=request.name or f"{request.weights.path.stem}-{imgsz}",
+            class_names=names,
+            input_height=imgsz,
+            input_width=imgsz,
+            head=exported.head,
+            stride=exported.stride,
+            thresholds=thresholds,
             source_weights=request.weights.path.name,
             source_weights_sha256=request.weights.sha256,
-            licence=request.licence or (request.weights.known.licence if request.weights.known else None),
-            training_data=request.weights.known.training_data if request.weights.known else None,
-            export_tools=tools,
+            licence=request.licence or (known.licence if known else None),
+            training_data=known.training_data if known else None,
+            export_tools=exported.tools,
             created_utc=datetime.now(UTC).replace(microsecond=0).isoformat(),
+            categories=categories_for(names, request.native_classes),
         )
         write_card(staged, card)
         write_bytes_atomic(request.output, staged.read_bytes())
@@ -91,15 +134,17 @@ def write_card(onnx_path: Path, card: ModelCard) -> None:
     onnx.save(model, str(onnx_path))
 
 
-def _export_classic(request: ExportRequest, staged: Path) -> tuple[list[str], HeadType, dict[str, str]]:
+def _export_classic(request: ExportRequest, imgsz: int, staged: Path) -> _Exported:
     import onnx
     import torch
 
     from andi_edge.toolchain.yolov5_classic import class_names, fuse_conv_bn, load_classic
 
     model, _ = load_classic(request.weights.path)
+    stride = model_stride(model.stride)
+    _check_imgsz(imgsz, stride, f" for this model (stride {stride})")
     model = fuse_conv_bn(model)
-    dummy = torch.zeros(1, 3, request.imgsz, request.imgsz)
+    dummy = torch.zeros(1, 3, imgsz, imgsz)
     with torch.no_grad():
         model(dummy)  # a dry run catches shape problems with a readable torch error before export
         torch.onnx.export(
@@ -119,12 +164,37 @@ def _export_classic(request: ExportRequest, staged: Path) -> tuple[list[str], He
         "exporter": "torch.onnx (TorchScript)",
         "opset": str(ONNX_OPSET),
     }
-    return class_names(model), "yolov5", tools
+    return _Exported(class_names(model), "yolov5", stride, tools)
 
 
-def _export_ultralytics(
-    request: ExportRequest, workdir: Path, staged: Path
-) -> tuple[list[str], HeadType, dict[str, str]]:
+def model_stride(strides: object) -> int:
+    """The largest stride of a model's detection levels (32 for P5 models, 64 for P6)."""
+    try:
+        values = [int(v) for v in strides]  # type: ignore[attr-defined]
+    except TypeError:
+        values = [int(strides)]  # type: ignore[call-overload]
+    if not values or min(values) <= 0:
+        raise ModelError(f"the checkpoint's strides {strides!r} are not positive")
+    return max(values)
+
+
+def _ultralytics_head(onnx_path: Path, num_classes: int) -> HeadType:
+    """Which layout Ultralytics' exporter produced, from the file's own metadata and output shape."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    metadata = {p.key: p.value for p in model.metadata_props}
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    hint: HeadType | None = None
+    if metadata.get("head") == "RTDETRDecoder":
+        hint = "rtdetr"
+    elif metadata.get("end2end", "").lower() == "true":
+        hint = "end2end"
+    return infer_head(shape, num_classes, hint)
+
+
+def _export_ultralytics(request: ExportRequest, imgsz: int, workdir: Path, staged: Path) -> _Exported:
     configure_ultralytics_offline()
     ultralytics = require("ultralytics")
     import onnx
@@ -135,13 +205,16 @@ def _export_ultralytics(
     shutil.copyfile(request.weights.path, local_weights)
     try:
         yolo = ultralytics.YOLO(str(local_weights))
-        produced = yolo.export(
-            format="onnx", imgsz=request.imgsz, opset=ONNX_OPSET, dynamic=False, simplify=False, nms=False
-        )
     except Exception as exc:  # ultralytics raises bare exceptions of many kinds
-        raise ModelError(f"{request.weights.path}: Ultralytics could not export this checkpoint ({exc})") from exc
+        raise ModelError(f"{request.weights.path}: Ultralytics could not load this checkpoint ({exc})") from exc
     if getattr(yolo, "task", "detect") != "detect":
         raise ModelError(f"{request.weights.path}: a '{yolo.task}' model; andi-edge runs detection models only")
+    stride = model_stride(yolo.model.stride)
+    _check_imgsz(imgsz, stride, f" for this model (stride {stride})")
+    try:
+        produced = yolo.export(format="onnx", imgsz=imgsz, opset=ONNX_OPSET, dynamic=False, simplify=False, nms=False)
+    except Exception as exc:  # ultralytics raises bare exceptions of many kinds
+        raise ModelError(f"{request.weights.path}: Ultralytics could not export this checkpoint ({exc})") from exc
     os.replace(produced, staged)
     names_map = yolo.names
     names = [str(names_map[k]) for k in sorted(names_map)]
@@ -153,4 +226,4 @@ def _export_ultralytics(
         "exporter": "ultralytics",
         "opset": str(ONNX_OPSET),
     }
-    return names, "ultralytics", tools
+    return _Exported(names, _ultralytics_head(staged, len(names)), stride, tools)

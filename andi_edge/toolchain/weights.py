@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,14 @@ class KnownWeights:
     sha256: str | None
     licence: str | None
     training_data: str | None
+    #: the publisher's own md5 (MegaDetector lists one per release), checked when no sha256 is known
+    md5: str | None = None
+    architecture: str | None = None
+    #: the input size the publisher recommends (MegaDetector v5: 1280), the export default
+    imgsz: int | None = None
+    #: review thresholds the publisher recommends (MegaDetector v5: 0.2 and 0.05), written into the card
+    typical: float | None = None
+    conservative: float | None = None
 
 
 @dataclass(frozen=True)
@@ -42,17 +52,38 @@ def load_registry(path: Path = REGISTRY_PATH) -> dict[str, KnownWeights]:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of model names")
-    return {
-        name: KnownWeights(
-            name=name,
-            file=str(entry["file"]),
-            url=str(entry["url"]),
-            sha256=entry.get("sha256"),
-            licence=entry.get("licence"),
-            training_data=entry.get("training_data"),
-        )
-        for name, entry in raw.items()
-    }
+    try:
+        return {
+            name: KnownWeights(
+                name=name,
+                file=str(entry["file"]),
+                url=str(entry["url"]),
+                sha256=entry.get("sha256"),
+                licence=entry.get("licence"),
+                training_data=entry.get("training_data"),
+                md5=entry.get("md5"),
+                architecture=entry.get("architecture"),
+                imgsz=entry.get("imgsz"),
+                typical=entry.get("typical"),
+                conservative=entry.get("conservative"),
+            )
+            for name, entry in raw.items()
+        }
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: an entry lacks a field or is not a mapping ({exc})") from exc
+
+
+def _name_key(name: str) -> str:
+    """Registry names compare without case, dashes or underscores: md-v5a = md_v5a = MDV5A, MDV6-yolov10-c."""
+    return re.sub(r"[-_\s]", "", name.lower())
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def models_dirs() -> list[Path]:
@@ -66,11 +97,12 @@ def resolve_weights(name_or_path: str) -> ResolvedWeights:
     registry = load_registry()
     candidate = Path(name_or_path)
     known_by_file = {k.file: k for k in registry.values()}
+    by_name = {_name_key(k): v for k, v in registry.items()}
     if candidate.is_file():
         path = candidate
         known = known_by_file.get(candidate.name)
-    elif name_or_path in registry:
-        known = registry[name_or_path]
+    elif _name_key(name_or_path) in by_name:
+        known = by_name[_name_key(name_or_path)]
         found = [d / known.file for d in models_dirs() if (d / known.file).is_file()]
         if not found:
             searched = ", ".join(str(d) for d in models_dirs())
@@ -85,11 +117,16 @@ def resolve_weights(name_or_path: str) -> ResolvedWeights:
             hint=f"give a path to a .pt file, or one of: {', '.join(sorted(registry)) or '(registry empty)'}",
         )
     digest = file_sha256(path)
+    mismatch = None
     if known is not None and known.sha256 and digest != known.sha256:
+        mismatch = f"sha256 {digest[:12]}... does not match the official {known.name} ({known.sha256[:12]}...)"
+    elif known is not None and not known.sha256 and known.md5 and (md5 := _file_md5(path)) != known.md5:
+        mismatch = f"md5 {md5} does not match the official {known.name}'s ({known.md5})"
+    if mismatch and known is not None:
         # Same file name as a known model, different bytes: a fine-tuned model or a damaged download.
         if not candidate.is_file():
             raise ModelError(
-                f"{path}: sha256 {digest[:12]}... does not match the official {known.name} ({known.sha256[:12]}...)",
+                f"{path}: {mismatch}",
                 hint=f"the file is damaged or not the official release; download it again from {known.url}",
             )
         known = None

@@ -26,7 +26,8 @@ def test_real_photos_and_compare(tmp_path: Path, model_320: Path, photos_dir: Pa
     smaller = tmp_path / "n256.onnx"
     assert run_cli("export", weights_path, "--imgsz", "256", "-o", smaller).returncode == 0
     out = tmp_path / "b.json"
-    photos = photos_dir / "ecoassist_md_examples"
+    # small, distant animals: where a smaller input visibly loses boxes (on large close-ups it agrees exactly)
+    photos = photos_dir / "serengeti_S1_D04_R6_sequence"
     proc = run_cli(
         "bench",
         "-m",
@@ -47,9 +48,9 @@ def test_real_photos_and_compare(tmp_path: Path, model_320: Path, photos_dir: Pa
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     run = report["photos"]
-    assert run["photos"] == 5 and run["failures"] == 0
+    assert run["photos"] == 8 and run["failures"] == 0
     assert set(run["stage_ms"]) == {"read", "decode", "letterbox", "inference", "postprocess", "write"}
-    assert run["end_to_end_ms"]["n"] == 5
+    assert run["end_to_end_ms"]["n"] == 8
     throughput = run["throughput_photos_per_s"]
     assert throughput["pipeline_limit"] == min(throughput["decode_only_all_cores"], throughput["inference_only"])
     same, other = report["compare"]

@@ -56,7 +56,9 @@ def test_megadetector_format(odd_results: dict) -> None:  # type: ignore[type-ar
     assert info["andi_edge"]["conf_threshold"] == 0.005 and info["andi_edge"]["iou_threshold"] == 0.45
     assert len(info["andi_edge"]["model_sha256"]) == 64
     categories = odd_results["detection_categories"]
-    assert "0" not in categories and categories["1"] == "person" and len(categories) == 80
+    assert categories == {"1": "animal", "2": "person", "3": "vehicle"}, "camera-trap categories by default"
+    assert info["andi_edge"]["categories"]["mapping"] == "coco-to-megadetector"
+    assert "classification_categories" not in odd_results, "native classes ride along only when asked"
     for image in odd_results["images"]:
         for det in image.get("detections") or []:
             assert det["category"] in categories
@@ -92,10 +94,10 @@ def test_failures_recorded_and_the_run_goes_on(odd_results: dict) -> None:  # ty
     assert png["width"] == 1603 and png["height"] == 1203 and "failure" not in png
     giraffe = by_file["DCIM/100RECNX/IMG_0001.JPG"]
     top = giraffe["detections"][0]
-    assert odd_results["detection_categories"][top["category"]] == "giraffe" and top["conf"] > 0.5
+    assert odd_results["detection_categories"][top["category"]] == "animal" and top["conf"] > 0.5
     reconyx = by_file["DCIM/100RECNX/reconyx.JPG"]
     assert reconyx["datetime"] == "2019-06-22T16:50:53" and reconyx["exif_metadata"]["Make"] == "RECONYX"
-    assert by_file["car.jpeg"]["detections"][0]["category"] == "3"  # car
+    assert by_file["car.jpeg"]["detections"][0]["category"] == "3"  # vehicle
 
 
 def test_empty_photo_has_empty_list(odd_card: Path, model_320: Path, tmp_path: Path) -> None:
@@ -168,3 +170,60 @@ def test_user_mistakes_get_clear_errors(tmp_path: Path, model_320: Path, photos_
         assert message in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_camera_trap_categories_native_classes_and_riding_classifications(
+    tmp_path: Path, photos_dir: Path, model_320: Path, model_320_native: Path
+) -> None:
+    """Burrowing owls: COCO splits them between bird, sheep, cow and bear; the default output calls them animals,
+    --native-classes restores COCO's names, and --native-classifications keeps the COCO class beside the animal."""
+    owls = photos_dir / "burrowing_owl"
+    runs = {}
+    for name, model, flags in (
+        ("mapped", model_320, []),
+        ("native", model_320, ["--native-classes"]),
+        ("card-native", model_320_native, []),
+        ("riding", model_320, ["--native-classifications"]),
+    ):
+        out = tmp_path / f"{name}.json"
+        proc = run_cli("detect", owls, "-m", model, "-o", out, *flags)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = json.loads(out.read_text())
+    mapped, native = runs["mapped"], runs["native"]
+    assert mapped["detection_categories"] == {"1": "animal", "2": "person", "3": "vehicle"}
+    assert len(native["detection_categories"]) == 80 and native["detection_categories"]["15"] == "bird"
+    assert runs["card-native"]["detection_categories"] == native["detection_categories"], "the card option"
+    typical = 0.25
+
+    def best(entry: dict, category: str | None = None) -> float:  # type: ignore[type-arg]
+        return max((d["conf"] for d in entry["detections"] if category in (None, d["category"])), default=0.0)
+
+    animals = sum(1 for e in mapped["images"] if best(e, "1") >= typical)
+    any_native = sum(1 for e in native["images"] if best(e) >= typical)
+    assert animals >= any_native + 3, f"{animals} owl photos with an animal vs {any_native} with any COCO class"
+    native_names = set()
+    for m, n in zip(mapped["images"], native["images"], strict=True):
+        # combining the animal classes' probabilities never scores an animal below its best COCO animal class
+        coco_animal = max(
+            (d["conf"] for d in n["detections"] if native["detection_categories"][d["category"]] in ANIMALS),
+            default=0.0,
+        )
+        assert best(m, "1") >= coco_animal - 0.002
+        native_names |= {native["detection_categories"][d["category"]] for d in n["detections"] if d["conf"] >= 0.1}
+    assert len(native_names & set(ANIMALS)) >= 3, "COCO does split the owls between animal classes"
+    assert "teddy bear" not in mapped["detection_categories"].values()
+    riding = runs["riding"]
+    categories = riding["classification_categories"]
+    assert len(categories) == 80 and categories["15"] == "bird" and "0" not in categories
+    seen = 0
+    for entry in riding["images"]:
+        for detection in entry["detections"]:
+            [[label, conf]] = detection["classifications"]
+            assert label in categories and 0 <= conf <= detection["conf"] + 0.001
+            kind = {"1": ANIMALS, "2": ("person",), "3": ("bicycle", "car", "motorcycle", "bus", "truck")}
+            assert categories[label] in kind[detection["category"]]
+            seen += 1
+    assert seen > 50
+
+
+ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe")

@@ -40,7 +40,7 @@ def test_export_cli_by_registry_name(tmp_path: Path, weights_path: Path) -> None
     out = tmp_path / "n256.onnx"
     proc = run_cli("export", "yolov5n", "--imgsz", "256", "-o", out, "--name", "nano-256", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "yolov5 head, 80 classes, 256 px" in proc.stdout
+    assert "yolov5 head, 80 classes reported as animal/person/vehicle, stride 32, 256 px" in proc.stdout
     info = run_cli("info", out)
     assert info.returncode == 0, info.stderr
     described = json.loads(info.stdout)

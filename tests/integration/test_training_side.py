@@ -97,8 +97,10 @@ def test_eval_reports_seen_unseen_and_reference(
     assert "F1-macro" in proc.stdout and "unseen locations" in proc.stdout
 
 
-def test_eval_needs_matching_classes(cct: Path, photos_dir: Path, model_320: Path) -> None:
-    proc = run_cli("eval", "-m", model_320, "--data", cct, "--images", photos_dir)
+def test_eval_needs_matching_classes(cct: Path, photos_dir: Path, model_320_native: Path) -> None:
+    """A model whose card keeps COCO's classes (export --native-classes) cannot be scored on animal/vehicle
+    labels until a class map says how."""
+    proc = run_cli("eval", "-m", model_320_native, "--data", cct, "--images", photos_dir)
     assert proc.returncode == 2 and "no class for dataset class(es): animal, vehicle" in proc.stderr
     assert "--class-map" in proc.stderr
 

@@ -45,3 +45,24 @@ def test_settings_validation_names_the_key() -> None:
         DetectorSettings(conf_threshold=2)
     with pytest.raises(ConfigError, match="max_detections"):
         DetectorSettings(max_detections=0)
+
+
+def test_classifications_ride_along_through_select_and_empty_photos() -> None:
+    ids = np.array([[14, 18], [0, -1]], dtype=np.int64)
+    confs = np.array([[0.5, 0.25], [0.75, 0.0]], dtype=np.float32)
+    boxes = np.array([[0, 0, 5, 5], [1, 1, 4, 4]], np.float32)
+    d = Detections(boxes, np.array([0.5, 0.9], np.float32), np.array([0, 1], np.int64), ids, confs)
+    assert d.classifications(0) == [(14, 0.5), (18, 0.25)]
+    assert d.classifications(1) == [(0, 0.75)], "-1 pads a box with fewer labels"
+    assert d.sorted_by_confidence().classifications(0) == [(0, 0.75)]
+    none_f = np.zeros((0, 1), np.float32)
+    empty = Detections(
+        np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), none_f.astype(np.int64), none_f
+    )
+    assert len(empty) == 0 and empty.above(0.1).classification_id is not None
+    with pytest.raises(ValueError, match=r"\(2, k\)"):
+        Detections(d.xyxy_px, d.confidence, d.class_id, ids[:1], confs[:1])
+    with pytest.raises(ValueError, match="both"):
+        Detections(d.xyxy_px, d.confidence, d.class_id, ids, None)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        Detections(d.xyxy_px, d.confidence, d.class_id, ids, confs + 1)

@@ -28,7 +28,7 @@ def test_card_from_metadata_checks_shapes() -> None:
     assert card_from_metadata(meta, (1, 3, 640, 640), (1, 25200, 8), "x").class_names[1] == "person"
     with pytest.raises(ModelError, match="input 640x640"):
         card_from_metadata(meta, (1, 3, 320, 320), (1, 6300, 8), "x")
-    with pytest.raises(ModelError, match="neither head layout"):
+    with pytest.raises(ModelError, match="does not fit"):
         card_from_metadata(meta, (1, 3, 640, 640), (1, 25200, 85), "x")
 
 
