@@ -11,6 +11,8 @@ IMGSZ ?= 320
 MODEL ?= $(BUILD)/yolov5n-$(IMGSZ).onnx
 # The toolchain's torch: pinned to the release that lies on this project's machines (no multi-GB download).
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Tests only: the classic YOLOv5 model definitions (P6 yamls, s-x), without its requirements (they pin old torch).
+YOLOV5_SPEC ?= yolov5==7.0.14
 
 export ANDI_EDGE_MODELS_DIR ?= $(SHARED)/models
 export ANDI_EDGE_CACHE_DIR ?= $(CURDIR)/$(BUILD)/cache
@@ -31,6 +33,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e '.[toolchain,ray,openvino,dev]'
+	$(PY) -m pip install --quiet --no-deps $(YOLOV5_SPEC)
 	touch $@
 
 venv: $(STAMP)

@@ -78,11 +78,29 @@ def cmd_train(args: argparse.Namespace) -> int:
             patience=args.patience,
             batch=args.batch,
             seed=args.seed,
+            compare=not args.no_compare,
+            max_loss=args.max_loss,
+            allow_worse=args.allow_worse,
         )
     )
-    print(f"carried {result.transferred} of {result.total_source} pretrained tensors into {args.model} (YOLOv5u)")
+    if result.total_source:
+        print(f"carried {result.transferred} of {result.total_source} pretrained tensors into {args.model} (YOLOv5u)")
+    else:
+        print(f"WARNING: {args.model} was trained from its architecture alone (no pretrained weights)")
     if result.metrics:
         print("final validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    if result.comparison is not None:
+        print("against the starting model (F1-macro / mAP@0.5):")
+        for group, models in result.comparison.scores.items():
+            start, tuned = models["start"], models["finetuned"]
+            print(
+                f"  {group} locations ({tuned['images']} photos): start {start['f1_macro']:.3f} / {start['map50']:.3f}"
+                f", fine-tuned {tuned['f1_macro']:.3f} / {tuned['map50']:.3f}"
+            )
+        if result.comparison.worse_on_unseen:
+            print("WARNING: THE FINE-TUNED MODEL IS WORSE THAN ITS STARTING MODEL ON UNSEEN LOCATIONS (--allow-worse)")
+    elif result.comparison_skipped:
+        print(f"not compared with the starting model: {result.comparison_skipped}")
     print(f"best weights: {result.best}; run config: {args.output / 'run_config.json'}")
     print(f"next: andi-edge export {result.best} --imgsz {args.imgsz} -o {args.model}-finetuned-{args.imgsz}.onnx")
     return EXIT_OK
@@ -255,23 +273,39 @@ def register(commands: Any) -> None:
 
     tr = commands.add_parser(
         "train",
-        help="fine-tune YOLOv5 n/m on a split, offline, from the pretrained classic checkpoint",
+        help="fine-tune YOLOv5 n/s/m/l/x on a split, offline, from the pretrained classic checkpoint",
         description=(
             "Fine-tune on a split from `andi-edge dataset split`. The classic YOLOv5 checkpoint's backbone and neck "
             "are carried into Ultralytics' YOLOv5u (same layers), the head is learnt, and Ultralytics' trainer runs "
             "offline on the CPU with early stopping (patience 5). The run config is saved in RUN_DIR/run_config.json; "
-            "then `andi-edge export RUN_DIR/train/weights/best.pt` makes the ONNX model. Needs the [toolchain] extra."
+            "then `andi-edge export RUN_DIR/train/weights/best.pt` makes the ONNX model. At the end the fine-tuned "
+            "model is scored against the model it started from on the training locations and on unseen ones "
+            "(F1-macro, mAP@0.5) and refused (exit 7) when it is worse on unseen locations. "
+            "Needs the [toolchain] extra."
         ),
     )
     tr.add_argument("--data", type=Path, required=True, help="SPLIT_DIR (holds data.yaml)")
-    tr.add_argument("--model", choices=["yolov5n", "yolov5m"], default="yolov5n")
-    tr.add_argument("--weights", default=None, help="classic checkpoint (default: the --model name, see models/)")
+    tr.add_argument("--model", choices=["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"], default="yolov5n")
+    tr.add_argument(
+        "--weights",
+        default=None,
+        help="classic checkpoint (default: the --model name, see models/; if that is not on this machine the model "
+        "is trained from its architecture alone, with a warning)",
+    )
     tr.add_argument("--epochs", type=int, default=50)
     tr.add_argument("--imgsz", type=int, default=320)
     tr.add_argument("--batch", type=int, default=16)
     tr.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (the study used 5)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--output", "-o", type=Path, required=True, help="RUN_DIR")
+    gate = tr.add_argument_group("against the starting model (seen vs unseen locations)")
+    gate.add_argument(
+        "--max-loss", type=float, default=0.01, help="largest mAP@0.5 loss on unseen locations allowed (default 0.01)"
+    )
+    gate.add_argument(
+        "--allow-worse", action="store_true", help="keep a model worse than its start on unseen locations (exit 0)"
+    )
+    gate.add_argument("--no-compare", action="store_true", help="skip the comparison (and the gate)")
     tr.set_defaults(handler=cmd_train)
 
     pr = commands.add_parser(

@@ -178,14 +178,27 @@ def model_stride(strides: object) -> int:
     return max(values)
 
 
-def _ultralytics_head(onnx_path: Path, num_classes: int) -> HeadType:
-    """Which layout Ultralytics' exporter produced, from the file's own metadata and output shape."""
-    import onnx
+def _ultralytics_head(onnx_path: Path, num_classes: int, imgsz: int) -> HeadType:
+    """Which layout Ultralytics' exporter produced, from the file's own metadata and output shape.
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    Some exports (RT-DETR) declare a dynamic output shape although the input is fixed: the real shape is measured
+    by one run on a blank input and written into the graph, so the runtime can check it at load."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(onnx_path))
     metadata = {p.key: p.value for p in model.metadata_props}
     dims = model.graph.output[0].type.tensor_type.shape.dim
-    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    if not all(d.HasField("dim_value") for d in dims):
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        blank = np.zeros((1, 3, imgsz, imgsz), dtype=np.float32)
+        measured = session.run(None, {session.get_inputs()[0].name: blank})[0].shape
+        for dim, value in zip(dims, measured, strict=True):
+            dim.Clear()
+            dim.dim_value = int(value)
+        onnx.save(model, str(onnx_path))
+    shape = tuple(int(d.dim_value) for d in dims)
     hint: HeadType | None = None
     if metadata.get("head") == "RTDETRDecoder":
         hint = "rtdetr"
@@ -226,4 +239,4 @@ def _export_ultralytics(request: ExportRequest, imgsz: int, workdir: Path, stage
         "exporter": "ultralytics",
         "opset": str(ONNX_OPSET),
     }
-    return _Exported(names, _ultralytics_head(staged, len(names)), stride, tools)
+    return _Exported(names, _ultralytics_head(staged, len(names), imgsz), stride, tools)

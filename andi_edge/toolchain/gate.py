@@ -1,5 +1,5 @@
-"""The accuracy floor for compression: a pruned or quantized model that loses more mAP@0.5 than allowed, on
-a labelled dataset, against the model it came from, is refused and nothing is written."""
+"""The accuracy floor: a pruned, quantized or fine-tuned model that loses more mAP@0.5 than allowed, on a
+labelled dataset, against the model it came from, is refused. ``refuse_loss`` is the one rule all three apply."""
 
 from __future__ import annotations
 
@@ -23,11 +23,25 @@ def check_gate(gate: Gate, reference: Path, candidate: Path) -> dict[str, float]
 
     before = run_eval(reference, gate.dataset, class_map=gate.class_map)["overall"]["map50"]
     after = run_eval(candidate, gate.dataset, class_map=gate.class_map)["overall"]["map50"]
+    return refuse_loss(
+        before,
+        after,
+        gate.max_loss,
+        what="the compressed model",
+        consequence="nothing was written",
+        hint="compress less (ratio, calibration photos), train longer, or accept a larger loss with --max-loss",
+    )
+
+
+def refuse_loss(
+    before: float, after: float, max_loss: float, what: str, consequence: str, hint: str
+) -> dict[str, float]:
+    """Raise GateError when ``after`` is more than ``max_loss`` below ``before`` (mAP@0.5); a NaN never passes."""
     loss = before - after
-    if not loss <= gate.max_loss:
+    if not loss <= max_loss:
         raise GateError(
-            f"the compressed model loses {loss:.4f} mAP@0.5 ({before:.4f} -> {after:.4f}), more than --max-loss "
-            f"{gate.max_loss}: nothing was written",
-            hint="compress less (ratio, calibration photos), train longer, or accept a larger loss with --max-loss",
+            f"{what} loses {loss:.4f} mAP@0.5 ({before:.4f} -> {after:.4f}), more than --max-loss {max_loss}: "
+            f"{consequence}",
+            hint=hint,
         )
     return {"map50_before": before, "map50_after": after, "loss": loss}

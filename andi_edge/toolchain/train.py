@@ -7,6 +7,11 @@ backbone/neck tensor of the official classic checkpoint into a YOLOv5u model (34
 yolov5n), leave the head to be learnt, and train with Ultralytics' own trainer. That keeps the pretrained
 features, needs no second YOLOv5 code base, and gives an ultralytics checkpoint that ``andi-edge export``
 understands (anchor-free head). Early stopping uses patience 5, as the original study did.
+
+Without a checkpoint (none given, and the registry's file is not on this machine) a model is trained from its
+architecture alone, with a loud warning: on camera-trap-sized data that is rarely better than a pretrained one.
+At the end the fine-tuned model is compared with the model it started from on seen and unseen locations
+(``toolchain.compare``) and refused when it is worse on unseen ones, unless ``allow_worse``.
 """
 
 from __future__ import annotations
@@ -22,15 +27,16 @@ from typing import Any
 import yaml
 
 from andi_edge import __version__
-from andi_edge.errors import ModelError, UsageError
+from andi_edge.errors import ModelError, ModelNotFoundError, UsageError
 from andi_edge.runtime.model_meta import file_sha256
 from andi_edge.toolchain import require, require_toolchain
+from andi_edge.toolchain.compare import Comparison, compare_with_start, enforce
 from andi_edge.toolchain.offline import configure_ultralytics_offline
-from andi_edge.toolchain.weights import resolve_weights
+from andi_edge.toolchain.weights import ResolvedWeights, resolve_weights
 
 log = logging.getLogger(__name__)
 
-MODELS = ("yolov5n", "yolov5m")
+MODELS = ("yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x")
 RUN_CONFIG = "run_config.json"
 
 
@@ -45,6 +51,11 @@ class TrainRequest:
     patience: int = 5
     batch: int = 16
     seed: int = 0
+    #: compare with the starting model on seen/unseen locations at the end (needs pretrained weights)
+    compare: bool = True
+    #: largest mAP@0.5 loss on unseen locations the gate allows
+    max_loss: float = 0.01
+    allow_worse: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,9 @@ class TrainResult:
     transferred: int
     total_source: int
     metrics: dict[str, float]
+    comparison: Comparison | None = None
+    #: why the comparison with the starting model was not made, when it was not
+    comparison_skipped: str | None = None
 
 
 def _check(request: TrainRequest) -> Path:
@@ -81,23 +95,42 @@ def transfer_classic(model: Any, classic_weights: Path) -> tuple[int, int]:
     return len(carried), len(source)
 
 
+def _starting_weights(request: TrainRequest) -> ResolvedWeights | None:
+    """The pretrained checkpoint, or None (architecture alone) when none was given and the model's is missing."""
+    if request.weights is not None:
+        return resolve_weights(request.weights)
+    try:
+        return resolve_weights(request.model)
+    except ModelNotFoundError as exc:
+        log.warning(
+            "NO PRETRAINED WEIGHTS: %s. Training %s from its architecture alone (random weights): expect a much "
+            "weaker model on camera-trap-sized data. Give --weights CHECKPOINT to start from one. (%s)",
+            exc.message,
+            request.model,
+            exc.hint,
+        )
+        return None
+
+
 def train(request: TrainRequest) -> TrainResult:
     require_toolchain()
     data_yaml = _check(request)
     configure_ultralytics_offline()
     ultralytics = require("ultralytics")
-    weights = resolve_weights(request.weights or request.model)
+    weights = _starting_weights(request)
     request.output.mkdir(parents=True, exist_ok=True)
     names = (yaml.safe_load(data_yaml.read_text()) or {}).get("names", {})
     yolo = ultralytics.YOLO(f"{request.model}.yaml")
-    copied, total = transfer_classic(yolo.model, weights.path)
-    log.info("carried %d of %d tensors of %s into %s (YOLOv5u)", copied, total, weights.path.name, request.model)
+    copied, total = transfer_classic(yolo.model, weights.path) if weights is not None else (0, 0)
+    if weights is not None:
+        log.info("carried %d of %d tensors of %s into %s (YOLOv5u)", copied, total, weights.path.name, request.model)
     init = request.output / "init-from-classic.pt"
     yolo.save(str(init))
     config: dict[str, Any] = {
         "request": {k: str(v) for k, v in asdict(request).items()},
-        "source_weights": str(weights.path),
-        "source_weights_sha256": weights.sha256,
+        "pretrained": weights is not None,
+        "source_weights": str(weights.path) if weights else None,
+        "source_weights_sha256": weights.sha256 if weights else None,
         "tensors_carried": copied,
         "tensors_in_source": total,
         "classes": names,
@@ -141,5 +174,35 @@ def train(request: TrainRequest) -> TrainResult:
     config["final_metrics"] = summary
     config["best"] = str(best)
     config["finished_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
+    comparison, skipped = _compare(request, weights, best)
+    config["against_start"] = comparison.to_json() if comparison else {"skipped": skipped}
+    refused = comparison is not None and comparison.worse_on_unseen
+    config["verdict"] = ("accepted (--allow-worse)" if request.allow_worse else "refused") if refused else "accepted"
     (request.output / RUN_CONFIG).write_text(json.dumps(config, indent=1) + "\n")
-    return TrainResult(best=best, last=last, transferred=copied, total_source=total, metrics=summary)
+    if comparison is not None and refused:
+        log.warning("THE FINE-TUNED MODEL IS WORSE THAN ITS STARTING MODEL ON UNSEEN LOCATIONS")
+        if not request.allow_worse:
+            enforce(comparison)
+    return TrainResult(
+        best=best,
+        last=last,
+        transferred=copied,
+        total_source=total,
+        metrics=summary,
+        comparison=comparison,
+        comparison_skipped=skipped,
+    )
+
+
+def _compare(
+    request: TrainRequest, weights: ResolvedWeights | None, best: Path
+) -> tuple[Comparison | None, str | None]:
+    if not request.compare:
+        return None, "not asked for (--no-compare)"
+    if weights is None:
+        return None, "no pretrained starting model"
+    try:
+        return compare_with_start(request.data, weights, best, request.imgsz, request.max_loss), None
+    except UsageError as exc:  # e.g. the starting model has no class for the dataset's species
+        log.warning("could not compare with the starting model: %s", exc.message)
+        return None, exc.message

@@ -135,11 +135,20 @@ def test_chain_split_train_export_prune_quantize_eval(
     run = tmp_path / "run"
     proc = run_cli("train", "--data", split_dir, "--model", "yolov5n", "--weights", weights_path, "--epochs", "1",
                    "--imgsz", "160", "--batch", "8", "-o", run)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "carried 342 of 349 pretrained tensors" in proc.stdout
+    # one epoch with a fresh head is far worse than the COCO model it started from on unseen locations: refused
+    assert proc.returncode == 7, proc.stderr
+    assert "WORSE THAN ITS STARTING MODEL ON UNSEEN LOCATIONS" in proc.stderr and "--allow-worse" in proc.stderr
     config = json.loads((run / "run_config.json").read_text())
     assert config["tensors_carried"] == 342 and config["trainer_args"]["patience"] == 5
     assert config["source_weights_sha256"].startswith("4f180cf2")
+    assert config["verdict"] == "refused"
+    against = config["against_start"]["scores"]
+    assert set(against) == {"seen", "unseen"} and against["unseen"]["start"]["images"] > 0
+    unseen = against["unseen"]
+    assert unseen["start"]["map50"] > unseen["finetuned"]["map50"] + 0.01
+    for group in against.values():
+        for scores in group.values():
+            assert 0 <= scores["f1_macro"] <= 1 and 0 <= scores["map50"] <= 1
     best = run / "train" / "weights" / "best.pt"
     fp32 = tmp_path / "ft-160.onnx"
     assert run_cli("export", best, "--imgsz", "160", "-o", fp32).returncode == 0
@@ -220,3 +229,18 @@ def test_balance_upsamples_and_pastes_across_locations(tmp_path: Path, split_dir
     assert len(list((work / "images" / "train" / "_balance").glob("*.jpg"))) == 2
     nothing = run_cli("dataset", "balance", work)
     assert nothing.returncode == 2 and "nothing to do" in nothing.stderr
+
+
+def test_train_a_larger_layout_from_its_architecture_alone_warns_loudly(tmp_path: Path, split_dir: Path) -> None:
+    """yolov5s's weights are not on this machine: it trains from random weights, says so, and cannot be compared
+    with a starting model."""
+    run = tmp_path / "run-s"
+    proc = run_cli("train", "--data", split_dir, "--model", "yolov5s", "--epochs", "1", "--imgsz", "64",
+                   "--batch", "8", "-o", run)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "NO PRETRAINED WEIGHTS" in proc.stderr and "yolov5s.pt" in proc.stderr
+    assert "trained from its architecture alone" in proc.stdout
+    assert "not compared with the starting model: no pretrained starting model" in proc.stdout
+    config = json.loads((run / "run_config.json").read_text())
+    assert config["pretrained"] is False and config["tensors_carried"] == 0 and config["verdict"] == "accepted"
+    assert (run / "train" / "weights" / "best.pt").is_file()
