@@ -19,12 +19,13 @@ export ANDI_EDGE_CACHE_DIR ?= $(CURDIR)/$(BUILD)/cache
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
-.PHONY: venv model demo test lint typecheck unit help clean bench tools
+.PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos"
 	@echo "make test   - set up, then lint, type-check, import contracts and the whole test suite"
 	@echo "make bench  - the benchmark suite -> benchmarks/results/ (a few minutes)"
+	@echo "make accuracy - agreement with MDv5a: categories, input size, decode, fine-tuning (20-30 minutes)"
 	@echo "make model  - only build $(MODEL)"
 	@echo "make clean  - remove build outputs (keeps the virtualenv)"
 
@@ -73,3 +74,6 @@ clean:
 
 bench: $(STAMP)
 	$(PY) benchmarks/suite.py
+
+accuracy: $(STAMP)
+	$(PY) benchmarks/camera_trap_accuracy.py --finetune

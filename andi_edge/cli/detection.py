@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     entries = []
     failures = 0
     with_detections = 0
+    photos_per_class: Counter[str] = Counter()
     typical = detector.card.thresholds.typical
     start = time.perf_counter()
     show_progress = sys.stderr.isatty() and not args.quiet
@@ -41,8 +43,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
             entries.append(image_entry(result, source.relative))
             if result.failure is not None:
                 failures += 1
-            elif result.detections is not None and len(result.detections.above(typical)):
+            elif result.detections is not None and len(found := result.detections.above(typical)):
                 with_detections += 1
+                photos_per_class.update({detector.class_names[int(c)] for c in found.class_id})
             progress.update()
     elapsed = time.perf_counter() - start
     document = batch_document(
@@ -55,10 +58,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
     )
     write_json_atomic(args.output, document)
     rate = len(sources) / elapsed if elapsed > 0 else 0.0
+    per_class = ", ".join(f"{name} {n}" for name, n in photos_per_class.most_common())
     print(
         f"{len(sources)} photos in {elapsed:.1f} s ({rate:.1f} photos/s): "
-        f"{with_detections} with a detection >= {typical}, {len(sources) - failures - with_detections} empty, "
-        f"{failures} failed"
+        f"{with_detections} with a detection >= {typical}{f' ({per_class})' if per_class else ''}, "
+        f"{len(sources) - failures - with_detections} empty, {failures} failed"
     )
     print(f"results: {args.output}")
     return EXIT_OK

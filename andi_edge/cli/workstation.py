@@ -81,9 +81,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             compare=not args.no_compare,
             max_loss=args.max_loss,
             allow_worse=args.allow_worse,
+            freeze=args.freeze,
+            head=args.head,
+            lr0=args.lr0,
         )
     )
-    if result.total_source:
+    if result.total_source and result.head == "warm":
+        rows = ", ".join(f"{name} {how}" for name, how in result.head_rows.items())
+        print(f"carried {result.transferred} of {result.total_source} pretrained tensors; head warm-started: {rows}")
+    elif result.total_source:
         print(f"carried {result.transferred} of {result.total_source} pretrained tensors into {args.model} (YOLOv5u)")
     else:
         print(f"WARNING: {args.model} was trained from its architecture alone (no pretrained weights)")
@@ -275,9 +281,11 @@ def register(commands: Any) -> None:
         "train",
         help="fine-tune YOLOv5 n/s/m/l/x on a split, offline, from the pretrained classic checkpoint",
         description=(
-            "Fine-tune on a split from `andi-edge dataset split`. The classic YOLOv5 checkpoint's backbone and neck "
-            "are carried into Ultralytics' YOLOv5u (same layers), the head is learnt, and Ultralytics' trainer runs "
-            "offline on the CPU with early stopping (patience 5). The run config is saved in RUN_DIR/run_config.json; "
+            "Fine-tune on a split from `andi-edge dataset split`. By default (--head warm) the classic YOLOv5 "
+            "checkpoint is fine-tuned whole, its head re-sized to the dataset's classes and initialised from the "
+            "pretrained rows; --head new carries backbone and neck into Ultralytics' YOLOv5u and learns the head. "
+            "Both run offline on the CPU with early stopping (patience 5). The run config is saved in "
+            "RUN_DIR/run_config.json; "
             "then `andi-edge export RUN_DIR/train/weights/best.pt` makes the ONNX model. At the end the fine-tuned "
             "model is scored against the model it started from on the training locations and on unseen ones "
             "(F1-macro, mAP@0.5) and refused (exit 7) when it is worse on unseen locations. "
@@ -297,6 +305,22 @@ def register(commands: Any) -> None:
     tr.add_argument("--batch", type=int, default=16)
     tr.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (the study used 5)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--freeze",
+        type=int,
+        default=0,
+        help="freeze the first N layers (10 = the backbone: the small-data recipe, keeps what COCO taught; default 0)",
+    )
+    tr.add_argument(
+        "--head",
+        choices=["warm", "new"],
+        default="warm",
+        help="warm (default): keep the classic architecture and initialise the new head from the pretrained one "
+        "(animal from COCO's animal classes, box and objectness kept); new: Ultralytics' YOLOv5u, head from scratch",
+    )
+    tr.add_argument(
+        "--lr0", type=float, default=0.001, help="initial learning rate of the warm head path (default 0.001)"
+    )
     tr.add_argument("--output", "-o", type=Path, required=True, help="RUN_DIR")
     gate = tr.add_argument_group("against the starting model (seen vs unseen locations)")
     gate.add_argument(

@@ -15,6 +15,7 @@ us from its published structure (Conv-BN-SiLU, C3, SPPF, nearest upsampling, anc
 from __future__ import annotations
 
 import pickle
+import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,15 @@ class Detect(nn.Module):
     stride: torch.Tensor
     m: nn.ModuleList
 
+    def raw(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Training: per level, the logits as ``(batch, anchors, ny, nx, 5 + nc)``, nothing decoded."""
+        outs = []
+        for level, conv in enumerate(self.m):
+            feature = conv(xs[level])
+            batch, _, ny, nx = feature.shape
+            outs.append(feature.view(batch, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous())
+        return outs
+
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         outputs = []
         for level, conv in enumerate(self.m):
@@ -142,13 +152,21 @@ class Model(nn.Module):
     yaml: dict[str, Any]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._route(x, raw=False)  # type: ignore[return-value]
+
+    def forward_raw(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Training: the head's per-level logits (see ``Detect.raw``)."""
+        return self._route(x, raw=True)  # type: ignore[return-value]
+
+    def _route(self, x: torch.Tensor, raw: bool) -> torch.Tensor | list[torch.Tensor]:
         kept: list[torch.Tensor | None] = []
         out: Any = x
-        for layer in self.model:
+        last = len(self.model) - 1
+        for position, layer in enumerate(self.model):
             source: Any = layer.f  # routing attributes restored from the checkpoint: int or list of int
             if source != -1:
                 out = kept[source] if isinstance(source, int) else [out if j == -1 else kept[j] for j in source]
-            out = layer(out)
+            out = layer.raw(out) if raw and position == last and isinstance(layer, Detect) else layer(out)
             index: Any = layer.i
             kept.append(out if index in self.save else None)
         return out
@@ -233,6 +251,37 @@ def load_classic(weights: Path) -> tuple[Model, dict[str, Any]]:
         if isinstance(module, nn.Upsample) and not hasattr(module, "recompute_scale_factor"):
             module.recompute_scale_factor = None  # attribute added in torch 1.11; old pickles lack it
     return model, checkpoint
+
+
+def save_classic(checkpoint: dict[str, Any], path: Path) -> None:
+    """Save a checkpoint holding our ``Model`` as the original repository pickles one (classes under
+    ``models.yolo`` / ``models.common``), so that our loader and YOLOv5's own tools both read it."""
+    homes: dict[str, dict[str, type[nn.Module]]] = {
+        "models.yolo": {"Model": Model, "DetectionModel": Model, "Detect": Detect},
+        "models.common": {c.__name__: c for c in (Conv, Bottleneck, C3, SPPF, SPP, Focus, Concat)},
+    }
+    saved_modules = {name: sys.modules.get(name) for name in ("models", *homes)}
+    saved_names = {cls: (cls.__module__, cls.__qualname__) for members in homes.values() for cls in members.values()}
+    try:
+        sys.modules["models"] = types.ModuleType("models")
+        for module_name, members in homes.items():
+            module = types.ModuleType(module_name)
+            for name, cls in members.items():
+                setattr(module, name, cls)
+            sys.modules[module_name] = module
+        for module_name, members in homes.items():
+            for name, cls in members.items():
+                if name != "DetectionModel":
+                    cls.__module__, cls.__qualname__ = module_name, name
+        torch.save(checkpoint, path)
+    finally:
+        for cls, (module_name, qualname) in saved_names.items():
+            cls.__module__, cls.__qualname__ = module_name, qualname
+        for name, previous in saved_modules.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
 
 
 def class_names(model: Model) -> list[str]:

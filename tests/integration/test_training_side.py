@@ -134,7 +134,7 @@ def test_chain_split_train_export_prune_quantize_eval(
 
     run = tmp_path / "run"
     proc = run_cli("train", "--data", split_dir, "--model", "yolov5n", "--weights", weights_path, "--epochs", "1",
-                   "--imgsz", "160", "--batch", "8", "-o", run)  # fmt: skip
+                   "--imgsz", "160", "--batch", "8", "--head", "new", "-o", run)  # fmt: skip
     # one epoch with a fresh head is far worse than the COCO model it started from on unseen locations: refused
     assert proc.returncode == 7, proc.stderr
     assert "WORSE THAN ITS STARTING MODEL ON UNSEEN LOCATIONS" in proc.stderr and "--allow-worse" in proc.stderr
@@ -235,8 +235,9 @@ def test_train_a_larger_layout_from_its_architecture_alone_warns_loudly(tmp_path
     """yolov5s's weights are not on this machine: it trains from random weights, says so, and cannot be compared
     with a starting model."""
     run = tmp_path / "run-s"
-    proc = run_cli("train", "--data", split_dir, "--model", "yolov5s", "--epochs", "1", "--imgsz", "64",
-                   "--batch", "8", "-o", run)  # fmt: skip
+    proc = run_cli(
+        "train", "--data", split_dir, "--model", "yolov5s", "--epochs", "1", "--imgsz", "64", "--batch", "8", "-o", run
+    )  # fmt: skip  (the default warm head needs a checkpoint: learnt anew)
     assert proc.returncode == 0, proc.stderr
     assert "NO PRETRAINED WEIGHTS" in proc.stderr and "yolov5s.pt" in proc.stderr
     assert "trained from its architecture alone" in proc.stdout
@@ -244,3 +245,31 @@ def test_train_a_larger_layout_from_its_architecture_alone_warns_loudly(tmp_path
     config = json.loads((run / "run_config.json").read_text())
     assert config["pretrained"] is False and config["tensors_carried"] == 0 and config["verdict"] == "accepted"
     assert (run / "train" / "weights" / "best.pt").is_file()
+
+
+def test_warm_head_keeps_what_the_pretrained_model_knew(tmp_path: Path, split_dir: Path, weights_path: Path) -> None:
+    """The default --head warm: the classic model fine-tuned whole, its head rows taken from COCO's (animal from the
+    ten animal classes, person copied, vehicle from five). Before any step it is the COCO model with camera-trap
+    categories, so epoch 0 already scores what the starting model does; two epochs at a small rate keep it there,
+    and the result is a classic checkpoint that exports as one."""
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.toolchain.yolov5_classic import load_classic
+
+    run = tmp_path / "warm"
+    proc = run_cli("train", "--data", split_dir, "--weights", weights_path, "--epochs", "2", "--imgsz", "160",
+                   "--batch", "16", "--freeze", "10", "-o", run)  # fmt: skip
+    assert proc.returncode in (0, 7), proc.stderr
+    assert "head warm-started: animal combined from 10, person copied, vehicle combined from 5" in proc.stdout
+    config = json.loads((run / "run_config.json").read_text())
+    assert config["head"] == "warm" and config["tensors_carried"] == config["tensors_in_source"] - 6
+    unseen = config["against_start"]["scores"]["unseen"]
+    # the warm start is the starting model, bar the head's reshaping: close on unseen locations from epoch 0
+    assert config["history"][0]["epoch"] == 0 and config["history"][0]["val_map50"] > 0.1
+    assert unseen["finetuned"]["map50"] >= unseen["start"]["map50"] - 0.1, unseen
+    best = run / "train" / "weights" / "best.pt"
+    model, _ = load_classic(best)  # pickled as the original repository pickles: our loader reads it
+    assert list(model.names) == ["animal", "person", "vehicle"] and model.detect.no == 8
+    onnx = tmp_path / "warm.onnx"
+    assert run_cli("export", best, "--imgsz", "160", "-o", onnx).returncode == 0
+    detector = Detector(onnx)
+    assert detector.card.head == "yolov5" and detector.class_names == ("animal", "person", "vehicle")
