@@ -104,3 +104,26 @@ def test_ultralytics_checkpoint_exports_with_anchor_free_head(
     np.testing.assert_allclose(actual, expected, atol=1e-3, rtol=1e-3)
     result = detector.infer(prepared)
     assert result.ok and result.detections is not None
+
+
+def test_registry_knows_megadetector_and_checks_its_published_md5(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from andi_edge.errors import ModelError
+    from andi_edge.toolchain.weights import load_registry, resolve_weights
+
+    registry = load_registry()
+    v5a = registry["md-v5a"]
+    assert (v5a.imgsz, v5a.typical, v5a.conservative, v5a.licence) == (1280, 0.2, 0.05, "MIT")
+    assert v5a.md5 == "ec1d7603ec8cf642d6e0cd008ba2be8c" and v5a.url.endswith("/v5.0/md_v5a.0.0.pt")
+    for name in ("md-v6-yolov9-c", "md-v6-yolov10-c", "md-v6-rtdetr-c", "md-v5b", "yolov5x"):
+        assert registry[name].url.startswith("https://"), name
+    # a file with MegaDetector's name but other bytes, found by name (any spelling): refused with the URL to fetch
+    (tmp_path / "md_v5a.0.0.pt").write_bytes(b"not the release")
+    monkeypatch.setenv("ANDI_EDGE_MODELS_DIR", str(tmp_path))
+    for spelling in ("md-v5a", "md_v5a", "MDV5A"):
+        with pytest.raises(ModelError, match=r"md5 .* does not match the official md-v5a") as raised:
+            resolve_weights(spelling)
+        assert raised.value.hint is not None and "download it again" in raised.value.hint
+    # given as a path, the same file is someone's own model: accepted, not labelled as the official one
+    assert resolve_weights(str(tmp_path / "md_v5a.0.0.pt")).known is None
