@@ -9,7 +9,9 @@ whole and its head re-sized to the dataset's classes, each new row initialised f
 - a class the COCO model has (``person``, ``car``): its row copied;
 - a camera-trap category (``animal``, ``vehicle``: the runtime's ``coco-to-megadetector`` members): the mean of its
   member rows' weights, and the bias whose sigmoid is the noisy-or of the members' prior probabilities;
-- any other class (a species): a fresh row with YOLOv5's prior bias (as from scratch).
+- a species (any name ``observation_type`` calls an animal, "opossum" or "mountain_lion"): like ``animal``, since
+  every species is one; the fine-tuning then tells the species apart;
+- anything else (a class that is neither): a fresh row with YOLOv5's prior bias (as from scratch).
 
 The loss is YOLOv5's, written here from its published description: anchors matched to targets by width/height
 ratio (< 4), each target also assigned to the two nearest neighbouring cells, CIoU box loss, objectness towards
@@ -38,6 +40,7 @@ from andi_edge.accuracy import evaluate
 from andi_edge.config import DEFAULT_MAX_IMAGE_PIXELS
 from andi_edge.detections import Detections
 from andi_edge.errors import PhotoError, UsageError
+from andi_edge.results.observation_types import observation_type
 from andi_edge.runtime.categories import COCO_CLASS_NAMES, coco_to_megadetector
 from andi_edge.runtime.decode import decode_photo
 from andi_edge.runtime.heads import decode_head
@@ -83,13 +86,14 @@ def warm_start_head(model: Model, new_names: list[str]) -> HeadInit:
             w_new[:, :5], b_new[:, :5] = w_old[:, :5], b_old[:, :5]
             for k, name in enumerate(new_names):
                 row = 5 + k
-                sources = [index[name]] if name in index else [index[m] for m in members.get(name, ()) if m in index]
+                group = name if name in members else ("animal" if observation_type(name) == "animal" else "")
+                sources = [index[name]] if name in index else [index[m] for m in members.get(group, ()) if m in index]
                 if sources:
                     rows = [5 + s for s in sources]
                     w_new[:, row] = w_old[:, rows].mean(dim=1)
                     miss = torch.prod(1 - torch.sigmoid(b_old[:, rows]), dim=1).clamp(1e-6, 1 - 1e-6)
                     b_new[:, row] = torch.log((1 - miss) / miss)  # logit of the noisy-or of the priors
-                    how[name] = "copied" if len(sources) == 1 and name in index else f"combined from {len(rows)}"
+                    how[name] = "copied" if name in index else f"combined from {len(rows)}"
                 else:
                     w_new[:, row] = 0.0
                     b_new[:, row] = math.log(FRESH_CLASS_PRIOR / max(nc - 0.99, 0.01))

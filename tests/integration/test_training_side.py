@@ -273,3 +273,41 @@ def test_warm_head_keeps_what_the_pretrained_model_knew(tmp_path: Path, split_di
     assert run_cli("export", best, "--imgsz", "160", "-o", onnx).returncode == 0
     detector = Detector(onnx)
     assert detector.card.head == "yolov5" and detector.class_names == ("animal", "person", "vehicle")
+
+
+def test_warm_head_rows_come_from_the_pretrained_head(weights_path: Path, photos_dir: Path) -> None:
+    """Before any training step: box and objectness outputs equal the COCO model's, a COCO class's row is its own,
+    a category's and a species' prior is the noisy-or of COCO's animal priors, an unknown class is fresh."""
+    import torch
+
+    from andi_edge.runtime.categories import COCO_ANIMALS, COCO_CLASS_NAMES
+    from andi_edge.toolchain.classic_train import warm_start_head
+    from andi_edge.toolchain.yolov5_classic import load_classic
+    from tests.architectures import letterboxed
+
+    original, _ = load_classic(weights_path)
+    warm, _ = load_classic(weights_path)
+    names = ["animal", "person", "car", "mountain_lion", "empty"]
+    init = warm_start_head(warm, names)
+    assert init.rows == {"animal": "combined from 10", "person": "copied", "car": "copied",
+                         "mountain_lion": "combined from 10", "empty": "fresh"}  # fmt: skip
+    [photo] = letterboxed([photos_dir / "burrowing_owl" / "RCNX2938.JPG"], 320)
+    with torch.no_grad():
+        before = original.forward_raw(torch.from_numpy(photo))
+        after = warm.forward_raw(torch.from_numpy(photo))
+    person, car = 5 + COCO_CLASS_NAMES.index("person"), 5 + COCO_CLASS_NAMES.index("car")
+    for old, new in zip(before, after, strict=True):
+        assert new.shape[-1] == 5 + len(names)
+        torch.testing.assert_close(new[..., :5], old[..., :5])
+        torch.testing.assert_close(new[..., 6], old[..., person])
+        torch.testing.assert_close(new[..., 7], old[..., car])
+    animal_rows = [5 + COCO_CLASS_NAMES.index(n) for n in COCO_ANIMALS]
+    for old_conv, new_conv in zip(original.detect.m, warm.detect.m, strict=True):
+        assert isinstance(old_conv, torch.nn.Conv2d) and isinstance(new_conv, torch.nn.Conv2d)
+        assert old_conv.bias is not None and new_conv.bias is not None
+        old_bias = old_conv.bias.view(3, 85)
+        new_bias = new_conv.bias.view(3, 10)
+        noisy_or = 1 - torch.prod(1 - torch.sigmoid(old_bias[:, animal_rows]), dim=1)
+        for column in (5, 8):  # animal, mountain_lion
+            torch.testing.assert_close(torch.sigmoid(new_bias[:, column]), noisy_or)
+        assert torch.all(new_conv.weight.view(3, 10, -1)[:, 9] == 0), "a fresh row starts at the prior only"
