@@ -8,6 +8,7 @@ from a USB stick on a laptop in the field.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import logging
@@ -94,9 +95,10 @@ class _Page:
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            # no network: forbid every fetch except inline styles and data: images
+            # no network, and no script but our own: every fetch forbidden except data: images; the one inline
+            # script allowed by its hash, so markup smuggled in through a card (a file name) cannot run
             '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
-            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">",
+            f"style-src 'unsafe-inline'; script-src '{SCRIPT_HASH}'\">",
             f"<title>andi-edge report: {_e(facts.model_name)}</title>",
             f"<style>{_CSS}</style></head><body>",
             "<h1>Camera-trap run report</h1>",
@@ -294,10 +296,10 @@ class _Page:
     # -- thumbnails ---------------------------------------------------------------------------------------------
 
     def _figure(self, record: PhotoRecord, only_box: int | None = None) -> str:
-        caption = f"{record.card_id}/{record.rel_path}"
+        caption = _e(f"{record.card_id}/{record.rel_path}")
         event = self.review.event_of(record.key)
         if event is not None:
-            caption += f" &middot; event {self.review.label_name(event.label_index)} ({len(event.photos)} photos)"
+            caption += f" &middot; event {_e(self.review.label_name(event.label_index))} ({len(event.photos)} photos)"
         thumbnail = self._thumbnail(record)
         if thumbnail is None:
             return (
@@ -407,3 +409,6 @@ addEventListener('load',function(){document.querySelectorAll('figure.thumb img')
   var ok=i.complete&&i.naturalWidth>0;i.closest('figure').classList.toggle('broken',!ok);
   i.setAttribute('data-decoded',ok?'yes':'no');});document.body.setAttribute('data-ready','yes');});
 """
+
+#: the Content-Security-Policy source that allows exactly ``_SCRIPT`` and nothing else
+SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()

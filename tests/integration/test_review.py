@@ -465,3 +465,38 @@ def test_a_running_daemon_updates_earlier_sidecars_as_a_burst_grows(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+HOSTILE_NAMES = (
+    "<img src=x onerror=document.body.setAttribute('data-pwned','1')>.JPG",
+    '"><svg onload=document.body.setAttribute("data-pwned","2")>.jpg',
+)
+
+
+def test_report_escapes_hostile_names_and_failures(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """File names are text from strangers: markup in a name (or in a failure message quoting one) is shown as
+    text, never parsed into elements, and the page's CSP lets only its own hashed script run."""
+    daemon = make_daemon(tmp_path, model_320)
+    burst = sorted((photos_dir / "serengeti_S1_D04_R6_sequence").glob("*.JPG"))
+    for name, photo in zip(HOSTILE_NAMES, burst, strict=False):
+        shutil.copy2(photo, daemon.card / name)
+    (daemon.card / "<b onmouseover=alert(3)>broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    daemon.run_once()
+    report = tmp_path / "report.html"
+    made = run_cli("report", "--state", daemon.state, "-o", report, "--samples", "10", "--empty-samples", "10")
+    assert made.returncode == 0, made.stderr
+    source = report.read_text()
+    parsed = _Dom()
+    parsed.feed(source)
+    for tag, attributes in parsed.elements:
+        assert not any(a.startswith("on") for a in attributes), f"an event handler reached <{tag}>"
+    assert len(parsed.find("script")) == 1 and not parsed.find("svg", "onload")
+    assert not [a for a in parsed.find("img") if a.get("src") == "x"]
+    assert "&lt;img src=x onerror=" in source and "&lt;b onmouseover=alert(3)&gt;broken.jpg" in source
+    csp = next(a["content"] for a in parsed.find("meta", "http-equiv"))
+    assert "'unsafe-inline'" not in csp.split("script-src", 1)[1] and "sha256-" in csp
+    rendered = _Dom()
+    rendered.feed(_render(report, tmp_path / "shot.png"))
+    body = rendered.find("body")[0]
+    assert body.get("data-ready") == "yes", "our own (hashed) script still runs"
+    assert "data-pwned" not in body
