@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -195,12 +196,18 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+#: EXIF text is from strangers: control characters (C0, DEL, C1) go, so no output format has to carry them
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: a camera make, model or serial is a short label; more than this is not one
+MAX_EXIF_TEXT_CHARS = 256
+
+
 def _clean_text(value: object) -> str | None:
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     if not isinstance(value, str):
         return None
-    text = value.replace("\x00", "").strip()
+    text = _CONTROL_CHARACTERS.sub(" ", value).strip()[:MAX_EXIF_TEXT_CHARS].strip()
     return text or None
 
 

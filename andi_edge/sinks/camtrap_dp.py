@@ -9,6 +9,7 @@ Wildlife Insights and camtrapdp (R).
   labelled with its highest-confidence class; all ``classificationMethod=machine`` with the model named
 - a photo with a person in it, or in the same event as one, is ``filePublic=false``
 - repeat detections that the run suppresses are left out; flagged ones are kept and tagged
+- text that would start a spreadsheet formula (``=``, ``+``, ``-``, ``@``) is prefixed with ``'`` (``_cell``)
 """
 
 from __future__ import annotations
@@ -108,11 +109,20 @@ def _csv(fields: tuple[str, ...], rows: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+#: a text cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
+    """One CSV cell. Text starting like a formula (``=HYPERLINK(...)`` in an EXIF camera model) gets a leading
+    apostrophe, OWASP's advice against CSV injection: spreadsheets show it as text, and the value stays readable.
+    Numbers are written as numbers (a negative longitude is no formula)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return value
 
 

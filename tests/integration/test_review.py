@@ -500,3 +500,35 @@ def test_report_escapes_hostile_names_and_failures(tmp_path: Path, photos_dir: P
     body = rendered.find("body")[0]
     assert body.get("data-ready") == "yes", "our own (hashed) script still runs"
     assert "data-pwned" not in body
+
+
+def test_camtrap_dp_neutralises_formulas_and_exif_control_characters(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    """EXIF text is from strangers: a camera model that is a spreadsheet formula lands in deployments.csv as text
+    (a leading apostrophe), control characters are gone, and the package still validates."""
+    from PIL import Image
+
+    daemon = make_daemon(tmp_path, model_320)
+    (daemon.card / "serengeti").mkdir()
+    source = sorted((photos_dir / "serengeti_S1_D04_R6_sequence").glob("*.JPG"))[0]
+    with Image.open(source) as im:
+        exif = im.getexif()
+        exif[0x010F] = '=HYPERLINK("http://example.invalid","click")'  # Make
+        exif[0x0110] = "Trail\x1b[31mCam\x07 9"  # Model, with an ANSI escape and a bell
+        im.save(daemon.card / "serengeti" / "IMG_0001.JPG", exif=exif, quality=90)
+    daemon.run_once()
+    [entry] = daemon.batch()["images"]
+    assert entry["exif_metadata"]["Model"] == "Trail [31mCam  9", "control characters replaced at decode"
+    package = tmp_path / "package"
+    made = run_cli(
+        "export-camtrap-dp", "--state", daemon.state, "-o", package, "--deployment-config",
+        _deployment_config(tmp_path / "deployments.yaml"),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert package_errors(package) == []
+    [deployment] = [d for d in _csv(package / "deployments.csv") if d["deploymentID"] == "SER-D04"]
+    assert deployment["cameraModel"].startswith("'=HYPERLINK("), deployment["cameraModel"]
+    assert float(deployment["longitude"]) == 34.82, "numbers stay numbers"
+    text = (package / "deployments.csv").read_text()
+    assert "\x1b" not in text and "\x07" not in text
