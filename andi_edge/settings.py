@@ -7,6 +7,7 @@ start (``andi-edge check --config FILE``), so a typo never surfaces at 3 a.m. in
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -198,6 +199,8 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
         raise ConfigError(f"'{key}' in {source} has an unsupported type")
     if not isinstance(value, allowed) or (annotation is not bool and isinstance(value, bool)):
         raise ConfigError(f"'{key}' in {source} must be {annotation.__name__}, got {value!r}")
+    if annotation is float and not math.isfinite(typing.cast(float, value)):
+        raise ConfigError(f"'{key}' in {source} must be a finite number, got {value!r}")
     return float(typing.cast(float, value)) if annotation is float else value
 
 

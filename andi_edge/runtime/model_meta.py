@@ -135,6 +135,8 @@ class ModelCard:
         if not isinstance(raw, dict):
             raise ModelError("model card must be a JSON object")
         version = raw.get("schema_version", CARD_SCHEMA_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ModelError(f"model card: schema_version must be a positive whole number, found {version!r}")
         if version > CARD_SCHEMA_VERSION:
             raise ModelError(
                 f"model card schema {version} is newer than this andi-edge understands ({CARD_SCHEMA_VERSION})",

@@ -62,3 +62,9 @@ def test_bad_cards_are_refused() -> None:
         ModelCard.from_json("{not json")
     with pytest.raises(ModelError, match="missing"):
         ModelCard.from_json('{"name": "x"}')
+
+
+@pytest.mark.parametrize("version", ['"2"', "1.5", "0", "true", "null"])
+def test_card_schema_version_must_be_a_whole_number(version: str) -> None:
+    with pytest.raises(ModelError, match="schema_version"):
+        ModelCard.from_json(f'{{"schema_version": {version}}}')

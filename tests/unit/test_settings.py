@@ -80,3 +80,11 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     path.write_text("watch: /x\nmodel: m.onnx\noutput: /o\nbackend:\n  threads: 4\n")
     config = load_watch_config(path, {"watch": "/card", "backend.threads": 2, "state": None})
     assert config.watch == "/card" and config.backend.threads == 2 and config.state == ""
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_numbers_are_refused(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"watch: /w\nmodel: /m.onnx\noutput: /o\ndiscovery:\n  poll_interval_s: {value}\n")
+    with pytest.raises(ConfigError, match=r"discovery\.poll_interval_s.*finite"):
+        load_watch_config(config)
