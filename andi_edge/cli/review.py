@@ -98,7 +98,7 @@ def cmd_repeats(args: argparse.Namespace) -> int:
     from andi_edge.state.journal import open_existing
 
     if args.keep or args.unkeep:
-        journal = open_existing(args.state)
+        journal = open_existing(args.state, writable=True)
         try:
             known = {p.pattern_id for p in load_run(args.state).review.patterns} | journal.kept_patterns()
             for pattern_id in args.keep:

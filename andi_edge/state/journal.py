@@ -96,10 +96,15 @@ def _row(r: sqlite3.Row) -> PhotoRow:
 class Journal:
     """One connection, used from one thread (the daemon's main loop)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, read_only: bool = False) -> None:
+        self.path = state_dir / DB_NAME
+        self.read_only = read_only
+        if read_only:
+            self._db = _connect_read_only(self.path)
+            self._db.row_factory = sqlite3.Row
+            return
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
-            self.path = state_dir / DB_NAME
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise OutputError(f"cannot open the journal in {state_dir}: {exc}") from exc
@@ -294,11 +299,34 @@ class Journal:
         return cursor.rowcount == 1
 
 
-def open_existing(state_dir: Path) -> Journal:
+def open_existing(state_dir: Path, writable: bool = False) -> Journal:
     """Open a journal the daemon already made (status, report, export, repeats), without creating one: a wrong
-    --state folder is an error, not a new empty journal. The connection can write (`repeats --keep` does)."""
-    if not (state_dir / DB_NAME).is_file():
+    --state folder is an error, not a new empty journal. Read-only unless ``writable`` (`repeats --keep`), so
+    that a journal on a read-only mount, or one the reader may not write, can still be read."""
+    try:
+        found = (state_dir / DB_NAME).is_file()
+    except OSError as exc:  # e.g. a folder on the way that this user may not enter
+        raise OutputError(
+            f"cannot look into {state_dir}: {exc.strerror or exc}",
+            hint="run as a user who may read the state folder (the daemon's, or root)",
+        ) from exc
+    if not found:
         raise OutputError(
             f"no journal in {state_dir}", hint="is this the --state folder of `andi-edge watch`? has it run yet?"
         )
-    return Journal(state_dir)
+    return Journal(state_dir, read_only=not writable)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. SQLite's ``mode=ro`` still needs the WAL index (``-shm``) to be writable; where the
+    folder cannot be written and no daemon is there to keep it, ``immutable=1`` reads the file as it stands."""
+    uri = path.absolute().as_uri()
+    errors = []
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            db = sqlite3.connect(f"{uri}?{options}", uri=True, isolation_level=None, timeout=30)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.Error as exc:
+            errors.append(f"{options}: {exc}")
+    raise OutputError(f"cannot read the journal {path}: {'; '.join(errors)}")

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -271,3 +272,57 @@ def test_one_daemon_per_state_folder_and_config_errors(tmp_path: Path, photos_di
     assert ok.returncode == 0 and "config ok" in ok.stdout and "model ok" in ok.stdout
     missing = run_cli("watch", "--config", good, "--model", tmp_path / "nope.onnx", "--once")
     assert missing.returncode == 3 and "model file not found" in missing.stderr
+
+
+def test_status_and_report_read_a_journal_they_cannot_write(tmp_path: Path, card_copy: Path, model_320: Path) -> None:
+    """A journal on a read-only mount, or read by another user: status and report read it without writing.
+    Run as the unprivileged user `nobody` (root ignores file modes), against a state folder made read-only."""
+    from tests.integration.cli_runner import ANDI_EDGE
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run a command as another user")
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if subprocess.run([*as_nobody, str(ANDI_EDGE), "--help"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("this checkout is not readable by an unprivileged user")
+    daemon = make_daemon(tmp_path, model_320)  # its card is card_copy (tmp_path / "card"): three real photos
+    assert daemon.card == card_copy
+    daemon.run_once()
+    # pytest's own folders are private to root: nobody may not even look in; that is a clear error...
+    refused = subprocess.run(
+        [*as_nobody, str(ANDI_EDGE), "status", "--state", str(daemon.state)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 6 and "cannot look into" in refused.stderr and "internal" not in refused.stderr
+    # ...and a state folder it may read but not write is read
+    shared = Path(tempfile.mkdtemp(prefix="andi-ro-"))
+    shared.chmod(0o755)
+    daemon.state = Path(shutil.copytree(daemon.state, shared / "state"))
+    for path in [daemon.state, *daemon.state.iterdir()]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    report = shared / "public" / "report.html"
+    report.parent.mkdir()
+    report.parent.chmod(0o777)
+    try:
+        status = subprocess.run(
+            [*as_nobody, str(ANDI_EDGE), "status", "--state", str(daemon.state)],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        made = subprocess.run(
+            [*as_nobody, str(ANDI_EDGE), "report", "--state", str(daemon.state), "-o", str(report)],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        written = report.is_file()
+    finally:
+        for path in [daemon.state, *daemon.state.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        shutil.rmtree(shared)
+    assert status.returncode == 0, status.stderr
+    assert "done 3" in status.stdout
+    assert made.returncode == 0, made.stderr
+    assert written and "3 photos" in made.stdout
