@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge.errors import OutputError
+from andi_edge.sinks.names import temp_prefix
 
 TMP_SUFFIX = ".tmp"
 #: what ``mkstemp(prefix=".NAME.", suffix=".tmp")`` creates: a hidden name, 8 random characters, .tmp
@@ -41,7 +42,7 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> None
     the service's UMask=0027 means to share them with."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TMP_SUFFIX, dir=path.parent)
     except OSError as exc:  # an unwritable or missing place, or a full disk (the daemon pauses on ENOSPC)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:

@@ -1,13 +1,13 @@
 """Crops of detections, cut from the full-resolution upright photo, in per-class folders, named deterministically.
 
-Name: ``crops/<class>/<path on card with / as __, extension dropped>__det<NN>.jpg``, NN the detection's rank by
-confidence. Re-running on the same photo rewrites the same files.
+Name: ``crops/<class>/<end of the path on card, / as __, extension dropped>__<hash of the photo's output key>__det<NN>
+.jpg``, NN the detection's rank by confidence (``sinks.names.derived_stem``: bounded, and two photos never share
+one however their names clean up). Re-running on the same photo rewrites the same files.
 """
 
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,9 @@ from PIL import Image
 
 from andi_edge.detections import Detections
 from andi_edge.sinks.atomic import write_bytes_atomic
+from andi_edge.sinks.names import bounded_name, derived_stem, safe_name
 
 CROPS_DIR = "crops"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(text: str) -> str:
-    return _UNSAFE.sub("_", text).strip("._") or "unnamed"
 
 
 def crop_boxes_xyxy_px(detections: Detections, width_px: int, height_px: int, padding: float) -> npt.NDArray[np.int64]:
@@ -53,11 +49,11 @@ def write_crops(
     ranked = detections.sorted_by_confidence()
     height, width = upright_rgb.shape[:2]
     windows = crop_boxes_xyxy_px(ranked, width, height, padding)
-    stem = safe_name(Path(output_key).with_suffix("").as_posix().replace("/", "__"))
+    stem = derived_stem(output_key)
     written = []
     for rank, (window, class_id) in enumerate(zip(windows, ranked.class_id, strict=True)):
         x0, y0, x1, y1 = (int(v) for v in window)
-        class_name = safe_name(class_names[int(class_id)])
+        class_name = bounded_name(safe_name(class_names[int(class_id)]))
         relative = f"{CROPS_DIR}/{class_name}/{stem}__det{rank:02d}.jpg"
         buffer = io.BytesIO()
         Image.fromarray(upright_rgb[y0:y1, x0:x1]).save(buffer, format="JPEG", quality=jpeg_quality)

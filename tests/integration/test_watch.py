@@ -326,3 +326,39 @@ def test_status_and_report_read_a_journal_they_cannot_write(tmp_path: Path, card
     assert "done 3" in status.stdout
     assert made.returncode == 0, made.stderr
     assert written and "3 photos" in made.stdout
+
+
+def test_long_deep_and_colliding_names_each_get_their_own_outputs(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    """Names that once stopped a card: a 240-byte name three 200-byte folders deep (its sidecar and temp names
+    past 255 bytes), and names whose flattened or cleaned forms collide. Every photo is done, once, with its own
+    sidecar and crops."""
+    daemon = make_daemon(tmp_path, model_320)
+    frames = sorted((photos_dir / "serengeti_S1_D04_R6_sequence").glob("*.JPG"))
+    deep = daemon.card / ("a" * 200) / ("b" * 200) / ("c" * 200)
+    deep.mkdir(parents=True)
+    names = [
+        deep.relative_to(daemon.card) / ("d" * 240 + ".JPG"),
+        Path("x") / "y.JPG",
+        Path("x__y.JPG"),
+        Path("IMG_1.JPG"),
+        Path("IMG_1.PNG"),  # a JPEG named .PNG: read by content
+    ]
+    for name, frame in zip(names, frames, strict=False):
+        (daemon.card / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(frame, daemon.card / name)
+    daemon.run_once()
+    status = run_cli("status", "--state", daemon.state)
+    assert f"done {len(names)}, failed 0" in status.stdout, status.stdout + daemon.log.read_text()[-3000:]
+    from andi_edge.sinks.sidecar import sidecar_path
+
+    crops: list[str] = []
+    for name in names:
+        sidecar = sidecar_path(daemon.out / "local", name.as_posix())
+        assert sidecar.is_file(), name
+        assert all(len(os.fsencode(part)) <= 255 for part in sidecar.relative_to(daemon.out).parts)
+        crops += json.loads(sidecar.read_text())["andi_edge"]["crops"]
+    assert crops and len(set(crops)) == len(crops), "no two photos share a crop file"
+    on_disk = {p.relative_to(daemon.out / "local").as_posix() for p in (daemon.out / "local" / "crops").rglob("*.jpg")}
+    assert on_disk == set(crops)
