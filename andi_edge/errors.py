@@ -75,3 +75,9 @@ class OutputError(AndiEdgeError):
     """Results could not be written (permissions, full disk)."""
 
     exit_code = 6
+
+
+class JournalError(AndiEdgeError):
+    """The journal is damaged, or missing while outputs exist: starting over would silently redo or lose work."""
+
+    exit_code = 8

@@ -54,7 +54,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if not Path(config.watch).is_dir() and args.once:
         raise UsageError(f"{config.watch}: no such folder to watch")
     detector = _detector_from_config(config)
-    service = WatchService(config, detector, _state_dir(config), once=args.once)
+    service = WatchService(config, detector, _state_dir(config), once=args.once, new_journal=args.new_journal)
     service.install_signal_handlers()
     return service.run()
 
@@ -153,6 +153,12 @@ def register(commands: Any) -> None:
     watch.add_argument("--state", type=Path, help="journal folder (default: OUTPUT/.andi-edge-state)")
     watch.add_argument("--config", "-c", type=Path, help="YAML config file (see deploy/config.example.yaml)")
     watch.add_argument("--once", action="store_true", help="process what is there now, write outputs, exit 0")
+    watch.add_argument(
+        "--new-journal",
+        action="store_true",
+        help="begin a new journal although outputs of an earlier run exist (after a lost or damaged journal: "
+        "every photo is processed again, its outputs rewritten in place)",
+    )
     watch.add_argument("--log-format", choices=["plain", "json"], default=None, help="log line format")
     add_category_options(watch, default=None)
     watch.set_defaults(handler=cmd_watch)

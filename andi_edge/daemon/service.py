@@ -44,7 +44,7 @@ from andi_edge.sinks.atomic import remove_stale_temp_files, write_json_atomic
 from andi_edge.sinks.crops import write_crops
 from andi_edge.sinks.md_batch import annotate_entry, batch_document, image_entry
 from andi_edge.sinks.sidecar import sidecar_path, update_sidecar, write_sidecar
-from andi_edge.state.journal import Journal, PhotoRow
+from andi_edge.state.journal import Journal, PhotoRow, check_not_lost
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,11 @@ class WatchService:
         state_dir: Path,
         once: bool = False,
         notifier: Notifier | None = None,
+        new_journal: bool = False,
     ) -> None:
         self.config = config
+        #: begin a journal anew even where outputs of an earlier run exist (the documented recovery)
+        self.new_journal = new_journal
         self.detector = detector
         self.root = Path(os.path.abspath(config.watch))
         self.output_dir = Path(config.output)
@@ -149,8 +152,11 @@ class WatchService:
 
     def run(self) -> int:
         self._acquire_lock()
-        journal = Journal(self.state_dir)
+        if not self.new_journal:
+            check_not_lost(self.state_dir, self.output_dir)
+        journal = Journal(self.state_dir)  # a damaged journal stops here, with the way back (JournalError)
         try:
+            self._back_up(journal)
             reaped = journal.reap_stale_claims()
             if reaped:
                 log.warning("re-queued %d photo(s) claimed by an earlier run that did not finish", reaped)
@@ -175,10 +181,19 @@ class WatchService:
                 self._render_batches(journal, force=True)
                 self._write_metrics(journal, force=True)
             counts = journal.counts()
+            self._back_up(journal)
             journal.close()
             self.notifier.close()
             log.info("stopped: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
         return 0
+
+    @staticmethod
+    def _back_up(journal: Journal) -> None:
+        """The rolling backup a damaged journal is restored from (at start, once checked, and at stop)."""
+        try:
+            journal.back_up()
+        except OutputError as exc:
+            log.warning("%s: the previous backup stays", exc.message)
 
     def _run_facts(self) -> dict[str, Any]:
         """What `report` and `export-camtrap-dp` need to know about this run, kept in the journal."""

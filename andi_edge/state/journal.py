@@ -12,7 +12,9 @@ photo is processed again; outputs are idempotent (same names, atomic replace), s
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -21,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from andi_edge.errors import OutputError
+from andi_edge.errors import JournalError, OutputError
 
 SCHEMA_VERSION = 2
 DB_NAME = "journal.sqlite3"
+#: the last journal that passed its integrity check, copied at each daemon start (the documented way back)
+BACKUP_NAME = "journal.backup.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos (
@@ -103,12 +107,17 @@ class Journal:
             self._db = _connect_read_only(self.path)
             self._db.row_factory = sqlite3.Row
             return
+        existed = self.path.exists()
+        if existed and self.path.stat().st_size == 0:
+            raise _damaged(self.path, "it is empty (0 bytes)")
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise OutputError(f"cannot open the journal in {state_dir}: {exc}") from exc
         self._db.row_factory = sqlite3.Row
+        if existed:
+            self._check_integrity()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -120,6 +129,34 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+
+    def _check_integrity(self) -> None:
+        """SQLite's own quick check: a file that is not a database, or a damaged one, stops here with the way back."""
+        try:
+            verdict = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise _damaged(self.path, str(exc)) from exc
+        if verdict != ["ok"]:
+            self._db.close()
+            raise _damaged(self.path, "; ".join(verdict[:3]))
+
+    def back_up(self) -> Path:
+        """Copy the journal, consistently (SQLite's online backup), to ``BACKUP_NAME`` beside it, atomically."""
+        target = self.path.with_name(BACKUP_NAME)
+        staging = self.path.with_name(BACKUP_NAME + ".tmp")
+        try:
+            copy = sqlite3.connect(staging)
+            try:
+                self._db.backup(copy)
+            finally:
+                copy.close()
+            os.replace(staging, target)
+        except (OSError, sqlite3.Error) as exc:  # a full state volume, say: no backup this time
+            with contextlib.suppress(OSError):
+                staging.unlink()
+            raise OutputError(f"cannot back up the journal to {target}: {exc}") from exc
+        return target
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -297,6 +334,41 @@ class Journal:
         with self._tx():
             cursor = self._db.execute("DELETE FROM repeat_verdicts WHERE pattern_id=?", (pattern_id,))
         return cursor.rowcount == 1
+
+
+def _damaged(path: Path, why: str) -> JournalError:
+    backup = path.with_name(BACKUP_NAME)
+    if backup.is_file():
+        way_back = (
+            f"restore the last good copy, kept by the daemon at its last start: mv {path} {path}.damaged && "
+            f"cp {backup} {path}; photos finished since then are done again (their outputs are rewritten in place)"
+        )
+    else:
+        way_back = (
+            f"there is no backup ({backup}): move the damaged journal aside (mv {path} {path}.damaged) and start "
+            "with --new-journal to process every photo on the card again (outputs are rewritten in place)"
+        )
+    return JournalError(f"the journal {path} is damaged: {why}", hint=way_back)
+
+
+def check_not_lost(state_dir: Path, output_dir: Path) -> None:
+    """A journal that is missing while outputs exist is a journal lost (a wiped state volume, a wrong --state):
+    starting anew would re-do every photo without a word. Raises JournalError, with the way back."""
+    if (state_dir / DB_NAME).exists():
+        return
+    backup = state_dir / BACKUP_NAME
+    if backup.is_file():
+        raise JournalError(
+            f"the journal {state_dir / DB_NAME} is missing, but its backup is there",
+            hint=f"restore it: cp {backup} {state_dir / DB_NAME}; or start with --new-journal to begin anew",
+        )
+    outputs = next(output_dir.glob("*/megadetector_results.json"), None) if output_dir.is_dir() else None
+    if outputs is not None:
+        raise JournalError(
+            f"no journal in {state_dir}, but {output_dir} holds results of an earlier run ({outputs})",
+            hint="is --state the folder the daemon used before? If the journal is really gone, start with "
+            "--new-journal: every photo is processed again and its outputs rewritten in place",
+        )
 
 
 def open_existing(state_dir: Path, writable: bool = False) -> Journal:

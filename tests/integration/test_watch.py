@@ -362,3 +362,54 @@ def test_long_deep_and_colliding_names_each_get_their_own_outputs(
     assert crops and len(set(crops)) == len(crops), "no two photos share a crop file"
     on_disk = {p.relative_to(daemon.out / "local").as_posix() for p in (daemon.out / "local" / "crops").rglob("*.jpg")}
     assert on_disk == set(crops)
+
+
+def _watch_once(daemon: Daemon, *extra: str) -> tuple[int, str]:
+    before = daemon.log.stat().st_size if daemon.log.exists() else 0
+    code = daemon.start("--once", *extra).wait(timeout=240)
+    with daemon.log.open("rb") as log:
+        log.seek(before)
+        return code, log.read().decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("damage", ["zero bytes", "garbage", "truncated"])
+def test_a_damaged_journal_stops_the_daemon_with_the_way_back(
+    tmp_path: Path, card_copy: Path, model_320: Path, damage: str
+) -> None:
+    """Never a silent restart from zero, never an internal error at every start: exit 8, what is wrong, and the
+    documented recovery (the daemon's rolling backup), which then works and loses nothing."""
+    daemon = make_daemon(tmp_path, model_320)
+    daemon.run_once()
+    journal = daemon.state / "journal.sqlite3"
+    backup = daemon.state / "journal.backup.sqlite3"
+    assert backup.is_file(), "the daemon keeps a rolling backup"
+    data = journal.read_bytes()
+    for leftover in daemon.state.glob("journal.sqlite3-*"):  # the WAL of the run, as a power cut might leave it
+        leftover.unlink()
+    journal.write_bytes(
+        {"zero bytes": b"", "garbage": random.Random(0).randbytes(8192), "truncated": data[: len(data) // 2]}[damage]
+    )
+    code, log = _watch_once(daemon)
+    assert code == 8, log
+    assert "is damaged" in log and "Traceback" not in log and "internal error" not in log
+    assert f"cp {backup} {journal}" in log, "the message says how to restore the backup"
+    (journal).rename(journal.with_name("journal.sqlite3.damaged"))
+    shutil.copy2(backup, journal)
+    code, log = _watch_once(daemon)
+    assert code == 0, log
+    status = run_cli("status", "--state", daemon.state)
+    assert "done 3, failed 0" in status.stdout, status.stdout
+
+
+def test_a_lost_journal_is_not_silently_started_anew(tmp_path: Path, card_copy: Path, model_320: Path) -> None:
+    daemon = make_daemon(tmp_path, model_320)
+    daemon.run_once()
+    (daemon.state / "journal.sqlite3").unlink()
+    code, log = _watch_once(daemon)
+    assert code == 8 and "missing, but its backup is there" in log, log
+    (daemon.state / "journal.backup.sqlite3").unlink()
+    code, log = _watch_once(daemon)
+    assert code == 8 and "holds results of an earlier run" in log and "--new-journal" in log, log
+    code, log = _watch_once(daemon, "--new-journal")
+    assert code == 0, log
+    assert "done 3" in run_cli("status", "--state", daemon.state).stdout
