@@ -16,6 +16,8 @@ DEFAULT_MAX_DETECTIONS = 100
 #: The largest photo we decode (pixels). Trail cameras reach ~40 MP; a bigger "photo" is most likely a
 #: decompression bomb.
 DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
+#: The memory one photo's decode may take (MiB): half the service's MemoryMax (1 GiB) less the model and the rest.
+DEFAULT_MAX_DECODE_MB = 384
 #: DCT-scaled JPEG decode keeps at least this many decoded pixels per model-input pixel along each side.
 DEFAULT_DECODE_OVERSAMPLE = 1.0
 
@@ -32,6 +34,8 @@ class DetectorSettings:
     reduced_decode: bool = True
     decode_oversample: float = DEFAULT_DECODE_OVERSAMPLE
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    #: the memory one photo's decode may take, in MiB (estimated before decoding; see runtime.decode)
+    max_decode_mb: int = DEFAULT_MAX_DECODE_MB
     #: report the network's own classes (e.g. COCO's 80) instead of the card's camera-trap categories
     native_classes: bool = False
     #: with categories: also record each box's best native class as a MegaDetector ``classifications`` entry
@@ -48,3 +52,9 @@ class DetectorSettings:
             raise ConfigError(f"decode_oversample must be at least 1.0, got {self.decode_oversample}")
         if self.max_image_pixels < 1:
             raise ConfigError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
+        if self.max_decode_mb < 1:
+            raise ConfigError(f"max_decode_mb must be positive, got {self.max_decode_mb}")
+
+    @property
+    def max_decode_bytes(self) -> int:
+        return self.max_decode_mb * 2**20

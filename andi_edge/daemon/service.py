@@ -393,25 +393,35 @@ class WatchService:
         if free < self.config.disk.min_free_mb * MIB:
             raise DiskFullError(f"only {free // MIB} MiB free in {self.output_dir}")
         written: list[Path] = []
+        crops_skipped: str | None = None
         try:
             crops: list[str] = []
             detections = result.detections
             if outputs.crops and detections is not None and free >= self.config.disk.crops_min_free_mb * MIB:
                 wanted = detections.above(outputs.crop_threshold)
                 if len(wanted):
-                    upright = decode_photo(
-                        loaded.data, max_image_pixels=self.detector.settings.max_image_pixels, name=row.rel_path
-                    ).rgb
-                    crops = write_crops(
-                        card_out,
-                        output_key,
-                        upright,
-                        wanted,
-                        self.detector.class_names,
-                        outputs.crop_padding,
-                        outputs.crop_jpeg_quality,
-                    )
-                    written.extend(card_out / c for c in crops)
+                    settings = self.detector.settings
+                    try:  # crops are cut from the full-resolution photo: it must fit the decode budget too
+                        upright = decode_photo(
+                            loaded.data,
+                            max_image_pixels=settings.max_image_pixels,
+                            max_decode_bytes=settings.max_decode_bytes,
+                            name=row.rel_path,
+                        ).rgb
+                    except PhotoError as exc:
+                        crops_skipped = f"{exc.reason}: {exc.message}"
+                        log.warning("%s: crops skipped, the detections are kept (%s)", row.rel_path, exc.message)
+                    else:
+                        crops = write_crops(
+                            card_out,
+                            output_key,
+                            upright,
+                            wanted,
+                            self.detector.class_names,
+                            outputs.crop_padding,
+                            outputs.crop_jpeg_quality,
+                        )
+                        written.extend(card_out / c for c in crops)
             elif outputs.crops and detections is not None and len(detections.above(outputs.crop_threshold)):
                 log.warning("%s: low on disk space (%d MiB free): crops skipped", row.rel_path, free // MIB)
             if outputs.sidecars:
@@ -423,6 +433,8 @@ class WatchService:
                     "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
                     "crops": crops,
                 }
+                if crops_skipped is not None:
+                    provenance["crops_skipped"] = crops_skipped
                 if result.photo is not None:
                     provenance["camera_serial"] = result.photo.camera_serial
                 target = sidecar_path(card_out, output_key)

@@ -98,12 +98,15 @@ def decode_photo(
     max_image_pixels: int,
     oversample: float = 1.0,
     name: str = "photo",
+    max_decode_bytes: int | None = None,
 ) -> DecodedPhoto:
     """Decode photo bytes to upright RGB.
 
     ``target_long_side_px``: the model input's long side; when given and the photo is a JPEG much larger than
     that, decode at a DCT-reduced size that still keeps at least ``oversample`` x the target along each side.
-    ``None`` decodes at full quality.
+    ``None`` decodes at full quality. ``max_decode_bytes``: the memory the decode may take (its estimated peak:
+    the decoded frame, the RGB conversion, the EXIF rotation and the array), checked before any pixel is decoded
+    and after DCT scaling has shrunk a JPEG; a photo over it is refused as ``too_large``.
     """
     _check_signature(data, name)
     try:
@@ -138,6 +141,16 @@ def decode_photo(
         info = _photo_info(image, raw_width, raw_height)
         if target_long_side_px is not None and image.format in {"JPEG", "MPO"}:
             _request_dct_scaling(image, target_long_side_px, oversample)
+        if max_decode_bytes is not None:
+            needed = decode_peak_bytes(image.mode, *image.size, rotated=info.exif_orientation != 1)
+            if needed > max_decode_bytes:
+                raise PhotoError(
+                    "too_large",
+                    f"{name}: decoding {image.size[0]}x{image.size[1]} ({image.mode}) would take about "
+                    f"{needed / 2**20:,.0f} MiB, more than the budget of {max_decode_bytes / 2**20:,.0f} MiB",
+                    hint="if this is a genuine photo, raise detector.max_decode_mb in the config (and the "
+                    "service's MemoryMax with it)",
+                )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -155,6 +168,24 @@ def decode_photo(
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise PhotoError("unsupported_format", f"{name}: unexpected pixel layout {rgb.shape}")
     return DecodedPhoto(rgb=rgb, info=info)
+
+
+#: bytes per pixel of Pillow's modes as decoded (unlisted modes count as 4)
+_MODE_BYTES = {
+    "1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3,
+    "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4,
+}  # fmt: skip
+
+
+def decode_peak_bytes(mode: str, width_px: int, height_px: int, rotated: bool) -> int:
+    """What decoding a ``width x height`` frame in ``mode`` to an upright RGB array takes at its peak: the frame,
+    its RGB conversion (none for RGB; 16-bit and float frames go through a float64 array), a rotated copy, and the
+    final array."""
+    per_pixel = _MODE_BYTES.get(mode, 4)
+    if mode != "RGB":
+        per_pixel += 3 + (8 if mode.startswith(("I", "F")) else 0)
+    per_pixel += (3 if rotated else 0) + 3
+    return width_px * height_px * per_pixel
 
 
 def _check_signature(data: bytes, name: str) -> None:

@@ -154,6 +154,7 @@ class Detector:
             max_image_pixels=self.settings.max_image_pixels,
             oversample=self.settings.decode_oversample,
             name=str(path),
+            max_decode_bytes=self.settings.max_decode_bytes,
         )
         decode_ms = _ms_since(start)
         start = time.perf_counter()

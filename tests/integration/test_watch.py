@@ -413,3 +413,20 @@ def test_a_lost_journal_is_not_silently_started_anew(tmp_path: Path, card_copy: 
     code, log = _watch_once(daemon, "--new-journal")
     assert code == 0, log
     assert "done 3" in run_cli("status", "--state", daemon.state).stdout
+
+
+def test_a_memory_bomb_is_that_photos_failure_not_the_daemons_death(
+    tmp_path: Path, card_copy: Path, model_320: Path
+) -> None:
+    """A tiny PNG declaring 10000 x 10000 (under the pixel cap) took watch past the unit's MemoryMax=1G, then
+    killed it at every start. Now the decode budget refuses it before decoding: a recorded failure; the card goes
+    on."""
+    from tests.photo_factory import png_claiming_size
+
+    daemon = make_daemon(tmp_path, model_320)
+    (daemon.card / "DCIM" / "100RECNX" / "BOMB.PNG").write_bytes(png_claiming_size(10_000, 10_000))
+    daemon.run_once()
+    status = run_cli("status", "--state", daemon.state)
+    assert "done 3, failed 1" in status.stdout, status.stdout
+    [bomb] = [e for e in daemon.batch()["images"] if e["file"].endswith("BOMB.PNG")]
+    assert bomb["failure"].startswith("too_large:") and "MiB" in bomb["failure"]
