@@ -421,10 +421,11 @@ def test_a_memory_bomb_is_that_photos_failure_not_the_daemons_death(
     """A tiny PNG declaring 10000 x 10000 (under the pixel cap) took watch past the unit's MemoryMax=1G, then
     killed it at every start. Now the decode budget refuses it before decoding: a recorded failure; the card goes
     on."""
-    from tests.photo_factory import png_claiming_size
+    from PIL import Image
 
     daemon = make_daemon(tmp_path, model_320)
-    (daemon.card / "DCIM" / "100RECNX" / "BOMB.PNG").write_bytes(png_claiming_size(10_000, 10_000))
+    # a valid PNG: one flat grey plane of 10000 x 10000 compresses to ~97 KB, and decodes to 100 MP
+    Image.new("L", (10_000, 10_000), 90).save(daemon.card / "DCIM" / "100RECNX" / "BOMB.PNG", optimize=True)
     daemon.run_once()
     status = run_cli("status", "--state", daemon.state)
     assert "done 3, failed 1" in status.stdout, status.stdout
