@@ -50,7 +50,7 @@ class ShardStore:
     def save(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
         if not entries:
             return
-        digest = hashlib.sha256("\n".join(f for f, _ in entries).encode()).hexdigest()[:16]
+        digest = hashlib.sha256("\n".join(f for f, _ in entries).encode("utf-8", "surrogateescape")).hexdigest()[:16]
         write_json_atomic(
             self.folder / f"part-{digest}.json",
             {"identity": self.identity, "entries": dict(entries)},

@@ -8,6 +8,7 @@ service), ``workstation`` (export, dataset, train, prune, quantize, eval).
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
@@ -54,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(args.log_level or "warning")
+    # A card's names may hold bytes that are not UTF-8: print them as \xe9 rather than fail on them.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

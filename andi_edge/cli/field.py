@@ -78,6 +78,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
     import shutil
 
+    from andi_edge.sinks.names import display_text
     from andi_edge.state.journal import open_existing
 
     journal = open_existing(args.state)
@@ -105,9 +106,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("photos: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if last is not None:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.updated_at))
-        print(f"last photo: {last.card_id}/{last.rel_path} ({last.state}, {when})")
+        print(f"last photo: {last.card_id}/{display_text(last.rel_path)} ({last.state}, {when})")
     for f in failures:
-        print(f"failed: {f.card_id}/{f.rel_path}: {f.failure}")
+        print(f"failed: {f.card_id}/{display_text(f.rel_path)}: {display_text(f.failure or '')}")
     print(f"free disk at {disk_path}: {usage.free / (1 << 30):.2f} GiB")
     return EXIT_OK
 

@@ -39,7 +39,7 @@ class Event:
 def _event_id(card_id: str, camera: str, first: PhotoRecord) -> str:
     """Stable while photos arrive in order: it depends only on the event's first photo."""
     seed = f"{card_id}\0{camera}\0{first.rel_path}\0{first.capture_time}"
-    return "ev-" + hashlib.sha1(seed.encode(), usedforsecurity=False).hexdigest()[:12]
+    return "ev-" + hashlib.sha1(seed.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()[:12]
 
 
 def _label(

@@ -106,7 +106,7 @@ class _SeedIndex:
 
 def _pattern_id(card_id: str, camera: str, first: BoxRef, box: tuple[float, ...]) -> str:
     seed = f"{card_id}\0{camera}\0{first[0][1]}\0{first[1]}\0" + ",".join(f"{v:.4f}" for v in box)
-    return "rp-" + hashlib.sha1(seed.encode(), usedforsecurity=False).hexdigest()[:10]
+    return "rp-" + hashlib.sha1(seed.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()[:10]
 
 
 def find_repeats(

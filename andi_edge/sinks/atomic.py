@@ -60,7 +60,14 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> None
 
 
 def write_json_atomic(path: Path, document: Any, indent: int | None = 1) -> None:
-    write_bytes_atomic(path, (json.dumps(document, indent=indent, ensure_ascii=False) + "\n").encode("utf-8"))
+    """UTF-8 JSON. A card name with bytes that are not UTF-8 (a surrogate escape) is written as JSON's own
+    ``\\udcXX`` escape: valid JSON, read back by Python as exactly the name it was."""
+    text = json.dumps(document, indent=indent, ensure_ascii=False)
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    write_bytes_atomic(path, (text + "\n").encode("utf-8"))
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def remove_stale_temp_files(root: Path) -> int:

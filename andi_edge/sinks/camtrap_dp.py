@@ -39,6 +39,7 @@ from andi_edge.results.records import PhotoRecord
 from andi_edge.results.review import Review
 from andi_edge.results.run import RunResults
 from andi_edge.sinks.atomic import write_bytes_atomic
+from andi_edge.sinks.names import display_text
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,10 @@ def _stamp(moment: datetime) -> str:
 
 
 def _short_id(prefix: str, *parts: str) -> str:
-    return prefix + hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]
+    return (
+        prefix
+        + hashlib.sha1("\0".join(parts).encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()[:12]
+    )
 
 
 def _csv(fields: tuple[str, ...], rows: list[dict[str, Any]]) -> bytes:
@@ -121,8 +125,10 @@ def _cell(value: Any) -> Any:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
+    if isinstance(value, str):
+        value = display_text(value)  # a card name's non-UTF-8 bytes as \xe9: CSV is UTF-8 text
+        if value.startswith(FORMULA_STARTS):
+            return "'" + value
     return value
 
 
@@ -283,7 +289,9 @@ def export_camtrap_dp(
                 }
             )
             if options.copy_media:
-                if path is not None and _copy_photo(path, package_dir / MEDIA_DIR / record.card_id / record.rel_path):
+                # copied under the name media.csv gives it (its display form), so the package's links hold
+                target = package_dir / MEDIA_DIR / record.card_id / display_text(record.rel_path)
+                if path is not None and _copy_photo(path, target):
                     summary.copied_media += 1
                 else:
                     summary.not_copied.append(f"{record.card_id}/{record.rel_path}")

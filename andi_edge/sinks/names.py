@@ -57,6 +57,15 @@ def bounded_path(rel_path: str, suffix: str = "") -> str:
     return "/".join([*folders, bounded_name(parts[-1], suffix)])
 
 
+def display_text(text: str) -> str:
+    """Card text for people and text formats (HTML, CSV, a terminal): bytes that are not UTF-8 shown as ``\\xe9``,
+    the rest as it is. Output *file names* keep the card's real bytes instead (``bounded_name``)."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace") if _SURROGATE.search(text) else text
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def safe_name(text: str) -> str:
     """ASCII letters, digits, ``.``, ``_`` and ``-`` only (a class name as a folder name)."""
     return _UNSAFE.sub("_", text).strip("._") or "unnamed"

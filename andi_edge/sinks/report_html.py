@@ -29,6 +29,7 @@ from andi_edge.results.records import PhotoRecord
 from andi_edge.results.run import RunResults
 from andi_edge.runtime.decode import decode_photo
 from andi_edge.sinks.atomic import write_bytes_atomic
+from andi_edge.sinks.names import display_text
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class ReportSummary:
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(display_text(str(value)), quote=True)
 
 
 class _Page:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -80,18 +81,41 @@ class PhotoRow:
     updated_at: float
 
 
+def text_to_db(text: str) -> str:
+    """Card text as SQLite can hold it. A name with bytes that are not UTF-8 (held in Python as surrogate escapes,
+    ``caf\udce9.JPG`` for the card's ``caf\xe9.JPG``) is stored as ``/`` + the name with those bytes and ``%``
+    percent-escaped: no card path starts with ``/``, so the form is unambiguous, and names that are valid UTF-8
+    (all but a few) are stored as they are."""
+    if not _SURROGATE.search(text):
+        return text
+    return "/" + "".join(
+        f"%{ord(c) - 0xDC00:02X}" if "\udc80" <= c <= "\udcff" else ("%25" if c == "%" else c) for c in text
+    )
+
+
+def text_from_db(text: str) -> str:
+    """The inverse of ``text_to_db``."""
+    if not text.startswith("/"):
+        return text
+    return _ESCAPED.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)) if m.group(1) != "25" else "%", text[1:])
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_ESCAPED = re.compile("%([0-9A-F]{2})")
+
+
 def _row(r: sqlite3.Row) -> PhotoRow:
     return PhotoRow(
         id=r["id"],
         card_id=r["card_id"],
-        rel_path=r["rel_path"],
+        rel_path=text_from_db(r["rel_path"]),
         size_bytes=r["size_bytes"],
         mtime_ns=r["mtime_ns"],
         sha256=r["sha256"],
         state=r["state"],
-        output_key=r["output_key"],
+        output_key=None if r["output_key"] is None else text_from_db(r["output_key"]),
         result=json.loads(r["result_json"]) if r["result_json"] else None,
-        failure=r["failure"],
+        failure=None if r["failure"] is None else text_from_db(r["failure"]),
         attempts=r["attempts"],
         updated_at=r["updated_at"],
     )
@@ -177,7 +201,7 @@ class Journal:
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO photos (card_id, rel_path, size_bytes, mtime_ns, state, discovered_at, "
                 "updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                (card_id, rel_path, size_bytes, mtime_ns, now, now),
+                (card_id, text_to_db(rel_path), size_bytes, mtime_ns, now, now),
             )
         return cursor.rowcount == 1
 
@@ -210,14 +234,14 @@ class Journal:
         row = self._db.execute(
             "SELECT sha256 FROM photos WHERE card_id=? AND output_key=? AND state IN ('done', 'failed', 'claimed') "
             "AND sha256 IS NOT NULL LIMIT 1",
-            (card_id, output_key),
+            (card_id, text_to_db(output_key)),
         ).fetchone()
         return None if row is None else str(row["sha256"])
 
     def done_with_hash(self, card_id: str, sha256: str, rel_path: str) -> PhotoRow | None:
         row = self._db.execute(
             "SELECT * FROM photos WHERE card_id=? AND sha256=? AND rel_path=? AND state IN ('done', 'failed')",
-            (card_id, sha256, rel_path),
+            (card_id, sha256, text_to_db(rel_path)),
         ).fetchone()
         return None if row is None else _row(row)
 
@@ -225,7 +249,7 @@ class Journal:
         with self._tx():
             self._db.execute(
                 "UPDATE photos SET sha256=?, output_key=?, updated_at=? WHERE id=?",
-                (sha256, output_key, time.time(), photo_id),
+                (sha256, text_to_db(output_key), time.time(), photo_id),
             )
 
     def mark_done(self, photo_id: int, result: dict[str, Any]) -> None:
@@ -255,7 +279,7 @@ class Journal:
         with self._tx():
             self._db.execute(
                 "UPDATE photos SET state=?, result_json=?, failure=?, updated_at=? WHERE id=?",
-                (state, result_json, failure, time.time(), photo_id),
+                (state, result_json, None if failure is None else text_to_db(failure), time.time(), photo_id),
             )
 
     # -- reporting ------------------------------------------------------------------------------------------

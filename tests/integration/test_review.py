@@ -532,3 +532,43 @@ def test_camtrap_dp_neutralises_formulas_and_exif_control_characters(
     assert float(deployment["longitude"]) == 34.82, "numbers stay numbers"
     text = (package / "deployments.csv").read_text()
     assert "\x1b" not in text and "\x07" not in text
+
+
+def test_names_that_are_not_utf8_work_end_to_end(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """A FAT card mounted without `utf8` gives names such as caf\\xe9.JPG: bytes, not text. The photo is processed
+    once like any other; its sidecar keeps the card's bytes; the batch JSON gives the name back exactly (as JSON's
+    own \\udcXX escape); text for people (status, report, Camtrap DP) shows the byte as \\xe9."""
+    import os
+
+    daemon = make_daemon(tmp_path, model_320)
+    folder = daemon.card / "serengeti"
+    folder.mkdir()
+    frames = sorted((photos_dir / SERENGETI).glob("*.JPG"))
+    cafe = os.fsencode(folder) + b"/caf\xe9 100%.JPG"
+    shutil.copy2(os.fsencode(frames[0]), cafe)
+    shutil.copy2(frames[1], folder / "IMG_0002.JPG")
+    with open(os.fsencode(folder) + b"/bad\xff.JPG", "wb") as f:
+        f.write(b"not a photo")
+    daemon.run_once()
+    status = run_cli("status", "--state", daemon.state)
+    assert "done 2, failed 1" in status.stdout and "bad\\xff.JPG" in status.stdout, status.stdout
+    names = {e["file"]: e for e in daemon.batch()["images"]}
+    assert set(names) == {"serengeti/IMG_0002.JPG", os.fsdecode(b"serengeti/caf\xe9 100%.JPG"),
+                          os.fsdecode(b"serengeti/bad\xff.JPG")}  # fmt: skip
+    assert b"caf\\udce9 100%.JPG" in (daemon.out / "local" / "megadetector_results.json").read_bytes()
+    assert os.path.isfile(os.fsencode(daemon.out / "local" / "serengeti") + b"/caf\xe9 100%.JPG.json")
+    report = tmp_path / "report.html"
+    made = run_cli("report", "--state", daemon.state, "-o", report, "--samples", "5", "--empty-samples", "5")
+    assert made.returncode == 0, made.stderr
+    assert "caf\\xe9 100%.JPG" in report.read_text()
+    package = tmp_path / "package"
+    exported = run_cli(
+        "export-camtrap-dp", "--state", daemon.state, "-o", package, "--copy-media", "--deployment-config",
+        _deployment_config(tmp_path / "deployments.yaml"),
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert package_errors(package) == []
+    paths = {m["filePath"] for m in _csv(package / "media.csv")}
+    assert "media/local/serengeti/caf\\xe9 100%.JPG" in paths
+    for path in paths:
+        assert (package / path).is_file(), f"media.csv links {path}, which the package holds"
