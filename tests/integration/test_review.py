@@ -459,8 +459,13 @@ def test_a_running_daemon_updates_earlier_sidecars_as_a_burst_grows(
                 return bool(json.loads(first.read_text()).get("event", {}).get("photos") == n)
 
             wait_until(grown, 60, f"the first photo's sidecar to show an event of {i}", daemon.log)
-        ids = {json.loads((daemon.out / "local" / f"{n}.json").read_text())["event"]["id"] for n in burst}
-        assert len(ids) == 1
+
+        def event_ids() -> set[str]:
+            return {json.loads((daemon.out / "local" / f"{n}.json").read_text())["event"]["id"] for n in burst}
+
+        # the render rewrites the burst's sidecars one after another on the writer thread: wait for the last
+        wait_until(lambda: len(event_ids()) == 1, 60, "every sidecar of the burst to carry its event", daemon.log)
+        assert len(event_ids()) == 1
         assert proc.poll() is None, "still running: these were live updates"
     finally:
         proc.send_signal(signal.SIGTERM)
