@@ -67,7 +67,6 @@ class CategoryMap:
     """A ``CategorySpec`` resolved against a model's native classes, ready for arithmetic."""
 
     spec: CategorySpec
-    native_names: tuple[str, ...]
     #: (native classes, categories) 0/1 membership
     membership: npt.NDArray[np.float32]
     #: per native class, its category index, or -1 when dropped
@@ -94,7 +93,7 @@ class CategoryMap:
                     )
                 membership[i, k] = 1.0
                 category_of[i] = k
-        return cls(spec, native_names, membership, category_of)
+        return cls(spec, membership, category_of)
 
     @property
     def names(self) -> tuple[str, ...]:

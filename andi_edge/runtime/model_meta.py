@@ -33,8 +33,6 @@ CARD_SCHEMA_VERSION = 2
 #: ``rtdetr_scores``: RT-DETR from older exporters, output (1, K, 4 + C): cx, cy, w, h (normalised), class scores.
 HeadType = Literal["yolov5", "ultralytics", "end2end", "rtdetr", "rtdetr_scores"]
 HEAD_TYPES: tuple[HeadType, ...] = ("yolov5", "ultralytics", "end2end", "rtdetr", "rtdetr_scores")
-#: Heads whose output is already one box per object: no NMS is needed.
-END_TO_END_HEADS: frozenset[HeadType] = frozenset({"end2end", "rtdetr", "rtdetr_scores"})
 CombineRule = Literal["noisy_or", "clipped_sum"]
 COMBINE_RULES: tuple[CombineRule, ...] = ("noisy_or", "clipped_sum")
 
@@ -190,7 +188,7 @@ def card_from_metadata(
         return card
     input_h, input_w = _static_hw(input_shape, model_name)
     names = _ultralytics_names(metadata)
-    head = infer_head(output_shape, len(names) if names else None, _ultralytics_head_hint(metadata))
+    head = infer_head(output_shape, len(names) if names else None, ultralytics_head_hint(metadata))
     if names is None:
         num_classes = _num_classes_from_shape(head, output_shape)
         if num_classes is None:
@@ -212,7 +210,7 @@ def card_from_metadata(
     return card
 
 
-def _ultralytics_head_hint(metadata: dict[str, str]) -> HeadType | None:
+def ultralytics_head_hint(metadata: dict[str, str]) -> HeadType | None:
     """What Ultralytics' exporter says about an end-to-end head (its ``head`` and ``end2end`` keys)."""
     if metadata.get("head") == "RTDETRDecoder":
         return "rtdetr"

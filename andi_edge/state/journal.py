@@ -28,7 +28,7 @@ from andi_edge.errors import JournalError, OutputError
 
 SCHEMA_VERSION = 2
 DB_NAME = "journal.sqlite3"
-#: the last journal that passed its integrity check, copied at each daemon start (the documented way back)
+#: the last journal that passed its integrity check, copied at each daemon start and stop (the documented way back)
 BACKUP_NAME = "journal.backup.sqlite3"
 
 _SCHEMA = """
@@ -126,7 +126,6 @@ class Journal:
 
     def __init__(self, state_dir: Path, read_only: bool = False) -> None:
         self.path = state_dir / DB_NAME
-        self.read_only = read_only
         if read_only:
             self._db = _connect_read_only(self.path)
             self._db.row_factory = sqlite3.Row

@@ -18,7 +18,15 @@ from pathlib import Path
 from andi_edge import __version__
 from andi_edge.errors import ModelError, UsageError
 from andi_edge.runtime.categories import preset_for
-from andi_edge.runtime.model_meta import CARD_KEY, CategorySpec, HeadType, ModelCard, Thresholds, infer_head
+from andi_edge.runtime.model_meta import (
+    CARD_KEY,
+    CategorySpec,
+    HeadType,
+    ModelCard,
+    Thresholds,
+    infer_head,
+    ultralytics_head_hint,
+)
 from andi_edge.sinks.atomic import write_bytes_atomic
 from andi_edge.toolchain import require, require_toolchain
 from andi_edge.toolchain.offline import configure_ultralytics_offline
@@ -188,7 +196,6 @@ def _ultralytics_head(onnx_path: Path, num_classes: int, imgsz: int) -> HeadType
     import onnxruntime as ort
 
     model = onnx.load(str(onnx_path))
-    metadata = {p.key: p.value for p in model.metadata_props}
     dims = model.graph.output[0].type.tensor_type.shape.dim
     if not all(d.HasField("dim_value") for d in dims):
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -199,11 +206,7 @@ def _ultralytics_head(onnx_path: Path, num_classes: int, imgsz: int) -> HeadType
             dim.dim_value = int(value)
         onnx.save(model, str(onnx_path))
     shape = tuple(int(d.dim_value) for d in dims)
-    hint: HeadType | None = None
-    if metadata.get("head") == "RTDETRDecoder":
-        hint = "rtdetr"
-    elif metadata.get("end2end", "").lower() == "true":
-        hint = "end2end"
+    hint = ultralytics_head_hint({p.key: p.value for p in model.metadata_props})
     return infer_head(shape, num_classes, hint)
 
 
