@@ -46,6 +46,7 @@ from andi_edge.runtime.decode import decode_photo
 from andi_edge.runtime.heads import decode_head
 from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_rgb, to_input_tensor
 from andi_edge.runtime.nms import nms_xyxy
+from andi_edge.toolchain.dataset import read_yolo_labels
 from andi_edge.toolchain.yolov5_classic import Detect, Model, save_classic
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,7 @@ def _load_split(split_dir: Path, split: str, imgsz: int) -> list[_Sample]:
         w, h = decoded.info.width_px, decoded.info.height_px
         geometry = LetterboxGeometry.fit(w, h, imgsz, imgsz)
         label = (split_dir / "labels" / split / path.relative_to(images)).with_suffix(".txt")
-        rows = [line.split() for line in label.read_text().splitlines() if line.strip()] if label.is_file() else []
-        labels = np.array(rows, dtype=np.float32).reshape(-1, 5)
+        labels = np.array(read_yolo_labels(label), dtype=np.float32).reshape(-1, 5)
         if len(labels):
             cx, cy, bw, bh = labels[:, 1] * w, labels[:, 2] * h, labels[:, 3] * w, labels[:, 4] * h
             labels[:, 1] = (cx * geometry.gain + geometry.pad_left) / imgsz

@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image
 
 from andi_edge.errors import UsageError
-from andi_edge.toolchain.dataset import Box, Dataset, ImageRecord, read_manifest
+from andi_edge.toolchain.dataset import Dataset, ImageRecord, read_manifest, yolo_boxes
 from andi_edge.toolchain.evaluate import run_eval
 from andi_edge.toolchain.export import ExportRequest, export_onnx
 from andi_edge.toolchain.gate import refuse_loss
@@ -56,13 +56,8 @@ def split_groups(split_dir: Path) -> dict[str, Dataset]:
         image = split_dir / "images" / rel
         with Image.open(image) as im:
             width, height = im.size
-        boxes = []
-        label = (split_dir / "labels" / rel).with_suffix(".txt")
-        for line in label.read_text().splitlines() if label.is_file() else ():
-            cls, cx, cy, w, h = line.split()
-            bw, bh = float(w) * width, float(h) * height
-            boxes.append(Box(names[int(cls)], ((float(cx)) * width - bw / 2, float(cy) * height - bh / 2, bw, bh)))
-        groups[group].append(ImageRecord(rel, width, height, entry["location"], tuple(boxes)))
+        boxes = yolo_boxes((split_dir / "labels" / rel).with_suffix(".txt"), names, width, height)
+        groups[group].append(ImageRecord(rel, width, height, entry["location"], boxes))
     return {g: Dataset(images, names, split_dir / "images", manifest["source_sha256"]) for g, images in groups.items()}
 
 

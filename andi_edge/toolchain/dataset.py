@@ -127,22 +127,40 @@ def load_yolo(folder: Path) -> Dataset:
     for photo in walk_photos(images_dir):
         rel = photo.relative_to(images_dir)
         label = (folder / "labels" / rel).with_suffix(".txt")
-        record_boxes = []
         from PIL import Image
 
         with Image.open(photo) as im:
             width, height = im.size
-        if label.is_file():
-            for line in label.read_text().splitlines():
-                parts = line.split()
-                if len(parts) != 5:
-                    continue
-                cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:])
-                x0, y0 = (cx - w / 2) * width, (cy - h / 2) * height
-                record_boxes.append(Box(class_names[cls], (x0, y0, w * width, h * height)))
+        record_boxes = yolo_boxes(label, class_names, width, height)
         location = rel.parent.name if len(rel.parts) > 2 else (rel.parts[0] if len(rel.parts) > 1 else "unknown")
-        images.append(ImageRecord(rel.as_posix(), width, height, location, tuple(record_boxes)))
+        images.append(ImageRecord(rel.as_posix(), width, height, location, record_boxes))
     return Dataset(images, class_names, images_dir, _sha256(configs[0]))
+
+
+#: one line of a YOLO label file: class index, then cx, cy, w, h normalised to the image
+YoloRow = tuple[int, float, float, float, float]
+
+
+def read_yolo_labels(label: Path) -> list[YoloRow]:
+    """A YOLO label file's rows; none when the file is missing (an image without objects). Lines that are not
+    five fields (blank, or damaged) are skipped."""
+    rows: list[YoloRow] = []
+    if not label.is_file():
+        return rows
+    for line in label.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 5:
+            cx, cy, w, h = map(float, parts[1:])
+            rows.append((int(parts[0]), cx, cy, w, h))
+    return rows
+
+
+def yolo_boxes(label: Path, class_names: list[str], width: int, height: int) -> tuple[Box, ...]:
+    """A YOLO label file as boxes in pixels (``[x, y, w, h]`` from the top-left)."""
+    return tuple(
+        Box(class_names[cls], ((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height))
+        for cls, cx, cy, w, h in read_yolo_labels(label)
+    )
 
 
 def load_dataset(path: Path, images_root: Path | None) -> Dataset:
