@@ -84,9 +84,9 @@ class PhotoRow:
 def text_to_db(text: str) -> str:
     """Card text as SQLite can hold it. A name with bytes that are not UTF-8 (held in Python as surrogate escapes,
     ``caf\udce9.JPG`` for the card's ``caf\xe9.JPG``) is stored as ``/`` + the name with those bytes and ``%``
-    percent-escaped: no card path starts with ``/``, so the form is unambiguous, and names that are valid UTF-8
-    (all but a few) are stored as they are."""
-    if not _SURROGATE.search(text):
+    percent-escaped. A text that itself starts with ``/`` (no card path does) is marked the same way, so the form is
+    unambiguous for any text; names that are valid UTF-8 (all but a few) are stored as they are."""
+    if not _SURROGATE.search(text) and not text.startswith("/"):
         return text
     return "/" + "".join(
         f"%{ord(c) - 0xDC00:02X}" if "\udc80" <= c <= "\udcff" else ("%25" if c == "%" else c) for c in text
