@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge.errors import OutputError
-from andi_edge.sinks.names import temp_prefix
+from andi_edge.sinks.names import UNDECODABLE_BYTE, temp_prefix
 
 TMP_SUFFIX = ".tmp"
 #: what ``mkstemp(prefix=".NAME.", suffix=".tmp")`` creates: a hidden name, 8 random characters, .tmp
@@ -63,11 +63,8 @@ def write_json_atomic(path: Path, document: Any, indent: int | None = 1) -> None
     """UTF-8 JSON. A card name with bytes that are not UTF-8 (a surrogate escape) is written as JSON's own
     ``\\udcXX`` escape: valid JSON, read back by Python as exactly the name it was."""
     text = json.dumps(document, indent=indent, ensure_ascii=False)
-    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    text = UNDECODABLE_BYTE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     write_bytes_atomic(path, (text + "\n").encode("utf-8"))
-
-
-_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def remove_stale_temp_files(root: Path) -> int:

@@ -60,10 +60,11 @@ def bounded_path(rel_path: str, suffix: str = "") -> str:
 def display_text(text: str) -> str:
     """Card text for people and text formats (HTML, CSV, a terminal): bytes that are not UTF-8 shown as ``\\xe9``,
     the rest as it is. Output *file names* keep the card's real bytes instead (``bounded_name``)."""
-    return os.fsencode(text).decode("utf-8", "backslashreplace") if _SURROGATE.search(text) else text
+    return os.fsencode(text).decode("utf-8", "backslashreplace") if UNDECODABLE_BYTE.search(text) else text
 
 
-_SURROGATE = re.compile("[\udc80-\udcff]")
+#: how Python holds a name's byte that is not UTF-8 (os.fsdecode's surrogate escapes)
+UNDECODABLE_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def safe_name(text: str) -> str:

@@ -20,7 +20,7 @@ from andi_edge.errors import UsageError
 from andi_edge.toolchain.dataset import Dataset, ImageRecord, read_manifest, yolo_boxes
 from andi_edge.toolchain.evaluate import run_eval
 from andi_edge.toolchain.export import ExportRequest, export_onnx
-from andi_edge.toolchain.gate import refuse_loss
+from andi_edge.toolchain.gate import loses_too_much, refuse_loss
 from andi_edge.toolchain.weights import ResolvedWeights, resolve_weights
 
 GROUPS = ("seen", "unseen")
@@ -67,9 +67,9 @@ def compare_with_start(
     finetuned: Path,
     imgsz: int,
     max_loss: float,
-    class_map: dict[str, str] | None = None,
 ) -> Comparison:
-    """Score both models on seen and unseen locations. Raises nothing: ``enforce`` applies the gate."""
+    """Score both models on seen and unseen locations; ``enforce`` then applies the gate. Raises UsageError when
+    the split has no unseen location, or the starting model has no class for the dataset's (species, say)."""
     groups = {g: d for g, d in split_groups(split_dir).items() if d.images}
     if "unseen" not in groups:
         raise UsageError(
@@ -85,11 +85,11 @@ def compare_with_start(
         for group, dataset in groups.items():
             scores[group] = {}
             for name, model in models.items():
-                overall = run_eval(model, dataset, class_map=class_map)["overall"]
+                overall = run_eval(model, dataset)["overall"]
                 scores[group][name] = {k: overall[k] for k in ("f1_macro", "map50", "images")}
     unseen = scores["unseen"]
-    loss = unseen["start"]["map50"] - unseen["finetuned"]["map50"]
-    return Comparison(scores, worse_on_unseen=not loss <= max_loss, max_loss=max_loss)
+    worse = loses_too_much(unseen["start"]["map50"], unseen["finetuned"]["map50"], max_loss)
+    return Comparison(scores, worse_on_unseen=worse, max_loss=max_loss)
 
 
 def enforce(comparison: Comparison) -> None:

@@ -33,12 +33,17 @@ def check_gate(gate: Gate, reference: Path, candidate: Path) -> dict[str, float]
     )
 
 
+def loses_too_much(before: float, after: float, max_loss: float) -> bool:
+    """The gate's rule: more than ``max_loss`` mAP@0.5 lost; a NaN never passes."""
+    return not before - after <= max_loss
+
+
 def refuse_loss(
     before: float, after: float, max_loss: float, what: str, consequence: str, hint: str
 ) -> dict[str, float]:
-    """Raise GateError when ``after`` is more than ``max_loss`` below ``before`` (mAP@0.5); a NaN never passes."""
+    """Raise GateError when ``after`` is more than ``max_loss`` below ``before`` (mAP@0.5)."""
     loss = before - after
-    if not loss <= max_loss:
+    if loses_too_much(before, after, max_loss):
         raise GateError(
             f"{what} loses {loss:.4f} mAP@0.5 ({before:.4f} -> {after:.4f}), more than --max-loss {max_loss}: "
             f"{consequence}",
