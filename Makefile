@@ -56,8 +56,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The unit-file tests need systemd-analyze and the HTML-report test renders in headless Chromium: install them
-# (Debian packages systemd, chromium-headless-shell) when the machine lacks them.
+# The unit-file tests need systemd-analyze, the HTML-report test renders in headless Chromium and the card-trigger
+# test formats a FAT card image: install them (Debian packages systemd, chromium-headless-shell, dosfstools) when
+# the machine lacks them.
 APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 tools:
 	@command -v systemd-analyze >/dev/null || { echo "installing systemd-analyze (package systemd) for the unit-file tests"; \
@@ -65,6 +66,8 @@ tools:
 	@command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || { \
 	  echo "installing headless Chromium (package chromium-headless-shell) for the HTML report test"; \
 	  $(APT_INSTALL) chromium-headless-shell >/dev/null; }
+	@command -v mkfs.vfat >/dev/null || { echo "installing mkfs.vfat (package dosfstools) for the card-trigger test"; \
+	  $(APT_INSTALL) dosfstools >/dev/null; }
 
 test: lint typecheck tools
 	$(BIN)/pytest

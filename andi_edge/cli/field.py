@@ -53,8 +53,21 @@ def cmd_watch(args: argparse.Namespace) -> int:
     configure_logging(args.log_level or config.logging.level, args.log_format or config.logging.format)
     if not Path(config.watch).is_dir() and args.once:
         raise UsageError(f"{config.watch}: no such folder to watch")
+    card_id = None
+    if args.volume_file is not None:
+        from andi_edge.daemon.card import card_name, read_volume_file
+
+        card_id = card_name(read_volume_file(args.volume_file))
     detector = _detector_from_config(config)
-    service = WatchService(config, detector, _state_dir(config), once=args.once, new_journal=args.new_journal)
+    service = WatchService(
+        config,
+        detector,
+        _state_dir(config),
+        once=args.once,
+        new_journal=args.new_journal,
+        card_id=card_id,
+        wait_for_lock=args.wait_for_lock,
+    )
     service.install_signal_handlers()
     return service.run()
 
@@ -159,6 +172,18 @@ def register(commands: Any) -> None:
         action="store_true",
         help="begin a new journal although outputs of an earlier run exist (after a lost or damaged journal: "
         "every photo is processed again, its outputs rewritten in place)",
+    )
+    watch.add_argument(
+        "--wait-for-lock",
+        action="store_true",
+        help="if another watch uses the same --state folder, wait for it to finish instead of failing (card units)",
+    )
+    watch.add_argument(
+        "--volume-file",
+        type=Path,
+        default=None,
+        help="DIR is one card whose volume is described by this file (`blkid -o export` output, written by the "
+        "card script's privileged mount step): its card id comes from there, not from /dev (hidden in the sandbox)",
     )
     watch.add_argument("--log-format", choices=["plain", "json"], default=None, help="log line format")
     add_category_options(watch, default=None)

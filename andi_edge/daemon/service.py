@@ -51,11 +51,16 @@ log = logging.getLogger(__name__)
 BATCH_JSON_NAME = "megadetector_results.json"
 LOCK_NAME = "watch.lock"
 IDLE_SLEEP_S = 0.2
+LOCK_POLL_S = 0.5
 MIB = 1 << 20
 
 
 class DiskFullError(Exception):
     """Outputs cannot be written for lack of space; the photo goes back to pending."""
+
+
+class StopBeforeStartError(Exception):
+    """A stop was asked for before the run began (while waiting for the state folder's lock)."""
 
 
 class CardGoneError(Exception):
@@ -113,17 +118,21 @@ class WatchService:
         once: bool = False,
         notifier: Notifier | None = None,
         new_journal: bool = False,
+        card_id: str | None = None,
+        wait_for_lock: bool = False,
     ) -> None:
         self.config = config
         #: begin a journal anew even where outputs of an earlier run exist (the documented recovery)
         self.new_journal = new_journal
+        #: another watch holds the state folder (a second card inserted): wait for it instead of failing
+        self.wait_for_lock = wait_for_lock
         self.detector = detector
         self.root = Path(os.path.abspath(config.watch))
         self.output_dir = Path(config.output)
         self.state_dir = state_dir
         self.once = once
         self.notifier = notifier or Notifier()
-        self.discovery = Discovery(self.root, config.discovery)
+        self.discovery = Discovery(self.root, config.discovery, card_id=card_id)
         self.metrics = DaemonMetrics(started_at=time.time())
         self._stop = threading.Event()
         self._dirty_cards: set[str] = set()
@@ -138,6 +147,8 @@ class WatchService:
         self._annotation_job: Future[None] | None = None
         self._annotation_rewrites: list[_SidecarRewrite] = []
         self._patterns: dict[str, _PatternCache] = {}
+        #: each card's image root, as the journal has it (cards of one state folder may be watched at other roots)
+        self._card_roots: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -151,7 +162,11 @@ class WatchService:
         signal.signal(signal.SIGINT, self.request_stop)
 
     def run(self) -> int:
-        self._acquire_lock()
+        try:
+            self._acquire_lock()
+        except StopBeforeStartError:
+            log.info("stopped before starting: nothing was done")
+            return 0
         if not self.new_journal:
             check_not_lost(self.state_dir, self.output_dir)
         journal = Journal(self.state_dir)  # a damaged journal stops here, with the way back (JournalError)
@@ -162,6 +177,7 @@ class WatchService:
                 log.warning("re-queued %d photo(s) claimed by an earlier run that did not finish", reaped)
             journal.set_meta("run", self._run_facts())
             self._kept_patterns = journal.kept_patterns()
+            self._card_roots = journal.card_roots()
             # An earlier run may have died before its last render: rebuild every card's batch file from the journal.
             self._dirty_cards.update(journal.cards())
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -212,15 +228,29 @@ class WatchService:
         }
 
     def _acquire_lock(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = (self.state_dir / LOCK_NAME).open("a+")
         try:
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(
-                f"another andi-edge watch is already using the state folder {self.state_dir}",
-                hint="stop it first, or give this one its own --state folder",
-            ) from None
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_file = (self.state_dir / LOCK_NAME).open("a+")
+        except OSError as exc:
+            raise OutputError(f"cannot use the state folder {self.state_dir}: {exc.strerror or exc}") from exc
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if not self.wait_for_lock:
+                    raise UsageError(
+                        f"another andi-edge watch is already using the state folder {self.state_dir}",
+                        hint="stop it first, give this one its own --state folder, or pass --wait-for-lock",
+                    ) from None
+            if not waiting:
+                log.info("another andi-edge watch is using %s: waiting for it to finish", self.state_dir)
+                self.notifier.status("waiting for another run to finish")
+                waiting = True
+            self.notifier.heartbeat()
+            if self._stop.wait(LOCK_POLL_S):
+                raise StopBeforeStartError("stopped while waiting for the state folder")
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -234,6 +264,9 @@ class WatchService:
                 continue
             self.metrics.paused_card = False
             for found in self.discovery.poll(force_scan=first_scan):
+                if found.card_id not in self._card_roots:
+                    journal.set_card_root(found.card_id, str(self.root))
+                    self._card_roots[found.card_id] = str(self.root)
                 journal.enqueue(found.card_id, found.rel_path, found.size_bytes, found.mtime_ns)
             first_scan = False
             if time.monotonic() < self._paused_until:
@@ -510,7 +543,7 @@ class WatchService:
             document = batch_document(
                 entries,
                 self.detector.class_names,
-                {**self._provenance, "image_root": str(self.root), "card_id": card_id},
+                {**self._provenance, "image_root": self._card_roots.get(card_id, str(self.root)), "card_id": card_id},
                 typical_threshold=self.detector.card.thresholds.typical,
                 conservative_threshold=self.detector.card.thresholds.conservative,
                 classification_names=self.detector.classification_names,

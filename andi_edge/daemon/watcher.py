@@ -40,9 +40,11 @@ class _Observation:
 
 
 class Discovery:
-    def __init__(self, root: Path, settings: DiscoverySettings) -> None:
+    def __init__(self, root: Path, settings: DiscoverySettings, card_id: str | None = None) -> None:
         self.root = Path(os.path.abspath(root))
         self.settings = settings
+        #: every photo under root is on this card (the card unit hands over the volume it mounted)
+        self.card_id = card_id
         self._observing: dict[Path, _Observation] = {}
         self._handed_over: set[tuple[Path, int, int]] = set()
         self._closed_events: set[Path] = set()
@@ -119,8 +121,10 @@ class Discovery:
         candidates = set(touched)
         if force_scan or now - self._last_scan >= self.settings.poll_interval_s:
             self._last_scan = now
-            self._mounts = read_mounts()
-            self._card_ids.clear()
+            mounts = read_mounts()
+            if mounts != self._mounts:  # a card came or went: which folder is on which card may have changed
+                self._mounts = mounts
+                self._card_ids.clear()
             try:
                 candidates.update(walk_photos(self.root))
             except OSError as exc:
@@ -179,6 +183,8 @@ class Discovery:
         return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(self.root))
 
     def _card_id(self, folder: Path) -> str:
+        if self.card_id is not None:
+            return self.card_id
         card = self._card_ids.get(folder)
         if card is None:
             card = card_id_for(folder, self._mounts)

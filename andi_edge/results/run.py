@@ -62,12 +62,14 @@ class RunResults:
     rows: dict[tuple[str, str], PhotoRow]
     review: Review
     counts: dict[str, int]
+    #: where each card was last watched (older journals: the run's watch root)
+    card_roots: dict[str, Path]
 
     def photo_path(self, record: PhotoRecord) -> Path | None:
         """The photo itself, if it is readable here: the watch folder holds it, with the size and time the daemon
         saw. Another card in the slot may hold a different photo at the same path; that one is not it."""
-        path = self.facts.watch_root / record.rel_path
         row = self.rows.get(record.key)
+        path = self.card_roots.get(record.card_id, self.facts.watch_root) / record.rel_path
         try:
             stat = path.stat()
         except OSError:
@@ -92,8 +94,9 @@ def load_run(state_dir: Path) -> RunResults:
         rows = [row for card in journal.cards() for row in journal.latest_finished(card)]
         kept = journal.kept_patterns()
         counts = journal.counts()
+        card_roots = {card: Path(root) for card, root in journal.card_roots().items()}
     finally:
         journal.close()
     records = [record_from_row(r) for r in rows]
     review = build_review(records, facts.class_names, facts.events, facts.repeats, facts.typical_threshold, kept)
-    return RunResults(facts, records, {(r.card_id, r.rel_path): r for r in rows}, review, counts)
+    return RunResults(facts, records, {(r.card_id, r.rel_path): r for r in rows}, review, counts, card_roots)

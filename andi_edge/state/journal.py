@@ -329,6 +329,20 @@ class Journal:
         value = json.loads(row["value"])
         return value if isinstance(value, dict) else None
 
+    def set_card_root(self, card_id: str, root: str) -> None:
+        """Where this card was last watched (its batch file's image_root): cards processed one after the other
+        from different mount points share a journal."""
+        self.set_meta(f"card_root:{card_id}", {"image_root": text_to_db(root)})
+
+    def card_roots(self) -> dict[str, str]:
+        rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'card_root:%'")
+        roots = {}
+        for key, value in rows:
+            root = json.loads(value).get("image_root") if value.startswith("{") else None
+            if isinstance(root, str):
+                roots[key.removeprefix("card_root:")] = text_from_db(root)
+        return roots
+
     def annotations(self, card_id: str) -> dict[int, str]:
         rows = self._db.execute(
             "SELECT a.photo_id, a.annotation_json FROM annotations a JOIN photos p ON p.id = a.photo_id "

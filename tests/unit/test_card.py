@@ -2,7 +2,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from andi_edge.daemon.card import LOCAL_CARD, Mount, card_id_for, read_mounts
+import pytest
+
+from andi_edge.daemon.card import (
+    LOCAL_CARD,
+    Mount,
+    Volume,
+    card_id_for,
+    card_name,
+    read_mounts,
+    read_volume_file,
+)
+from andi_edge.errors import UsageError
 
 
 def test_plain_folder_is_local(tmp_path: Path) -> None:
@@ -24,4 +35,33 @@ def test_mountinfo_parsing(tmp_path: Path) -> None:
         "99 22 179:1 / /media/my\\040card rw,nosuid - vfat /dev/mmcblk0p1 ro\n"
     )
     mounts = read_mounts(info)
-    assert mounts[1] == Mount(Path("/media/my card"), "/dev/mmcblk0p1")
+    assert mounts[1] == Mount(Path("/media/my card"), "/dev/mmcblk0p1", "179:1", "99")
+
+
+def test_inside_the_sandbox_the_volume_id_comes_from_udevs_database(tmp_path: Path) -> None:
+    """PrivateDevices=yes hides /dev/disk/by-uuid: without udev's database every card in the slot was vol-sda1."""
+    udev = tmp_path / "udev"
+    udev.mkdir()
+    (udev / "b8:1").write_text("S:disk/by-uuid/1234-ABCD\nE:ID_FS_UUID=1234-ABCD\nE:ID_FS_LABEL=TRAP_07\n")
+    (udev / "b8:17").write_text("E:ID_FS_UUID=9999-0000\nE:ID_FS_TYPE=vfat\n")
+    card = tmp_path / "card"
+    first = card_id_for(card / "DCIM", [Mount(card, "/dev/sda1", "8:1", "40")], udev_data=udev)
+    second = card_id_for(card / "DCIM", [Mount(card, "/dev/sda1", "8:17", "41")], udev_data=udev)
+    assert first == "vol-TRAP_07-1234-ABCD"
+    assert second == "vol-9999-0000"
+    unknown = card_id_for(card / "DCIM", [Mount(card, "/dev/sda1", "8:33", "42")], udev_data=udev)
+    assert unknown == "vol-sda1"  # the last resort, logged as a warning
+
+
+def test_the_volume_file_of_the_mount_step_names_the_card(tmp_path: Path) -> None:
+    path = tmp_path / "sda1.volume"
+    path.write_text("DEVNAME=/dev/sda1\nLABEL=My\\ Trap\\ \\$1\nUUID=5E2A-11C3\nTYPE=vfat\n")
+    volume = read_volume_file(path)
+    assert volume == Volume(label="My Trap $1", uuid="5E2A-11C3", device="/dev/sda1")
+    assert card_name(volume) == "vol-My_Trap_1-5E2A-11C3"
+    assert card_name(Volume(label="x" * 300, uuid="u")) == "vol-" + "x" * 64 + "-u"
+    path.write_text("DEVNAME=/dev/sda1\nTYPE=vfat\n")
+    with pytest.raises(UsageError, match="names no volume"):
+        read_volume_file(path)
+    with pytest.raises(UsageError, match="cannot read the volume file"):
+        read_volume_file(tmp_path / "missing.volume")
