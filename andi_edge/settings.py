@@ -58,6 +58,19 @@ class DiskSettings:
     #: below this, nothing is written: the daemon pauses and retries
     min_free_mb: int = 100
     retry_interval_s: float = 10.0
+    #: `watch --once` (the card unit) gives up after waiting this long for space, with exit code 9
+    once_give_up_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """A photo that cannot be read for a reason that may pass (an I/O error, a permission, a card reseated) is
+    tried again after a backoff, doubling each time; after ``max_attempts`` it is recorded as failed.
+    A photo that was read but cannot be decoded fails at once (it will not get better)."""
+
+    max_attempts: int = 5
+    backoff_s: float = 30.0
+    max_backoff_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,7 @@ class WatchConfig:
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
     outputs: OutputSettings = field(default_factory=OutputSettings)
     disk: DiskSettings = field(default_factory=DiskSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
     pipeline: PipelineSettingsSection = field(default_factory=PipelineSettingsSection)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     events: EventSettings = field(default_factory=EventSettings)
@@ -142,6 +156,9 @@ class WatchConfig:
             (self.discovery.stable_s >= 0, "discovery.stable_s must not be negative"),
             (self.disk.min_free_mb >= 0 and self.disk.crops_min_free_mb >= 0, "disk thresholds must not be negative"),
             (self.disk.retry_interval_s > 0, "disk.retry_interval_s must be positive"),
+            (self.disk.once_give_up_s >= 0, "disk.once_give_up_s must not be negative"),
+            (self.retry.max_attempts >= 1, "retry.max_attempts must be at least 1"),
+            (0 < self.retry.backoff_s <= self.retry.max_backoff_s, "retry: 0 < backoff_s <= max_backoff_s"),
             (self.pipeline.decode_workers >= 0, "pipeline.decode_workers must be >= 0"),
             (self.pipeline.max_in_flight >= 1, "pipeline.max_in_flight must be >= 1"),
             (self.backend.threads >= 0, "backend.threads must be >= 0"),

@@ -99,6 +99,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts = journal.counts()
         last = journal.last_finished()
         failures = journal.recent_failures(args.failures)
+        retrying = journal.retrying(args.failures)
     finally:
         journal.close()
     disk_path = args.output or args.state
@@ -110,6 +111,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         if last is None
         else {"card_id": last.card_id, "file": last.rel_path, "state": last.state, "at": last.updated_at},
         "recent_failures": [{"card_id": f.card_id, "file": f.rel_path, "failure": f.failure} for f in failures],
+        "retrying": [
+            {
+                "card_id": r.card_id,
+                "file": r.rel_path,
+                "error": r.last_error,
+                "attempts": r.attempts,
+                "next_at": r.retry_at,
+            }
+            for r in retrying
+        ],
         "free_bytes": usage.free,
         "free_path": str(disk_path),
     }
@@ -122,7 +133,36 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"last photo: {last.card_id}/{display_text(last.rel_path)} ({last.state}, {when})")
     for f in failures:
         print(f"failed: {f.card_id}/{display_text(f.rel_path)}: {display_text(f.failure or '')}")
+    for r in retrying:
+        when = time.strftime("%H:%M:%S", time.localtime(r.retry_at or 0))
+        print(
+            f"retrying: {r.card_id}/{display_text(r.rel_path)}: {display_text(r.last_error or '')} "
+            f"({r.attempts} attempt(s) so far, next at {when})"
+        )
+    if failures:
+        print(f"to try failed photos again: andi-edge retry-failed --state {args.state}")
     print(f"free disk at {disk_path}: {usage.free / (1 << 30):.2f} GiB")
+    return EXIT_OK
+
+
+def cmd_retry_failed(args: argparse.Namespace) -> int:
+    from andi_edge.state.journal import open_existing
+
+    journal = open_existing(args.state, writable=True)
+    try:
+        n = journal.retry_failed(card_id=args.card, reason=args.reason)
+    finally:
+        journal.close()
+    scope = "".join(
+        part for part in (f" of card {args.card}" if args.card else "", f" ({args.reason}...)" if args.reason else "")
+    )
+    if n:
+        print(
+            f"{n} failed photo(s){scope} back in the queue: a running daemon takes them within a poll, otherwise "
+            "the next `andi-edge watch` does"
+        )
+    else:
+        print(f"no failed photos{scope} in {args.state}")
     return EXIT_OK
 
 
@@ -209,6 +249,19 @@ def register(commands: Any) -> None:
     status.add_argument("--failures", type=int, default=10, help="how many recent failures to list")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
+
+    retry = commands.add_parser(
+        "retry-failed",
+        help="process failed photos again (after a card was cleaned or reseated, or a file made readable)",
+        description=(
+            "Put photos recorded as failed back in the queue, with their attempts reset. A running daemon picks them "
+            "up within a poll; otherwise the next `watch` does. Their outputs are rewritten in place."
+        ),
+    )
+    retry.add_argument("--state", type=Path, required=True, help="the daemon's state folder")
+    retry.add_argument("--card", default=None, help="only photos of this card id (as in `status`)")
+    retry.add_argument("--reason", default=None, help="only failures starting with this, e.g. unreadable, decode_error")
+    retry.set_defaults(handler=cmd_retry_failed)
 
     service = commands.add_parser(
         "service",

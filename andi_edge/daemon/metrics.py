@@ -14,6 +14,7 @@ class DaemonMetrics:
     photos: dict[str, int] = field(default_factory=dict)  # journal counts by state
     processed_total: int = 0
     failed_total: int = 0
+    retried_total: int = 0
     stage_ms_sum: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     paused_disk: bool = False
     paused_card: bool = False
@@ -35,6 +36,9 @@ class DaemonMetrics:
             "# HELP andi_edge_failed_total Photos recorded as failures by this daemon run.",
             "# TYPE andi_edge_failed_total counter",
             f"andi_edge_failed_total {self.failed_total}",
+            "# HELP andi_edge_read_retries_total Reads that failed and were scheduled again by this daemon run.",
+            "# TYPE andi_edge_read_retries_total counter",
+            f"andi_edge_read_retries_total {self.retried_total}",
             "# HELP andi_edge_stage_seconds_total Time spent per pipeline stage by this daemon run.",
             "# TYPE andi_edge_stage_seconds_total counter",
             *(

@@ -30,6 +30,7 @@ from typing import Any
 from andi_edge import __version__
 from andi_edge.daemon.metrics import DaemonMetrics
 from andi_edge.daemon.notify import Notifier
+from andi_edge.daemon.retry import RetryPolicy, UnreadableError, unreadable
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.detections import ImageResult
 from andi_edge.errors import OutputError, PhotoError, UsageError
@@ -133,6 +134,7 @@ class WatchService:
         self.once = once
         self.notifier = notifier or Notifier()
         self.discovery = Discovery(self.root, config.discovery, card_id=card_id)
+        self.retry = RetryPolicy(config.retry)
         self.metrics = DaemonMetrics(started_at=time.time())
         self._stop = threading.Event()
         self._dirty_cards: set[str] = set()
@@ -275,8 +277,8 @@ class WatchService:
             claimed = journal.claim(self.config.pipeline.max_in_flight * 2)
             if claimed:
                 self._process(journal, claimed)
-            elif self.once and self.discovery.settling() == 0:
-                break
+            elif self.once and self.discovery.settling() == 0 and journal.next_retry_at() is None:
+                break  # --once: everything there is done, and no photo waits to be read again
             else:
                 self._stop.wait(IDLE_SLEEP_S)
             self._render_batches(journal)
@@ -358,7 +360,7 @@ class WatchService:
         except OSError as exc:
             if not self.discovery.available():
                 raise CardGoneError(row.rel_path) from exc
-            return _Loaded(b"", "", None, f"unreadable: {path}: {exc.strerror or exc}")
+            raise unreadable(exc, row.rel_path) from exc
         sha256 = hashlib.sha256(data).hexdigest()
         if not data:
             return _Loaded(data, sha256, None, f"empty_file: {row.rel_path}: file is empty (0 bytes)")
@@ -380,9 +382,20 @@ class WatchService:
                 journal.forget(row.id)
                 return None
             raise exc
-        if exc is not None:
+        if isinstance(exc, UnreadableError):
+            attempt = row.attempts + 1  # the row was read before its claim counted
+            decision = self.retry.decide(exc, attempt, time.time())
+            if decision.retry_at is not None:
+                wait_s = decision.retry_at - time.time()
+                log.warning("%s (attempt %d): trying again in %.0f s", exc.message, attempt, wait_s)
+                journal.retry_later(row.id, exc.message, decision.retry_at)
+                self.metrics.retried_total += 1
+                return None
+            loaded = _Loaded(b"", "", None, decision.failure)
+        elif exc is not None:
             raise exc
-        loaded = future.result()
+        else:
+            loaded = future.result()
         if journal.done_with_hash(row.card_id, loaded.sha256, row.rel_path) is not None:
             log.info("%s: already processed (same bytes); skipping", row.rel_path)
             journal.mark_duplicate(row.id)

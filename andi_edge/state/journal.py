@@ -3,8 +3,10 @@
 Each photo is one row keyed by (card, path on the card, size, mtime). Life of a row:
 
     pending --claim--> claimed --done--> done        (outputs durable, result stored)
-                               --fail--> failed      (unreadable photo: recorded, not retried)
-                               --release-> pending   (disk full, card pulled: try again later)
+                               --fail--> failed      (undecodable, or unreadable after every attempt)
+                               --release-> pending   (disk full, card pulled: not an attempt; try again)
+                               --retry_later-> pending, not before retry_at (a read error that may pass)
+    failed --retry_failed--> pending                 (`andi-edge retry-failed`: a person asks for it)
 
 A row is marked done only after its outputs are durable. Claims left by a crash are reaped at start, so the
 photo is processed again; outputs are idempotent (same names, atomic replace), so it still ends up once.
@@ -26,7 +28,7 @@ from typing import Any
 
 from andi_edge.errors import JournalError, OutputError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "journal.sqlite3"
 #: the last journal that passed its integrity check, copied at each daemon start and stop (the documented way back)
 BACKUP_NAME = "journal.backup.sqlite3"
@@ -46,6 +48,8 @@ CREATE TABLE IF NOT EXISTS photos (
     attempts INTEGER NOT NULL DEFAULT 0,
     discovered_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    retry_at REAL,
+    last_error TEXT,
     UNIQUE (card_id, rel_path, size_bytes, mtime_ns)
 );
 CREATE INDEX IF NOT EXISTS photos_state ON photos (state, id);
@@ -63,6 +67,13 @@ CREATE TABLE IF NOT EXISTS repeat_verdicts (
     decided_at REAL NOT NULL
 );
 """
+#: schema 3: retries of photos that could not be read, and the lookup of a card's output names (a big card made
+#: it a scan of the whole table per new photo)
+_SCHEMA_3 = (
+    ("photos", "retry_at", "ALTER TABLE photos ADD COLUMN retry_at REAL"),
+    ("photos", "last_error", "ALTER TABLE photos ADD COLUMN last_error TEXT"),
+)
+_INDEXES_3 = "CREATE INDEX IF NOT EXISTS photos_output_key ON photos (card_id, output_key);"
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,9 @@ class PhotoRow:
     failure: str | None
     attempts: int
     updated_at: float
+    #: a photo waiting to be read again: not claimed before this time (epoch seconds), and why
+    retry_at: float | None = None
+    last_error: str | None = None
 
 
 def text_to_db(text: str) -> str:
@@ -105,6 +119,7 @@ _ESCAPED = re.compile("%([0-9A-F]{2})")
 
 
 def _row(r: sqlite3.Row) -> PhotoRow:
+    columns = r.keys()  # (a Row's `in` looks at its values, not its column names)
     return PhotoRow(
         id=r["id"],
         card_id=r["card_id"],
@@ -118,6 +133,9 @@ def _row(r: sqlite3.Row) -> PhotoRow:
         failure=None if r["failure"] is None else text_from_db(r["failure"]),
         attempts=r["attempts"],
         updated_at=r["updated_at"],
+        # a journal of schema 2, read-only (status on a card from an older daemon), has neither column
+        retry_at=r["retry_at"] if "retry_at" in columns else None,
+        last_error=text_from_db(r["last_error"]) if "last_error" in columns and r["last_error"] else None,
     )
 
 
@@ -145,6 +163,7 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
+        self._migrate()
         with self._tx():
             self._db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -152,6 +171,15 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+
+    def _migrate(self) -> None:
+        """Bring a journal of an older schema up to this one, in place (columns added, nothing rewritten)."""
+        with self._tx():
+            for table, column, statement in _SCHEMA_3:
+                present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    self._db.execute(statement)
+        self._db.executescript(_INDEXES_3)
 
     def _check_integrity(self) -> None:
         """SQLite's own quick check: a file that is not a database, or a damaged one, stops here with the way back."""
@@ -214,11 +242,13 @@ class Journal:
             )
         return cursor.rowcount
 
-    def claim(self, limit: int, card_id: str | None = None) -> list[PhotoRow]:
-        """Oldest pending photos (of one card, if given), marked claimed."""
+    def claim(self, limit: int, card_id: str | None = None, now: float | None = None) -> list[PhotoRow]:
+        """Oldest pending photos (of one card, if given) that are not waiting for a retry, marked claimed."""
+        now = time.time() if now is None else now
         with self._tx():
-            where = "state='pending'" + (" AND card_id=?" if card_id is not None else "")
-            params: tuple[Any, ...] = (card_id,) if card_id is not None else ()
+            where = "state='pending' AND (retry_at IS NULL OR retry_at <= ?)"
+            where += " AND card_id=?" if card_id is not None else ""
+            params: tuple[Any, ...] = (now, card_id) if card_id is not None else (now,)
             rows = self._db.execute(f"SELECT * FROM photos WHERE {where} ORDER BY id LIMIT ?", (*params, limit))
             claimed = [_row(r) for r in rows.fetchall()]
             now = time.time()
@@ -262,12 +292,53 @@ class Journal:
         self._finish(photo_id, "duplicate", None, None)
 
     def release(self, photo_id: int) -> None:
-        """Give a claim back (disk full, card pulled): it will be tried again."""
+        """Give a claim back (disk full, card pulled, stopping): it will be tried again, and was not an attempt."""
         with self._tx():
             self._db.execute(
-                "UPDATE photos SET state='pending', updated_at=? WHERE id=? AND state='claimed'",
+                "UPDATE photos SET state='pending', attempts=MAX(attempts - 1, 0), updated_at=? "
+                "WHERE id=? AND state='claimed'",
                 (time.time(), photo_id),
             )
+
+    def retry_later(self, photo_id: int, error: str, retry_at: float) -> None:
+        """A claimed photo that could not be read goes back to pending, not to be claimed before ``retry_at``."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE photos SET state='pending', retry_at=?, last_error=?, updated_at=? WHERE id=? "
+                "AND state='claimed'",
+                (retry_at, text_to_db(error), time.time(), photo_id),
+            )
+
+    def next_retry_at(self) -> float | None:
+        """When the next photo waiting for a retry may be claimed (None: none waits)."""
+        row = self._db.execute("SELECT MIN(retry_at) FROM photos WHERE state='pending' AND retry_at IS NOT NULL")
+        value = row.fetchone()[0]
+        return None if value is None else float(value)
+
+    def retrying(self, limit: int = 10) -> list[PhotoRow]:
+        """Photos waiting to be read again, soonest first."""
+        rows = self._db.execute(
+            "SELECT * FROM photos WHERE state='pending' AND last_error IS NOT NULL ORDER BY retry_at, id LIMIT ?",
+            (limit,),
+        )
+        return [_row(r) for r in rows.fetchall()]
+
+    def retry_failed(self, card_id: str | None = None, reason: str | None = None) -> int:
+        """Failed photos (of one card, whose failure starts with ``reason``, if given) back to pending, with
+        their attempts reset: `andi-edge retry-failed`, after a card was cleaned or a file made readable."""
+        where, params = "state='failed'", []
+        if card_id is not None:
+            where += " AND card_id=?"
+            params.append(card_id)
+        with self._tx():
+            rows = self._db.execute(f"SELECT id, failure FROM photos WHERE {where}", params).fetchall()
+            ids = [r["id"] for r in rows if reason is None or text_from_db(r["failure"] or "").startswith(reason)]
+            self._db.executemany(
+                "UPDATE photos SET state='pending', attempts=0, retry_at=NULL, last_error=NULL, failure=NULL, "
+                "result_json=NULL, updated_at=? WHERE id=?",
+                [(time.time(), i) for i in ids],
+            )
+        return len(ids)
 
     def forget(self, photo_id: int) -> None:
         """Drop a pending row whose file vanished before it was read (a half-copied file that was deleted)."""
@@ -277,7 +348,8 @@ class Journal:
     def _finish(self, photo_id: int, state: str, result_json: str | None, failure: str | None) -> None:
         with self._tx():
             self._db.execute(
-                "UPDATE photos SET state=?, result_json=?, failure=?, updated_at=? WHERE id=?",
+                "UPDATE photos SET state=?, result_json=?, failure=?, retry_at=NULL, last_error=NULL, updated_at=? "
+                "WHERE id=?",
                 (state, result_json, None if failure is None else text_to_db(failure), time.time(), photo_id),
             )
 

@@ -26,6 +26,11 @@ disk:
   min_free_mb: {min_free_mb}
   crops_min_free_mb: {crops_min_free_mb}
   retry_interval_s: 0.5
+  once_give_up_s: {once_give_up_s}
+retry:
+  max_attempts: 3
+  backoff_s: 0.3
+  max_backoff_s: 1.0
 metrics:
   textfile: {metrics}
   interval_s: 0.5
@@ -40,10 +45,14 @@ class Daemon:
     config: Path
     log: Path
 
-    def start(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, *extra: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        """``prefix``: run it under another command (e.g. setpriv, to drop root's power to read any file)."""
         with self.log.open("ab") as log:
             return subprocess.Popen(
                 [
+                    *prefix,
                     str(ANDI_EDGE),
                     "--log-level",
                     "info",
@@ -64,8 +73,8 @@ class Daemon:
                 env=env,
             )
 
-    def run_once(self, timeout: float = 240) -> None:
-        proc = self.start("--once")
+    def run_once(self, timeout: float = 240, prefix: tuple[str, ...] = ()) -> None:
+        proc = self.start("--once", prefix=prefix)
         assert proc.wait(timeout=timeout) == 0, self.log.read_text()
 
     model: Path = Path()
@@ -89,14 +98,22 @@ class Daemon:
 
 
 def make_daemon(
-    tmp_path: Path, model: Path, min_free_mb: int = 0, crops_min_free_mb: int = 0, out: Path | None = None
+    tmp_path: Path,
+    model: Path,
+    min_free_mb: int = 0,
+    crops_min_free_mb: int = 0,
+    out: Path | None = None,
+    once_give_up_s: float = 600,
 ) -> Daemon:
     card = tmp_path / "card"
     card.mkdir(exist_ok=True)
     config = tmp_path / "watch.yaml"
     config.write_text(
         FAST_CONFIG.format(
-            min_free_mb=min_free_mb, crops_min_free_mb=crops_min_free_mb, metrics=tmp_path / "metrics.prom"
+            min_free_mb=min_free_mb,
+            crops_min_free_mb=crops_min_free_mb,
+            metrics=tmp_path / "metrics.prom",
+            once_give_up_s=once_give_up_s,
         )
     )
     daemon = Daemon(

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import errno
+import sqlite3
+from pathlib import Path
+
+from andi_edge.daemon.retry import RetryPolicy, unreadable
+from andi_edge.settings import RetrySettings
+from andi_edge.state.journal import DB_NAME, Journal
+
+
+def test_backoff_doubles_up_to_its_cap_and_attempts_are_bounded() -> None:
+    policy = RetryPolicy(RetrySettings(max_attempts=4, backoff_s=30, max_backoff_s=100))
+    assert [policy.backoff_s(n) for n in (1, 2, 3, 4)] == [30, 60, 100, 100]
+    error = unreadable(OSError(errno.EIO, "Input/output error"), "DCIM/IMG_1.JPG")
+    assert error.transient and error.message == "unreadable: DCIM/IMG_1.JPG: Input/output error"
+    assert policy.decide(error, 1, now=1000.0).retry_at == 1030.0
+    final = policy.decide(error, 4, now=1000.0)
+    assert final.retry_at is None and "after 4 attempts" in final.failure and "retry-failed" in final.failure
+    lasting = unreadable(OSError(errno.EISDIR, "Is a directory"), "DCIM/odd.JPG")
+    assert not lasting.transient and policy.decide(lasting, 1, now=0.0).retry_at is None
+
+
+def test_a_photo_waiting_for_a_retry_is_not_claimed_before_its_time(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.enqueue("local", "a.JPG", 1, 1)
+    journal.enqueue("local", "b.JPG", 1, 1)
+    first = journal.claim(1, now=100.0)[0]
+    journal.retry_later(first.id, "unreadable: a.JPG: Input/output error", retry_at=200.0)
+    assert [r.rel_path for r in journal.claim(10, now=150.0)] == ["b.JPG"]
+    assert journal.next_retry_at() == 200.0
+    assert [r.last_error for r in journal.retrying()] == ["unreadable: a.JPG: Input/output error"]
+    again = journal.claim(10, now=200.0)
+    assert [(r.rel_path, r.attempts) for r in again] == [("a.JPG", 1)]  # read before this claim counted
+    journal.release(again[0].id)  # handing a claim back is not an attempt
+    assert journal.claim(10, now=300.0)[0].attempts == 1
+    journal.close()
+
+
+def test_a_schema_2_journal_is_brought_up_to_date_in_place(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.enqueue("local", "a.JPG", 1, 1)
+    journal.close()
+    with sqlite3.connect(tmp_path / DB_NAME) as db:  # what a journal of the previous release looked like
+        db.execute("DROP INDEX photos_output_key")
+        db.execute("ALTER TABLE photos DROP COLUMN retry_at")
+        db.execute("ALTER TABLE photos DROP COLUMN last_error")
+    journal = Journal(tmp_path)
+    assert [r.rel_path for r in journal.claim(5)] == ["a.JPG"]
+    journal.close()
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(photos)")}
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(photos)")}
+    assert {"retry_at", "last_error"} <= columns and "photos_output_key" in indexes
