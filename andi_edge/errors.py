@@ -81,3 +81,13 @@ class JournalError(AndiEdgeError):
     """The journal is damaged, or missing while outputs exist: starting over would silently redo or lose work."""
 
     exit_code = 8
+
+
+class JournalFullError(OutputError):
+    """The state volume has no room for the journal's next write (SQLite's own disk-full error)."""
+
+
+class DiskFullGiveUpError(AndiEdgeError):
+    """`watch --once` waited disk.once_give_up_s for space (outputs or journal) and gave up; nothing was lost."""
+
+    exit_code = 9

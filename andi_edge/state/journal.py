@@ -15,6 +15,7 @@ photo is processed again; outputs are idempotent (same names, atomic replace), s
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from andi_edge.errors import JournalError, OutputError
+from andi_edge.errors import JournalError, JournalFullError, OutputError
 
 SCHEMA_VERSION = 3
 DB_NAME = "journal.sqlite3"
@@ -155,19 +156,31 @@ class Journal:
             state_dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
+            if _is_full(exc):
+                raise _full(self.path, exc) from exc
             raise OutputError(f"cannot open the journal in {state_dir}: {exc}") from exc
         self._db.row_factory = sqlite3.Row
         if existed:
             self._check_integrity()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
-        self._migrate()
-        with self._tx():
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
+            self._migrate()
+            with self._tx():
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+        except (sqlite3.Error, JournalFullError) as exc:
+            self._db.close()
+            if not existed:  # a journal begun on a full volume: leave no empty file to be taken for a damaged one
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        self.path.with_name(self.path.name + suffix).unlink()
+            if isinstance(exc, JournalFullError) or _is_full(exc):
+                raise _full(self.path, exc) from exc
+            raise OutputError(f"cannot set up the journal {self.path}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
@@ -211,13 +224,22 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction. SQLite's disk-full error (the state volume is full) is a JournalFullError, and
+        the transaction is rolled back whole: the journal stays as it was, and the caller may try again later."""
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            if _is_full(exc):
+                raise _full(self.path, exc) from exc
             raise
-        self._db.execute("COMMIT")
 
     # -- discovery ----------------------------------------------------------------------------------------
 
@@ -231,6 +253,19 @@ class Journal:
                 (card_id, text_to_db(rel_path), size_bytes, mtime_ns, now, now),
             )
         return cursor.rowcount == 1
+
+    def enqueue_many(self, photos: list[tuple[str, str, int, int]]) -> int:
+        """``enqueue`` for many (card_id, rel_path, size_bytes, mtime_ns) in one transaction; returns how many
+        were new."""
+        now = time.time()
+        with self._tx():
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT OR IGNORE INTO photos (card_id, rel_path, size_bytes, mtime_ns, state, discovered_at, "
+                "updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                [(card, text_to_db(rel), size, mtime, now, now) for card, rel, size, mtime in photos],
+            )
+            return self._db.total_changes - before
 
     # -- processing -----------------------------------------------------------------------------------------
 
@@ -443,6 +478,19 @@ class Journal:
         with self._tx():
             cursor = self._db.execute("DELETE FROM repeat_verdicts WHERE pattern_id=?", (pattern_id,))
         return cursor.rowcount == 1
+
+
+def _is_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _full(path: Path, exc: BaseException) -> JournalFullError:
+    return JournalFullError(
+        f"no space left for the journal {path}: {exc}",
+        hint=f"free space on the state volume ({path.parent}); the daemon waits and goes on by itself",
+    )
 
 
 def _damaged(path: Path, why: str) -> JournalError:

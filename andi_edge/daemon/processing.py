@@ -1,0 +1,303 @@
+"""The processing part of the daemon: claim -> read and decode (ahead, in a thread) -> infer -> outputs (behind,
+on the writer thread) -> commit, in order.
+
+Crash safety comes from the order of things: outputs are written atomically (crops first, the sidecar last),
+and only then is the photo marked done in the journal. A crash anywhere leaves either no trace (the claim is
+reaped at start and the photo processed again, rewriting the same files) or a finished photo.
+
+What happens to a photo that fails is decided in one place each: a read that fails, by ``retry.RetryPolicy``;
+a photo read but not decodable, by ``pipeline.photo_failure`` (final, recorded with its reason); a full disk,
+by ``space.SpacePolicy`` (handed back, never a failure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from andi_edge.daemon.metrics import DaemonMetrics
+from andi_edge.daemon.notify import Notifier
+from andi_edge.daemon.rendering import Renderer
+from andi_edge.daemon.retry import RetryPolicy, UnreadableError, unreadable
+from andi_edge.daemon.space import MIB, DiskFullError, SpacePolicy
+from andi_edge.daemon.watcher import Discovery
+from andi_edge.detections import ImageResult
+from andi_edge.errors import OutputError, PhotoError
+from andi_edge.pipeline import PipelineSettings, photo_failure, prefetch_ordered
+from andi_edge.runtime.decode import decode_photo
+from andi_edge.runtime.detector import Detector, PreparedPhoto
+from andi_edge.settings import WatchConfig
+from andi_edge.sinks.crops import write_crops
+from andi_edge.sinks.md_batch import image_entry
+from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
+from andi_edge.state.journal import Journal, PhotoRow
+
+log = logging.getLogger(__name__)
+
+
+class CardGoneError(Exception):
+    """The photo's card was removed while we worked on it."""
+
+
+@dataclass
+class _PendingWrite:
+    """A photo whose result is known and whose outputs the writer thread is making durable."""
+
+    row: PhotoRow
+    job: Future[None]
+    entry: dict[str, Any]
+    failure: str | None
+    timings_ms: dict[str, float]
+
+
+@dataclass
+class _Loaded:
+    """What the decode thread produced for one claimed photo."""
+
+    data: bytes
+    sha256: str
+    prepared: PreparedPhoto | None
+    failure: str | None
+
+
+class Processor:
+    def __init__(
+        self,
+        config: WatchConfig,
+        detector: Detector,
+        root: Path,
+        output_dir: Path,
+        discovery: Discovery,
+        space: SpacePolicy,
+        renderer: Renderer,
+        writer: ThreadPoolExecutor,
+        metrics: DaemonMetrics,
+        notifier: Notifier,
+        stop: threading.Event,
+    ) -> None:
+        self.config = config
+        self.detector = detector
+        self.root = root
+        self.output_dir = output_dir
+        self.discovery = discovery
+        self.space = space
+        self.retry = RetryPolicy(config.retry)
+        self.renderer = renderer
+        self.metrics = metrics
+        self.notifier = notifier
+        self._writer = writer
+        self._stop = stop
+        self._provenance = detector.provenance()
+
+    def process(self, journal: Journal, rows: list[PhotoRow]) -> None:
+        """Decode ahead (thread), infer here, write outputs behind (writer thread), commit here, in order."""
+        settings = PipelineSettings(self.config.pipeline.decode_workers, self.config.pipeline.max_in_flight)
+        results = prefetch_ordered(rows, self._load, settings)
+        writes: deque[_PendingWrite] = deque()
+        handed_back = False
+        for row, future in results:
+            if self._stop.is_set() or handed_back or self.space.paused():
+                journal.release(row.id)  # SIGTERM or a pause: what is not started stays pending
+                continue
+            try:
+                write = self._finish(journal, row, future)
+            except CardGoneError:
+                journal.release(row.id)
+                handed_back = True
+                continue
+            if write is not None:
+                writes.append(write)
+            handed_back = self._commit_written(journal, writes, keep=settings.max_in_flight) or handed_back
+            self.notifier.heartbeat()
+        self._commit_written(journal, writes, keep=0)
+
+    def _commit_written(self, journal: Journal, writes: deque[_PendingWrite], keep: int) -> bool:
+        """Mark photos done whose outputs are durable, oldest first, until at most ``keep`` are in flight.
+
+        Returns True when a full disk made us hand the rest back (they stay pending; their outputs, if any got
+        written, are rewritten identically on the retry).
+        """
+        while writes and (writes[0].job.done() or len(writes) > keep):
+            write = writes.popleft()
+            try:
+                write.job.result()
+            except DiskFullError as exc:
+                journal.release(write.row.id)
+                for later in writes:
+                    later.job.exception()  # let it finish before its photo is handed back
+                    journal.release(later.row.id)
+                writes.clear()
+                self.space.pause(str(exc), "output")
+                return True
+            if write.failure is not None:
+                journal.mark_failed(write.row.id, write.entry, write.failure)
+                self.metrics.failed_total += 1
+            else:
+                journal.mark_done(write.row.id, write.entry)
+                self.metrics.processed_total += 1
+                self.metrics.observe(write.timings_ms)
+            self.space.progressed()
+            self.renderer.changed(write.row.card_id)
+        return False
+
+    # -- one photo ------------------------------------------------------------------------------------------
+
+    def _load(self, row: PhotoRow) -> _Loaded:
+        """Decode thread: read, hash, decode, letterbox."""
+        path = self.root / row.rel_path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CardGoneError(row.rel_path) from None
+        except OSError as exc:
+            if not self.discovery.available():
+                raise CardGoneError(row.rel_path) from exc
+            raise unreadable(exc, row.rel_path) from exc
+        sha256 = hashlib.sha256(data).hexdigest()
+        if not data:
+            return _Loaded(data, sha256, None, f"empty_file: {row.rel_path}: file is empty (0 bytes)")
+        try:
+            prepared = self.detector.prepare_bytes(data, path)
+        except Exception as exc:  # sorted by photo_failure below; anything else is re-raised
+            failure = photo_failure(exc)
+            if failure is None:
+                raise
+            return _Loaded(data, sha256, None, failure)
+        return _Loaded(data, sha256, prepared, None)
+
+    def _finish(self, journal: Journal, row: PhotoRow, future: Future[_Loaded]) -> _PendingWrite | None:
+        """Infer on a decoded photo and hand its outputs to the writer; None when there is nothing to write."""
+        exc = future.exception()
+        if isinstance(exc, CardGoneError):
+            if self.discovery.available() and not (self.root / row.rel_path).exists():
+                log.info("%s vanished before it was read; forgetting it", row.rel_path)
+                journal.forget(row.id)
+                return None
+            raise exc
+        if isinstance(exc, UnreadableError):
+            attempt = row.attempts + 1  # the row was read before its claim counted
+            decision = self.retry.decide(exc, attempt, time.time())
+            if decision.retry_at is not None:
+                wait_s = decision.retry_at - time.time()
+                log.warning("%s (attempt %d): trying again in %.0f s", exc.message, attempt, wait_s)
+                journal.retry_later(row.id, exc.message, decision.retry_at)
+                self.metrics.retried_total += 1
+                return None
+            loaded = _Loaded(b"", "", None, decision.failure)
+        elif exc is not None:
+            raise exc
+        else:
+            loaded = future.result()
+        if journal.done_with_hash(row.card_id, loaded.sha256, row.rel_path) is not None:
+            log.info("%s: already processed (same bytes); skipping", row.rel_path)
+            journal.mark_duplicate(row.id)
+            return None
+        output_key = self._output_key(journal, row, loaded.sha256)
+        journal.set_hash(row.id, loaded.sha256, output_key)
+        card_out = self.output_dir / row.card_id
+        failure = None
+        if loaded.failure is not None or loaded.prepared is None:
+            failure = loaded.failure or "internal_error: nothing decoded"
+            log.warning("%s: %s", row.rel_path, failure)
+            result = ImageResult(path=Path(row.rel_path), failure=failure)
+        else:
+            result = self.detector.infer(loaded.prepared)
+        entry = image_entry(result, row.rel_path)
+        job = self._writer.submit(self._write_outputs, card_out, output_key, row, loaded, result, entry)
+        return _PendingWrite(row=row, job=job, entry=entry, failure=failure, timings_ms=result.timings_ms)
+
+    def _output_key(self, journal: Journal, row: PhotoRow, sha256: str) -> str:
+        """The photo's path on the card, unless another photo (other bytes) already owns those outputs."""
+        if row.output_key:
+            return row.output_key
+        owner = journal.output_key_owner(row.card_id, row.rel_path)
+        if owner is None or owner == sha256:
+            return row.rel_path
+        stem, dot, suffix = row.rel_path.rpartition(".")
+        return f"{stem}~{sha256[:12]}.{suffix}" if dot else f"{row.rel_path}~{sha256[:12]}"
+
+    def _write_outputs(
+        self,
+        card_out: Path,
+        output_key: str,
+        row: PhotoRow,
+        loaded: _Loaded,
+        result: ImageResult,
+        entry: dict[str, Any],
+    ) -> None:
+        """Crops first, sidecar last; on a full disk, remove what this attempt wrote and raise DiskFullError."""
+        outputs = self.config.outputs
+        free = self.space.check_outputs()
+        written: list[Path] = []
+        crops_skipped: str | None = None
+        try:
+            crops: list[str] = []
+            detections = result.detections
+            if outputs.crops and detections is not None and self.space.crops_allowed(free):
+                wanted = detections.above(outputs.crop_threshold)
+                if len(wanted):
+                    settings = self.detector.settings
+                    try:  # crops are cut from the full-resolution photo: it must fit the decode budget too
+                        upright = decode_photo(
+                            loaded.data,
+                            max_image_pixels=settings.max_image_pixels,
+                            max_decode_bytes=settings.max_decode_bytes,
+                            name=row.rel_path,
+                        ).rgb
+                    except PhotoError as exc:
+                        crops_skipped = f"{exc.reason}: {exc.message}"
+                        log.warning("%s: crops skipped, the detections are kept (%s)", row.rel_path, exc.message)
+                    else:
+                        crops = write_crops(
+                            card_out,
+                            output_key,
+                            upright,
+                            wanted,
+                            self.detector.class_names,
+                            outputs.crop_padding,
+                            outputs.crop_jpeg_quality,
+                        )
+                        written.extend(card_out / c for c in crops)
+            elif outputs.crops and detections is not None and len(detections.above(outputs.crop_threshold)):
+                log.warning("%s: low on disk space (%d MiB free): crops skipped", row.rel_path, free // MIB)
+            if outputs.sidecars:
+                provenance = {
+                    **self._provenance,
+                    "card_id": row.card_id,
+                    "sha256": loaded.sha256,
+                    "size_bytes": row.size_bytes,
+                    "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
+                    "crops": crops,
+                }
+                if crops_skipped is not None:
+                    provenance["crops_skipped"] = crops_skipped
+                if result.photo is not None:
+                    provenance["camera_serial"] = result.photo.camera_serial
+                target = sidecar_path(card_out, output_key)
+                write_sidecar(target, entry, provenance)
+                written.append(target)
+        except (OutputError, PhotoError) as exc:
+            if isinstance(exc, OutputError) and _is_disk_full(exc):
+                for path in written:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                raise DiskFullError(str(exc)) from exc
+            raise
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        cause = cause.__cause__
+    return False
