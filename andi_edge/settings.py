@@ -32,8 +32,11 @@ class BackendSettings:
 class DiscoverySettings:
     #: use inotify (watchdog) for low-latency discovery; periodic rescans run regardless
     inotify: bool = True
-    #: full rescan period, which also catches what events miss (FAT/exFAT cards, network mounts)
+    #: how often folders are looked at for new photos (catches what events miss: FAT/exFAT cards, network
+    #: mounts). Only folders whose mtime changed are listed again, so a big card costs a stat per folder.
     poll_interval_s: float = 5.0
+    #: how often every file is looked at again (a photo rewritten in place, which leaves its folder's mtime alone)
+    full_rescan_s: float = 600.0
     #: a file is read once its size and mtime have not changed for this long (or it was closed after writing)
     stable_s: float = 2.0
 
@@ -153,6 +156,10 @@ class WatchConfig:
             (1 <= self.outputs.crop_jpeg_quality <= 100, "outputs.crop_jpeg_quality must be 1..100"),
             (self.outputs.batch_json_interval_s > 0, "outputs.batch_json_interval_s must be positive"),
             (self.discovery.poll_interval_s > 0, "discovery.poll_interval_s must be positive"),
+            (
+                self.discovery.full_rescan_s >= self.discovery.poll_interval_s,
+                "discovery.full_rescan_s must be at least discovery.poll_interval_s",
+            ),
             (self.discovery.stable_s >= 0, "discovery.stable_s must not be negative"),
             (self.disk.min_free_mb >= 0 and self.disk.crops_min_free_mb >= 0, "disk thresholds must not be negative"),
             (self.disk.retry_interval_s > 0, "disk.retry_interval_s must be positive"),

@@ -16,8 +16,7 @@ from andi_edge.errors import UsageError
 from andi_edge.photos import find_photos
 from andi_edge.pipeline import available_cpus
 from andi_edge.runtime.detector import Detector
-from andi_edge.sinks.atomic import write_json_atomic
-from andi_edge.sinks.md_batch import batch_document, detection_categories
+from andi_edge.sinks.md_batch import batch_document, detection_categories, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +142,7 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
         conservative_threshold=probe.card.thresholds.conservative,
         classification_names=probe.classification_names,
     )
-    write_json_atomic(request.output, document)
+    write_batch(request.output, document)
     store.remove()
     failed = sum(1 for e in entries if e.get("failure"))
     return BatchSummary(

@@ -21,8 +21,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from andi_edge.photos import find_photos
     from andi_edge.pipeline import PipelineSettings, detect_many
-    from andi_edge.sinks.atomic import write_json_atomic
-    from andi_edge.sinks.md_batch import batch_document, image_entry
+    from andi_edge.sinks.md_batch import batch_document, image_entry, write_batch
 
     if args.output.is_dir():
         raise UsageError(f"-o {args.output} is a folder; give a file name such as {args.output / 'results.json'}")
@@ -56,7 +55,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         conservative_threshold=detector.card.thresholds.conservative,
         classification_names=detector.classification_names,
     )
-    write_json_atomic(args.output, document)
+    write_batch(args.output, document)
     rate = len(sources) / elapsed if elapsed > 0 else 0.0
     per_class = ", ".join(f"{name} {n}" for name, n in photos_per_class.most_common())
     print(

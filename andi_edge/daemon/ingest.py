@@ -1,12 +1,24 @@
 """The ingest part of the daemon: discovery -> journal. Complete photos become pending rows, in one
-transaction per poll (the first scan of a big card is thousands of photos: one fsync, not one per photo)."""
+transaction per poll (the first scan of a big card is thousands of photos: one fsync, not one per photo).
+
+A file is known by its card, path, size and mtime. One rewritten in place with the same size and mtime (a card
+reformatted by a camera whose clock reset, a copy tool that keeps times) shows a new ctime: its last 64 KiB are
+read and compared with the fingerprint taken when it was processed, and if they differ it is a new photo (a row
+of the next generation, with outputs of its own).
+"""
 
 from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
 
 from andi_edge.daemon.rendering import Renderer
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.errors import JournalFullError
-from andi_edge.state.journal import Journal
+from andi_edge.state.journal import FINGERPRINT_BYTES, Journal, PhotoRow, fingerprint
+
+log = logging.getLogger(__name__)
 
 
 class Ingest:
@@ -28,7 +40,34 @@ class Ingest:
                 if not self.renderer.knows_root(photo.card_id):
                     journal.set_card_root(photo.card_id, self.root)
                     self.renderer.note_root(photo.card_id, self.root)
-            return journal.enqueue_many([(p.card_id, p.rel_path, p.size_bytes, p.mtime_ns) for p in found])
+            new, suspects = journal.enqueue_many(
+                [(p.card_id, p.rel_path, p.size_bytes, p.mtime_ns, p.ctime_ns) for p in found]
+            )
+            ctimes = {(p.card_id, p.rel_path): p.ctime_ns for p in found}
+            for row in suspects:
+                new += self._check_rewritten(journal, row, ctimes[(row.card_id, row.rel_path)])
+            return new
         except JournalFullError:
             self.discovery.forget_handed_over()
             raise
+
+    def _check_rewritten(self, journal: Journal, row: PhotoRow, ctime_ns: int) -> int:
+        try:
+            tail = _read_tail(self.discovery.root / row.rel_path)
+        except OSError:
+            return 0  # looked at again at the next full scan
+        if fingerprint(tail) == row.fingerprint:
+            journal.confirm_unchanged(row.id, ctime_ns)
+            return 0
+        log.warning("%s was rewritten in place (same size and time, other content): processing it again", row.rel_path)
+        journal.enqueue_rewritten(row, ctime_ns)
+        return 1
+
+
+def _read_tail(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, FINGERPRINT_BYTES, max(0, size - FINGERPRINT_BYTES))
+    finally:
+        os.close(fd)

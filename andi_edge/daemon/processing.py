@@ -39,7 +39,7 @@ from andi_edge.settings import WatchConfig
 from andi_edge.sinks.crops import write_crops
 from andi_edge.sinks.md_batch import image_entry
 from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
-from andi_edge.state.journal import Journal, PhotoRow
+from andi_edge.state.journal import Journal, PhotoRow, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,10 @@ class _Loaded:
     sha256: str
     prepared: PreparedPhoto | None
     failure: str | None
+
+    @property
+    def fingerprint(self) -> str | None:
+        return fingerprint(self.data) if self.data else None
 
 
 class Processor:
@@ -202,7 +206,7 @@ class Processor:
             journal.mark_duplicate(row.id)
             return None
         output_key = self._output_key(journal, row, loaded.sha256)
-        journal.set_hash(row.id, loaded.sha256, output_key)
+        journal.set_hash(row.id, loaded.sha256, output_key, loaded.fingerprint)
         card_out = self.output_dir / row.card_id
         failure = None
         if loaded.failure is not None or loaded.prepared is None:

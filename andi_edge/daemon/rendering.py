@@ -2,15 +2,22 @@
 and the sidecars whose event or repeat flags changed since they were written.
 
 Everything here is derived from the journal and can be rebuilt from it at any time (and is, at every start).
+While the daemon runs, a render happens on a thread of its own, with its own read-only connection to the
+journal (SQLite's WAL lets it read while the main loop writes): on a card of 100,000 photos it takes seconds,
+and the main loop goes on claiming and committing photos, and feeding the watchdog, meanwhile. Its results
+(sidecars to rewrite, annotations to commit) are handed back to the main loop. When stopping, or when a card
+is pulled, the render runs on the main loop itself, to the end.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +28,7 @@ from andi_edge.results.repeats import RepeatPattern
 from andi_edge.results.review import build_review, find_patterns
 from andi_edge.runtime.detector import Detector
 from andi_edge.settings import WatchConfig
-from andi_edge.sinks.atomic import write_json_atomic
-from andi_edge.sinks.md_batch import annotate_entry, batch_document
+from andi_edge.sinks.md_batch import annotate_entry, batch_document, write_batch
 from andi_edge.sinks.sidecar import sidecar_path, update_sidecar
 from andi_edge.state.journal import Journal
 
@@ -31,6 +37,9 @@ log = logging.getLogger(__name__)
 BATCH_JSON_NAME = "megadetector_results.json"
 #: rows between two watchdog pings while a big card is rendered
 _HEARTBEAT_EVERY = 2000
+#: at most this share of the time goes to rendering: a card whose render takes 10 s is rendered every 100 s at
+#: most, however short outputs.batch_json_interval_s (the render thread competes with inference for the CPU)
+RENDER_SHARE = 0.1
 
 
 @dataclass
@@ -42,6 +51,14 @@ class _SidecarRewrite:
     path: Path
     entry: dict[str, Any]
     written: bool = False
+
+
+@dataclass
+class _Rendered:
+    """What one render produced: sidecars to rewrite, and the cards whose batch file could not be written."""
+
+    rewrites: list[_SidecarRewrite] = field(default_factory=list)
+    failed_cards: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -61,6 +78,7 @@ class Renderer:
         detector: Detector,
         output_dir: Path,
         root: Path,
+        state_dir: Path,
         writer: ThreadPoolExecutor,
         notifier: Notifier,
         provenance: dict[str, Any],
@@ -69,14 +87,21 @@ class Renderer:
         self.detector = detector
         self.output_dir = output_dir
         self.root = root
+        self.state_dir = state_dir
         self.notifier = notifier
         self._writer = writer
         self._provenance = provenance
         self._dirty_cards: set[str] = set()
-        self._last_render = time.monotonic()
+        self._last_render = -math.inf  # the first render (every card, at start) is due at once
+        #: how long the last render took: renders are spaced so that they take at most RENDER_SHARE of the time
+        self._last_render_s = 0.0
         self._kept_patterns: frozenset[str] = frozenset()
         self._annotation_job: Future[None] | None = None
         self._annotation_rewrites: list[_SidecarRewrite] = []
+        #: the render running on its own thread, if any
+        self._render_job: Future[_Rendered] | None = None
+        self._rendering: list[str] = []
+        self._render_thread = ThreadPoolExecutor(1, thread_name_prefix="andi-render")
         self._patterns: dict[str, _PatternCache] = {}
         #: each card's image root, as the journal has it (cards of one state folder may be watched at other roots)
         self._card_roots: dict[str, str] = {}
@@ -97,37 +122,93 @@ class Renderer:
         self._card_roots[card_id] = root
 
     def render(self, journal: Journal, force: bool = False) -> None:
-        """Re-derive events and repeat flags of changed cards; rewrite their batch JSON and changed sidecars."""
-        self._commit_annotations(journal, wait=force)
-        due = time.monotonic() - self._last_render >= self.config.outputs.batch_json_interval_s
-        if not (force or due):
+        """Re-derive events and repeat flags of changed cards; rewrite their batch JSON and changed sidecars.
+        Due every outputs.batch_json_interval_s, on the render thread; ``force``: now, to the end, here."""
+        self._collect(journal, wait=force)
+        interval = max(self.config.outputs.batch_json_interval_s, self._last_render_s / RENDER_SHARE)
+        due = time.monotonic() - self._last_render >= interval
+        if not (force or due) or self._render_job is not None or self._annotation_job is not None:
             return
+        kept = self._dirty_now(journal, force)
+        if not self._dirty_cards:
+            return
+        cards = sorted(self._dirty_cards)
+        self._dirty_cards.clear()
+        self._last_render = time.monotonic()
+        if force:
+            self._hand_back(journal, self._render_cards(journal, cards, kept, True, self.notifier.heartbeat), True)
+        else:
+            self._rendering = cards
+            self._render_job = self._render_thread.submit(self._render_apart, cards, kept)
+
+    def close(self) -> None:
+        self._render_thread.shutdown(wait=True)
+
+    def _dirty_now(self, journal: Journal, force: bool) -> frozenset[str]:
         kept = journal.kept_patterns()
         if kept != self._kept_patterns:  # a person confirmed or withdrew a repeat pattern: every card may change
             self._kept_patterns = kept
             self._dirty_cards.update(journal.cards())
         self._dirty_cards |= self._stale_pattern_cards(force)
-        if not self._dirty_cards or (self._annotation_job is not None and not force):
+        return kept
+
+    def _render_apart(self, cards: list[str], kept: frozenset[str]) -> _Rendered:
+        """The render thread: its own read-only connection (a Journal is used from one thread only); it does
+        not feed the watchdog, which stays the main loop's to feed."""
+        journal = Journal(self.state_dir, read_only=True, live=True)
+        try:
+            return self._render_cards(journal, cards, kept, False, lambda: None)
+        finally:
+            journal.close()
+
+    def _collect(self, journal: Journal, wait: bool) -> None:
+        """Hand a finished render's sidecar rewrites to the writer, and commit the annotations written."""
+        job = self._render_job
+        if job is not None and (wait or job.done()):
+            self._render_job = None
+            try:
+                rendered = job.result()
+            except (OutputError, OSError) as exc:  # its cards stay dirty: tried again at the next render
+                log.error("could not render the batch results: %s", exc)
+                self._dirty_cards.update(self._rendering)
+            else:
+                self._hand_back(journal, rendered, wait)
+        self._commit_annotations(journal, wait=wait)
+
+    def _hand_back(self, journal: Journal, rendered: _Rendered, now: bool) -> None:
+        self._dirty_cards |= rendered.failed_cards
+        if not rendered.rewrites:
             return
-        rewrites: list[_SidecarRewrite] = []
-        for card_id in sorted(self._dirty_cards):
-            if not self._render_card(journal, card_id, kept, force, rewrites):
-                return
-        self._dirty_cards.clear()
-        self._last_render = time.monotonic()
-        if rewrites:
-            if force:  # stopping: the writer thread is gone, and the last word must be on disk
-                self._rewrite_sidecars(rewrites)
-                self._commit_rewrites(journal, rewrites)
-            else:  # behind new photos, on the writer thread, so inference does not wait for the disk
-                self._annotation_job = self._writer.submit(self._rewrite_sidecars, rewrites)
-                self._annotation_rewrites = rewrites
+        if now:  # stopping: the writer thread is gone, and the last word must be on disk
+            self._rewrite_sidecars(rendered.rewrites)
+            self._commit_rewrites(journal, rendered.rewrites)
+        else:  # behind new photos, on the writer thread, so inference does not wait for the disk
+            self._annotation_job = self._writer.submit(self._rewrite_sidecars, rendered.rewrites)
+            self._annotation_rewrites = rendered.rewrites
+
+    def _render_cards(
+        self, journal: Journal, cards: list[str], kept: frozenset[str], force: bool, ping: Callable[[], None]
+    ) -> _Rendered:
+        rendered = _Rendered()
+        begin = time.monotonic()
+        for card_id in cards:
+            if not self._render_card(journal, card_id, kept, force, rendered.rewrites, ping):
+                rendered.failed_cards.add(card_id)
+        self._last_render_s = time.monotonic() - begin
+        log.debug("rendered %d card(s) in %.2f s", len(cards), self._last_render_s)
+        return rendered
 
     def _render_card(
-        self, journal: Journal, card_id: str, kept: frozenset[str], force: bool, rewrites: list[_SidecarRewrite]
+        self,
+        journal: Journal,
+        card_id: str,
+        kept: frozenset[str],
+        force: bool,
+        rewrites: list[_SidecarRewrite],
+        ping: Callable[[], None],
     ) -> bool:
         rows = journal.latest_finished(card_id)
-        self.notifier.heartbeat()
+        ping()
         records = [record_from_row(r) for r in rows]
         review = build_review(
             records,
@@ -138,12 +219,12 @@ class Renderer:
             kept,
             patterns=self._repeat_patterns(card_id, records, force),
         )
-        self.notifier.heartbeat()
+        ping()
         stored = journal.annotations(card_id)
         entries = []
         for n, (row, record) in enumerate(zip(rows, records, strict=True)):
             if n % _HEARTBEAT_EVERY == 0:
-                self.notifier.heartbeat()
+                ping()
             if row.result is None:
                 continue
             annotation = review.annotation(record)
@@ -164,11 +245,11 @@ class Renderer:
             classification_names=self.detector.classification_names,
         )
         try:
-            write_json_atomic(self.output_dir / card_id / BATCH_JSON_NAME, document)
+            write_batch(self.output_dir / card_id / BATCH_JSON_NAME, document)
         except OutputError as exc:
             log.error("could not write the batch results for %s: %s", card_id, exc)
             return False
-        self.notifier.heartbeat()
+        ping()
         return True
 
     def _repeat_patterns(self, card_id: str, records: list[PhotoRecord], force: bool) -> list[RepeatPattern]:

@@ -82,7 +82,14 @@ class WatchService:
         self.discovery = Discovery(self.root, config.discovery, card_id=card_id)
         self.space = SpacePolicy(config.disk, self.output_dir, once, self.notifier, self.metrics)
         self.renderer = Renderer(
-            config, detector, self.output_dir, self.root, self._writer, self.notifier, detector.provenance()
+            config,
+            detector,
+            self.output_dir,
+            self.root,
+            self.state_dir,
+            self._writer,
+            self.notifier,
+            detector.provenance(),
         )
         self.ingest = Ingest(self.discovery, self.renderer, str(self.root))
         self.processor = Processor(
@@ -120,6 +127,7 @@ class WatchService:
         except StopBeforeStartError:
             log.info("stopped before starting: nothing was done")
             self._writer.shutdown(wait=True)
+            self.renderer.close()
             return 0
         try:
             self._back_up(journal)
@@ -143,6 +151,7 @@ class WatchService:
             with contextlib.suppress(OutputError):
                 self.renderer.render(journal, force=True)
                 self._write_metrics(journal, force=True)
+            self.renderer.close()
             counts = journal.counts()
             self._back_up(journal)
             journal.close()

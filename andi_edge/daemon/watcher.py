@@ -1,8 +1,11 @@
 """Discovery: which photos under the watched folder are complete and new.
 
-Three sources, because each misses something: a full rescan at start and every ``poll_interval_s`` (events
-are lost while we are down, and FAT/exFAT cards or network mounts may send none), and inotify events through
-watchdog for low latency. A file is handed over only once it is complete: closed after writing (inotify
+Three sources, because each misses something: a full scan at start and every ``full_rescan_s``; every
+``poll_interval_s`` a look at each known folder's mtime, listing again only the folders that changed (events are
+lost while we are down, and FAT/exFAT cards or network mounts may send none; a card of 100,000 photos in a few
+hundred folders costs a few hundred stats per poll, not 100,000); and inotify events through watchdog for low
+latency. A folder modified within the last few seconds is listed again at the next poll even if its mtime looks
+unchanged (FAT keeps times to 2 s). A file is handed over only once it is complete: closed after writing (inotify
 close-write), or its size and mtime unchanged for ``stable_s``. A half-copied photo is never read as broken.
 """
 
@@ -10,16 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from andi_edge.daemon.card import Mount, card_id_for, read_mounts
-from andi_edge.photos import is_photo_name, walk_photos
+from andi_edge.photos import is_photo_name
 from andi_edge.settings import DiscoverySettings
 
 log = logging.getLogger(__name__)
+
+#: a folder whose mtime is this recent is listed again at the next poll (coarse file-system clocks: FAT's 2 s)
+RECENT_FOLDER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class FoundPhoto:
     card_id: str
     size_bytes: int
     mtime_ns: int
+    #: changes with any write to the file (and chmod): a rewrite in place that kept size and mtime shows here
+    ctime_ns: int
 
 
 @dataclass
@@ -46,11 +55,14 @@ class Discovery:
         #: every photo under root is on this card (the card unit hands over the volume it mounted)
         self.card_id = card_id
         self._observing: dict[Path, _Observation] = {}
-        self._handed_over: set[tuple[Path, int, int]] = set()
+        self._handed_over: set[tuple[Path, int, int, int]] = set()
         self._closed_events: set[Path] = set()
         self._touched: set[Path] = set()
         self._lock = threading.Lock()
         self._last_scan = 0.0
+        self._last_full_scan = 0.0
+        #: every folder under root and its mtime when last listed (None: list it again at the next poll)
+        self._folders: dict[str, int | None] = {}
         self._observer: object | None = None
         self._card_ids: dict[Path, str] = {}
         self._mounts: list[Mount] = []
@@ -119,16 +131,19 @@ class Discovery:
             touched, self._touched = self._touched, set()
             closed, self._closed_events = self._closed_events, set()
         candidates = set(touched)
-        if force_scan or now - self._last_scan >= self.settings.poll_interval_s:
+        full = force_scan or now - self._last_full_scan >= self.settings.full_rescan_s
+        if full or now - self._last_scan >= self.settings.poll_interval_s:
             self._last_scan = now
             mounts = read_mounts()
             if mounts != self._mounts:  # a card came or went: which folder is on which card may have changed
                 self._mounts = mounts
                 self._card_ids.clear()
-            try:
-                candidates.update(walk_photos(self.root))
-            except OSError as exc:
-                log.warning("cannot scan %s: %s", self.root, exc)
+            if full:
+                self._last_full_scan = now
+                self._folders.clear()
+                candidates.update(self._list_tree(str(self.root)))
+            else:
+                candidates.update(self._list_changed())
         candidates.update(self._observing)
         ready: list[FoundPhoto] = []
         for path in sorted(candidates):
@@ -136,6 +151,62 @@ class Discovery:
             if found is not None:
                 ready.append(found)
         return ready
+
+    # -- folders --------------------------------------------------------------------------------------------
+
+    def _list_folder(self, folder: str) -> tuple[list[Path], list[str]]:
+        """One folder's photos and subfolders (hidden ones skipped, symlinked folders not followed), and its
+        mtime remembered: taken before the listing, so a change during it is seen at the next poll."""
+        try:
+            mtime_ns = os.stat(folder).st_mtime_ns
+            with os.scandir(folder) as entries:
+                photos, subfolders = [], []
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        is_folder = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if is_folder:
+                        subfolders.append(entry.path)
+                    elif is_photo_name(entry.name):
+                        photos.append(Path(entry.path))
+        except OSError as exc:
+            if folder == str(self.root):
+                log.warning("cannot scan %s: %s", self.root, exc)
+            self._folders.pop(folder, None)
+            return [], []
+        recent = time.time() - mtime_ns / 1e9 < RECENT_FOLDER_S
+        self._folders[folder] = None if recent else mtime_ns
+        return photos, subfolders
+
+    def _list_tree(self, top: str) -> list[Path]:
+        found: list[Path] = []
+        stack = [top]
+        while stack:
+            photos, subfolders = self._list_folder(stack.pop())
+            found.extend(photos)
+            stack.extend(subfolders)
+        return found
+
+    def _list_changed(self) -> list[Path]:
+        """Photos in the folders whose mtime changed since they were listed (new folders included)."""
+        found: list[Path] = []
+        for folder, listed_mtime in list(self._folders.items()):
+            try:
+                mtime_ns = os.stat(folder).st_mtime_ns
+            except OSError:  # gone, with whatever was below it
+                self._folders.pop(folder, None)
+                continue
+            if listed_mtime == mtime_ns:
+                continue
+            photos, subfolders = self._list_folder(folder)
+            found.extend(photos)
+            for sub in subfolders:
+                if sub not in self._folders:
+                    found.extend(self._list_tree(sub))
+        return found
 
     def settling(self) -> int:
         """How many files are seen but not yet complete."""
@@ -146,15 +217,17 @@ class Discovery:
         self._handed_over.clear()
 
     def _check(self, path: Path, now: float, closed: bool) -> FoundPhoto | None:
+        st: os.stat_result | None
         try:
-            st = path.stat()
+            st = os.lstat(path)  # one system call for a plain file; a link costs a second one
+            if stat.S_ISLNK(st.st_mode):
+                st = os.stat(path) if self._inside(path) else None
         except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             self._observing.pop(path, None)
             return None
-        if not path.is_file() or (path.is_symlink() and not self._inside(path)):
-            self._observing.pop(path, None)
-            return None
-        key = (path, st.st_size, st.st_mtime_ns)
+        key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if key in self._handed_over:
             self._observing.pop(path, None)
             return None
@@ -177,6 +250,7 @@ class Discovery:
             card_id=self._card_id(path.parent),
             size_bytes=st.st_size,
             mtime_ns=st.st_mtime_ns,
+            ctime_ns=st.st_ctime_ns,
         )
 
     def _inside(self, path: Path) -> bool:

@@ -59,12 +59,21 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> None
     _fsync_dir(path.parent)
 
 
-def write_json_atomic(path: Path, document: Any, indent: int | None = 1) -> None:
-    """UTF-8 JSON. A card name with bytes that are not UTF-8 (a surrogate escape) is written as JSON's own
-    ``\\udcXX`` escape: valid JSON, read back by Python as exactly the name it was."""
-    text = json.dumps(document, indent=indent, ensure_ascii=False)
-    text = UNDECODABLE_BYTE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+def json_text(document: Any, indent: int | None = 1) -> str:
+    """JSON text for UTF-8 output. A card name with bytes that are not UTF-8 (a surrogate escape) is written as
+    JSON's own ``\\udcXX`` escape: valid JSON, read back by Python as exactly the name it was."""
+    separators = None if indent is not None else (", ", ": ")
+    text = json.dumps(document, indent=indent, ensure_ascii=False, separators=separators)
+    return UNDECODABLE_BYTE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, (text + "\n").encode("utf-8"))
+
+
+def write_json_atomic(path: Path, document: Any, indent: int | None = 1) -> None:
+    """UTF-8 JSON (see ``json_text``), written atomically."""
+    write_text_atomic(path, json_text(document, indent))
 
 
 def remove_stale_temp_files(root: Path) -> int:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from andi_edge import __version__
 from andi_edge.boxes import xyxy_px_to_xywh_norm
 from andi_edge.detections import ImageResult
 from andi_edge.results.review import PhotoAnnotation
+from andi_edge.sinks.atomic import json_text, write_text_atomic
 
 FORMAT_VERSION = "1.6"
 CONF_DECIMALS = 3
@@ -103,6 +105,22 @@ def batch_document(
         document["classification_categories"] = detection_categories(classification_names)
     document["images"] = entries
     return document
+
+
+def batch_text(document: dict[str, Any]) -> str:
+    """The batch file's text: indented like MegaDetector's own files, with each image on one line. One line per
+    image lets the C encoder do the work: a card of 100,000 photos is rendered in seconds, not in a minute."""
+    head = json_text({k: v for k, v in document.items() if k != "images"}, indent=1)
+    images = document.get("images", [])
+    if not images:
+        return head[:-2] + ',\n "images": []\n}'
+    lines = ",\n  ".join(json_text(entry, indent=None) for entry in images)
+    return head[:-2] + ',\n "images": [\n  ' + lines + "\n ]\n}"
+
+
+def write_batch(path: Path, document: dict[str, Any]) -> None:
+    """The batch file, atomically (OutputError when it cannot be written)."""
+    write_text_atomic(path, batch_text(document))
 
 
 def annotate_entry(entry: dict[str, Any], annotation: PhotoAnnotation) -> dict[str, Any]:

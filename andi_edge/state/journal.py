@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -34,8 +35,8 @@ DB_NAME = "journal.sqlite3"
 #: the last journal that passed its integrity check, copied at each daemon start and stop (the documented way back)
 BACKUP_NAME = "journal.backup.sqlite3"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS photos (
+_PHOTOS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY,
     card_id TEXT NOT NULL,
     rel_path TEXT NOT NULL,
@@ -49,12 +50,24 @@ CREATE TABLE IF NOT EXISTS photos (
     attempts INTEGER NOT NULL DEFAULT 0,
     discovered_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    -- schema 3: a photo that could not be read waits for retry_at; why it could not
     retry_at REAL,
     last_error TEXT,
-    UNIQUE (card_id, rel_path, size_bytes, mtime_ns)
+    -- schema 3: the file's ctime when last seen, and a hash of its last 64 KiB once read: a file rewritten in
+    -- place with the same size and mtime is told apart by them and gets a row of the next generation
+    ctime_ns INTEGER,
+    fingerprint TEXT,
+    generation INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (card_id, rel_path, size_bytes, mtime_ns, generation)
 );
+"""
+_SCHEMA = (
+    _PHOTOS_TABLE.format(name="photos")
+    + """
 CREATE INDEX IF NOT EXISTS photos_state ON photos (state, id);
 CREATE INDEX IF NOT EXISTS photos_card_hash ON photos (card_id, sha256);
+-- schema 3: a card's output names are looked up for every new photo (a scan of the whole table without it)
+CREATE INDEX IF NOT EXISTS photos_output_key ON photos (card_id, output_key);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- schema 2: what a photo's outputs last said about its event and repeat flags, and people's verdicts on
 -- repeat patterns (a pattern kept as real is never flagged again)
@@ -68,13 +81,16 @@ CREATE TABLE IF NOT EXISTS repeat_verdicts (
     decided_at REAL NOT NULL
 );
 """
-#: schema 3: retries of photos that could not be read, and the lookup of a card's output names (a big card made
-#: it a scan of the whole table per new photo)
-_SCHEMA_3 = (
-    ("photos", "retry_at", "ALTER TABLE photos ADD COLUMN retry_at REAL"),
-    ("photos", "last_error", "ALTER TABLE photos ADD COLUMN last_error TEXT"),
 )
-_INDEXES_3 = "CREATE INDEX IF NOT EXISTS photos_output_key ON photos (card_id, output_key);"
+#: rows in the works: a file change seen for them needs no check (the file is read afresh when claimed)
+LIVE_STATES = ("pending", "claimed")
+#: bytes at a file's end that its fingerprint covers
+FINGERPRINT_BYTES = 64 * 1024
+
+
+def fingerprint(tail: bytes) -> str:
+    """The fingerprint of a file whose last FINGERPRINT_BYTES (or fewer, for a small file) are ``tail``."""
+    return hashlib.sha256(tail[-FINGERPRINT_BYTES:]).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,9 @@ class PhotoRow:
     #: a photo waiting to be read again: not claimed before this time (epoch seconds), and why
     retry_at: float | None = None
     last_error: str | None = None
+    ctime_ns: int | None = None
+    fingerprint: str | None = None
+    generation: int = 0
 
 
 def text_to_db(text: str) -> str:
@@ -137,16 +156,21 @@ def _row(r: sqlite3.Row) -> PhotoRow:
         # a journal of schema 2, read-only (status on a card from an older daemon), has neither column
         retry_at=r["retry_at"] if "retry_at" in columns else None,
         last_error=text_from_db(r["last_error"]) if "last_error" in columns and r["last_error"] else None,
+        ctime_ns=r["ctime_ns"] if "ctime_ns" in columns else None,
+        fingerprint=r["fingerprint"] if "fingerprint" in columns else None,
+        generation=r["generation"] if "generation" in columns else 0,
     )
 
 
 class Journal:
     """One connection, used from one thread (the daemon's main loop)."""
 
-    def __init__(self, state_dir: Path, read_only: bool = False) -> None:
+    def __init__(self, state_dir: Path, read_only: bool = False, live: bool = False) -> None:
+        """``read_only``: never write (status, report, the daemon's render thread). ``live``: another connection
+        is writing meanwhile, so the file may not be read as it stands (no ``immutable`` fallback)."""
         self.path = state_dir / DB_NAME
         if read_only:
-            self._db = _connect_read_only(self.path)
+            self._db = _connect_read_only(self.path, immutable_ok=not live)
             self._db.row_factory = sqlite3.Row
             return
         existed = self.path.exists()
@@ -166,8 +190,8 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
             self._migrate()
+            self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
             with self._tx():
                 self._db.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -186,13 +210,22 @@ class Journal:
         self._db.close()
 
     def _migrate(self) -> None:
-        """Bring a journal of an older schema up to this one, in place (columns added, nothing rewritten)."""
-        with self._tx():
-            for table, column, statement in _SCHEMA_3:
-                present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                if column not in present:
-                    self._db.execute(statement)
-        self._db.executescript(_INDEXES_3)
+        """Bring a journal of schema 2 up to this one, in place: the photos table is rebuilt (its unique key
+        changed), following SQLite's own recipe (foreign keys off, new table, copy, drop, rename)."""
+        present = [row[1] for row in self._db.execute("PRAGMA table_info(photos)")]
+        if not present or "generation" in present:
+            return
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with self._tx():
+                self._db.execute(_PHOTOS_TABLE.format(name="photos_new"))
+                wanted = [row[1] for row in self._db.execute("PRAGMA table_info(photos_new)")]
+                columns = ", ".join(c for c in wanted if c in present)
+                self._db.execute(f"INSERT INTO photos_new ({columns}) SELECT {columns} FROM photos")
+                self._db.execute("DROP TABLE photos")
+                self._db.execute("ALTER TABLE photos_new RENAME TO photos")
+        finally:
+            self._db.execute("PRAGMA foreign_keys=ON")
 
     def _check_integrity(self) -> None:
         """SQLite's own quick check: a file that is not a database, or a damaged one, stops here with the way back."""
@@ -254,18 +287,63 @@ class Journal:
             )
         return cursor.rowcount == 1
 
-    def enqueue_many(self, photos: list[tuple[str, str, int, int]]) -> int:
-        """``enqueue`` for many (card_id, rel_path, size_bytes, mtime_ns) in one transaction; returns how many
-        were new."""
+    def enqueue_many(self, photos: list[tuple[str, str, int, int, int | None]]) -> tuple[int, list[PhotoRow]]:
+        """Record complete photos (card_id, rel_path, size_bytes, mtime_ns, ctime_ns) as pending, in one
+        transaction. Returns how many were new, and the finished rows whose file's ctime changed although size
+        and mtime did not: perhaps rewritten in place (see ``fingerprint``), for the caller to look at."""
+        now = time.time()
+        new = 0
+        suspects: list[PhotoRow] = []
+        with self._tx():
+            for card, rel, size, mtime, ctime in photos:
+                key = (card, text_to_db(rel), size, mtime)
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO photos (card_id, rel_path, size_bytes, mtime_ns, ctime_ns, state, "
+                    "discovered_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    (*key, ctime, now, now),
+                )
+                if cursor.rowcount == 1:
+                    new += 1
+                    continue
+                if ctime is None:
+                    continue
+                known = self._db.execute(
+                    "SELECT * FROM photos WHERE card_id=? AND rel_path=? AND size_bytes=? AND mtime_ns=? "
+                    "ORDER BY generation DESC LIMIT 1",
+                    key,
+                ).fetchone()
+                if known is None or known["ctime_ns"] == ctime:
+                    continue
+                if known["ctime_ns"] is None or known["fingerprint"] is None or known["state"] in LIVE_STATES:
+                    self._db.execute("UPDATE photos SET ctime_ns=? WHERE id=?", (ctime, known["id"]))
+                else:
+                    suspects.append(_row(known))
+        return new, suspects
+
+    def confirm_unchanged(self, photo_id: int, ctime_ns: int) -> None:
+        """A suspect of ``enqueue_many`` whose content is what was processed: only its ctime moved."""
+        with self._tx():
+            self._db.execute("UPDATE photos SET ctime_ns=? WHERE id=?", (ctime_ns, photo_id))
+
+    def enqueue_rewritten(self, row: PhotoRow, ctime_ns: int) -> None:
+        """A file rewritten in place (same size and mtime, other content): a new pending row, one generation on.
+        The old row and its outputs stay; the new one gets outputs of its own."""
         now = time.time()
         with self._tx():
-            before = self._db.total_changes
-            self._db.executemany(
-                "INSERT OR IGNORE INTO photos (card_id, rel_path, size_bytes, mtime_ns, state, discovered_at, "
-                "updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                [(card, text_to_db(rel), size, mtime, now, now) for card, rel, size, mtime in photos],
+            self._db.execute(
+                "INSERT OR IGNORE INTO photos (card_id, rel_path, size_bytes, mtime_ns, ctime_ns, generation, state, "
+                "discovered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (
+                    row.card_id,
+                    text_to_db(row.rel_path),
+                    row.size_bytes,
+                    row.mtime_ns,
+                    ctime_ns,
+                    row.generation + 1,
+                    now,
+                    now,
+                ),
             )
-            return self._db.total_changes - before
 
     # -- processing -----------------------------------------------------------------------------------------
 
@@ -309,11 +387,11 @@ class Journal:
         ).fetchone()
         return None if row is None else _row(row)
 
-    def set_hash(self, photo_id: int, sha256: str, output_key: str) -> None:
+    def set_hash(self, photo_id: int, sha256: str, output_key: str, fingerprint: str | None = None) -> None:
         with self._tx():
             self._db.execute(
-                "UPDATE photos SET sha256=?, output_key=?, updated_at=? WHERE id=?",
-                (sha256, text_to_db(output_key), time.time(), photo_id),
+                "UPDATE photos SET sha256=?, output_key=?, fingerprint=?, updated_at=? WHERE id=?",
+                (sha256, text_to_db(output_key), fingerprint, time.time(), photo_id),
             )
 
     def mark_done(self, photo_id: int, result: dict[str, Any]) -> None:
@@ -546,12 +624,12 @@ def open_existing(state_dir: Path, writable: bool = False) -> Journal:
     return Journal(state_dir, read_only=not writable)
 
 
-def _connect_read_only(path: Path) -> sqlite3.Connection:
+def _connect_read_only(path: Path, immutable_ok: bool = True) -> sqlite3.Connection:
     """A read-only connection. SQLite's ``mode=ro`` still needs the WAL index (``-shm``) to be writable; where the
     folder cannot be written and no daemon is there to keep it, ``immutable=1`` reads the file as it stands."""
     uri = path.absolute().as_uri()
     errors = []
-    for options in ("mode=ro", "mode=ro&immutable=1"):
+    for options in ("mode=ro", "mode=ro&immutable=1") if immutable_ok else ("mode=ro",):
         try:
             db = sqlite3.connect(f"{uri}?{options}", uri=True, isolation_level=None, timeout=30)
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()

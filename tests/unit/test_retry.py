@@ -37,18 +37,34 @@ def test_a_photo_waiting_for_a_retry_is_not_claimed_before_its_time(tmp_path: Pa
     journal.close()
 
 
+SCHEMA_2_PHOTOS = """
+CREATE TABLE photos (
+    id INTEGER PRIMARY KEY, card_id TEXT NOT NULL, rel_path TEXT NOT NULL, size_bytes INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, sha256 TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'claimed', 'done', 'failed', 'duplicate')),
+    output_key TEXT, result_json TEXT, failure TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    discovered_at REAL NOT NULL, updated_at REAL NOT NULL, UNIQUE (card_id, rel_path, size_bytes, mtime_ns)
+);
+CREATE TABLE annotations (
+    photo_id INTEGER PRIMARY KEY REFERENCES photos (id) ON DELETE CASCADE, annotation_json TEXT NOT NULL
+);
+INSERT INTO photos VALUES (7, 'local', 'a.JPG', 1, 1, 'ab', 'done', 'a.JPG', '{}', NULL, 1, 0, 0);
+INSERT INTO photos VALUES (8, 'local', 'b.JPG', 1, 1, NULL, 'pending', NULL, NULL, NULL, 0, 0, 0);
+INSERT INTO annotations VALUES (7, '{"event": null}');
+"""
+
+
 def test_a_schema_2_journal_is_brought_up_to_date_in_place(tmp_path: Path) -> None:
+    """The photos table is rebuilt (its unique key gained a generation): rows and annotations survive."""
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.executescript(SCHEMA_2_PHOTOS)
     journal = Journal(tmp_path)
-    journal.enqueue("local", "a.JPG", 1, 1)
-    journal.close()
-    with sqlite3.connect(tmp_path / DB_NAME) as db:  # what a journal of the previous release looked like
-        db.execute("DROP INDEX photos_output_key")
-        db.execute("ALTER TABLE photos DROP COLUMN retry_at")
-        db.execute("ALTER TABLE photos DROP COLUMN last_error")
-    journal = Journal(tmp_path)
-    assert [r.rel_path for r in journal.claim(5)] == ["a.JPG"]
+    assert [r.rel_path for r in journal.claim(5)] == ["b.JPG"]
+    assert journal.annotations("local") == {7: '{"event": null}'}
+    assert [(r.id, r.generation) for r in journal.finished("local")] == [(7, 0)]
     journal.close()
     with sqlite3.connect(tmp_path / DB_NAME) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(photos)")}
         indexes = {row[1] for row in db.execute("PRAGMA index_list(photos)")}
-    assert {"retry_at", "last_error"} <= columns and "photos_output_key" in indexes
+    assert {"retry_at", "last_error", "ctime_ns", "fingerprint", "generation"} <= columns
+    assert "photos_output_key" in indexes

@@ -1,0 +1,54 @@
+"""A photo rewritten in place with the same size and mtime (a camera whose clock reset writing the same names,
+a copy tool that keeps times) is noticed: its ctime moves, its fingerprint differs, and it is a new photo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+from tests.integration.daemon_harness import make_daemon
+
+
+def _rows(state: Path, rel: str) -> list[tuple[int, str, str | None]]:
+    with sqlite3.connect(state / "journal.sqlite3") as db:
+        return list(db.execute("SELECT generation, state, output_key FROM photos WHERE rel_path=? ORDER BY id", (rel,)))
+
+
+def test_a_photo_rewritten_in_place_with_the_same_size_and_mtime_is_processed_again(
+    tmp_path: Path, card_copy: Path, photos_dir: Path, model_320: Path
+) -> None:
+    daemon = make_daemon(tmp_path, model_320)
+    daemon.run_once()
+    target = sorted(card_copy.rglob("*.JPG"))[0]
+    rel = target.relative_to(card_copy).as_posix()
+    before = next(i for i in daemon.batch()["images"] if i["file"] == rel)
+    st = target.stat()
+    # Another real photo, smaller, padded after its end-of-image marker to the same size (decoders ignore it).
+    other = next(
+        p
+        for p in sorted(photos_dir.rglob("*.JPG"))
+        if p.stat().st_size < st.st_size and "serengeti_S1_D04_R6" not in str(p)
+    )
+    data = other.read_bytes()
+    with target.open("r+b") as f:  # in place: same inode, same name
+        f.write(data + b"\0" * (st.st_size - len(data)))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+    daemon.run_once()
+    rows = _rows(daemon.state, rel)
+    assert [(g, s) for g, s, _ in rows] == [(0, "done"), (1, "done")], daemon.log.read_text()[-2000:]
+    assert rows[1][2] != rows[0][2]  # outputs of its own: the first photo's stay as they were
+    assert "rewritten in place" in daemon.log.read_text()
+    after = next(i for i in daemon.batch()["images"] if i["file"] == rel)
+    assert after != before  # the batch file describes what is on the card now
+    sidecars = [json.loads(p.read_text()) for p in daemon.sidecars()]
+    assert sum(1 for s in sidecars if s["file"] == rel) == 2
+
+    # Only the ctime moves (chmod): read, compared, and left alone.
+    target.chmod(0o600)
+    daemon.run_once()
+    assert len(_rows(daemon.state, rel)) == 2
+    assert daemon.log.read_text().count("rewritten in place") == 1
