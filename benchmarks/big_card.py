@@ -50,15 +50,23 @@ def log(message: str) -> None:
     print(f"[big-card] {message}", flush=True)
 
 
+#: hard links to one file, at most (ext4 allows 65,000): then a fresh copy is linked to
+LINKS_PER_COPY = 50_000
+
+
 def build_card(card: Path, photo: Path, n: int) -> list[str]:
     old = time.time() - 86400
     rels = []
+    source = card.parent / "source.jpg"
     for i in range(n):
+        if i % LINKS_PER_COPY == 0:  # links to our own copy, never to the shared photo
+            source = card.parent / f"source-{i // LINKS_PER_COPY}.jpg"
+            shutil.copy2(photo, source)
         folder = card / "DCIM" / f"{100 + i // PER_FOLDER}RECNX"
         if i % PER_FOLDER == 0:
             folder.mkdir(parents=True)
         target = folder / f"IMG_{i % PER_FOLDER:04d}.JPG"
-        os.link(photo, target)
+        os.link(source, target)
         rels.append(target.relative_to(card).as_posix())
     for folder in [*card.rglob("*"), card]:
         if folder.is_dir():
@@ -82,7 +90,7 @@ def fill_journal(state: Path, card: Path, rels: list[str], photo: Path, model: P
     journal.close()
     with sqlite3.connect(state / "journal.sqlite3") as db:
         db.executemany(
-            "UPDATE photos SET state='done', sha256=?, output_key=rel_path, result_json=? WHERE rel_path=?",
+            "UPDATE photos SET state='done', sha256=?, output_key=rel_path, result_json=? WHERE card_id='local' AND rel_path=?",
             [
                 (
                     hashlib.sha256(rel.encode()).hexdigest(),

@@ -25,6 +25,15 @@ from andi_edge.settings import DiscoverySettings
 
 log = logging.getLogger(__name__)
 
+#: file times are claims from the card: a file dated past 2262 (or before 1678) has a time in nanoseconds that
+#: no 64-bit integer holds (SQLite's INTEGER, datetime's range); it is held at the nearest one, and processed
+_NS_MIN, _NS_MAX = -(2**63), 2**63 - 1
+
+
+def _held_ns(value: int) -> int:
+    return min(max(value, _NS_MIN), _NS_MAX)
+
+
 #: a folder whose mtime is this recent is listed again at the next poll (coarse file-system clocks: FAT's 2 s)
 RECENT_FOLDER_S = 5.0
 
@@ -227,15 +236,16 @@ class Discovery:
         if st is None or not stat.S_ISREG(st.st_mode):
             self._observing.pop(path, None)
             return None
-        key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        mtime_ns, ctime_ns = _held_ns(st.st_mtime_ns), _held_ns(st.st_ctime_ns)
+        key = (path, st.st_size, mtime_ns, ctime_ns)
         if key in self._handed_over:
             self._observing.pop(path, None)
             return None
         seen = self._observing.get(path)
-        if seen is None or (seen.size_bytes, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
+        if seen is None or (seen.size_bytes, seen.mtime_ns) != (st.st_size, mtime_ns):
             # A file last modified longer ago than stable_s is not being written now (a card just inserted).
             settled = seen is None and time.time() - st.st_mtime >= self.settings.stable_s
-            self._observing[path] = _Observation(st.st_size, st.st_mtime_ns, now, closed or settled)
+            self._observing[path] = _Observation(st.st_size, mtime_ns, now, closed or settled)
             if not (closed or settled):
                 return None
             seen = self._observing[path]
@@ -249,8 +259,8 @@ class Discovery:
             rel_path=path.relative_to(self.root).as_posix(),
             card_id=self._card_id(path.parent),
             size_bytes=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            ctime_ns=st.st_ctime_ns,
+            mtime_ns=mtime_ns,
+            ctime_ns=ctime_ns,
         )
 
     def _inside(self, path: Path) -> bool:

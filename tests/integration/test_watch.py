@@ -141,6 +141,38 @@ def test_kill_9_at_random_moments_loses_nothing_and_repeats_nothing(
     assert "re-queued" in daemon.log.read_text(), "some kill landed mid-photo and its claim was reaped"
 
 
+@pytest.mark.slow
+def test_kill_9_soak_of_a_thousand_photos_and_twenty_kills(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """The soak behind `-m slow` (a minute or two here): 1,000 photos, 24 SIGKILLs landing while photos are in
+    flight, then every photo exactly once in every output."""
+    daemon = make_daemon(tmp_path, model_320)
+    pool = _real_photos(photos_dir, 60)
+    rels = _fill_card(daemon.card, [pool[i % len(pool)] for i in range(1000)])
+    before = hashes(daemon.card)
+    rng = random.Random(20261201)
+    kills = 0
+    while kills < 24:
+        proc = daemon.start()
+        target = daemon.counts().get("done", 0) + rng.randint(5, 35)
+        wait_until(
+            lambda target=target: daemon.counts().get("done", 0) >= min(target, len(rels)),  # type: ignore[misc]
+            120,
+            "progress before the kill",
+            daemon.log,
+        )
+        time.sleep(rng.uniform(0, 0.05))
+        proc.kill()
+        proc.wait(timeout=30)
+        kills += 1
+    assert daemon.counts().get("done", 0) < len(rels), "the kills must land before the card is finished"
+    daemon.run_once(timeout=600)
+    assert daemon.counts() == {"done": len(rels)}
+    _assert_exactly_once(daemon, rels)
+    assert hashes(daemon.card) == before
+    log = daemon.log.read_text()
+    assert log.count("re-queued") >= 5, "kills landed mid-photo and their claims were reaped"
+
+
 def test_sigterm_finishes_the_current_photo_and_exits_cleanly(
     tmp_path: Path, photos_dir: Path, model_320: Path
 ) -> None:

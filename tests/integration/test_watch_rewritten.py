@@ -52,3 +52,18 @@ def test_a_photo_rewritten_in_place_with_the_same_size_and_mtime_is_processed_ag
     daemon.run_once()
     assert len(_rows(daemon.state, rel)) == 2
     assert daemon.log.read_text().count("rewritten in place") == 1
+
+
+def test_photos_dated_past_2262_or_before_1970_are_processed(tmp_path: Path, card_copy: Path, model_320: Path) -> None:
+    """A file time is a claim from the card: one past 2262 has more nanoseconds than 64 bits hold (SQLite's
+    INTEGER), and stopped the card at every start."""
+    daemon = make_daemon(tmp_path, model_320)
+    photos = sorted(card_copy.rglob("*.JPG"))
+    year_2300 = 10_413_792_000  # seconds since 1970
+    os.utime(photos[0], (year_2300, year_2300))
+    os.utime(photos[1], (-86_400 * 365 * 30, -86_400 * 365 * 30))  # 1940
+    daemon.run_once()
+    assert daemon.counts() == {"done": 3}
+    assert len(daemon.batch()["images"]) == 3
+    daemon.run_once()  # known files, held at the same times: nothing is done twice
+    assert daemon.counts() == {"done": 3}
