@@ -90,7 +90,8 @@ def fill_journal(state: Path, card: Path, rels: list[str], photo: Path, model: P
     journal.close()
     with sqlite3.connect(state / "journal.sqlite3") as db:
         db.executemany(
-            "UPDATE photos SET state='done', sha256=?, output_key=rel_path, result_json=? WHERE card_id='local' AND rel_path=?",
+            "UPDATE photos SET state='done', sha256=?, output_key=rel_path, result_json=? "
+            "WHERE card_id='local' AND rel_path=?",
             [
                 (
                     hashlib.sha256(rel.encode()).hexdigest(),

@@ -13,6 +13,7 @@ by ``space.SpacePolicy`` (handed back, never a failure).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -23,6 +24,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from andi_edge.daemon.metrics import DaemonMetrics
 from andi_edge.daemon.notify import Notifier
@@ -42,6 +46,9 @@ from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
 from andi_edge.state.journal import Journal, PhotoRow, fingerprint
 
 log = logging.getLogger(__name__)
+
+#: the scales (1/n) crops are cut at, the first whose decode fits the memory budget
+CROP_SCALES = (1, 2, 4, 8)
 
 
 class CardGoneError(Exception):
@@ -219,6 +226,37 @@ class Processor:
         job = self._writer.submit(self._write_outputs, card_out, output_key, row, loaded, result, entry)
         return _PendingWrite(row=row, job=job, entry=entry, failure=failure, timings_ms=result.timings_ms)
 
+    def _decode_for_crops(self, data: bytes, name: str, result: ImageResult) -> tuple[npt.NDArray[np.uint8], float]:
+        """The upright photo for cutting crops, and its scale against the original: full resolution when its
+        decode fits detector.max_decode_mb, else the largest JPEG DCT scale (1/2, 1/4, 1/8) that does, so that a
+        48 MP photo gets its crops at 12 MP instead of taking the daemon past its memory limit. PhotoError when
+        even 1/8 does not fit (or the photo is a PNG over the budget)."""
+        settings = self.detector.settings
+        long_side = max(result.photo.width_px, result.photo.height_px) if result.photo is not None else 0
+        error: PhotoError | None = None
+        for divisor in CROP_SCALES:
+            target = None if divisor == 1 else max(1, -(-long_side // divisor))
+            if divisor != 1 and not long_side:
+                break
+            try:
+                decoded = decode_photo(
+                    data,
+                    target_long_side_px=target,
+                    max_image_pixels=settings.max_image_pixels,
+                    max_decode_bytes=settings.max_decode_bytes,
+                    oversample=0.99,  # just under 1: exactly 1/divisor is what is asked for
+                    name=name,
+                )
+            except PhotoError as exc:
+                if exc.reason != "too_large":
+                    raise
+                error = exc
+                continue
+            scale = decoded.rgb.shape[1] / decoded.info.width_px if decoded.info.width_px else 1.0
+            return decoded.rgb, 1.0 if abs(scale - 1.0) < 1e-6 else scale
+        assert error is not None
+        raise error
+
     def _output_key(self, journal: Journal, row: PhotoRow, sha256: str) -> str:
         """The photo's path on the card, unless another photo (other bytes) already owns those outputs."""
         if row.output_key:
@@ -243,24 +281,22 @@ class Processor:
         free = self.space.check_outputs()
         written: list[Path] = []
         crops_skipped: str | None = None
+        crops_scale: float | None = None
         try:
             crops: list[str] = []
             detections = result.detections
             if outputs.crops and detections is not None and self.space.crops_allowed(free):
                 wanted = detections.above(outputs.crop_threshold)
                 if len(wanted):
-                    settings = self.detector.settings
-                    try:  # crops are cut from the full-resolution photo: it must fit the decode budget too
-                        upright = decode_photo(
-                            loaded.data,
-                            max_image_pixels=settings.max_image_pixels,
-                            max_decode_bytes=settings.max_decode_bytes,
-                            name=row.rel_path,
-                        ).rgb
+                    try:  # cut from the photo at the largest scale its decode fits the memory budget
+                        upright, scale = self._decode_for_crops(loaded.data, row.rel_path, result)
                     except PhotoError as exc:
                         crops_skipped = f"{exc.reason}: {exc.message}"
                         log.warning("%s: crops skipped, the detections are kept (%s)", row.rel_path, exc.message)
                     else:
+                        if scale != 1.0:
+                            crops_scale = scale
+                            wanted = dataclasses.replace(wanted, xyxy_px=wanted.xyxy_px * np.float32(scale))
                         crops = write_crops(
                             card_out,
                             output_key,
@@ -284,6 +320,8 @@ class Processor:
                 }
                 if crops_skipped is not None:
                     provenance["crops_skipped"] = crops_skipped
+                if crops_scale is not None:
+                    provenance["crops_scale"] = round(crops_scale, 4)
                 if result.photo is not None:
                     provenance["camera_serial"] = result.photo.camera_serial
                 target = sidecar_path(card_out, output_key)

@@ -171,20 +171,23 @@ def decode_photo(
 
 
 #: bytes per pixel of Pillow's modes as decoded (unlisted modes count as 4)
+#: bytes per pixel of a decoded frame as Pillow holds it (its RGB-like modes are stored 4 bytes a pixel)
 _MODE_BYTES = {
-    "1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3,
+    "1": 1, "L": 1, "P": 1, "LA": 4, "PA": 4, "La": 4, "RGB": 4, "YCbCr": 4, "LAB": 4, "HSV": 4,
     "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4,
 }  # fmt: skip
+#: the frame's way out to numpy: Pillow's tobytes() (chunks, then joined) and the array on top of it
+_TO_ARRAY_BYTES = 6
 
 
 def decode_peak_bytes(mode: str, width_px: int, height_px: int, rotated: bool) -> int:
-    """What decoding a ``width x height`` frame in ``mode`` to an upright RGB array takes at its peak: the frame,
-    its RGB conversion (none for RGB; 16-bit and float frames go through a float64 array), a rotated copy, and the
-    final array."""
+    """What decoding a ``width x height`` frame in ``mode`` to an upright RGB array takes at its peak: the frame as
+    Pillow holds it, its RGB conversion (none for RGB; 16-bit and float frames go through a float64 array), a
+    rotated copy, and the way out to numpy. Measured: a 31.7 MP RGB JPEG peaks at 10 bytes a pixel, as here."""
     per_pixel = _MODE_BYTES.get(mode, 4)
     if mode != "RGB":
-        per_pixel += 3 + (8 if mode.startswith(("I", "F")) else 0)
-    per_pixel += (3 if rotated else 0) + 3
+        per_pixel += 4 + (8 if mode.startswith(("I", "F")) else 0)
+    per_pixel += (4 if rotated else 0) + _TO_ARRAY_BYTES
     return width_px * height_px * per_pixel
 
 

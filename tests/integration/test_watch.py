@@ -463,3 +463,25 @@ def test_a_memory_bomb_is_that_photos_failure_not_the_daemons_death(
     assert "done 3, failed 1" in status.stdout, status.stdout
     [bomb] = [e for e in daemon.batch()["images"] if e["file"].endswith("BOMB.PNG")]
     assert bomb["failure"].startswith("too_large:") and "MiB" in bomb["failure"]
+
+
+def test_a_photo_too_big_to_decode_in_full_gets_its_crops_at_a_smaller_scale(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    """A 48 MP JPEG would take about 460 MiB to decode in full, over the budget (384 MiB: half the unit's
+    MemoryMax less the model): its crops are cut from a 1/2-scale DCT decode instead, and the sidecar says so."""
+    from PIL import Image
+
+    daemon = make_daemon(tmp_path, model_320)
+    daemon.config.write_text(daemon.config.read_text().replace("crop_threshold: 0.3", "crop_threshold: 0.001"))
+    source = sorted((photos_dir / SERENGETI).glob("*.JPG"))[3]
+    big = daemon.card / "DCIM" / "100RECNX" / "BIG.JPG"
+    big.parent.mkdir(parents=True)
+    Image.open(source).convert("RGB").resize((8000, 6000)).save(big, quality=85)
+    daemon.run_once()
+    sidecar = json.loads((daemon.out / "local" / "DCIM" / "100RECNX" / "BIG.JPG.json").read_text())
+    provenance = sidecar["andi_edge"]
+    assert provenance["crops"] and provenance["crops_scale"] == 0.5 and "crops_skipped" not in provenance
+    crop = Image.open(daemon.out / "local" / provenance["crops"][0])
+    box = next(d for d in sidecar["detections"] if d["conf"] >= 0.001)["bbox"]  # the best, cut first
+    assert abs(crop.width - box[2] * 8000 * 0.5 * 1.2) < 0.25 * crop.width  # padded by crop_padding (0.1 a side)

@@ -128,20 +128,22 @@ def test_bad_files_raise_photo_errors_with_reasons(tmp_path: Path, reconyx: Path
 
 
 def test_decode_budget_refuses_a_memory_bomb_before_decoding_it() -> None:
-    """A 97 KB-style PNG declaring 10000 x 10000 (under the pixel cap) would take ~670 MiB to decode: refused
+    """A 97 KB-style PNG declaring 10000 x 10000 (under the pixel cap) would take ~1 GiB to decode: refused
     up front, as that photo's failure. A real photo within the budget decodes, and a big JPEG is judged at the
     size its DCT-scaled decode will have."""
     from andi_edge.runtime.decode import decode_peak_bytes
 
     budget = 384 * 2**20
     bomb = png_claiming_size(10_000, 10_000)
-    with pytest.raises(PhotoError, match="would take about 668 MiB") as raised:
+    with pytest.raises(PhotoError, match="would take about 1,049 MiB") as raised:
         decode_photo(bomb, max_image_pixels=LIMIT, max_decode_bytes=budget)
     assert raised.value.reason == "too_large" and raised.value.hint and "max_decode_mb" in raised.value.hint
-    assert decode_peak_bytes("RGB", 4000, 3000, rotated=False) == 4000 * 3000 * 6
-    assert decode_peak_bytes("I;16", 100, 100, rotated=True) == 100 * 100 * (2 + 3 + 8 + 3 + 3)
+    # Pillow holds RGB at 4 bytes a pixel, and tobytes() + the array take 6 more: 10 bytes a pixel, as measured
+    assert decode_peak_bytes("RGB", 4000, 3000, rotated=False) == 4000 * 3000 * 10
+    assert decode_peak_bytes("L", 100, 100, rotated=False) == 100 * 100 * (1 + 4 + 6)
+    assert decode_peak_bytes("I;16", 100, 100, rotated=True) == 100 * 100 * (2 + 4 + 8 + 4 + 6)
     big = io.BytesIO()
-    Image.new("RGB", (8000, 6000), (90, 120, 60)).save(big, format="JPEG", quality=70)  # 48 MP: ~275 MiB in full
+    Image.new("RGB", (8000, 6000), (90, 120, 60)).save(big, format="JPEG", quality=70)  # 48 MP: ~458 MiB in full
     with pytest.raises(PhotoError, match="would take"):
         decode_photo(big.getvalue(), max_image_pixels=LIMIT, max_decode_bytes=200 * 2**20)
     reduced = decode_photo(
