@@ -35,14 +35,19 @@ def _rows(state: Path) -> dict[str, tuple[str, int, str | None]]:
         }
 
 
+def _lock(card: Path, index: int) -> tuple[Path, str]:
+    """Make one photo of the card unreadable (mode 000); returns it and its path on the card."""
+    photo = sorted(card.rglob("*.JPG"))[index]
+    photo.chmod(0o000)
+    return photo, photo.relative_to(card).as_posix()
+
+
 def test_a_photo_unreadable_for_a_while_is_retried_and_then_processed(
     tmp_path: Path, card_copy: Path, model_320: Path
 ) -> None:
     _needs_setpriv()
     daemon = make_daemon(tmp_path, model_320)
-    locked = sorted(card_copy.rglob("*.JPG"))[1]
-    locked.chmod(0o000)
-    rel = locked.relative_to(card_copy).as_posix()
+    locked, rel = _lock(card_copy, 1)
     proc = daemon.start(prefix=NO_OVERRIDE)
     try:
 
@@ -69,11 +74,10 @@ def test_retries_are_bounded_then_a_failure_that_retry_failed_puts_back(
 ) -> None:
     _needs_setpriv()
     daemon = make_daemon(tmp_path, model_320)
-    locked = sorted(card_copy.rglob("*.JPG"))[0]
-    locked.chmod(0o000)
+    locked, rel = _lock(card_copy, 0)
     broken = card_copy / "DCIM" / "100RECNX" / "BROKEN.JPG"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not a photo at all")
-    rel, broken_rel = (p.relative_to(card_copy).as_posix() for p in (locked, broken))
+    broken_rel = broken.relative_to(card_copy).as_posix()
 
     daemon.run_once(prefix=NO_OVERRIDE)  # --once waits for the retries that are due, then stops
     rows = _rows(daemon.state)
