@@ -67,3 +67,24 @@ def test_photos_dated_past_2262_or_before_1970_are_processed(tmp_path: Path, car
     assert len(daemon.batch()["images"]) == 3
     daemon.run_once()  # known files, held at the same times: nothing is done twice
     assert daemon.counts() == {"done": 3}
+
+
+def test_a_photo_copied_back_onto_the_card_is_a_duplicate_and_its_outputs_stay_as_they_were(
+    tmp_path: Path, card_copy: Path, model_320: Path
+) -> None:
+    """Same bytes, new mtime (a card re-copied from a backup): recognised by its sha256, not processed again."""
+    daemon = make_daemon(tmp_path, model_320)
+    daemon.run_once()
+    photo = sorted(card_copy.rglob("*.JPG"))[2]
+    rel = photo.relative_to(card_copy).as_posix()
+    sidecar = daemon.out / "local" / f"{rel}.json"
+    before = (sidecar.read_bytes(), sidecar.stat().st_mtime_ns)
+    data = photo.read_bytes()
+    photo.unlink()
+    photo.write_bytes(data)
+    os.utime(photo, (1_700_000_000, 1_700_000_000))
+    daemon.run_once()
+    assert daemon.counts() == {"done": 3, "duplicate": 1}
+    assert (sidecar.read_bytes(), sidecar.stat().st_mtime_ns) == before
+    assert [i["file"] for i in daemon.batch()["images"]].count(rel) == 1
+    assert "already processed (same bytes)" in daemon.log.read_text()

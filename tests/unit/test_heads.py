@@ -61,3 +61,14 @@ def test_top_k_keeps_the_best() -> None:
     out = _classic([[10, 10, 2, 2, s, 1.0] for s in (0.2, 0.9, 0.5, 0.7)])
     c = decode_head(out, "yolov5", 1, 0.1).top(2)
     assert sorted(c.scores.tolist()) == pytest.approx([0.7, 0.9])
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_score_is_objectness_times_class_probability_when_both_are_below_one(num_classes: int) -> None:
+    """obj 0.6 x p(class) 0.5 = 0.3: kept at a threshold of 0.25, dropped at 0.35 (objectness alone would pass)."""
+    probs = [0.5] + [0.1] * (num_classes - 1)
+    out = _classic([[100, 100, 20, 20, 0.6, *probs]])
+    kept = decode_head(out, "yolov5", num_classes=num_classes, conf_threshold=0.25)
+    np.testing.assert_allclose(kept.scores, [0.3], rtol=1e-6)
+    assert kept.class_ids.tolist() == [0]
+    assert len(decode_head(out, "yolov5", num_classes=num_classes, conf_threshold=0.35)) == 0

@@ -63,3 +63,28 @@ def test_reduced_decode_gets_same_geometry_as_full() -> None:
     full = letterbox_rgb(np.full((1536, 2048, 3), 7, np.uint8), g)
     reduced = letterbox_rgb(np.full((384, 512, 3), 7, np.uint8), g)
     np.testing.assert_array_equal(full, reduced)
+
+
+def test_exact_paddings_for_portrait_and_landscape_photos() -> None:
+    """Table of (photo, input) -> resized size and paddings; portrait photos pad left and right."""
+    rows = [
+        ((2048, 1536), (320, 240, 0, 40)),  # landscape: 40 rows above
+        ((1536, 2048), (240, 320, 40, 0)),  # portrait: 40 columns to the left
+        ((580, 1022), (182, 320, 69, 0)),  # portrait, odd: 138 columns split 69 / 69
+        ((427, 640), (214, 320, 53, 0)),  # 213.5 -> 214, 106 columns: 53 / 53
+        ((426, 640), (213, 320, 53, 0)),  # 213 columns, 107 of padding: round(53.4) = 53 left, 54 right
+        ((320, 320), (320, 320, 0, 0)),
+    ]
+    for (w, h), expected in rows:
+        g = LetterboxGeometry.fit(w, h, 320, 320)
+        assert (g.resized_w, g.resized_h, g.pad_left, g.pad_top) == expected, (w, h)
+    portrait = np.zeros((2048, 1536, 3), dtype=np.uint8)
+    portrait[..., 2] = 255
+    g = LetterboxGeometry.fit(1536, 2048, 320, 320)
+    boxed = letterbox_rgb(portrait, g)
+    assert np.all(boxed[:, :40] == PAD_VALUE) and np.all(boxed[:, 280:] == PAD_VALUE)
+    assert np.all(boxed[:, 40:280, 2] == 255)
+    # a box on the photo's left edge lands at the padding's edge, and comes back exactly
+    box = np.array([[0, 1024, 768, 2048]], dtype=np.float32)
+    np.testing.assert_allclose(g.to_input_xyxy(box), [[40, 160, 160, 320]])
+    np.testing.assert_allclose(g.to_photo_xyxy(g.to_input_xyxy(box)), box)

@@ -71,3 +71,13 @@ def test_by_hand_and_max_keep() -> None:
     assert nms_xyxy(boxes, scores, 0.5).tolist() == [0, 3]
     assert nms_xyxy(boxes, scores, 0.5, class_ids=classes, max_keep=2).tolist() == [0, 2]
     assert nms_xyxy(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).tolist() == []
+
+
+def test_a_box_exactly_at_the_iou_threshold_is_kept_and_just_above_it_is_not() -> None:
+    """IoU of these two is exactly 0.5 (in float32 too): suppression is for IoU > threshold, as in YOLOv5."""
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 5]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+    assert pairwise_iou(boxes[:1], boxes[1:])[0, 0] == 0.5
+    for threshold, kept in ((0.49, [0]), (0.5, [0, 1]), (0.51, [0, 1])):
+        assert nms_xyxy(boxes, scores, threshold).tolist() == kept, threshold
+        assert nms_xyxy(boxes, scores, threshold, class_ids=np.array([0, 0])).tolist() == kept, threshold
