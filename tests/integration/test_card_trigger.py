@@ -41,7 +41,8 @@ def open_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="andi-card-"))
     path.chmod(0o755)
     yield path
-    subprocess.run(["umount", "-l", str(path / "mnt")], capture_output=True, check=False)
+    for mount in (path / "run" / "andi-edge-cards").glob("*"):
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -86,8 +87,9 @@ def _env(base: Path, device: str, model: Path, **extra: str) -> dict[str, str]:
         os.environ,
         ANDI_EDGE=str(ANDI_EDGE),
         CARD_USER=UNPRIVILEGED,
-        CARD_MOUNT=str(base / "mnt"),
-        CARD_VOLUME=str(base / f"{device}.volume"),
+        # as on the device: the mount step makes the folders above the mount point itself, under UMask=0027
+        CARD_MOUNT=str(base / "run" / "andi-edge-cards" / device),
+        CARD_VOLUME=str(base / "run" / "andi-edge-cards" / f"{device}.volume"),
         CARD_OUTPUT=str(out),
         CARD_CONFIG=str(config),
         **extra,
@@ -132,7 +134,7 @@ def test_a_card_is_mounted_readable_by_the_daemon_user_and_named_after_its_volum
         assert "ro,nosuid,nodev,noexec" in mounted.stdout
         if fstype == "vfat":  # FAT has no owners: the mount gives the files to the daemon's user
             assert f"uid={pwd.getpwnam(UNPRIVILEGED).pw_uid}" in mounted.stdout and "utf8" in mounted.stdout
-        volume = (open_dir / f"{device}.volume").read_text()
+        volume = Path(env["CARD_VOLUME"]).read_text()
         assert "LABEL=TRAP07" in volume and "UUID=" in volume
 
         # The unit's ExecStart= runs as the daemon's user: it can read every photo on the card.
@@ -151,10 +153,10 @@ def test_a_card_is_mounted_readable_by_the_daemon_user_and_named_after_its_volum
         assert json.loads((open_dir / "cards" / f"{device}.status.json").read_text())["result"] == "done"
 
         unmounted = _script("unmount", device, env=env)
-        assert unmounted.returncode == 0 and not (open_dir / f"{device}.volume").exists()
-        assert not (open_dir / "mnt").exists()
+        assert unmounted.returncode == 0 and not Path(env["CARD_VOLUME"]).exists()
+        assert not Path(env["CARD_MOUNT"]).exists()
     finally:
-        subprocess.run(["umount", "-l", str(open_dir / "mnt")], capture_output=True, check=False)
+        subprocess.run(["umount", "-l", env["CARD_MOUNT"]], capture_output=True, check=False)
         subprocess.run(["losetup", "-d", f"/dev/{device}"], check=False)
 
 
@@ -181,11 +183,11 @@ def test_a_card_the_daemon_user_cannot_read_fails_and_is_never_skipped(
 ) -> None:
     """What the old mount options gave under UMask=0027: a 0750 root-owned card, reported as "skipped"."""
     _root_with_loop()
-    mount = open_dir / "mnt"
+    env = _env(open_dir, "sdz5", model_320)
+    mount = Path(env["CARD_MOUNT"])
     (mount / "DCIM" / "100RECNX").mkdir(parents=True)
     (mount / "DCIM" / "100RECNX" / "IMG_0001.JPG").write_bytes(b"x")
     (mount if unreadable == "mount point" else mount / "DCIM").chmod(0o750)
-    env = _env(open_dir, "sdz5", model_320)
     proc = _script("process", "sdz5", env=env, user=UNPRIVILEGED)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     status = json.loads((open_dir / "cards" / "sdz5.status.json").read_text())
