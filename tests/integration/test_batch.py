@@ -63,8 +63,9 @@ def _start(args: list[str | Path]) -> subprocess.Popen[bytes]:
 def _big_archive(tmp_path: Path, photos_dir: Path, n: int) -> Path:
     root = tmp_path / "big"
     pool = sorted((photos_dir / "peru_sdzg2").glob("*.JPG")) + sorted((photos_dir / "burrowing_owl").glob("*.JPG"))
-    for i, src in enumerate(pool[:n]):
-        target = root / f"cam{i % 4}" / src.name
+    for i in range(n):  # past the pool's end, its photos again under other names
+        src = pool[i % len(pool)]
+        target = root / f"cam{i % 4}" / (src.name if i < len(pool) else f"again{i}_{src.name}")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
     return root
@@ -103,7 +104,8 @@ def _children(pid: int) -> list[int]:
 def test_a_worker_that_dies_is_replaced_and_its_photos_retried(
     tmp_path: Path, photos_dir: Path, model_320: Path
 ) -> None:
-    root = _big_archive(tmp_path, photos_dir, 40)
+    # enough photos that the kill lands while chunks are still out (40 raced the kill on a loaded machine)
+    root = _big_archive(tmp_path, photos_dir, 120)
     out = tmp_path / "results.json"
     parts = out.with_name(out.name + ".parts")
     proc = _start(["--log-level", "info", "batch", root, "-m", model_320, "-o", out, "--workers", "2",
@@ -117,7 +119,7 @@ def test_a_worker_that_dies_is_replaced_and_its_photos_retried(
     assert proc.returncode == 0, stderr.decode()
     assert "died" in stderr.decode() and "starting another" in stderr.decode()
     images = _images(out)
-    assert len(images) == 40 and not [i for i in images if i.get("failure")], "every photo done after one retry"
+    assert len(images) == 120 and not [i for i in images if i.get("failure")], "every photo done after one retry"
 
 
 def test_previous_results_are_reused_and_must_match(
