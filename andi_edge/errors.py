@@ -5,6 +5,8 @@ Only the CLI prints these and chooses exit codes; library code raises them.
 
 from __future__ import annotations
 
+import errno
+
 
 class AndiEdgeError(Exception):
     """Base class for every error andi-edge raises on purpose."""
@@ -91,3 +93,17 @@ class DiskFullGiveUpError(AndiEdgeError):
     """`watch --once` waited disk.once_give_up_s for space (outputs or journal) and gave up; nothing was lost."""
 
     exit_code = 9
+
+
+#: what a full disk (or an exhausted quota) looks like to the operating system
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is the operating system saying the disk is full."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in DISK_FULL_ERRNOS:
+            return True
+        cause = cause.__cause__
+    return False

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import logging
 import threading
@@ -35,7 +34,7 @@ from andi_edge.daemon.retry import RetryPolicy, UnreadableError, unreadable
 from andi_edge.daemon.space import MIB, DiskFullError, SpacePolicy
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.detections import ImageResult
-from andi_edge.errors import OutputError, PhotoError
+from andi_edge.errors import OutputError, PhotoError, is_disk_full
 from andi_edge.pipeline import PipelineSettings, photo_failure, prefetch_ordered
 from andi_edge.runtime.decode import decode_photo
 from andi_edge.runtime.detector import Detector, PreparedPhoto
@@ -94,6 +93,7 @@ class Processor:
         metrics: DaemonMetrics,
         notifier: Notifier,
         stop: threading.Event,
+        provenance: dict[str, Any],
     ) -> None:
         self.config = config
         self.detector = detector
@@ -107,7 +107,7 @@ class Processor:
         self.notifier = notifier
         self._writer = writer
         self._stop = stop
-        self._provenance = detector.provenance()
+        self._provenance = provenance
 
     def process(self, journal: Journal, rows: list[PhotoRow]) -> None:
         """Decode ahead (thread), infer here, write outputs behind (writer thread), commit here, in order."""
@@ -328,18 +328,9 @@ class Processor:
                 write_sidecar(target, entry, provenance)
                 written.append(target)
         except (OutputError, PhotoError) as exc:
-            if isinstance(exc, OutputError) and _is_disk_full(exc):
+            if isinstance(exc, OutputError) and is_disk_full(exc):
                 for path in written:
                     with contextlib.suppress(OSError):
                         path.unlink()
                 raise DiskFullError(str(exc)) from exc
             raise
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        cause = cause.__cause__
-    return False

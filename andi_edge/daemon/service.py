@@ -79,6 +79,8 @@ class WatchService:
         self._ready = False
         # Crops need a full-resolution decode and JPEG encodes: as costly as inference, so they run behind it.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="andi-write")
+        #: what produced the results, recorded in every output (one dict for every part)
+        self._provenance = detector.provenance()
         self.discovery = Discovery(self.root, config.discovery, card_id=card_id)
         self.space = SpacePolicy(config.disk, self.output_dir, once, self.notifier, self.metrics)
         self.renderer = Renderer(
@@ -89,7 +91,7 @@ class WatchService:
             self.state_dir,
             self._writer,
             self.notifier,
-            detector.provenance(),
+            self._provenance,
         )
         self.ingest = Ingest(self.discovery, self.renderer, str(self.root))
         self.processor = Processor(
@@ -104,6 +106,7 @@ class WatchService:
             self.metrics,
             self.notifier,
             self._stop,
+            self._provenance,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -198,7 +201,7 @@ class WatchService:
         """What `report` and `export-camtrap-dp` need to know about this run, kept in the journal."""
         card = self.detector.card
         return {
-            **self.detector.provenance(),
+            **self._provenance,
             "andi_edge_version": __version__,
             "class_names": list(self.detector.class_names),
             "typical_threshold": card.thresholds.typical,

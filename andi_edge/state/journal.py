@@ -15,7 +15,6 @@ photo is processed again; outputs are idempotent (same names, atomic replace), s
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from andi_edge.errors import JournalError, JournalFullError, OutputError
+from andi_edge.errors import JournalError, JournalFullError, OutputError, is_disk_full
 
 SCHEMA_VERSION = 3
 DB_NAME = "journal.sqlite3"
@@ -278,31 +277,29 @@ class Journal:
 
     def enqueue(self, card_id: str, rel_path: str, size_bytes: int, mtime_ns: int) -> bool:
         """Record a complete photo as pending; False when this exact file is already known."""
+        new, _ = self.enqueue_many([(card_id, rel_path, size_bytes, mtime_ns, None)])
+        return new == 1
+
+    def _insert_pending(self, key: tuple[str, str, int, int], ctime_ns: int | None, generation: int) -> bool:
+        """A pending row for (card_id, rel_path as stored, size_bytes, mtime_ns); False when it is already there."""
         now = time.time()
-        with self._tx():
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO photos (card_id, rel_path, size_bytes, mtime_ns, state, discovered_at, "
-                "updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                (card_id, text_to_db(rel_path), size_bytes, mtime_ns, now, now),
-            )
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO photos (card_id, rel_path, size_bytes, mtime_ns, ctime_ns, generation, state, "
+            "discovered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (*key, ctime_ns, generation, now, now),
+        )
         return cursor.rowcount == 1
 
     def enqueue_many(self, photos: list[tuple[str, str, int, int, int | None]]) -> tuple[int, list[PhotoRow]]:
         """Record complete photos (card_id, rel_path, size_bytes, mtime_ns, ctime_ns) as pending, in one
         transaction. Returns how many were new, and the finished rows whose file's ctime changed although size
         and mtime did not: perhaps rewritten in place (see ``fingerprint``), for the caller to look at."""
-        now = time.time()
         new = 0
         suspects: list[PhotoRow] = []
         with self._tx():
             for card, rel, size, mtime, ctime in photos:
                 key = (card, text_to_db(rel), size, mtime)
-                cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO photos (card_id, rel_path, size_bytes, mtime_ns, ctime_ns, state, "
-                    "discovered_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-                    (*key, ctime, now, now),
-                )
-                if cursor.rowcount == 1:
+                if self._insert_pending(key, ctime, generation=0):
                     new += 1
                     continue
                 if ctime is None:
@@ -328,22 +325,9 @@ class Journal:
     def enqueue_rewritten(self, row: PhotoRow, ctime_ns: int) -> None:
         """A file rewritten in place (same size and mtime, other content): a new pending row, one generation on.
         The old row and its outputs stay; the new one gets outputs of its own."""
-        now = time.time()
+        key = (row.card_id, text_to_db(row.rel_path), row.size_bytes, row.mtime_ns)
         with self._tx():
-            self._db.execute(
-                "INSERT OR IGNORE INTO photos (card_id, rel_path, size_bytes, mtime_ns, ctime_ns, generation, state, "
-                "discovered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                (
-                    row.card_id,
-                    text_to_db(row.rel_path),
-                    row.size_bytes,
-                    row.mtime_ns,
-                    ctime_ns,
-                    row.generation + 1,
-                    now,
-                    now,
-                ),
-            )
+            self._insert_pending(key, ctime_ns, generation=row.generation + 1)
 
     # -- processing -----------------------------------------------------------------------------------------
 
@@ -561,7 +545,7 @@ class Journal:
 def _is_full(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.Error):
         return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return is_disk_full(exc)
 
 
 def _full(path: Path, exc: BaseException) -> JournalFullError:
