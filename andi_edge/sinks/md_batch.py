@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge import __version__
-from andi_edge.boxes import xyxy_px_to_xywh_norm
+from andi_edge.boxes import clip_xyxy_px, xyxy_px_to_xywh_norm
 from andi_edge.detections import ImageResult
 from andi_edge.results.review import PhotoAnnotation
 from andi_edge.sinks.atomic import json_text, write_text_atomic
@@ -43,7 +43,10 @@ def image_entry(result: ImageResult, relative_file: str, include_photo_info: boo
     photo = result.photo
     detections = result.detections.sorted_by_confidence()
     if photo is not None and len(detections):
-        bboxes = xyxy_px_to_xywh_norm(detections.xyxy_px, photo.width_px, photo.height_px).clip(0.0, 1.0)
+        # corners clipped to the photo first: clipping x and w apart would leave a box that starts left of the
+        # photo too wide by the part that was outside
+        inside = clip_xyxy_px(detections.xyxy_px, photo.width_px, photo.height_px)
+        bboxes = xyxy_px_to_xywh_norm(inside, photo.width_px, photo.height_px)
     else:
         bboxes = detections.xyxy_px
     entry["detections"] = []
