@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -88,3 +89,47 @@ def test_exact_paddings_for_portrait_and_landscape_photos() -> None:
     box = np.array([[0, 1024, 768, 2048]], dtype=np.float32)
     np.testing.assert_allclose(g.to_input_xyxy(box), [[40, 160, 160, 320]])
     np.testing.assert_allclose(g.to_photo_xyxy(g.to_input_xyxy(box)), box)
+
+
+@pytest.mark.parametrize("sizes", [(0, 10, 320, 320), (10, 0, 320, 320), (10, 10, 0, 320), (10, 10, 320, 0),
+                                   (-5, 10, 320, 320)])  # fmt: skip
+def test_a_size_that_is_not_positive_is_refused_and_named(sizes: tuple[int, int, int, int]) -> None:
+    w, h, iw, ih = sizes
+    with pytest.raises(ValueError, match=f"photo {w}x{h}, input {iw}x{ih}"):
+        LetterboxGeometry.fit(w, h, iw, ih)
+
+
+def test_a_one_pixel_sliver_keeps_one_row_and_one_column() -> None:
+    """A 1 x 5000 strip at 320 px scales to 0.064 columns: it keeps one, centred (padding 159 / 160)."""
+    g = LetterboxGeometry.fit(1, 5000, 320, 320)
+    assert (g.resized_w, g.resized_h, g.pad_left, g.pad_top) == (1, 320, 159, 0)
+    g = LetterboxGeometry.fit(5000, 1, 320, 320)
+    assert (g.resized_w, g.resized_h, g.pad_left, g.pad_top) == (320, 1, 0, 159)
+
+
+def test_boxes_map_back_exactly_and_are_clipped_to_the_photo() -> None:
+    """2048x1536 at 320: gain 0.15625, 40 rows of padding above. Boxes reaching into the padding or past the
+    input's edge are clipped to the photo, on every side; several boxes at once."""
+    g = LetterboxGeometry.fit(2048, 1536, 320, 320)
+    boxes_input = np.array([[10.0, 50.0, 170.0, 130.0], [-20.0, 0.0, 340.0, 300.0]], np.float32)
+    back = g.to_photo_xyxy(boxes_input)
+    assert back.dtype == np.float32 and back.shape == (2, 4)
+    np.testing.assert_array_equal(back[0], [64.0, 64.0, 1088.0, 576.0])
+    np.testing.assert_array_equal(back[1], [0.0, 0.0, 2048.0, 1536.0])
+    again = g.to_input_xyxy(back[:1])
+    assert again.dtype == np.float32 and again.shape == (1, 4)
+    np.testing.assert_array_equal(again[0], boxes_input[0])
+    np.testing.assert_array_equal(g.to_input_xyxy(back), [[10, 50, 170, 130], [0, 40, 320, 280]])
+    assert g.to_photo_xyxy(np.zeros((0, 4), np.float32)).shape == (0, 4)
+    np.testing.assert_array_equal(boxes_input[1], [-20.0, 0.0, 340.0, 300.0])  # the caller's array is untouched
+
+
+@pytest.mark.parametrize("decoded", [(300, 240), (320, 200), (160, 120)])
+def test_a_decode_of_another_size_is_resized_to_the_geometry(decoded: tuple[int, int]) -> None:
+    """Only the width, only the height, or both differ from the geometry's resized size: each is resized."""
+    w, h = decoded
+    g = LetterboxGeometry.fit(2048, 1536, 320, 320)
+    rgb = np.full((h, w, 3), 9, np.uint8)
+    boxed = letterbox_rgb(rgb, g)
+    assert boxed.shape == (320, 320, 3) and boxed.dtype == np.uint8
+    assert np.all(boxed[40:280] == 9) and np.all(boxed[:40] == PAD_VALUE) and np.all(boxed[280:] == PAD_VALUE)

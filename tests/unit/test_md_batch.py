@@ -1,13 +1,26 @@
 from __future__ import annotations
 
+import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from andi_edge import __version__
 from andi_edge.detections import Detections, ImageResult, PhotoInfo
-from andi_edge.sinks.md_batch import batch_document, detection_categories, image_entry
+from andi_edge.results.events import Event
+from andi_edge.results.repeats import RepeatPattern
+from andi_edge.results.review import PhotoAnnotation
+from andi_edge.sinks.md_batch import (
+    annotate_entry,
+    batch_document,
+    batch_text,
+    detection_categories,
+    image_entry,
+    write_batch,
+)
 
 
 def _result(boxes: list[list[float]], confs: list[float], classes: list[int]) -> ImageResult:
@@ -97,3 +110,80 @@ def test_an_output_that_cannot_be_created_is_an_output_error(tmp_path: Path) -> 
         assert isinstance(err.value.__cause__, OSError)
     finally:
         (tmp_path / "locked").chmod(0o700)
+
+
+def test_entry_with_classifications_camera_fields_and_boxes_past_the_edge() -> None:
+    """Every field a reader uses: boxes reaching past the photo are clipped to it (corners first, so a box from
+    x=-50 to 400 is 400 px wide, not 450), never negative, never past 1;
+    classifications are [id, conf] best first (ids as category ids, padding -1 left out), EXIF under its names."""
+    detections = Detections(
+        np.array([[-50, -20, 400, 300], [1900, 900, 2100, 1100]], np.float32),
+        np.array([0.8, 0.6]),
+        np.array([0, 1]),
+        classification_id=np.array([[4, 0], [2, -1]]),
+        classification_conf=np.array([[0.71234, 0.2], [0.55555, 0.0]]),
+    )
+    photo = PhotoInfo(2000, 1000, camera_make="RECONYX", camera_model="HC600", camera_serial="H6001234")
+    entry = image_entry(ImageResult(path=Path("x.jpg"), detections=detections, photo=photo), "x.jpg")
+    assert entry["detections"] == [
+        {"category": "1", "conf": 0.8, "bbox": [0.0, 0.0, 0.2, 0.3], "classifications": [["5", 0.712], ["1", 0.2]]},
+        {"category": "2", "conf": 0.6, "bbox": [0.95, 0.9, 0.05, 0.1], "classifications": [["3", 0.556]]},
+    ]
+    assert entry["exif_metadata"] == {"Make": "RECONYX", "Model": "HC600", "SerialNumber": "H6001234"}
+    bare = image_entry(ImageResult(path=Path("x.jpg"), detections=detections, photo=photo), "x.jpg", False)
+    assert set(bare) == {"file", "detections"}
+
+
+def test_without_photo_info_boxes_stay_as_given() -> None:
+    """A result without photo facts (a backend that reports normalised boxes) is written as it stands."""
+    detections = Detections(np.array([[0.1, 0.2, 0.3, 0.4]], np.float32), np.array([0.5]), np.array([0]))
+    entry = image_entry(ImageResult(path=Path("x.jpg"), detections=detections), "x.jpg")
+    assert entry == {"file": "x.jpg", "detections": [{"category": "1", "conf": 0.5, "bbox": [0.1, 0.2, 0.3, 0.4]}]}
+
+
+def test_document_info_names_the_run_and_the_classifier() -> None:
+    provenance = {"model_file": "md.onnx", "input_size": [640, 480], "backend": "onnxruntime"}
+    doc = batch_document([], ["animal"], provenance, 0.2, 0.05, classification_names=["fox", "deer"])
+    info = doc["info"]
+    assert info["detector_metadata"] == {
+        "typical_detection_threshold": 0.2,
+        "conservative_detection_threshold": 0.05,
+        "image_size": 640,
+    }
+    assert info["andi_edge"] == {"version": __version__, **provenance}
+    stamp = datetime.strptime(info["detection_completion_time"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - stamp).total_seconds()) < 60, "completion time is UTC, now"
+    assert doc["classification_categories"] == {"1": "fox", "2": "deer"}
+    assert "classification_categories" not in batch_document([], ["animal"], provenance, 0.2, 0.05)
+    assert batch_document([], ["a"], {}, 0.2, 0.05)["info"]["detector_metadata"]["image_size"] == 0
+
+
+def test_batch_text_is_the_document_with_one_image_per_line(tmp_path: Path) -> None:
+    entries = [image_entry(_result([[100, 100, 300, 600]], [0.9], [0]), f"a/{i}.jpg") for i in range(3)]
+    for images in (entries, []):
+        doc = batch_document(images, ["animal"], {"model_file": "m.onnx", "input_size": [320]}, 0.2, 0.05)
+        text = batch_text(doc)
+        assert json.loads(text) == doc
+        lines = text.splitlines()
+        assert lines[0] == "{" and lines[1].startswith(' "info": {') and lines[-1] == "}"
+        image_lines = [line for line in lines if line.lstrip().startswith('{"file"')]
+        assert len(image_lines) == len(images)
+        write_batch(tmp_path / "out" / "batch.json", doc)
+        assert (tmp_path / "out" / "batch.json").read_text().rstrip("\n") == text
+
+
+def test_annotations_add_the_event_and_repeat_flags_and_can_be_undone() -> None:
+    entry = image_entry(_result([[100, 100, 300, 600], [0, 0, 10, 10]], [0.9, 0.5], [0, 0]), "x.jpg")
+    event = Event("ev-1", "card", "folder:a", datetime(2024, 1, 1, 6), datetime(2024, 1, 1, 6, 0, 5),
+                  (("card", "x.jpg"), ("card", "y.jpg")), 0, 0.9, 2)  # fmt: skip
+    pattern = RepeatPattern("rp-1", "card", "folder:a", (0.0, 0.0, 0.005, 0.01), (("card", "x.jpg"),) * 12,
+                            (), kept=False)  # fmt: skip
+    flagged = annotate_entry(entry, PhotoAnnotation(event, "animal", 0, {1: pattern}, suppress=False))
+    assert flagged["event"]["id"] == "ev-1" and flagged["event"]["photos"] == 2 and flagged["event"]["position"] == 1
+    assert flagged["detections"][1]["repeat"] == {"pattern": "rp-1", "photos": 12}
+    assert flagged["detections"][1]["conf"] == 0.5 and "repeat" not in flagged["detections"][0]
+    suppressed = annotate_entry(flagged, PhotoAnnotation(event, "animal", 0, {1: pattern}, suppress=True))
+    assert suppressed["detections"][1]["conf"] == -0.5
+    undone = annotate_entry(suppressed, PhotoAnnotation(None, "empty", 0, {}, suppress=False))
+    assert undone == {k: v for k, v in entry.items()}, "no event, no flag, the confidence restored"
+    assert "event" not in undone

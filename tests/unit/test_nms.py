@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -81,3 +82,32 @@ def test_a_box_exactly_at_the_iou_threshold_is_kept_and_just_above_it_is_not() -
     for threshold, kept in ((0.49, [0]), (0.5, [0, 1]), (0.51, [0, 1])):
         assert nms_xyxy(boxes, scores, threshold).tolist() == kept, threshold
         assert nms_xyxy(boxes, scores, threshold, class_ids=np.array([0, 0])).tolist() == kept, threshold
+
+
+def test_ties_keep_input_order_beyond_small_arrays() -> None:
+    """Forty boxes of one score that do not overlap: kept in input order (a stable sort; numpy's default sort is
+    stable only for tiny arrays)."""
+    boxes = np.array([[20 * i, 0, 20 * i + 10, 10] for i in range(40)], np.float32)
+    scores = np.full(40, 0.5, np.float32)
+    scores[[3, 17]] = 0.9
+    assert nms_xyxy(boxes, scores, 0.45).tolist() == [3, 17] + [i for i in range(40) if i not in (3, 17)]
+
+
+def test_points_and_zero_area_boxes_never_suppress_each_other() -> None:
+    """Two identical zero-area boxes have no union: their overlap counts as none, so both are kept."""
+    boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 0]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    assert nms_xyxy(boxes, scores, 0.45).tolist() == [0, 1, 2]
+
+
+def test_inputs_of_any_layout_and_the_result_type() -> None:
+    """Boxes as (N, 4) of any number type, scores as a column or a row; the result is always an intp index
+    array, empty too, so it can index the candidates."""
+    boxes = [[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]]
+    for scores in ([0.9, 0.8, 0.7], [[0.9], [0.8], [0.7]]):
+        keep = nms_xyxy(np.array(boxes), np.array(scores), 0.5)
+        assert keep.dtype == np.intp and keep.tolist() == [0, 2]
+    none = nms_xyxy(np.array(boxes, np.float32), np.array([0.9, 0.8, 0.7], np.float32), 0.5, max_keep=0)
+    assert none.dtype == np.intp and none.shape == (0,)
+    with pytest.raises(ValueError, match=r"^3 boxes but 2 scores$"):
+        nms_xyxy(np.array(boxes, np.float32), np.array([0.9, 0.8], np.float32), 0.5)
