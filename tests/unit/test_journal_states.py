@@ -1,0 +1,356 @@
+"""The journal's rows through their life, on a real SQLite file: each transition of the module docstring's
+diagram, what it leaves in every column a caller reads, and what it must not touch (a row in another state).
+
+    pending --claim--> claimed --done/fail/duplicate--> finished
+                               --release--> pending (not an attempt)
+                               --retry_later--> pending, not before retry_at
+    failed --retry_failed--> pending
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from andi_edge.errors import JournalError, OutputError
+from andi_edge.state.journal import (
+    BACKUP_NAME,
+    DB_NAME,
+    Journal,
+    PhotoRow,
+    check_not_lost,
+    fingerprint,
+    open_existing,
+)
+
+CAFE = "DCIM/caf\udce9.JPG"  # a FAT name that is not UTF-8, as Python holds it
+
+
+@pytest.fixture()
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal(tmp_path / "state")
+    yield j
+    j.close()
+
+
+def _row(j: Journal, photo_id: int) -> PhotoRow:
+    [row] = [r for r in _all(j) if r.id == photo_id]
+    return row
+
+
+def _all(j: Journal) -> list[PhotoRow]:
+    from andi_edge.state.journal import _row as to_row
+
+    return [to_row(r) for r in j._db.execute("SELECT * FROM photos ORDER BY id")]
+
+
+def _claim_one(j: Journal, rel: str = "a.jpg", card: str = "card", ctime_ns: int | None = None) -> PhotoRow:
+    """Enqueue one photo and claim it (and only it: other pending rows are handed back)."""
+    assert j.enqueue_many([(card, rel, 100, 5, ctime_ns)])[0] == 1
+    claimed = j.claim(1000, card_id=card)
+    for other in claimed:
+        if other.rel_path != rel:
+            j.release(other.id)
+    [row] = [r for r in claimed if r.rel_path == rel]
+    return row
+
+
+def test_enqueue_records_each_distinct_file_once(journal: Journal) -> None:
+    assert journal.enqueue("card", "a.jpg", 100, 5) is True
+    assert journal.enqueue("card", "a.jpg", 100, 5) is False, "the same file again"
+    assert journal.enqueue("card", "a.jpg", 101, 5) is True, "other size: other bytes"
+    assert journal.enqueue("card", "a.jpg", 100, 6) is True, "other mtime"
+    assert journal.enqueue("other", "a.jpg", 100, 5) is True, "another card"
+    new, suspects = journal.enqueue_many([("card", "b.jpg", 1, 1, 7), ("card", "a.jpg", 100, 5, None)])
+    assert (new, suspects) == (1, [])
+    rows = _all(journal)
+    assert [(r.card_id, r.rel_path, r.size_bytes, r.mtime_ns, r.state) for r in rows] == [
+        ("card", "a.jpg", 100, 5, "pending"),
+        ("card", "a.jpg", 101, 5, "pending"),
+        ("card", "a.jpg", 100, 6, "pending"),
+        ("other", "a.jpg", 100, 5, "pending"),
+        ("card", "b.jpg", 1, 1, "pending"),
+    ]
+    assert rows[-1].ctime_ns == 7 and rows[0].ctime_ns is None
+    assert all(r.attempts == 0 and r.generation == 0 and r.sha256 is None for r in rows)
+    assert journal.counts() == {"pending": 5, "claimed": 0, "done": 0, "failed": 0, "duplicate": 0}
+
+
+def test_claim_takes_the_oldest_pending_of_a_card_and_counts_an_attempt(journal: Journal) -> None:
+    for i in range(4):
+        journal.enqueue("card", f"{i}.jpg", 10, i)
+    journal.enqueue("other", "x.jpg", 10, 0)
+    before = time.time()
+    first = journal.claim(2)
+    assert [r.rel_path for r in first] == ["0.jpg", "1.jpg"]
+    assert all(r.state == "pending" for r in first), "the rows as they were when claimed"
+    claimed = _row(journal, first[0].id)
+    assert claimed.state == "claimed" and claimed.attempts == 1 and claimed.updated_at >= before
+    assert [r.rel_path for r in journal.claim(10, card_id="other")] == ["x.jpg"]
+    assert [r.rel_path for r in journal.claim(10, card_id="card")] == ["2.jpg", "3.jpg"]
+    assert journal.claim(10) == []
+    assert journal.counts()["claimed"] == 5
+
+
+def test_a_release_is_not_an_attempt_and_touches_only_claims(journal: Journal) -> None:
+    row = _claim_one(journal)
+    journal.release(row.id)
+    released = _row(journal, row.id)
+    assert released.state == "pending" and released.attempts == 0
+    [again] = journal.claim(1)
+    assert _row(journal, again.id).attempts == 1
+    journal.mark_done(again.id, {"detections": []})
+    journal.release(again.id)
+    assert _row(journal, again.id).state == "done", "a finished row is not given back"
+    journal._db.execute("UPDATE photos SET state='claimed', attempts=0 WHERE id=?", (again.id,))
+    journal.release(again.id)
+    assert _row(journal, again.id).attempts == 0, "never below zero"
+
+
+def test_retry_later_waits_until_its_time_and_says_why(journal: Journal) -> None:
+    a = _claim_one(journal, "a.jpg")
+    b = _claim_one(journal, "b.jpg")
+    now = time.time()
+    journal.retry_later(b.id, "EIO reading caf\udce9", now + 50)
+    journal.retry_later(a.id, "EACCES", now + 100)
+    waiting = _row(journal, b.id)
+    assert waiting.state == "pending" and waiting.retry_at == now + 50 and waiting.last_error == "EIO reading caf\udce9"
+    assert waiting.attempts == 1, "a read that failed was an attempt"
+    assert journal.next_retry_at() == now + 50
+    assert [r.rel_path for r in journal.retrying()] == ["b.jpg", "a.jpg"], "soonest first"
+    assert [r.rel_path for r in journal.retrying(limit=1)] == ["b.jpg"]
+    assert journal.claim(10, now=now + 49) == []
+    assert [r.rel_path for r in journal.claim(10, now=now + 50)] == ["b.jpg"], "due exactly at retry_at"
+    assert [r.rel_path for r in journal.claim(10, now=now + 100)] == ["a.jpg"]
+    journal.mark_done(a.id, {"detections": []})
+    journal.retry_later(a.id, "late", now)
+    done = _row(journal, a.id)
+    assert done.state == "done" and done.retry_at is None and done.last_error is None, "only a claim waits"
+    assert journal.next_retry_at() is None, "b was claimed again: nothing waits"
+
+
+def test_finishing_stores_the_result_and_clears_the_wait(journal: Journal) -> None:
+    a = _claim_one(journal, "a.jpg")
+    journal.retry_later(a.id, "EIO", 0.0)
+    [a] = journal.claim(1)
+    journal.mark_done(a.id, {"detections": [{"category": "1"}], "file": "a.jpg"})
+    done = _row(journal, a.id)
+    assert done.state == "done" and done.result == {"detections": [{"category": "1"}], "file": "a.jpg"}
+    assert done.failure is None and done.retry_at is None and done.last_error is None
+    stored = journal._db.execute("SELECT result_json FROM photos WHERE id=?", (a.id,)).fetchone()[0]
+    assert stored == '{"detections":[{"category":"1"}],"file":"a.jpg"}', "compact JSON"
+    b = _claim_one(journal, "b.jpg")
+    journal.mark_failed(b.id, {"file": "b.jpg", "failure": "corrupt"}, "corrupt: caf\udce9 truncated")
+    failed = _row(journal, b.id)
+    assert failed.state == "failed" and failed.failure == "corrupt: caf\udce9 truncated"
+    assert failed.result == {"file": "b.jpg", "failure": "corrupt"}
+    c = _claim_one(journal, "c.jpg")
+    journal.mark_duplicate(c.id)
+    dup = _row(journal, c.id)
+    assert dup.state == "duplicate" and dup.result is None and dup.failure is None
+    assert journal.counts() == {"pending": 0, "claimed": 0, "done": 1, "failed": 1, "duplicate": 1}
+
+
+def test_retry_failed_by_card_and_by_reason(journal: Journal) -> None:
+    rows = {}
+    for card, rel, failure in (
+        ("card", "a.jpg", "unreadable: EIO (after 5 attempts)"),
+        ("card", "b.jpg", "corrupt: truncated"),
+        ("other", "c.jpg", "unreadable: EACCES"),
+    ):
+        row = _claim_one(journal, rel, card)
+        journal.mark_failed(row.id, {"file": rel}, failure)
+        rows[rel] = row.id
+    ok = _claim_one(journal, "d.jpg")
+    journal.mark_done(ok.id, {"detections": []})
+    assert journal.retry_failed(card_id="card", reason="unreadable") == 1
+    back = _row(journal, rows["a.jpg"])
+    assert back.state == "pending" and back.attempts == 0 and back.failure is None and back.result is None
+    assert back.retry_at is None and back.last_error is None
+    assert _row(journal, rows["b.jpg"]).state == "failed" and _row(journal, rows["c.jpg"]).state == "failed"
+    assert journal.retry_failed(reason="unreadable") == 1, "the other card's unreadable one"
+    assert journal.retry_failed() == 1, "the corrupt one, asked for by name of no reason"
+    assert journal.retry_failed() == 0
+    assert _row(journal, ok.id).state == "done"
+
+
+def test_forget_drops_only_rows_in_the_works(journal: Journal) -> None:
+    pending = journal.enqueue("card", "p.jpg", 1, 1)
+    assert pending
+    claimed = _claim_one(journal, "c.jpg")
+    done = _claim_one(journal, "d.jpg")
+    journal.mark_done(done.id, {})
+    [p] = [r for r in _all(journal) if r.rel_path == "p.jpg"]
+    for row_id in (p.id, claimed.id, done.id):
+        journal.forget(row_id)
+    assert [r.rel_path for r in _all(journal)] == ["d.jpg"]
+
+
+def test_reaping_gives_every_claim_back(journal: Journal) -> None:
+    for i in range(3):
+        journal.enqueue("card", f"{i}.jpg", 1, i)
+    claimed = journal.claim(2)
+    journal.mark_done(claimed[0].id, {})
+    assert journal.reap_stale_claims() == 1
+    assert journal.counts() == {"pending": 2, "claimed": 0, "done": 1, "failed": 0, "duplicate": 0}
+    assert journal.reap_stale_claims() == 0
+
+
+def test_a_changed_ctime_is_recorded_or_reported_by_the_rows_state(journal: Journal) -> None:
+    """Same size and mtime, other ctime: a row in the works or never fingerprinted just takes the new ctime; a
+    finished, fingerprinted row is a suspect for the caller to read again."""
+    journal.enqueue_many([("card", "live.jpg", 1, 1, 10), ("card", "old.jpg", 1, 1, 10), ("card", "fp.jpg", 1, 1, 10)])
+    rows = {r.rel_path: r for r in _all(journal)}
+    for rel in ("old.jpg", "fp.jpg"):
+        journal._db.execute("UPDATE photos SET state='done' WHERE id=?", (rows[rel].id,))
+    journal.set_hash(rows["fp.jpg"].id, "ab" * 32, "fp.jpg", fingerprint(b"tail"))
+    assert journal.enqueue_many([("card", r, 1, 1, 10) for r in rows]) == (0, []), "nothing moved"
+    new, suspects = journal.enqueue_many([("card", r, 1, 1, 20) for r in rows])
+    assert new == 0 and [s.rel_path for s in suspects] == ["fp.jpg"]
+    assert suspects[0].ctime_ns == 10 and suspects[0].fingerprint == fingerprint(b"tail")
+    after = {r.rel_path: r for r in _all(journal)}
+    assert after["live.jpg"].ctime_ns == 20 and after["old.jpg"].ctime_ns == 20 and after["fp.jpg"].ctime_ns == 10
+    journal.confirm_unchanged(after["fp.jpg"].id, 20)
+    assert _row(journal, after["fp.jpg"].id).ctime_ns == 20
+    assert journal.enqueue_many([("card", "fp.jpg", 1, 1, None)]) == (0, []), "no ctime known: nothing to compare"
+
+
+def test_a_file_rewritten_in_place_gets_a_row_of_the_next_generation(journal: Journal) -> None:
+    first = _claim_one(journal, CAFE, ctime_ns=50)
+    journal.set_hash(first.id, "aa" * 32, CAFE, fingerprint(b"old"))
+    journal.mark_done(first.id, {"v": 1})
+    _, [suspect] = journal.enqueue_many([("card", CAFE, 100, 5, 99)])
+    journal.enqueue_rewritten(suspect, 99)
+    journal.enqueue_rewritten(suspect, 99)  # twice: still one new row
+    rows = _all(journal)
+    assert [(r.generation, r.state, r.ctime_ns) for r in rows] == [(0, "done", 50), (1, "pending", 99)]
+    assert rows[1].rel_path == CAFE
+    [second] = journal.claim(1)
+    journal.set_hash(second.id, "bb" * 32, CAFE + "~2", fingerprint(b"new"))
+    journal.mark_done(second.id, {"v": 2})
+    assert [r.result for r in journal.finished("card")] == [{"v": 1}, {"v": 2}]
+    assert [r.result for r in journal.latest_finished("card")] == [{"v": 2}], "the newest of a path"
+    _, [again] = journal.enqueue_many([("card", CAFE, 100, 5, 100)])
+    assert again.generation == 1, "the newest generation is the one compared"
+
+
+def test_hashes_output_names_and_duplicates(journal: Journal) -> None:
+    row = _claim_one(journal, CAFE)
+    journal.set_hash(row.id, "cd" * 32, "DCIM/caf\udce9.JPG~2", "f" * 16)
+    stored = _row(journal, row.id)
+    assert stored.sha256 == "cd" * 32 and stored.output_key == "DCIM/caf\udce9.JPG~2" and stored.fingerprint == "f" * 16
+    assert journal.output_key_owner("card", "DCIM/caf\udce9.JPG~2") == "cd" * 32, "a claim owns its name"
+    assert journal.output_key_owner("other", "DCIM/caf\udce9.JPG~2") is None
+    assert journal.done_with_hash("card", "cd" * 32, CAFE) is None, "not finished yet"
+    journal.mark_done(row.id, {})
+    found = journal.done_with_hash("card", "cd" * 32, CAFE)
+    assert found is not None and found.id == row.id
+    assert journal.done_with_hash("card", "cd" * 32, "elsewhere.jpg") is None
+    assert journal.done_with_hash("card", "ee" * 32, CAFE) is None
+    pending = _claim_one(journal, "p.jpg")
+    journal.set_hash(pending.id, "99" * 32, "p.jpg")
+    journal.release(pending.id)
+    assert journal.output_key_owner("card", "p.jpg") is None, "a pending row owns no outputs"
+
+
+def test_reporting_queries(journal: Journal) -> None:
+    assert journal.last_finished() is None and journal.cards() == []
+    for card, rel in (("b-card", "z.jpg"), ("a-card", "y.jpg"), ("a-card", "x.jpg"), ("a-card", "w.jpg")):
+        row = _claim_one(journal, rel, card)
+        if rel == "w.jpg":
+            continue  # still claimed
+        journal.mark_failed(row.id, {}, f"bad {rel}") if rel != "x.jpg" else journal.mark_done(row.id, {})
+        time.sleep(0.002)
+    assert journal.cards() == ["a-card", "b-card"]
+    assert [r.rel_path for r in journal.finished("a-card")] == ["x.jpg", "y.jpg"]
+    last = journal.last_finished()
+    assert last is not None and last.rel_path == "x.jpg"
+    assert [r.failure for r in journal.recent_failures()] == ["bad y.jpg", "bad z.jpg"], "newest first"
+    assert [r.failure for r in journal.recent_failures(limit=1)] == ["bad y.jpg"]
+
+
+def test_meta_card_roots_annotations_and_verdicts(journal: Journal) -> None:
+    assert journal.get_meta("run") is None
+    journal.set_meta("run", {"model": "m"})
+    journal.set_meta("run", {"model": "n"})
+    assert journal.get_meta("run") == {"model": "n"}
+    journal._db.execute("INSERT INTO meta (key, value) VALUES ('odd', '[1, 2]')")
+    assert journal.get_meta("odd") is None, "only objects are meta"
+    journal.set_card_root("card", "/media/caf\udce9")
+    journal.set_card_root("other", "/media/b")
+    journal._db.execute("INSERT INTO meta (key, value) VALUES ('card_root:broken', 'not json')")
+    assert journal.card_roots() == {"card": "/media/caf\udce9", "other": "/media/b"}
+    a = _claim_one(journal, "a.jpg")
+    b = _claim_one(journal, "b.jpg", "other")
+    journal.set_annotations([(a.id, '{"event": 1}'), (b.id, '{"event": 2}')])
+    journal.set_annotations([(a.id, '{"event": 3}')])
+    assert journal.annotations("card") == {a.id: '{"event": 3}'}
+    assert journal.annotations("other") == {b.id: '{"event": 2}'}
+    assert journal.kept_patterns() == frozenset()
+    journal.keep_pattern("rp-1")
+    journal.keep_pattern("rp-2")
+    assert journal.kept_patterns() == {"rp-1", "rp-2"}
+    assert journal.unkeep_pattern("rp-1") is True and journal.unkeep_pattern("rp-1") is False
+    assert journal.kept_patterns() == {"rp-2"}
+
+
+def test_read_only_journals_and_the_ways_back(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with pytest.raises(OutputError, match=f"no journal in {state}"):
+        open_existing(state)
+    writer = Journal(state)
+    writer.enqueue("card", "a.jpg", 1, 1)
+    writer.set_meta("run", {"model": "m"})
+    backup = writer.back_up()
+    assert backup == state / BACKUP_NAME and not (state / (BACKUP_NAME + ".tmp")).exists()
+    writer.close()
+    reader = open_existing(state)
+    assert reader.counts()["pending"] == 1 and reader.get_meta("run") == {"model": "m"}
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.enqueue("card", "b.jpg", 1, 1)
+    reader.close()
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    (restored / DB_NAME).write_bytes(backup.read_bytes())
+    again = Journal(restored)
+    assert again.counts()["pending"] == 1, "the backup is a working journal"
+    again.close()
+    (state / DB_NAME).write_bytes(b"this is not a database, it is a photo" * 100)
+    with pytest.raises(JournalError, match="is damaged") as damaged:
+        Journal(state)
+    assert damaged.value.hint is not None and f"cp {backup} {state / DB_NAME}" in damaged.value.hint
+    backup.unlink()
+    with pytest.raises(JournalError) as no_backup:
+        Journal(state)
+    assert no_backup.value.hint is not None and "--new-journal" in no_backup.value.hint
+    (state / DB_NAME).write_bytes(b"")
+    with pytest.raises(JournalError, match=r"it is empty \(0 bytes\)"):
+        Journal(state)
+
+
+def test_a_lost_journal_is_noticed(tmp_path: Path) -> None:
+    state, out = tmp_path / "state", tmp_path / "out"
+    check_not_lost(state, out)  # a first start: nothing anywhere
+    (out / "card").mkdir(parents=True)
+    check_not_lost(state, out)  # an output folder without results is no run
+    (out / "card" / "megadetector_results.json").write_text("{}")
+    with pytest.raises(JournalError, match="holds results of an earlier run") as lost:
+        check_not_lost(state, out)
+    assert lost.value.hint is not None and "--new-journal" in lost.value.hint
+    state.mkdir()
+    (state / BACKUP_NAME).write_bytes(b"x")
+    with pytest.raises(JournalError, match="is missing, but its backup is there") as missing:
+        check_not_lost(state, out)
+    assert missing.value.hint is not None and f"cp {state / BACKUP_NAME} {state / DB_NAME}" in missing.value.hint
+    Journal(state).close()
+    check_not_lost(state, out)
+
+
+def test_fingerprints_cover_the_last_64_kib() -> None:
+    tail = bytes(range(256)) * 512  # 128 KiB
+    assert fingerprint(tail) == fingerprint(tail[-64 * 1024 :]) != fingerprint(tail[-64 * 1024 + 1 :])
+    assert len(fingerprint(b"")) == 16 and fingerprint(b"a") != fingerprint(b"b")
