@@ -9,14 +9,18 @@ diagram, what it leaves in every column a caller reads, and what it must not tou
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from andi_edge.errors import JournalError, OutputError
+from andi_edge.errors import JournalError, JournalFullError, OutputError
 from andi_edge.state.journal import (
     BACKUP_NAME,
     DB_NAME,
@@ -26,6 +30,7 @@ from andi_edge.state.journal import (
     fingerprint,
     open_existing,
 )
+from tests.unit.test_retry import SCHEMA_2_PHOTOS
 
 CAFE = "DCIM/caf\udce9.JPG"  # a FAT name that is not UTF-8, as Python holds it
 
@@ -354,3 +359,99 @@ def test_fingerprints_cover_the_last_64_kib() -> None:
     tail = bytes(range(256)) * 512  # 128 KiB
     assert fingerprint(tail) == fingerprint(tail[-64 * 1024 :]) != fingerprint(tail[-64 * 1024 + 1 :])
     assert len(fingerprint(b"")) == 16 and fingerprint(b"a") != fingerprint(b"b")
+
+
+@contextmanager
+def _volume(path: Path, size: str, read_only: bool = False) -> Iterator[Path]:
+    """A real small tmpfs (root only: the suite runs as root in CI; elsewhere these cases skip and say so)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_journal_begun_on_a_full_volume_leaves_nothing_behind(tmp_path: Path) -> None:
+    with _volume(tmp_path / "vol", "64k") as volume:
+        (volume / "filler").write_bytes(b"\0" * (64 * 1024 - 4096))
+        with contextlib.suppress(OSError), (volume / "filler").open("ab") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        with pytest.raises(JournalFullError) as full:
+            Journal(volume / "state")
+        assert f"no space left for the journal {volume / 'state' / DB_NAME}" in str(full.value)
+        assert full.value.hint is not None and f"free space on the state volume ({volume / 'state'})" in full.value.hint
+        leftovers = sorted(p.name for p in (volume / "state").iterdir()) if (volume / "state").exists() else []
+        assert leftovers == [], "no empty journal to be taken for a damaged one"
+
+
+def test_a_journal_on_a_read_only_volume_is_read_as_it_stands(tmp_path: Path) -> None:
+    """Status on a card whose state folder is read-only: SQLite's mode=ro needs to write the WAL index, so the
+    journal is read immutable; a live reader (the daemon's render thread) must not, and says why."""
+    with _volume(tmp_path / "vol", "4m") as volume:
+        writer = Journal(volume / "state")
+        writer.enqueue("card", CAFE, 1, 1)
+        writer.close()
+        subprocess.run(["mount", "-o", "remount,ro", str(volume)], check=True)
+        reader = open_existing(volume / "state")
+        assert [r.rel_path for r in _all(reader)] == [CAFE]
+        reader.close()
+        with pytest.raises(OutputError, match=rf"^cannot read the journal {volume / 'state' / DB_NAME}: mode=ro: "):
+            Journal(volume / "state", read_only=True, live=True)
+
+
+def test_a_schema_2_journal_can_be_read_without_being_upgraded(tmp_path: Path) -> None:
+    """`status` on a card of an older daemon opens the journal read-only: the columns schema 3 added read as
+    their defaults, and the file is left as it was."""
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.executescript(SCHEMA_2_PHOTOS)
+    reader = open_existing(tmp_path)
+    [done] = reader.finished("local")
+    assert (done.id, done.sha256, done.output_key, done.result, done.failure) == (7, "ab", "a.JPG", {}, None)
+    assert (done.retry_at, done.last_error, done.ctime_ns, done.fingerprint, done.generation) == (None,) * 4 + (0,)
+    reader.close()
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        assert "generation" not in {row[1] for row in db.execute("PRAGMA table_info(photos)")}
+
+
+def test_opening_an_absent_journal_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(OutputError) as absent:
+        open_existing(tmp_path / "nowhere")
+    assert absent.value.message == f"no journal in {tmp_path / 'nowhere'}"
+    assert absent.value.hint == "is this the --state folder of `andi-edge watch`? has it run yet?"
+
+
+def test_a_damaged_journal_names_what_sqlite_found(tmp_path: Path) -> None:
+    """A database whose pages are damaged (not just a file that is no database): quick_check's own words, its
+    first three findings joined. Which page holds what is SQLite's business, so the test looks for a page whose
+    damage quick_check reports in more than one row."""
+    journal = Journal(tmp_path)
+    for i in range(300):
+        journal.enqueue("card", f"{i:04d}.jpg" * 8, i, i)
+    journal.close()
+    good = (tmp_path / DB_NAME).read_bytes()
+    page = 4096
+    for number in range(1, len(good) // page):
+        data = bytearray(good)
+        data[number * page + 8 : number * page + 40] = b"\xff" * 32  # cell pointers that point nowhere
+        (tmp_path / DB_NAME).write_bytes(bytes(data))
+        try:
+            with contextlib.closing(sqlite3.connect(tmp_path / DB_NAME)) as db:
+                verdict = [row[0] for row in db.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError:
+            continue
+        if len(verdict) > 1:
+            break
+    else:
+        pytest.skip("no page damage that quick_check reports in several rows, with this SQLite")
+    with pytest.raises(JournalError) as damaged:
+        Journal(tmp_path)
+    assert damaged.value.message == f"the journal {tmp_path / DB_NAME} is damaged: " + "; ".join(verdict[:3])
+    (tmp_path / DB_NAME).write_bytes(b"\0" * page * 2)
+    with pytest.raises(JournalError) as not_a_db:
+        Journal(tmp_path)
+    assert not_a_db.value.message == f"the journal {tmp_path / DB_NAME} is damaged: file is not a database"
