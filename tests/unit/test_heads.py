@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -180,7 +182,7 @@ def test_rtdetr_heads_scale_normalised_boxes_and_combine_categories() -> None:
     c = decode_head(scores, "rtdetr_scores", 4, 0.2, CATEGORIES, input_hw=(320, 640))
     _assert_candidates(c, [[240, 80, 400, 240]], [0.7], [0])
     assert c.one_per_object and c.native_class_ids is not None and c.native_class_ids.tolist() == [2]
-    with pytest.raises(ModelError, match="an RT-DETR head needs the input size to scale its normalised boxes"):
+    with pytest.raises(ModelError, match=r"^an RT-DETR head needs the input size to scale its normalised boxes$"):
         decode_head(rows, "rtdetr", 4, 0.1)
 
 
@@ -193,3 +195,16 @@ def test_every_shape_error_names_what_was_expected() -> None:
         decode_head(np.zeros((1, 10, 7), np.float32), "end2end", 4, 0.1)
     with pytest.raises(ModelError, match=r"^unknown head type 'yolo-nas'$"):
         decode_head(np.zeros((1, 10, 6), np.float32), "yolo-nas", 4, 0.1)  # type: ignore[arg-type]
+
+
+def test_a_combined_category_score_exactly_at_the_threshold_is_dropped() -> None:
+    """Noisy-or of cat 0.1 and dog 0.2 is below their sum (the pre-filter's bound), so the bound passes and the
+    combined score itself meets the threshold: strictly above it is kept, exactly at it is not."""
+    noisy = CategoryMap.resolve(replace(SPEC, combine="noisy_or"), NATIVE)
+    probs = np.array([[0.0, 0.1, 0.2, 0.0]], np.float32)
+    score = float(noisy.combine(probs)[0, 0])
+    assert score < 0.3
+    out = _classic([[100, 100, 20, 20, 1.0, *probs[0]]])
+    assert len(decode_head(out, "yolov5", 4, score, noisy)) == 0
+    below = float(np.nextafter(np.float32(score), np.float32(0)))
+    _assert_candidates(decode_head(out, "yolov5", 4, below, noisy), [[90, 90, 110, 110]], [score], [0])

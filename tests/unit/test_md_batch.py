@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -141,6 +143,17 @@ def test_without_photo_info_boxes_stay_as_given() -> None:
     assert entry == {"file": "x.jpg", "detections": [{"category": "1", "conf": 0.5, "bbox": [0.1, 0.2, 0.3, 0.4]}]}
 
 
+@pytest.fixture()
+def far_east_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time at UTC+14, where a local clock taken for UTC is off by half a day."""
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("far_east_clock")
 def test_document_info_names_the_run_and_the_classifier() -> None:
     provenance = {"model_file": "md.onnx", "input_size": [640, 480], "backend": "onnxruntime"}
     doc = batch_document([], ["animal"], provenance, 0.2, 0.05, classification_names=["fox", "deer"])
@@ -166,6 +179,7 @@ def test_batch_text_is_the_document_with_one_image_per_line(tmp_path: Path) -> N
         assert json.loads(text) == doc
         lines = text.splitlines()
         assert lines[0] == "{" and lines[1].startswith(' "info": {') and lines[-1] == "}"
+        assert text.count('"images"') == 1
         image_lines = [line for line in lines if line.lstrip().startswith('{"file"')]
         assert len(image_lines) == len(images)
         write_batch(tmp_path / "out" / "batch.json", doc)
