@@ -64,6 +64,13 @@ def _claim_one(j: Journal, rel: str = "a.jpg", card: str = "card", ctime_ns: int
     return row
 
 
+def test_a_new_journal_makes_its_folders_and_records_its_schema(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "var" / "lib" / "andi-edge")
+    version = journal._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    assert version == "3" and (tmp_path / "var" / "lib" / "andi-edge" / DB_NAME).is_file()
+    journal.close()
+
+
 def test_enqueue_records_each_distinct_file_once(journal: Journal) -> None:
     assert journal.enqueue("card", "a.jpg", 100, 5) is True
     assert journal.enqueue("card", "a.jpg", 100, 5) is False, "the same file again"
@@ -333,8 +340,9 @@ def test_read_only_journals_and_the_ways_back(tmp_path: Path) -> None:
         Journal(state)
     assert no_backup.value.hint is not None and "--new-journal" in no_backup.value.hint
     (state / DB_NAME).write_bytes(b"")
-    with pytest.raises(JournalError, match=r"it is empty \(0 bytes\)"):
+    with pytest.raises(JournalError) as empty:
         Journal(state)
+    assert empty.value.message == f"the journal {state / DB_NAME} is damaged: it is empty (0 bytes)"
 
 
 def test_a_lost_journal_is_noticed(tmp_path: Path) -> None:

@@ -111,3 +111,10 @@ def test_inputs_of_any_layout_and_the_result_type() -> None:
     assert none.dtype == np.intp and none.shape == (0,)
     with pytest.raises(ValueError, match=r"^3 boxes but 2 scores$"):
         nms_xyxy(np.array(boxes, np.float32), np.array([0.9, 0.8], np.float32), 0.5)
+
+
+def test_classes_stay_apart_for_normalised_boxes_too() -> None:
+    """Boxes in 0..1 (a backend that reports normalised boxes): the same box under two classes is two objects."""
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.9, 1.0]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    assert nms_xyxy(boxes, scores, 0.45, class_ids=np.array([0, 1, 0])).tolist() == [0, 1]
