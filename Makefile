@@ -19,13 +19,15 @@ export ANDI_EDGE_CACHE_DIR ?= $(CURDIR)/$(BUILD)/cache
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
-.PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools
+.PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos"
 	@echo "make test   - set up, then lint, type-check, import contracts and the whole test suite"
 	@echo "make bench  - the benchmark suite -> benchmarks/results/ (a few minutes)"
 	@echo "make accuracy - agreement with MDv5a: categories, input size, decode, fine-tuning (20-30 minutes)"
+	@echo "make mutate - mutation testing (mutmut) of runtime geometry, heads, NMS, batch JSON, Camtrap DP, journal"
+	@echo "              -> benchmarks/results/mutation.md (about 10 minutes on 2 cores)"
 	@echo "make model  - only build $(MODEL)"
 	@echo "make clean  - remove build outputs (keeps the virtualenv)"
 
@@ -77,6 +79,10 @@ clean:
 
 bench: $(STAMP)
 	$(PY) benchmarks/suite.py
+
+# Not in `make test`: it runs the unit tests once per mutant (thousands of runs).
+mutate: $(STAMP)
+	ANDI_EDGE_SHARED=$(abspath $(SHARED)) $(PY) benchmarks/mutation.py
 
 accuracy: $(STAMP)
 	$(PY) benchmarks/camera_trap_accuracy.py --finetune
