@@ -23,7 +23,7 @@ from andi_edge.runtime.backends import Backend, BackendOptions, create_backend
 from andi_edge.runtime.categories import CategoryMap, preset_for
 from andi_edge.runtime.decode import decode_photo, read_photo_bytes
 from andi_edge.runtime.heads import decode_head
-from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_rgb, to_input_tensor
+from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_tensor
 from andi_edge.runtime.model_meta import CategorySpec, ModelCard, card_from_metadata, file_sha256
 from andi_edge.runtime.nms import nms_xyxy
 
@@ -161,7 +161,7 @@ class Detector:
         geometry = LetterboxGeometry.fit(
             decoded.info.width_px, decoded.info.height_px, card.input_width, card.input_height
         )
-        tensor = to_input_tensor(letterbox_rgb(decoded.rgb, geometry))
+        tensor = letterbox_tensor(decoded.rgb, geometry)
         letterbox_ms = _ms_since(start)
         return PreparedPhoto(
             path=path,

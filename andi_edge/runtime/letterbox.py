@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from andi_edge.runtime.resize import resize_bilinear
+from andi_edge.runtime.resize import resize_bilinear, resize_bilinear_levels
 
 PAD_VALUE = 114
 
@@ -83,6 +83,24 @@ def letterbox_rgb(rgb: npt.NDArray[np.uint8], geometry: LetterboxGeometry) -> np
         geometry.pad_left : geometry.pad_left + geometry.resized_w,
     ] = rgb
     return canvas
+
+
+def letterbox_tensor(rgb: npt.NDArray[np.uint8], geometry: LetterboxGeometry) -> npt.NDArray[np.float32]:
+    """``to_input_tensor(letterbox_rgb(rgb, geometry))``, equal to the last bit, in one pass less: the resize's
+    float grey levels go straight into the NCHW tensor (no uint8 canvas, no transposed copy of it)."""
+    tensor = np.full((1, 3, geometry.input_h, geometry.input_w), PAD_VALUE, dtype=np.float32)
+    inside = tensor[
+        0,
+        :,
+        geometry.pad_top : geometry.pad_top + geometry.resized_h,
+        geometry.pad_left : geometry.pad_left + geometry.resized_w,
+    ]
+    if rgb.shape[1] != geometry.resized_w or rgb.shape[0] != geometry.resized_h:
+        inside[...] = resize_bilinear_levels(rgb, geometry.resized_w, geometry.resized_h).transpose(2, 0, 1)
+    else:
+        inside[...] = rgb.transpose(2, 0, 1)
+    tensor /= np.float32(255.0)
+    return tensor
 
 
 def to_input_tensor(letterboxed_rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

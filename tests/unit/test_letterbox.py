@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from andi_edge.runtime.letterbox import PAD_VALUE, LetterboxGeometry, letterbox_rgb, to_input_tensor
+from andi_edge.runtime.letterbox import PAD_VALUE, LetterboxGeometry, letterbox_rgb, letterbox_tensor, to_input_tensor
 
 photo_sides = st.integers(min_value=1, max_value=8000)
 input_sides = st.sampled_from([160, 320, 640, 1280])
@@ -133,3 +133,14 @@ def test_a_decode_of_another_size_is_resized_to_the_geometry(decoded: tuple[int,
     boxed = letterbox_rgb(rgb, g)
     assert boxed.shape == (320, 320, 3) and boxed.dtype == np.uint8
     assert np.all(boxed[40:280] == 9) and np.all(boxed[:40] == PAD_VALUE) and np.all(boxed[280:] == PAD_VALUE)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 900), st.integers(1, 900), st.sampled_from([1, 2, 4]), input_sides, st.integers(0, 2**32 - 1))
+def test_the_fused_tensor_equals_letterbox_then_tensor(w: int, h: int, reduce: int, size: int, seed: int) -> None:
+    """Decoded at the photo's size or DCT-reduced: the one-pass tensor is the two-step one, to the last bit."""
+    g = LetterboxGeometry.fit(w, h, size, size)
+    rgb = np.random.default_rng(seed).integers(0, 256, (max(1, h // reduce), max(1, w // reduce), 3), np.uint8)
+    fused = letterbox_tensor(rgb, g)
+    assert fused.dtype == np.float32 and fused.flags.c_contiguous and fused.shape == (1, 3, size, size)
+    np.testing.assert_array_equal(fused, to_input_tensor(letterbox_rgb(rgb, g)))

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from andi_edge.runtime.resize import resize_bilinear
+from andi_edge.runtime.resize import resize_bilinear, resize_bilinear_levels
 
 
 def _cv2(image: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -36,3 +36,17 @@ def test_same_size_is_untouched_and_bad_size_refused() -> None:
     assert resize_bilinear(image, 5, 4) is image
     with pytest.raises(ValueError, match="positive"):
         resize_bilinear(image, 0, 4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 200), st.integers(1, 200), st.integers(1, 200), st.integers(1, 200), st.integers(0, 2**32 - 1))
+def test_grey_levels_are_the_resize_before_its_uint8_cast(src_w: int, src_h: int, w: int, h: int, seed: int) -> None:
+    image = np.random.default_rng(seed).integers(0, 256, (src_h, src_w, 3), dtype=np.uint8)
+    levels = resize_bilinear_levels(image, w, h)
+    assert levels.dtype == np.float32 and levels.shape == (h, w, 3)
+    assert np.array_equal(levels, np.rint(levels)) and levels.min() >= 0 and levels.max() <= 255
+    expected = image if (src_w, src_h) == (w, h) else resize_bilinear(image, w, h)
+    np.testing.assert_array_equal(levels.astype(np.uint8), expected)
+    grey = image[..., 0].copy()
+    np.testing.assert_array_equal(resize_bilinear_levels(grey, w, h), levels[..., 0] if (src_w, src_h) != (w, h)
+                                  else grey)  # fmt: skip
