@@ -167,6 +167,12 @@ def bench_photos(
         backend_options=BackendOptions(intra_op_threads=available_cpus(), providers=detector.backend_options.providers),
     )
     inference_only = _inference_only_throughput(all_cores, sources[: min(len(sources), 16)], runs)
+    if pipeline.parallel:
+        # the parallel pipeline's inference: its workers' concurrent calls, one thread each
+        concurrent = _inference_only_throughput(
+            detector, sources[: min(len(sources), 16)], runs, pipeline.decode_workers
+        )
+        inference_only = max(inference_only, concurrent)
     limit = min(decode_only, inference_only)
     shared_bound = 1.0 / (1.0 / decode_only + 1.0 / inference_only)
     pipelined = processed / pipelined_wall
@@ -206,15 +212,21 @@ def _prepare_or_none(detector: Detector, path: Path) -> object:
         return None
 
 
-def _inference_only_throughput(detector: Detector, sources: Sequence[PhotoSource], runs: int) -> float:
+def _inference_only_throughput(
+    detector: Detector, sources: Sequence[PhotoSource], runs: int, concurrent: int = 1
+) -> float:
+    """Inferences per second on ready tensors, ``concurrent`` calls at a time."""
     tensors = [p.tensor for p in (_prepare_or_none(detector, s.path) for s in sources) if p is not None]  # type: ignore[attr-defined]
+    work = [t for _ in range(runs) for t in tensors]
     start = time.perf_counter()
-    count = 0
-    for _ in range(runs):
-        for tensor in tensors:
+    if concurrent <= 1:
+        for tensor in work:
             detector.backend.run(tensor)
-            count += 1
-    return count / (time.perf_counter() - start)
+    else:
+        with ThreadPoolExecutor(concurrent) as pool:
+            for _ in pool.map(detector.backend.run, work):
+                pass
+    return len(work) / (time.perf_counter() - start)
 
 
 def detections_on(detector: Detector, photos: Sequence[Path]) -> list[Detections]:

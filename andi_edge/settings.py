@@ -78,6 +78,11 @@ class RetrySettings:
 
 @dataclass(frozen=True)
 class PipelineSettingsSection:
+    #: auto, parallel or split (see andi_edge.pipeline)
+    mode: str = "auto"
+    #: parallel: photos read, decoded and inferred at once (0 = one per core)
+    workers: int = 0
+    #: split: threads decoding ahead of inference
     decode_workers: int = 1
     max_in_flight: int = 4
 
@@ -167,6 +172,8 @@ class WatchConfig:
             (self.retry.max_attempts >= 1, "retry.max_attempts must be at least 1"),
             (0 < self.retry.backoff_s <= self.retry.max_backoff_s, "retry: 0 < backoff_s <= max_backoff_s"),
             (self.pipeline.decode_workers >= 0, "pipeline.decode_workers must be >= 0"),
+            (self.pipeline.mode in ("auto", "parallel", "split"), "pipeline.mode must be auto, parallel or split"),
+            (self.pipeline.workers >= 0, "pipeline.workers must be >= 0 (0 = one per core)"),
             (self.pipeline.max_in_flight >= 1, "pipeline.max_in_flight must be >= 1"),
             (self.backend.threads >= 0, "backend.threads must be >= 0"),
             (self.logging.level in {"debug", "info", "warning", "error"}, "logging.level: debug|info|warning|error"),

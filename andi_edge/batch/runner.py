@@ -38,6 +38,10 @@ class BatchRequest:
     settings: DetectorSettings = field(default_factory=DetectorSettings)
     threads: int = 0
     providers: tuple[str, ...] = ()
+    #: each worker's pipeline (see pipeline.plan_pipeline) over the cores it is given
+    pipeline: str = "auto"
+    pipeline_workers: int = 0
+    decode_workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,9 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
         providers=request.providers,
         sidecar_dir=str(request.sidecar_dir.resolve()) if request.sidecar_dir else None,
         cpus=max(1, cpus // workers),
+        pipeline=request.pipeline,
+        workers=request.pipeline_workers,
+        decode_workers=request.decode_workers,
     )
     chunks = [todo[i : i + request.chunk_size] for i in range(0, len(todo), request.chunk_size)]
     finished = reused_shards + reused_previous

@@ -14,7 +14,7 @@ from typing import Any
 
 from andi_edge.config import DetectorSettings
 from andi_edge.photos import PhotoSource
-from andi_edge.pipeline import PipelineSettings, backend_options_for, detect_many
+from andi_edge.pipeline import PipelinePlan, PipelineSettings, detect_many, plan_pipeline
 from andi_edge.runtime.detector import Detector
 from andi_edge.sinks.md_batch import image_entry
 from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
@@ -30,10 +30,16 @@ class WorkerSpec:
     sidecar_dir: str | None = None
     #: cores this worker may use (auto thread policy); None = all the machine's
     cpus: int | None = None
+    #: auto, parallel or split (see pipeline.plan_pipeline), and parallel's workers (0 = one per core)
+    pipeline: str = "auto"
+    workers: int = 0
+
+    def plan(self) -> PipelinePlan:
+        settings = PipelineSettings(decode_workers=self.decode_workers, mode=self.pipeline, workers=self.workers)
+        return plan_pipeline(settings, self.threads, self.providers, cpus=self.cpus)
 
     def detector(self) -> Detector:
-        pipeline = PipelineSettings(decode_workers=self.decode_workers)
-        options = backend_options_for(self.threads, self.providers, pipeline, cpus=self.cpus)
+        options = self.plan().backend
         return Detector(Path(self.model), settings=DetectorSettings(**self.settings), backend_options=options)
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,7 +50,7 @@ def run_chunk(detector: Detector, spec: WorkerSpec, sources: list[PhotoSource]) 
     """(relative file, MegaDetector entry) for each photo; a bad photo is a failure entry, never an exception."""
     out = []
     provenance = None
-    for source, result in detect_many(detector, sources, PipelineSettings(decode_workers=spec.decode_workers)):
+    for source, result in detect_many(detector, sources, spec.plan().settings):
         entry = image_entry(result, source.relative)
         if spec.sidecar_dir is not None:
             provenance = provenance or detector.provenance()

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from andi_edge.cli.options import EXIT_OK, add_runtime_options, build_detector, detector_settings
+from andi_edge.cli.options import EXIT_OK, add_runtime_options, build_detector, detector_settings, pipeline_plan
 from andi_edge.errors import UsageError
 
 log = logging.getLogger("andi_edge")
@@ -20,13 +20,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from andi_edge.photos import find_photos
-    from andi_edge.pipeline import PipelineSettings, detect_many
+    from andi_edge.pipeline import detect_many
     from andi_edge.sinks.md_batch import batch_document, image_entry, write_batch
 
     if args.output.is_dir():
         raise UsageError(f"-o {args.output} is a folder; give a file name such as {args.output / 'results.json'}")
     root, sources = find_photos(args.paths)
-    detector = build_detector(args)
+    plan = pipeline_plan(args)
+    detector = build_detector(args, plan)
     if not sources:
         log.warning("no photos (jpg, jpeg, png) found under %s", ", ".join(map(str, args.paths)))
     entries = []
@@ -38,7 +39,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     show_progress = sys.stderr.isatty() and not args.quiet
     progress = tqdm(total=len(sources), unit="photo", disable=not show_progress, dynamic_ncols=True)
     with progress:
-        for source, result in detect_many(detector, sources, PipelineSettings(decode_workers=args.decode_workers)):
+        for source, result in detect_many(detector, sources, plan.settings):
             entries.append(image_entry(result, source.relative))
             if result.failure is not None:
                 failures += 1
@@ -123,7 +124,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from andi_edge import bench
     from andi_edge.photos import find_photos
-    from andi_edge.pipeline import PipelineSettings
     from andi_edge.sinks.atomic import write_json_atomic
 
     if args.runs < 1 or args.warmup < 0:
@@ -137,7 +137,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.compare and not photos:
         raise UsageError("--compare needs --images: accuracy is measured on real photos")
     start = time.perf_counter()
-    detector = build_detector(args)
+    plan = pipeline_plan(args)
+    detector = build_detector(args, plan)
     session_ms = (time.perf_counter() - start) * 1000
     if photos:
         detector.detect(photos[0])
@@ -155,14 +156,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         },
         "model_only": bench.bench_model_only(detector, args.runs * 20, args.warmup * 5 + 5),
     }
-    pipeline = PipelineSettings(decode_workers=args.decode_workers)
+    pipeline = plan.settings
     if photos:
         report["photos"] = bench.bench_photos(detector, photos, args.runs, args.warmup, pipeline)
         report["images"] = str(args.images)
     compared = []
     for other_path in args.compare:
         other_args = argparse.Namespace(**{**vars(args), "model": other_path})
-        other = build_detector(other_args)
+        other = build_detector(other_args, plan)
         compared.append(
             {
                 "model": bench.model_info(other),
@@ -203,6 +204,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         settings=settings,
         threads=args.threads,
         providers=tuple(args.provider),
+        pipeline=args.pipeline,
+        pipeline_workers=args.pipeline_workers,
+        decode_workers=args.decode_workers,
     )
     bar = tqdm(unit="photo", disable=not sys.stderr.isatty() or args.quiet, dynamic_ncols=True)
 

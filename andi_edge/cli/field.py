@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from pathlib import Path
@@ -12,7 +13,10 @@ from andi_edge.cli.options import EXIT_OK, add_category_options
 from andi_edge.errors import UsageError
 from andi_edge.logs import configure_logging
 
+log = logging.getLogger("andi_edge")
+
 if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that need them
+    from andi_edge.pipeline import PipelinePlan
     from andi_edge.runtime.detector import Detector
     from andi_edge.settings import WatchConfig
 
@@ -37,12 +41,18 @@ def _state_dir(config: WatchConfig) -> Path:
     return Path(config.state) if config.state else Path(config.output) / ".andi-edge-state"
 
 
-def _detector_from_config(config: WatchConfig) -> Detector:
-    from andi_edge.pipeline import PipelineSettings, backend_options_for
+def _watch_plan(config: WatchConfig) -> PipelinePlan:
+    from andi_edge.pipeline import PipelineSettings, plan_pipeline
+
+    section = config.pipeline
+    settings = PipelineSettings(section.decode_workers, section.max_in_flight, section.mode, section.workers)
+    return plan_pipeline(settings, config.backend.threads, config.backend.providers, config.backend.name)
+
+
+def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> Detector:
     from andi_edge.runtime.detector import Detector
 
-    pipeline = PipelineSettings(config.pipeline.decode_workers, config.pipeline.max_in_flight)
-    options = backend_options_for(config.backend.threads, config.backend.providers, pipeline)
+    options = plan.backend
     return Detector(Path(config.model), settings=config.detector, backend=config.backend.name, backend_options=options)
 
 
@@ -58,7 +68,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         from andi_edge.daemon.card import card_name, read_volume_file
 
         card_id = card_name(read_volume_file(args.volume_file))
-    detector = _detector_from_config(config)
+    plan = _watch_plan(config)
+    detector = _detector_from_config(config, plan)
+    log.info("pipeline %s", plan.describe())
     service = WatchService(
         config,
         detector,
@@ -67,6 +79,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         new_journal=args.new_journal,
         card_id=card_id,
         wait_for_lock=args.wait_for_lock,
+        pipeline=plan.settings,
     )
     service.install_signal_handlers()
     return service.run()
@@ -74,7 +87,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     config = _watch_config(args)
-    detector = _detector_from_config(config)
+    plan = _watch_plan(config)
+    detector = _detector_from_config(config, plan)
     watch = Path(config.watch)
     print(f"config ok: {args.config or 'command line'}")
     print(
@@ -84,6 +98,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     print(f"watch folder: {watch} ({'present' if watch.is_dir() else 'not present now: the daemon will wait for it'})")
     print(f"output: {config.output}; state: {_state_dir(config)}")
+    print(f"pipeline: {plan.describe()}")
     return EXIT_OK
 
 

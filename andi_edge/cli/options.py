@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that need them
     from andi_edge.config import DetectorSettings
+    from andi_edge.pipeline import PipelinePlan
     from andi_edge.runtime.detector import Detector
     from andi_edge.toolchain.gate import Gate
 
 EXIT_OK = 0
+log = logging.getLogger("andi_edge")
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +32,10 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         "(repeatable; CPU is always the fallback)",
     )
     group.add_argument(
-        "--threads", type=int, default=0, help="inference threads (default 0 = the cores the decode workers leave)"
+        "--threads",
+        type=int,
+        default=0,
+        help="inference threads per inference (default 0: 1 in parallel mode, else the cores the decode workers leave)",
     )
     group.add_argument(
         "--conf",
@@ -44,7 +50,23 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="decode every JPEG at full resolution (slower; the fast path uses DCT-scaled decoding)",
     )
-    group.add_argument("--decode-workers", type=int, default=1, help="threads decoding ahead of inference (default: 1)")
+    group.add_argument(
+        "--pipeline",
+        choices=("auto", "parallel", "split"),
+        default="auto",
+        help="parallel: several photos decoded and inferred at once, one inference thread each (the most photos/s "
+        "on CPUs); split: decoding ahead of one inference at a time; auto (default): parallel where ONNX Runtime "
+        "runs on the CPU",
+    )
+    group.add_argument(
+        "--pipeline-workers",
+        type=int,
+        default=0,
+        help="parallel: photos in the works at once (default 0 = one per core this run may use)",
+    )
+    group.add_argument(
+        "--decode-workers", type=int, default=1, help="split: threads decoding ahead of inference (default: 1)"
+    )
     add_category_options(group, default=False)
 
 
@@ -81,13 +103,20 @@ def detector_settings(args: argparse.Namespace) -> DetectorSettings:
     )
 
 
-def build_detector(args: argparse.Namespace) -> Detector:
-    from andi_edge.pipeline import PipelineSettings, backend_options_for
+def pipeline_plan(args: argparse.Namespace) -> PipelinePlan:
+    from andi_edge.pipeline import PipelineSettings, plan_pipeline
+
+    settings = PipelineSettings(decode_workers=args.decode_workers, mode=args.pipeline, workers=args.pipeline_workers)
+    return plan_pipeline(settings, args.threads, tuple(args.provider), args.backend)
+
+
+def build_detector(args: argparse.Namespace, plan: PipelinePlan | None = None) -> Detector:
+    """The detector, its backend threaded for ``plan`` (``pipeline_plan(args)`` when not given)."""
     from andi_edge.runtime.detector import Detector
 
-    settings = detector_settings(args)
-    options = backend_options_for(args.threads, tuple(args.provider), PipelineSettings(args.decode_workers))
-    return Detector(args.model, settings=settings, backend=args.backend, backend_options=options)
+    plan = plan or pipeline_plan(args)
+    log.debug("pipeline %s", plan.describe())
+    return Detector(args.model, settings=detector_settings(args), backend=args.backend, backend_options=plan.backend)
 
 
 def add_gate_options(parser: argparse.ArgumentParser) -> None:

@@ -73,6 +73,8 @@ class _Loaded:
     sha256: str
     prepared: PreparedPhoto | None
     failure: str | None
+    #: the detections, when the pipeline is parallel (the worker inferred too)
+    result: ImageResult | None = None
 
     @property
     def fingerprint(self) -> str | None:
@@ -94,8 +96,12 @@ class Processor:
         notifier: Notifier,
         stop: threading.Event,
         provenance: dict[str, Any],
+        pipeline: PipelineSettings | None = None,
     ) -> None:
+        """``pipeline``: as ``pipeline.plan_pipeline`` resolved it for the detector's backend (default: split,
+        with the config's decode workers)."""
         self.config = config
+        self.pipeline = pipeline or PipelineSettings(config.pipeline.decode_workers, config.pipeline.max_in_flight)
         self.detector = detector
         self.root = root
         self.output_dir = output_dir
@@ -110,8 +116,9 @@ class Processor:
         self._provenance = provenance
 
     def process(self, journal: Journal, rows: list[PhotoRow]) -> None:
-        """Decode ahead (thread), infer here, write outputs behind (writer thread), commit here, in order."""
-        settings = PipelineSettings(self.config.pipeline.decode_workers, self.config.pipeline.max_in_flight)
+        """Decode ahead (threads; parallel: they infer too), infer here (split), write outputs behind (writer
+        thread), commit here, in order."""
+        settings = self.pipeline
         results = prefetch_ordered(rows, self._load, settings)
         writes: deque[_PendingWrite] = deque()
         handed_back = False
@@ -163,7 +170,7 @@ class Processor:
     # -- one photo ------------------------------------------------------------------------------------------
 
     def _load(self, row: PhotoRow) -> _Loaded:
-        """Decode thread: read, hash, decode, letterbox."""
+        """Decode thread: read, hash, decode, letterbox; and infer, when the pipeline is parallel."""
         path = self.root / row.rel_path
         try:
             data = path.read_bytes()
@@ -183,7 +190,8 @@ class Processor:
             if failure is None:
                 raise
             return _Loaded(data, sha256, None, failure)
-        return _Loaded(data, sha256, prepared, None)
+        result = self.detector.infer(prepared) if self.pipeline.parallel else None
+        return _Loaded(data, sha256, prepared, None, result)
 
     def _finish(self, journal: Journal, row: PhotoRow, future: Future[_Loaded]) -> _PendingWrite | None:
         """Infer on a decoded photo and hand its outputs to the writer; None when there is nothing to write."""
@@ -221,7 +229,7 @@ class Processor:
             log.warning("%s: %s", row.rel_path, failure)
             result = ImageResult(path=Path(row.rel_path), failure=failure)
         else:
-            result = self.detector.infer(loaded.prepared)
+            result = loaded.result or self.detector.infer(loaded.prepared)
         entry = image_entry(result, row.rel_path)
         job = self._writer.submit(self._write_outputs, card_out, output_key, row, loaded, result, entry)
         return _PendingWrite(row=row, job=job, entry=entry, failure=failure, timings_ms=result.timings_ms)

@@ -30,6 +30,7 @@ from andi_edge.daemon.rendering import BATCH_JSON_NAME, Renderer
 from andi_edge.daemon.space import SpacePolicy
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.errors import JournalFullError, OutputError, UsageError
+from andi_edge.pipeline import PipelineSettings
 from andi_edge.runtime.detector import Detector
 from andi_edge.settings import WatchConfig
 from andi_edge.sinks.atomic import remove_stale_temp_files
@@ -60,6 +61,7 @@ class WatchService:
         new_journal: bool = False,
         card_id: str | None = None,
         wait_for_lock: bool = False,
+        pipeline: PipelineSettings | None = None,
     ) -> None:
         self.config = config
         #: begin a journal anew even where outputs of an earlier run exist (the documented recovery)
@@ -107,6 +109,7 @@ class WatchService:
             self.notifier,
             self._stop,
             self._provenance,
+            pipeline,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -259,7 +262,7 @@ class WatchService:
                     requeue = False
                 self.ingest.poll(journal, full_scan=first_scan)
                 first_scan = False
-                claimed = journal.claim(self.config.pipeline.max_in_flight * 2)
+                claimed = journal.claim(self.processor.pipeline.max_in_flight * 2)
                 if claimed:
                     self.processor.process(journal, claimed)
                 elif self.once and self.discovery.settling() == 0 and journal.next_retry_at() is None:

@@ -3,12 +3,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from andi_edge.boxes import pairwise_iou
+from andi_edge.pipeline import PipelineSettings, plan_pipeline
 from andi_edge.runtime.detector import Detector
 from tests.integration.cli_runner import run_cli
 from tests.photo_factory import save_with_orientation
@@ -227,3 +229,22 @@ def test_camera_trap_categories_native_classes_and_riding_classifications(
 
 
 ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe")
+
+
+def test_parallel_and_split_pipelines_give_the_same_results(
+    odd_card: Path,
+    odd_results: dict[str, Any],
+    model_320: Path,
+    tmp_path: Path,
+) -> None:
+    """The default wherever there are 2 cores or more is parallel (photos decoded and inferred at once); split
+    (decode ahead of one inference on the rest of the cores) and three parallel workers give the same entries, in
+    the same order, broken files included."""
+    auto = run_cli("--log-level", "debug", "detect", odd_card, "-m", model_320, "-o", tmp_path / "auto.json")
+    expected = plan_pipeline(PipelineSettings(), 0, ()).describe()  # parallel wherever there are 2 cores or more
+    assert auto.returncode == 0 and f"pipeline {expected}" in auto.stderr, auto.stderr
+    for flags in (("--pipeline", "split"), ("--pipeline", "parallel", "--pipeline-workers", "3")):
+        out = tmp_path / f"{flags[1]}.json"
+        proc = run_cli("detect", odd_card, "-m", model_320, "-o", out, *flags)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(out.read_text())["images"] == odd_results["images"], flags

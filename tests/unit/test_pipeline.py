@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from andi_edge.pipeline import PipelineSettings, backend_options_for, prefetch_ordered
+import pytest
+
+from andi_edge.pipeline import PipelineSettings, backend_options_for, plan_pipeline, prefetch_ordered
 
 
 def test_auto_threads_leave_the_decoders_their_cores() -> None:
@@ -24,3 +26,42 @@ def test_prefetch_keeps_order_and_carries_errors() -> None:
         assert [item for item, _ in out] == list(range(7))
         assert [f.result() for i, f in out if i != 3] == [0, 10, 20, 40, 50, 60]
         assert isinstance(out[3][1].exception(), ValueError)
+
+
+PLAN_ROWS = {
+    # (mode, threads, providers, backend, cpus) -> (parallel, workers, inference threads, max_in_flight)
+    "auto on 2 CPU cores: parallel, one worker and one thread per core": (("auto", 0, (), "ort", 2), (True, 2, 1, 4)),
+    "auto on 8 cores: 8 workers, two photos in flight each": (("auto", 0, (), "ort", 8), (True, 8, 1, 16)),
+    "auto on 1 core: nothing to run beside": (("auto", 0, (), "ort", 1), (False, 1, 1, 4)),
+    "auto with threads set by hand: split, as asked": (("auto", 3, (), "ort", 4), (False, 1, 3, 4)),
+    "auto on a GPU: split": (("auto", 0, ("CUDAExecutionProvider",), "ort", 4), (False, 1, 3, 4)),
+    "auto with CPU named explicitly: parallel": (("auto", 0, ("CPUExecutionProvider",), "ort", 2), (True, 2, 1, 4)),
+    "auto on OpenVINO (one request at a time): split": (("auto", 0, (), "openvino", 4), (False, 1, 3, 4)),
+    "parallel asked for on OpenVINO: split": (("parallel", 0, (), "openvino", 4), (False, 1, 3, 4)),
+    "parallel on 1 core, as asked": (("parallel", 0, (), "ort", 1), (True, 1, 1, 4)),
+    "parallel with 2 threads each": (("parallel", 2, (), "ort", 4), (True, 4, 2, 8)),
+    "split as asked": (("split", 0, (), "ort", 4), (False, 1, 3, 4)),
+}
+
+
+@pytest.mark.parametrize("row", list(PLAN_ROWS))
+def test_the_plan_uses_the_cores_the_way_the_backend_can(row: str) -> None:
+    (mode, threads, providers, backend, cpus), (parallel, workers, intra, in_flight) = PLAN_ROWS[row]
+    plan = plan_pipeline(PipelineSettings(mode=mode), threads, providers, backend, cpus=cpus)
+    got = (plan.parallel, plan.settings.decode_workers, plan.backend.intra_op_threads, plan.settings.max_in_flight)
+    assert got == (parallel, workers, intra, in_flight)
+    assert plan.backend.providers == providers
+    if parallel:
+        assert not plan.backend.allow_spinning, "a spinning thread would steal the other workers' cores"
+        assert plan.describe() == f"parallel: {workers} workers, {intra} inference thread(s) each"
+    else:
+        assert plan.describe() == f"split: {workers} decode worker(s), {intra} inference thread(s)"
+
+
+def test_a_chosen_worker_count_and_bad_settings() -> None:
+    plan = plan_pipeline(PipelineSettings(mode="parallel", workers=3, max_in_flight=10), 0, (), cpus=2)
+    assert (plan.settings.decode_workers, plan.settings.max_in_flight) == (3, 10)
+    with pytest.raises(ValueError, match="pipeline mode must be one of auto, parallel, split, not 'fast'"):
+        PipelineSettings(mode="fast")
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        PipelineSettings(workers=-1)
