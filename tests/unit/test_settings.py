@@ -88,3 +88,17 @@ def test_non_finite_numbers_are_refused(tmp_path: Path, value: str) -> None:
     config.write_text(f"watch: /w\nmodel: /m.onnx\noutput: /o\ndiscovery:\n  poll_interval_s: {value}\n")
     with pytest.raises(ConfigError, match=r"discovery\.poll_interval_s.*finite"):
         load_watch_config(config)
+
+
+@pytest.mark.parametrize("profile", sorted(p.name for p in (EXAMPLE.parent / "profiles").glob("*.yaml")))
+def test_the_device_profiles_load_and_plan_their_pipeline(profile: str) -> None:
+    """Each profile is a valid config, and the pipeline it asks for is the one the device gets: parallel on a
+    CPU, split on the Jetson's GPU providers."""
+    from andi_edge.pipeline import PipelineSettings, plan_pipeline
+
+    path = EXAMPLE.parent / "profiles" / profile
+    config = load_watch_config(path, {"watch": "/card", "output": "/out", "model": "/m.onnx"})
+    section = config.pipeline
+    settings = PipelineSettings(section.decode_workers, section.max_in_flight, section.mode, section.workers)
+    plan = plan_pipeline(settings, config.backend.threads, config.backend.providers, config.backend.name, cpus=4)
+    assert plan.parallel == (profile != "jetson.yaml"), plan.describe()
