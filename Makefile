@@ -19,7 +19,7 @@ export ANDI_EDGE_CACHE_DIR ?= $(CURDIR)/$(BUILD)/cache
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
-.PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate
+.PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate pi-emulation
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos"
@@ -28,6 +28,8 @@ help:
 	@echo "make accuracy - agreement with MDv5a: categories, input size, decode, fine-tuning (20-30 minutes)"
 	@echo "make mutate - mutation testing (mutmut) of runtime geometry, heads, NMS, batch JSON, Camtrap DP, journal"
 	@echo "              -> benchmarks/results/mutation.md (about 10 minutes on 2 cores)"
+	@echo "make pi-emulation - the device install and detect in an aarch64 userland under qemu, boxes vs x86"
+	@echo "              -> benchmarks/results/aarch64_emulation.md (a few minutes; downloads arm64 packages once)"
 	@echo "make model  - only build $(MODEL)"
 	@echo "make clean  - remove build outputs (keeps the virtualenv)"
 
@@ -79,6 +81,14 @@ clean:
 
 bench: $(STAMP)
 	$(PY) benchmarks/suite.py
+
+# The Raspberry Pi path without a Pi: Debian's arm64 Python and the runtime's aarch64 wheels under qemu-user.
+pi-emulation: $(MODEL)
+	@command -v qemu-aarch64-static >/dev/null || { echo "installing qemu-user-static"; \
+	  $(APT_INSTALL) qemu-user-static >/dev/null; }
+	@dpkg --print-foreign-architectures | grep -qx arm64 || { echo "adding dpkg's arm64 architecture"; \
+	  dpkg --add-architecture arm64 && apt-get update -qq; }
+	$(PY) benchmarks/aarch64_emulation.py --model $(MODEL)
 
 # Not in `make test`: it runs the unit tests once per mutant (thousands of runs).
 mutate: $(STAMP)
