@@ -114,8 +114,10 @@ def plan_pipeline(
             decode_workers=workers,
             max_in_flight=max(settings.max_in_flight, 2 * workers),
         )
-        return PipelinePlan(resolved, BackendOptions(intra_op_threads=threads or 1, providers=providers,
-                                                     allow_spinning=False))  # fmt: skip
+        options = BackendOptions(
+            intra_op_threads=threads or 1, providers=providers, allow_spinning=False, memory_pattern=False
+        )
+        return PipelinePlan(resolved, options)
     split = replace(settings, parallel=False)
     return PipelinePlan(split, backend_options_for(threads, providers, split, cpus=cores))
 

@@ -19,6 +19,7 @@ from andi_edge.cli import detection, field, review, workstation
 from andi_edge.cli.options import EXIT_OK
 from andi_edge.errors import AndiEdgeError
 from andi_edge.logs import configure_logging
+from andi_edge.process import limit_malloc_arenas
 
 log = logging.getLogger("andi_edge")
 
@@ -55,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(args.log_level or "warning")
+    limit_malloc_arenas()
     # A card's names may hold bytes that are not UTF-8: print them as \xe9 rather than fail on them.
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):

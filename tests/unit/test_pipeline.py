@@ -53,9 +53,11 @@ def test_the_plan_uses_the_cores_the_way_the_backend_can(row: str) -> None:
     assert plan.backend.providers == providers
     if parallel:
         assert not plan.backend.allow_spinning, "a spinning thread would steal the other workers' cores"
+        assert not plan.backend.memory_pattern, "each concurrent run would keep a planned block of its own"
         assert plan.describe() == f"parallel: {workers} workers, {intra} inference thread(s) each"
     else:
         assert plan.describe() == f"split: {workers} decode worker(s), {intra} inference thread(s)"
+        assert plan.backend.memory_pattern
 
 
 def test_a_chosen_worker_count_and_bad_settings() -> None:

@@ -26,6 +26,9 @@ class BackendOptions:
     providers: tuple[str, ...] = ()
     #: let worker threads spin while waiting for work: lower latency, but steals CPU from decode threads
     allow_spinning: bool = True
+    #: ONNX Runtime's memory pattern: one block planned for a run's buffers. Each concurrent run keeps its own,
+    #: so the parallel pipeline turns it off: measured on 2 cores, -15 to -20 MB RSS for ~4% inference time
+    memory_pattern: bool = True
 
 
 @dataclass(frozen=True)

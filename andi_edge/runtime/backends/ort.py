@@ -32,6 +32,7 @@ class OnnxRuntimeBackend:
         session_options.intra_op_num_threads = options.intra_op_threads
         session_options.inter_op_num_threads = options.inter_op_threads
         session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        session_options.enable_mem_pattern = options.memory_pattern
         session_options.log_severity_level = 3  # errors only; ORT's warnings go through our log lines instead
         if not options.allow_spinning:
             session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
