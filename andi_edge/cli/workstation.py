@@ -129,8 +129,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
             imgsz=args.imgsz,
             batch=args.batch,
             gate=gate,
+            method=args.method,
+            sparsity=args.sparsity,
         )
     )
+    if result.method == "gmp":
+        print(
+            f"pruned {args.weights} -> {result.output} (gradual magnitude pruning): non-zero weights of the pruned "
+            f"convolutions {result.params_before:,} -> {result.params_after:,} (sparsity {result.sparsity:.1%})"
+        )
+        print(f"next: andi-edge export {result.output} --imgsz {args.imgsz}, then andi-edge quantize (sparse INT8)")
+        return EXIT_OK
     print(
         f"pruned {args.weights} -> {result.output}: parameters {result.params_before:,} -> {result.params_after:,}, "
         f"MACs {result.macs_before / 1e6:.0f}M -> {result.macs_after / 1e6:.0f}M at {args.imgsz} px"
@@ -334,15 +343,23 @@ def register(commands: Any) -> None:
 
     pr = commands.add_parser(
         "prune",
-        help="structured channel pruning (torch-pruning) with recovery fine-tuning",
+        help="channel pruning (structured) or gradual magnitude pruning (unstructured), with recovery fine-tuning",
         description=(
-            "Remove a fraction of each layer's channels (L2-magnitude ranking, the head left whole), then fine-tune "
-            "to recover, keeping the pruned structure. With --eval DATASET --max-loss, the pruned model is refused "
-            "(nothing written) when it loses more mAP@0.5 than allowed. Needs the [toolchain] extra."
+            "--method channels (ultralytics checkpoints): remove a fraction of each layer's channels (L2-magnitude "
+            "ranking, the head left whole), then fine-tune to recover, keeping the pruned structure. --method gmp "
+            "(classic YOLOv5 checkpoints): Neural Magic's gradual magnitude pruning, in plain torch: the smallest "
+            "weights of each convolution (the first and the head kept dense) are zeroed on a cubic schedule while "
+            "the model fine-tunes, up to --sparsity, then recovery epochs. With --eval DATASET --max-loss, the "
+            "pruned model is refused (nothing written) when it loses more mAP@0.5 than allowed. Needs the "
+            "[toolchain] extra."
         ),
     )
-    pr.add_argument("weights", type=Path, help="an ultralytics checkpoint, e.g. RUN_DIR/train/weights/best.pt")
-    pr.add_argument("--ratio", type=float, default=0.5, help="fraction of channels to remove (default 0.5)")
+    pr.add_argument("weights", type=Path, help="a checkpoint, e.g. RUN_DIR/train/weights/best.pt")
+    pr.add_argument("--method", choices=("channels", "gmp"), default="channels", help="default: channels")
+    pr.add_argument("--ratio", type=float, default=0.5, help="channels: fraction of channels to remove (default 0.5)")
+    pr.add_argument(
+        "--sparsity", type=float, default=0.8, help="gmp: fraction of the pruned weights set to zero (default 0.8)"
+    )
     pr.add_argument("--data", type=Path, required=True, help="SPLIT_DIR for recovery fine-tuning")
     pr.add_argument("--epochs", type=int, default=10, help="recovery epochs (0: none)")
     pr.add_argument("--imgsz", type=int, default=320)

@@ -29,6 +29,7 @@ import copy
 import logging
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from andi_edge.runtime.heads import decode_head
 from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_rgb, to_input_tensor
 from andi_edge.runtime.nms import nms_xyxy
 from andi_edge.toolchain.dataset import read_yolo_labels
+from andi_edge.toolchain.sparsity import MagnitudePruner
 from andi_edge.toolchain.yolov5_classic import Detect, Model, save_classic
 
 log = logging.getLogger(__name__)
@@ -287,8 +289,12 @@ def train_classic(
     seed: int,
     freeze: int,
     lr0: float = 0.01,
+    sparsify: Callable[[int], MagnitudePruner] | None = None,
 ) -> ClassicTrainResult:
-    """Fine-tune ``model`` (a loaded classic checkpoint) on a split; writes OUTPUT/weights/{best,last}.pt."""
+    """Fine-tune ``model`` (a loaded classic checkpoint) on a split; writes OUTPUT/weights/{best,last}.pt.
+
+    ``sparsify(steps_per_epoch)``: gradual magnitude pruning during the fine-tuning (``sparsity``). Then "best" is
+    chosen among the epochs at the final sparsity only, and patience counts from there."""
     stride = int(model.detect.stride.max())
     if imgsz % stride:
         raise UsageError(f"--imgsz {imgsz} must be a multiple of this model's stride {stride}")
@@ -316,9 +322,14 @@ def train_classic(
     total_steps = steps_per_epoch * epochs
     weights_dir = output / "weights"
     weights_dir.mkdir(parents=True, exist_ok=True)
-    # epoch 0 is the warm-started model itself: if training only hurts, that is what "best" keeps
-    best_map, best_epoch, best_state = _val_map50(model, val_set, imgsz), 0, copy.deepcopy(model.state_dict())
-    history: list[dict[str, float]] = [{"epoch": 0, "loss": float("nan"), "val_map50": round(best_map, 4)}]
+    pruner = sparsify(steps_per_epoch) if sparsify is not None else None
+    # epoch 0 is the warm-started model itself: if training only hurts, that is what "best" keeps (not when
+    # pruning: a dense model is no candidate)
+    start_map = _val_map50(model, val_set, imgsz)
+    best_map, best_epoch, best_state = start_map, 0, copy.deepcopy(model.state_dict())
+    if pruner is not None:
+        best_map = -1.0
+    history: list[dict[str, float]] = [{"epoch": 0, "loss": float("nan"), "val_map50": round(start_map, 4)}]
     step = 0
     epoch = 0
     for epoch in range(1, epochs + 1):
@@ -335,19 +346,27 @@ def train_classic(
             factor = min(1.0, (step + 1) / warmup_steps) * (0.5 * (1 + math.cos(math.pi * step / total_steps)))
             for group in optimizer.param_groups:
                 group["lr"] = lr0 * max(factor, 0.01)
+            if pruner is not None:
+                pruner.update(step)
             loss = loss_fn(model.forward_raw(images), targets)
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             optimizer.step()
+            if pruner is not None:
+                pruner.apply()
             losses.append(float(loss.detach()) / len(chosen))
             step += 1
         val_map = _val_map50(model, val_set, imgsz)
-        history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 5), "val_map50": round(val_map, 4)})
+        record = {"epoch": epoch, "loss": round(float(np.mean(losses)), 5), "val_map50": round(val_map, 4)}
+        if pruner is not None:
+            record["sparsity"] = round(pruner.current, 4)
+        history.append(record)
         log.info("epoch %d/%d: loss %.4f, val mAP@0.5 %.4f", epoch, epochs, np.mean(losses), val_map)
-        if val_map > best_map:
+        candidate = pruner is None or pruner.done(step)
+        if candidate and val_map > best_map:
             best_map, best_epoch, best_state = val_map, epoch, copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= patience:
+        elif candidate and epoch - best_epoch >= patience and (pruner is None or best_epoch > 0):
             log.info("no improvement for %d epochs: stopping", patience)
             break
     last = weights_dir / "last.pt"

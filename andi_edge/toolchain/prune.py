@@ -1,9 +1,13 @@
-"""``andi-edge prune``: structured channel pruning (torch-pruning) of a fine-tuned model, then recovery training.
+"""``andi-edge prune``: make a fine-tuned model smaller, two ways.
 
-Channel pruning removes whole filters, so every runtime gets faster (unstructured sparsity gave no speed-up on
-our CPUs). Filters are ranked by their L2 magnitude, layer by layer; the detection head is left whole. The
-pruned network no longer matches its YAML, so recovery fine-tuning hands Ultralytics' trainer the pruned
-model itself instead of letting it rebuild one from the YAML.
+- ``--method channels`` (ultralytics checkpoints): structured channel pruning (torch-pruning), then recovery
+  training. Whole filters go, so every runtime gets faster. Filters are ranked by their L2 magnitude, layer by
+  layer; the detection head is left whole. The pruned network no longer matches its YAML, so recovery
+  fine-tuning hands Ultralytics' trainer the pruned model itself instead of letting it rebuild one from the YAML.
+- ``--method gmp`` (classic YOLOv5 checkpoints): Neural Magic's gradual magnitude pruning, unstructured, during
+  fine-tuning with YOLOv5's loss (``sparsity``, ``classic_train``), to ``--sparsity`` (e.g. 0.8) with recovery
+  epochs at the end. The architecture is unchanged; the zeros pay off on an engine that runs sparse models
+  (DeepSparse), and in compression; ``andi-edge quantize`` then makes it sparse INT8.
 """
 
 from __future__ import annotations
@@ -35,15 +39,31 @@ class PruneRequest:
     imgsz: int = 320
     batch: int = 16
     gate: Gate | None = None
+    #: "channels" (structured, ultralytics checkpoints) or "gmp" (unstructured, classic checkpoints)
+    method: str = "channels"
+    #: gmp: the fraction of each pruned convolution's weights that ends up zero
+    sparsity: float = 0.8
+
+
+METHODS = ("channels", "gmp")
+#: gmp: the last quarter of the epochs (at least one) train at the final sparsity
+GMP_RECOVERY_SHARE = 0.25
+#: gmp: masks recomputed four times an epoch
+GMP_UPDATES_PER_EPOCH = 4
+#: gmp: fine-tuning's learning rate (the warm path's default)
+GMP_LR0 = 0.001
 
 
 @dataclass(frozen=True)
 class PruneResult:
     output: Path
+    #: channels: parameters; gmp: non-zero weights
     params_before: int
     params_after: int
     macs_before: float
     macs_after: float
+    method: str = "channels"
+    sparsity: float | None = None
 
 
 def _load(weights: Path) -> Any:
@@ -61,6 +81,10 @@ def _load(weights: Path) -> Any:
 
 def prune(request: PruneRequest) -> PruneResult:
     require_toolchain()
+    if request.method not in METHODS:
+        raise UsageError(f"--method {request.method}: expected one of {', '.join(METHODS)}")
+    if request.method == "gmp":
+        return prune_gmp(request)
     if not 0 < request.ratio < 1:
         raise UsageError(f"--ratio {request.ratio}: expected a fraction of channels between 0 and 1")
     if request.epochs < 0:
@@ -163,3 +187,71 @@ def _recover(yolo: Any, model: Any, request: PruneRequest, data_yaml: Path, tmp:
     if not best.is_file():
         raise ModelError(f"recovery training ended without {best}")
     return best
+
+
+def _class_names(data_yaml: Path) -> list[str]:
+    import yaml
+
+    names = (yaml.safe_load(data_yaml.read_text()) or {}).get("names", {})
+    return [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
+
+
+def prune_gmp(request: PruneRequest) -> PruneResult:
+    """Gradual magnitude pruning of a classic checkpoint during fine-tuning on SPLIT_DIR (module doc)."""
+    from andi_edge.toolchain.classic_train import train_classic
+    from andi_edge.toolchain.sparsity import GmpSchedule, MagnitudePruner, prunable_convolutions
+    from andi_edge.toolchain.yolov5_classic import is_ultralytics_checkpoint, load_classic
+
+    if not 0 < request.sparsity < 1:
+        raise UsageError(f"--sparsity {request.sparsity}: expected a fraction between 0 and 1 (e.g. 0.8)")
+    if request.epochs < 1:
+        raise UsageError("--method gmp prunes while it fine-tunes: give --epochs 1 or more (e.g. 10)")
+    data_yaml = request.data / "data.yaml"
+    if not data_yaml.is_file():
+        raise UsageError(f"{request.data} holds no data.yaml", hint="make one with `andi-edge dataset split`")
+    if not request.weights.is_file():
+        raise UsageError(f"weights not found: {request.weights}")
+    if is_ultralytics_checkpoint(request.weights):
+        raise UsageError(
+            f"{request.weights} is an ultralytics checkpoint: --method gmp prunes classic YOLOv5 ones",
+            hint="use --method channels for it, or prune the classic run (`andi-edge train --head warm`)",
+        )
+    model, _ = load_classic(request.weights)
+    convs = prunable_convolutions(model, keep_dense=(model.detect,))
+    dense = sum(c.weight.numel() for c in convs)
+    recovery = max(1, round(request.epochs * GMP_RECOVERY_SHARE)) if request.epochs > 1 else 0
+    holder: list[MagnitudePruner] = []
+
+    def sparsify(steps_per_epoch: int) -> MagnitudePruner:
+        total = steps_per_epoch * request.epochs
+        end = min(total - 1, steps_per_epoch * (request.epochs - recovery))
+        every = max(1, steps_per_epoch // GMP_UPDATES_PER_EPOCH)
+        holder.append(MagnitudePruner(convs, GmpSchedule(request.sparsity, 0, end, every)))
+        return holder[0]
+
+    request.output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="andi-gmp-") as tmp:
+        result = train_classic(
+            model, request.data, _class_names(data_yaml), Path(tmp), epochs=request.epochs, imgsz=request.imgsz,
+            batch=request.batch, patience=request.epochs, seed=0, freeze=0, lr0=GMP_LR0, sparsify=sparsify,
+        )  # fmt: skip
+        report = holder[0].report()
+        if request.gate is not None:
+            _gate(request, result.best, Path(tmp))
+        write_bytes_atomic(request.output, result.best.read_bytes())
+    log.info("gmp: %d of %d pruned weights are zero (%.1f%%)", report["zeros"], report["weights"],
+             100 * float(report["sparsity"]))  # fmt: skip
+    record = {
+        "method": "gmp",
+        "source": str(request.weights),
+        "source_sha256": file_sha256(request.weights),
+        "sparsity_target": request.sparsity,
+        "sparsity": report,
+        "recovery_epochs": recovery,
+        "best_epoch": result.best_epoch,
+        "val_map50": round(result.best_val_map50, 4),
+        "history": result.history,
+    }
+    request.output.with_suffix(".prune.json").write_text(json.dumps(record, indent=1) + "\n")
+    zeros = int(report["zeros"])
+    return PruneResult(request.output, dense, dense - zeros, 0.0, 0.0, "gmp", float(report["sparsity"]))
