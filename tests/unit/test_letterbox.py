@@ -144,3 +144,17 @@ def test_the_fused_tensor_equals_letterbox_then_tensor(w: int, h: int, reduce: i
     fused = letterbox_tensor(rgb, g)
     assert fused.dtype == np.float32 and fused.flags.c_contiguous and fused.shape == (1, 3, size, size)
     np.testing.assert_array_equal(fused, to_input_tensor(letterbox_rgb(rgb, g)))
+
+
+@pytest.mark.parametrize("decoded", [(320, 240), (320, 200), (300, 240)])
+def test_the_fused_tensor_of_a_decode_at_or_near_the_input_size(decoded: tuple[int, int]) -> None:
+    """A photo decoded at exactly its letterboxed size goes in without a resize; one off in width or height only
+    is resized. Pixel values land in the right channel, row and column."""
+    w, h = decoded
+    g = LetterboxGeometry.fit(2048, 1536, 320, 320)  # 320 x 240, 40 rows of padding above and below
+    rgb = np.random.default_rng(w + h).integers(0, 256, (h, w, 3), np.uint8)
+    fused = letterbox_tensor(rgb, g)
+    np.testing.assert_array_equal(fused, to_input_tensor(letterbox_rgb(rgb, g)))
+    if (w, h) == (320, 240):
+        np.testing.assert_array_equal(fused[0, :, 40:280, :], rgb.transpose(2, 0, 1) / np.float32(255.0))
+        assert fused[0, 2, 40, 7] == np.float32(rgb[0, 7, 2]) / np.float32(255.0)
