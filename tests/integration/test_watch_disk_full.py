@@ -9,29 +9,14 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
 
 from tests.integration.cli_runner import ANDI_EDGE
 from tests.integration.daemon_harness import make_daemon, wait_until
+from tests.volumes import small_volume
 
 REPO = Path(__file__).resolve().parents[2]
 CARD_SCRIPT = REPO / "deploy" / "andi-edge-card"
-
-
-@contextmanager
-def small_volume(path: Path, size: str) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def fill(volume: Path, leave_bytes: int = 0) -> Path:

@@ -10,12 +10,10 @@ diagram, what it leaves in every column a caller reads, and what it must not tou
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,6 +29,7 @@ from andi_edge.state.journal import (
     open_existing,
 )
 from tests.unit.test_retry import SCHEMA_2_PHOTOS
+from tests.volumes import small_volume
 
 CAFE = "DCIM/caf\udce9.JPG"  # a FAT name that is not UTF-8, as Python holds it
 
@@ -369,21 +368,8 @@ def test_fingerprints_cover_the_last_64_kib() -> None:
     assert len(fingerprint(b"")) == 16 and fingerprint(b"a") != fingerprint(b"b")
 
 
-@contextmanager
-def _volume(path: Path, size: str, read_only: bool = False) -> Iterator[Path]:
-    """A real small tmpfs (root only: the suite runs as root in CI; elsewhere these cases skip and say so)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def test_a_journal_begun_on_a_full_volume_leaves_nothing_behind(tmp_path: Path) -> None:
-    with _volume(tmp_path / "vol", "64k") as volume:
+    with small_volume(tmp_path / "vol", "64k") as volume:
         (volume / "filler").write_bytes(b"\0" * (64 * 1024 - 4096))
         with contextlib.suppress(OSError), (volume / "filler").open("ab") as f:
             while True:
@@ -400,7 +386,7 @@ def test_a_journal_begun_on_a_full_volume_leaves_nothing_behind(tmp_path: Path) 
 def test_a_journal_on_a_read_only_volume_is_read_as_it_stands(tmp_path: Path) -> None:
     """Status on a card whose state folder is read-only: SQLite's mode=ro needs to write the WAL index, so the
     journal is read immutable; a live reader (the daemon's render thread) must not, and says why."""
-    with _volume(tmp_path / "vol", "4m") as volume:
+    with small_volume(tmp_path / "vol", "4m") as volume:
         writer = Journal(volume / "state")
         writer.enqueue("card", CAFE, 1, 1)
         writer.close()
