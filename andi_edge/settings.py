@@ -26,6 +26,8 @@ class BackendSettings:
     #: inference threads (0 = auto: the cores the decode workers leave, without spinning)
     threads: int = 0
     providers: tuple[str, ...] = ()
+    #: run MODEL-int8.onnx beside the model when its card says it passed the accuracy gate (runtime.model_choice)
+    prefer_int8: bool = False
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,16 @@ def _watch_plan(config: WatchConfig) -> PipelinePlan:
     return plan_pipeline(settings, config.backend.threads, config.backend.providers, config.backend.name)
 
 
-def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> Detector:
+def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> tuple[Detector, str]:
+    """The detector, and why it runs the model file it runs (the configured one, or its gated INT8)."""
     from andi_edge.runtime.detector import Detector
+    from andi_edge.runtime.model_choice import choose_model
 
+    choice = choose_model(Path(config.model), config.backend.prefer_int8)
+    log.info("model %s (%s)", choice.path, choice.reason)
     options = plan.backend
-    return Detector(Path(config.model), settings=config.detector, backend=config.backend.name, backend_options=options)
+    detector = Detector(choice.path, settings=config.detector, backend=config.backend.name, backend_options=options)
+    return detector, choice.reason
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -69,7 +74,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
         card_id = card_name(read_volume_file(args.volume_file))
     plan = _watch_plan(config)
-    detector = _detector_from_config(config, plan)
+    detector, _ = _detector_from_config(config, plan)
     log.info("pipeline %s", plan.describe())
     service = WatchService(
         config,
@@ -88,16 +93,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     config = _watch_config(args)
     plan = _watch_plan(config)
-    detector = _detector_from_config(config, plan)
+    detector, why = _detector_from_config(config, plan)
     watch = Path(config.watch)
     print(f"config ok: {args.config or 'command line'}")
     print(
-        f"model ok: {config.model} ({detector.card.name}, {detector.card.head} head, "
+        f"model ok: {detector.model_path} ({detector.card.name}, {detector.card.head} head, "
         f"{detector.card.num_classes} classes, {detector.card.input_width}x{detector.card.input_height}, "
         f"{detector.loaded.backend} {','.join(detector.loaded.execution_providers)})"
     )
     print(f"watch folder: {watch} ({'present' if watch.is_dir() else 'not present now: the daemon will wait for it'})")
     print(f"output: {config.output}; state: {_state_dir(config)}")
+    print(f"model choice: {why}")
     print(f"pipeline: {plan.describe()}")
     return EXIT_OK
 

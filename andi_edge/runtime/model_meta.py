@@ -105,6 +105,10 @@ class ModelCard:
     notes: str | None = None
     #: what the runtime reports instead of the native classes (None: the native classes themselves)
     categories: CategorySpec | None = None
+    #: a compressed model: the sha256 of the ONNX file it was made from
+    source_model_sha256: str | None = None
+    #: the accuracy gate it passed against that model (dataset, mAP@0.5 before and after, the loss allowed)
+    quantize_gate: dict[str, Any] | None = None
     schema_version: int = CARD_SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from andi_edge.errors import ModelError, UsageError
 from andi_edge.photos import find_photos
 from andi_edge.runtime.detector import Detector
+from andi_edge.runtime.model_meta import file_sha256
 from andi_edge.toolchain import require_toolchain
 from andi_edge.toolchain.gate import Gate, check_gate
 
@@ -124,6 +125,7 @@ def quantize(request: QuantizeRequest) -> Path:
         card = detector.card.with_updates(
             name=f"{detector.card.name}-int8",
             precision="int8",
+            source_model_sha256=file_sha256(request.model),
             calibration_sha256=calibration_sha256(photos),
             notes=(
                 f"ONNX Runtime static INT8 (QDQ, per-channel weights, MinMax) on {len(photos)} photos from "
@@ -134,6 +136,13 @@ def quantize(request: QuantizeRequest) -> Path:
         if request.gate is not None:
             outcome = check_gate(request.gate, request.model, staged)
             log.info("gate passed: mAP@0.5 %.4f -> %.4f", outcome["map50_before"], outcome["map50_after"])
+            # recorded in the card: what lets a device choose this model over its fp32 source (model_choice)
+            dataset = request.gate.dataset
+            gate = {"dataset_sha256": dataset.source_sha256, "images": len(dataset.images), "metric": "map50",
+                    "max_loss": request.gate.max_loss,
+                    "before": round(outcome["map50_before"], 4), "after": round(outcome["map50_after"], 4),
+                    "passed": True}  # fmt: skip
+            write_card(staged, card.with_updates(quantize_gate=gate))
         request.output.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(request.output, staged.read_bytes())
     return request.output

@@ -125,6 +125,49 @@ def test_quantize_gate_refuses_a_model_that_loses_too_much(
     assert good.exists()
 
 
+def test_a_device_runs_the_int8_model_only_when_its_gate_passed(
+    tmp_path: Path, cct: Path, photos_dir: Path, model_320: Path
+) -> None:
+    """backend.prefer_int8 (the Pi and x86 profiles): MODEL-int8.onnx beside MODEL.onnx is run when its card
+    says it was quantized from this very file and passed the gate; an INT8 model without a gate, or made from
+    another model, is not; `check` says which and why."""
+    import shutil
+
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.runtime.model_choice import choose_model
+    from andi_edge.runtime.model_meta import file_sha256
+
+    model = tmp_path / "trap.onnx"
+    shutil.copy2(model_320, model)
+    sibling = tmp_path / "trap-int8.onnx"
+    assert choose_model(model, True).reason == "as configured: no trap-int8.onnx beside it"
+    calib = photos_dir / "lila_md_testset"
+    proc = run_cli("quantize", model, "--calib", calib, "--calib-count", "8", "-o", sibling)
+    assert proc.returncode == 0, proc.stderr
+    card = Detector(sibling).card
+    assert card.source_model_sha256 == file_sha256(model) and card.quantize_gate is None
+    ungated = choose_model(model, True)
+    assert ungated.path == model and "passed no accuracy gate" in ungated.reason
+    proc = run_cli("quantize", model, "--calib", calib, "--calib-count", "8", "-o", sibling, "--eval", cct,
+                   "--images", photos_dir, "--class-map", "coco-to-megadetector", "--max-loss", "1.0")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    gate = Detector(sibling).card.quantize_gate
+    assert gate is not None and gate["passed"] is True and gate["max_loss"] == 1.0 and gate["images"] > 0
+    chosen = choose_model(model, True)
+    assert chosen.path == sibling and chosen.reason.startswith("INT8: trap-int8.onnx passed its gate (mAP@0.5 ")
+    assert choose_model(model, False).path == model, "only where the config asks for it"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"watch: {tmp_path}\noutput: {tmp_path / 'out'}\nmodel: {model}\nbackend:\n  prefer_int8: true\n")
+    proc = run_cli("check", "--config", config)
+    assert proc.returncode == 0 and "model choice: INT8: trap-int8.onnx passed its gate" in proc.stdout, proc.stdout
+    other = tmp_path / "other.onnx"
+    shutil.copy2(model_320, other)
+    shutil.copy2(sibling, tmp_path / "other-int8.onnx")
+    with open(other, "ab") as f:
+        f.write(b"\0")  # not the file the INT8 model was made from
+    assert "was not quantized from other.onnx" in choose_model(other, True).reason
+
+
 def test_chain_split_train_export_prune_quantize_eval(
     tmp_path: Path, split_dir: Path, cct: Path, photos_dir: Path, weights_path: Path
 ) -> None:
