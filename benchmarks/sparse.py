@@ -1,0 +1,215 @@
+"""Neural Magic's recipe without its stack: gradual magnitude pruning (`andi-edge prune --method gmp`), sparse
+INT8 (`andi-edge quantize`), measured on ONNX Runtime and, where it installs, on DeepSparse.
+
+1. A split of the sample photos by location (tests/dataset_factory.py: real photos, MegaDetector v5a's boxes
+   as labels, so "accuracy" here is agreement with MDv5a), and GMP of the COCO YOLOv5n to --sparsity during
+   --epochs of fine-tuning at 320 px (the head warm-started to animal/person/vehicle).
+2. Export dense and sparse at 320 and 640 px, quantize each (calibrated on 64 sample photos).
+3. Speed: model-only latency (fixed input, ``--threads`` cores) on ONNX Runtime and on DeepSparse (its own venv,
+   build/deepsparse-venv: `python3 -m venv build/deepsparse-venv && build/deepsparse-venv/bin/pip install
+   deepsparse==1.8.0`; evaluation licence, end-of-life upstream), and `detect` end to end on ONNX Runtime.
+4. Accuracy: each model's boxes against the dense fp32 model's own (>= 0.25) on all 185 photos, and the zeros
+   actually present in the exported ONNX.
+
+Run: .venv/bin/python benchmarks/sparse.py [--sparsity 0.8 --epochs 6] -> results/sparse.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SHARED = Path(os.environ.get("ANDI_EDGE_SHARED", REPO.parent / "shared"))
+PHOTOS = SHARED / "data" / "camera_trap_images"
+WEIGHTS = SHARED / "models" / "yolov5n.pt"
+RESULTS = REPO / "benchmarks" / "results"
+CLI = Path(sys.executable).with_name("andi-edge")
+DEEPSPARSE_PY = REPO / "build" / "deepsparse-venv" / "bin" / "python"
+DEEPSPARSE_PROBE = """
+import json, sys, time
+import numpy as np
+from deepsparse import Engine
+path, size, cores, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+engine = Engine(model=path, batch_size=1, num_cores=cores)
+x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+for _ in range(5):
+    engine([x])
+times = []
+for _ in range(runs):
+    start = time.perf_counter()
+    engine([x])
+    times.append((time.perf_counter() - start) * 1000)
+print(json.dumps({"p50_ms": float(np.median(times)), "mean_ms": float(np.mean(times))}))
+"""
+
+
+def log(message: str) -> None:
+    print(f"[sparse] {message}", flush=True)
+
+
+def cli(*args: str | Path) -> str:
+    done = subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"andi-edge {' '.join(map(str, args))} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def onnx_zeros(path: Path) -> float:
+    """The share of zero weights among the convolutions' weights of an ONNX file (dense ones show ~0)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    conv_inputs = {n.input[1] for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1}
+    # a QDQ model's weights come through DequantizeLinear: follow it to the quantized initializer
+    dq = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    names = {dq.get(name, name) for name in conv_inputs}
+    arrays = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name in names]
+    total = sum(a.size for a in arrays)
+    # an INT8 weight of 0 is a zero weight too (symmetric per-channel quantization keeps zeros at 0)
+    zeros = sum(int((a == 0).sum()) for a in arrays)
+    return round(zeros / total, 4) if total else 0.0
+
+
+def ort_model_only(path: Path, threads: int, runs: int) -> float:
+    from andi_edge import bench
+    from andi_edge.runtime.backends import BackendOptions
+    from andi_edge.runtime.detector import Detector
+
+    detector = Detector(path, backend_options=BackendOptions(intra_op_threads=threads, allow_spinning=False))
+    return float(bench.bench_model_only(detector, runs=runs, warmup=5)["inference_ms"]["p50"])
+
+
+def deepsparse_model_only(path: Path, size: int, threads: int, runs: int) -> float | str:
+    if not DEEPSPARSE_PY.exists():
+        return "not installed (build/deepsparse-venv)"
+    done = subprocess.run([str(DEEPSPARSE_PY), "-c", DEEPSPARSE_PROBE, str(path), str(size), str(threads),
+                           str(runs)], capture_output=True, text=True, check=False, timeout=900)  # fmt: skip
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else str(done.returncode)
+        if "ValidateOpset" in last:
+            return "refused: DeepSparse 1.8's ONNX loader does not know this QDQ model's opset"
+        return f"failed: {last[:160]}"
+    return round(float(json.loads(done.stdout.strip().splitlines()[-1])["p50_ms"]), 2)
+
+
+def detect_rate(path: Path) -> float:
+    out = cli("detect", PHOTOS, "-m", path, "-o", Path(tempfile.gettempdir()) / "andi-sparse-detect.json")
+    return float(out.split("photos/s")[0].rsplit("(", 1)[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sparsity", type=float, default=0.8)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    from andi_edge.bench import accuracy_delta
+    from andi_edge.photos import find_photos
+    from andi_edge.runtime.detector import Detector
+    from tests.dataset_factory import build_cct
+
+    _, sources = find_photos([PHOTOS])
+    photos = [s.path for s in sources]
+    with tempfile.TemporaryDirectory(prefix="andi-sparse-") as tmp:
+        work = Path(tmp)
+        cct = build_cct(PHOTOS, work / "cct.json")
+        split = work / "split"
+        cli("dataset", "split", cct, "--images", PHOTOS, "--by", "location", "--val", "0.25", "--test", "0.10",
+            "--seed", "0", "-o", split)  # fmt: skip
+        log(f"GMP to {args.sparsity:.0%} over {args.epochs} epochs at 320 px")
+        start = time.perf_counter()
+        sparse_pt = work / "gmp.pt"
+        cli("prune", WEIGHTS, "--method", "gmp", "--sparsity", args.sparsity, "--data", split, "--epochs",
+            args.epochs, "--imgsz", "320", "--batch", "8", "-o", sparse_pt)  # fmt: skip
+        prune_s = time.perf_counter() - start
+        record = json.loads(sparse_pt.with_suffix(".prune.json").read_text())
+        log("the dense counterpart: the same fine-tuning without pruning (same head, epochs, data)")
+        run = work / "dense-ft"
+        cli("train", "--data", split, "--weights", WEIGHTS, "--epochs", args.epochs, "--imgsz", "320", "--batch",
+            "8", "--patience", args.epochs, "--no-compare", "-o", run)  # fmt: skip
+        dense_ft = run / "train" / "weights" / "best.pt"
+        dense_record = json.loads((run / "run_config.json").read_text())
+        rows: dict[str, dict[str, Any]] = {}
+        dense_ref: dict[tuple[int, str], Path] = {}
+        for size in (320, 640):
+            for name, weights in (("coco-dense", WEIGHTS), ("ft-dense", dense_ft), ("ft-gmp", sparse_pt)):
+                fp32 = work / f"{name}-{size}.onnx"
+                cli("export", weights, "--imgsz", size, "-o", fp32)
+                int8 = work / f"{name}-{size}-int8.onnx"
+                cli("quantize", fp32, "--calib", PHOTOS, "-o", int8)
+                if name != "ft-gmp":
+                    dense_ref[(size, name)] = fp32
+                for precision, path in (("fp32", fp32), ("int8", int8)):
+                    key = f"{name}-{size}-{precision}"
+                    log(f"measuring {key}")
+                    # the COCO model against itself; the fine-tuned ones against the dense fine-tuned fp32
+                    reference = Detector(dense_ref[(size, "coco-dense" if name == "coco-dense" else "ft-dense")])
+                    rows[key] = {
+                        "size_mb": round(path.stat().st_size / 2**20, 2),
+                        "conv_weights_zero": onnx_zeros(path),
+                        "ort_model_only_ms": round(ort_model_only(path, args.threads, args.runs), 2),
+                        "deepsparse_model_only_ms": deepsparse_model_only(path, size, args.threads, args.runs),
+                        "detect_photos_per_s": detect_rate(path),
+                        "vs_dense_fp32": accuracy_delta(reference, Detector(path), photos),
+                    }
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sparsity_target": args.sparsity,
+        "epochs": args.epochs,
+        "prune_seconds": round(prune_s, 1),
+        "prune_record": {k: record[k] for k in ("sparsity", "best_epoch", "val_map50", "history")},
+        "dense_ft_history": dense_record.get("history"),
+        "threads": args.threads,
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sparse.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "sparse.md").write_text(markdown(result))
+    log(f"wrote {args.out / 'sparse.md'}")
+    return 0
+
+
+def markdown(r: dict[str, Any]) -> str:
+    p = r["prune_record"]
+    lines = [
+        "# Gradual magnitude pruning, sparse INT8, ONNX Runtime and DeepSparse",
+        "",
+        f"Run {r['date']} by `benchmarks/sparse.py`: COCO YOLOv5n pruned by `andi-edge prune --method gmp` to "
+        f"{r['sparsity_target']:.0%} over {r['epochs']} epochs of fine-tuning at 320 px on a location split of the "
+        f"sample photos ({r['prune_seconds']} s; {p['sparsity']['zeros']:,} of {p['sparsity']['weights']:,} weights "
+        f"of {p['sparsity']['layers']} convolutions zero; best epoch {p['best_epoch']}, val mAP@0.5 against MDv5a "
+        f"{p['val_map50']}); ft-dense is the same fine-tuning without pruning (the same 3-class head: the COCO "
+        "model's 80-class head costs more). Model-only latencies on "
+        f"{r['threads']} threads; `detect` end to end with the default (parallel) pipeline on ONNX Runtime; "
+        "accuracy against the fp32 dense model's own boxes >= 0.25 (the COCO model for its rows, ft-dense for the "
+        "fine-tuned ones) on all 185 photos.",
+        "",
+        "| model | MB | zero conv weights | ORT model-only p50 ms | DeepSparse model-only p50 ms "
+        "| detect photos/s (ORT) | mAP@0.5 vs dense fp32 | recall at 0.25 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, row in r["rows"].items():
+        acc = row["vs_dense_fp32"]
+        ds = row["deepsparse_model_only_ms"]
+        lines.append(
+            f"| {key} | {row['size_mb']} | {row['conv_weights_zero']:.0%} | {row['ort_model_only_ms']} | {ds} | "
+            f"{row['detect_photos_per_s']} | {acc['map50']} | {acc['recall_at_typical']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
