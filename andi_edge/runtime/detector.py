@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: at most this many candidates go into NMS (highest scores kept), as YOLOv5 does
 MAX_NMS_CANDIDATES = 30_000
+#: a detection narrower or lower than this on the photo (pixels) is dropped: it lay in the letterbox padding
+MIN_BOX_PX = 1.0
 
 
 def _ms_since(start: float) -> float:
@@ -204,11 +206,17 @@ class Detector:
                 max_keep=self.settings.max_detections,
             )
         kept = candidates.select(keep)
+        xyxy_px = geometry.to_photo_xyxy(kept.xyxy_input_px)
+        # a box wholly in the letterbox padding clips to less than a pixel of the photo: nothing to see, and no
+        # box a reviewer or a matcher can use
+        visible = ((xyxy_px[:, 2] - xyxy_px[:, 0]) >= MIN_BOX_PX) & ((xyxy_px[:, 3] - xyxy_px[:, 1]) >= MIN_BOX_PX)
+        if not visible.all():
+            kept, xyxy_px = kept.select(visible), xyxy_px[visible]
         native_ids, native_scores = kept.native_class_ids, kept.native_scores
         if self.classification_names is None or native_ids is None or native_scores is None:
             native_ids = native_scores = None
         return Detections(
-            xyxy_px=geometry.to_photo_xyxy(kept.xyxy_input_px),
+            xyxy_px=xyxy_px,
             confidence=kept.scores,
             class_id=kept.class_ids,
             classification_id=None if native_ids is None else native_ids.reshape(-1, 1),

@@ -56,3 +56,23 @@ def test_a_failing_backend_is_a_backend_error_not_a_photo_failure(tmp_path: Path
     backend = FakeBackend(broken, (1, 3, 320, 320), (1, 6300, 7), {CARD_KEY: CARD.to_json()})
     with pytest.raises(BackendError, match="device lost"):
         Detector(model, backend=backend).detect(tmp_path / "p.png")
+
+
+def test_a_box_that_lies_in_the_letterbox_padding_is_no_detection(tmp_path: Path) -> None:
+    """A 640x480 photo has 40 rows of padding above and below it at 320 px. A box wholly in the padding clips
+    to a zero-height box on the photo (seen from a fine-tuned model: [0, 0, W, 0] at 0.27): nothing a reviewer
+    could see, and no box a matcher can pair. It is dropped; a box reaching into the photo by a pixel is not."""
+    Image.new("RGB", (640, 480), (90, 90, 90)).save(tmp_path / "p.jpg")
+    rows = [
+        [160, 20, 300, 30, 0.9, 0.1, 0.8],  # rows 5-35 of the input: all padding
+        [160, 300, 300, 10, 0.8, 0.9, 0.1],  # rows 295-305: the bottom padding
+        [160, 20, 300, 41, 0.7, 0.9, 0.1],  # rows -0.5..40.5: reaches one input row, two photo rows, into the photo
+        [100, 160, 40, 40, 0.6, 0.9, 0.05],  # an ordinary box
+    ]
+    detector, _ = _detector(tmp_path, rows)
+    result = detector.detect(tmp_path / "p.jpg")
+    assert result.detections is not None
+    d = result.detections
+    assert len(d) == 2 and d.confidence.tolist() == pytest.approx([0.63, 0.54], rel=1e-5)
+    heights = d.xyxy_px[:, 3] - d.xyxy_px[:, 1]
+    assert heights.min() >= 1.0
