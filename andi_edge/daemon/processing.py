@@ -96,12 +96,11 @@ class Processor:
         notifier: Notifier,
         stop: threading.Event,
         provenance: dict[str, Any],
-        pipeline: PipelineSettings | None = None,
+        pipeline: PipelineSettings,
     ) -> None:
-        """``pipeline``: as ``pipeline.plan_pipeline`` resolved it for the detector's backend (default: split,
-        with the config's decode workers)."""
+        """``pipeline``: as ``pipeline.plan_pipeline`` resolved it for the detector's backend."""
         self.config = config
-        self.pipeline = pipeline or PipelineSettings(config.pipeline.decode_workers, config.pipeline.max_in_flight)
+        self.pipeline = pipeline
         self.detector = detector
         self.root = root
         self.output_dir = output_dir
@@ -229,7 +228,7 @@ class Processor:
             log.warning("%s: %s", row.rel_path, failure)
             result = ImageResult(path=Path(row.rel_path), failure=failure)
         else:
-            result = loaded.result or self.detector.infer(loaded.prepared)
+            result = loaded.result if loaded.result is not None else self.detector.infer(loaded.prepared)
         entry = image_entry(result, row.rel_path)
         job = self._writer.submit(self._write_outputs, card_out, output_key, row, loaded, result, entry)
         return _PendingWrite(row=row, job=job, entry=entry, failure=failure, timings_ms=result.timings_ms)

@@ -61,8 +61,10 @@ class WatchService:
         new_journal: bool = False,
         card_id: str | None = None,
         wait_for_lock: bool = False,
-        pipeline: PipelineSettings | None = None,
+        *,
+        pipeline: PipelineSettings,
     ) -> None:
+        """``pipeline``: as ``pipeline.plan_pipeline`` resolved it for the detector's backend."""
         self.config = config
         #: begin a journal anew even where outputs of an earlier run exist (the documented recovery)
         self.new_journal = new_journal
