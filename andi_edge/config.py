@@ -18,6 +18,8 @@ DEFAULT_MAX_DETECTIONS = 100
 DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
 #: The memory one photo's decode may take (MiB): half the service's MemoryMax (1 GiB) less the model and the rest.
 DEFAULT_MAX_DECODE_MB = 384
+#: how a run uses the cores (andi_edge.pipeline.plan_pipeline): auto, parallel or split
+PIPELINE_MODES = ("auto", "parallel", "split")
 #: DCT-scaled JPEG decode keeps at least this many decoded pixels per model-input pixel along each side.
 DEFAULT_DECODE_OVERSAMPLE = 1.0
 

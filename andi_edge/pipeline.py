@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from andi_edge.config import PIPELINE_MODES
 from andi_edge.detections import ImageResult
 from andi_edge.errors import PhotoError
 from andi_edge.photos import PhotoSource
@@ -38,7 +39,6 @@ Item = TypeVar("Item")
 Prepared = TypeVar("Prepared")
 
 
-PIPELINE_MODES = ("auto", "parallel", "split")
 #: ONNX Runtime providers that run concurrent calls on the CPU cores themselves
 _CPU_PROVIDERS = frozenset({"", "CPUExecutionProvider"})
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from andi_edge.config import DetectorSettings
+from andi_edge.config import PIPELINE_MODES, DetectorSettings
 from andi_edge.errors import ConfigError
 
 
@@ -174,7 +174,7 @@ class WatchConfig:
             (self.retry.max_attempts >= 1, "retry.max_attempts must be at least 1"),
             (0 < self.retry.backoff_s <= self.retry.max_backoff_s, "retry: 0 < backoff_s <= max_backoff_s"),
             (self.pipeline.decode_workers >= 0, "pipeline.decode_workers must be >= 0"),
-            (self.pipeline.mode in ("auto", "parallel", "split"), "pipeline.mode must be auto, parallel or split"),
+            (self.pipeline.mode in PIPELINE_MODES, f"pipeline.mode must be one of {', '.join(PIPELINE_MODES)}"),
             (self.pipeline.workers >= 0, "pipeline.workers must be >= 0 (0 = one per core)"),
             (self.pipeline.max_in_flight >= 1, "pipeline.max_in_flight must be >= 1"),
             (self.backend.threads >= 0, "backend.threads must be >= 0"),
