@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from andi_edge import __version__
 from andi_edge.accuracy import evaluate
@@ -166,12 +167,11 @@ def bench_photos(
         backend=detector.loaded.backend,
         backend_options=BackendOptions(intra_op_threads=available_cpus(), providers=detector.backend_options.providers),
     )
-    inference_only = _inference_only_throughput(all_cores, sources[: min(len(sources), 16)], runs)
+    tensors = [p.tensor for p in (_prepare_or_none(detector, s.path) for s in sources[:16]) if p is not None]  # type: ignore[attr-defined]
+    inference_only = _inference_only_throughput(all_cores, tensors, runs)
     if pipeline.parallel:
         # the parallel pipeline's inference: its workers' concurrent calls, one thread each
-        concurrent = _inference_only_throughput(
-            detector, sources[: min(len(sources), 16)], runs, pipeline.decode_workers
-        )
+        concurrent = _inference_only_throughput(detector, tensors, runs, pipeline.decode_workers)
         inference_only = max(inference_only, concurrent)
     limit = min(decode_only, inference_only)
     shared_bound = 1.0 / (1.0 / decode_only + 1.0 / inference_only)
@@ -213,10 +213,9 @@ def _prepare_or_none(detector: Detector, path: Path) -> object:
 
 
 def _inference_only_throughput(
-    detector: Detector, sources: Sequence[PhotoSource], runs: int, concurrent: int = 1
+    detector: Detector, tensors: Sequence[npt.NDArray[np.float32]], runs: int, concurrent: int = 1
 ) -> float:
     """Inferences per second on ready tensors, ``concurrent`` calls at a time."""
-    tensors = [p.tensor for p in (_prepare_or_none(detector, s.path) for s in sources) if p is not None]  # type: ignore[attr-defined]
     work = [t for _ in range(runs) for t in tensors]
     start = time.perf_counter()
     if concurrent <= 1:
