@@ -45,7 +45,7 @@ from andi_edge.results.observation_types import observation_type
 from andi_edge.runtime.categories import COCO_CLASS_NAMES, coco_to_megadetector
 from andi_edge.runtime.decode import decode_photo
 from andi_edge.runtime.heads import decode_head
-from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_rgb, to_input_tensor
+from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_tensor
 from andi_edge.runtime.nms import nms_xyxy
 from andi_edge.toolchain.dataset import read_yolo_labels
 from andi_edge.toolchain.sparsity import MagnitudePruner
@@ -139,7 +139,7 @@ def _load_split(split_dir: Path, split: str, imgsz: int) -> list[_Sample]:
             labels[:, 2] = (cy * geometry.gain + geometry.pad_top) / imgsz
             labels[:, 3] = bw * geometry.gain / imgsz
             labels[:, 4] = bh * geometry.gain / imgsz
-        samples.append(_Sample(to_input_tensor(letterbox_rgb(decoded.rgb, geometry))[0], labels))
+        samples.append(_Sample(letterbox_tensor(decoded.rgb, geometry)[0], labels))
     return samples
 
 
@@ -366,7 +366,7 @@ def train_classic(
         candidate = pruner is None or pruner.done(step)
         if candidate and val_map > best_map:
             best_map, best_epoch, best_state = val_map, epoch, copy.deepcopy(model.state_dict())
-        elif candidate and epoch - best_epoch >= patience and (pruner is None or best_epoch > 0):
+        elif candidate and epoch - best_epoch >= patience:
             log.info("no improvement for %d epochs: stopping", patience)
             break
     last = weights_dir / "last.pt"
