@@ -105,6 +105,12 @@ def load_cct(json_path: Path, images_root: Path) -> Dataset:
     return dataset
 
 
+def split_class_names(data_yaml: Path) -> list[str]:
+    """The class names of a split's ``data.yaml`` (``dataset split`` writes them), in index order."""
+    names = (yaml.safe_load(data_yaml.read_text()) or {}).get("names", {})
+    return [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
+
+
 def load_yolo(folder: Path) -> Dataset:
     """A YOLO folder (``data.yaml`` or ``*.yaml`` with ``names``; ``images/`` and ``labels/`` side by side).
 

@@ -6,8 +6,9 @@
   fine-tuning hands Ultralytics' trainer the pruned model itself instead of letting it rebuild one from the YAML.
 - ``--method gmp`` (classic YOLOv5 checkpoints): Neural Magic's gradual magnitude pruning, unstructured, during
   fine-tuning with YOLOv5's loss (``sparsity``, ``classic_train``), to ``--sparsity`` (e.g. 0.8) with recovery
-  epochs at the end. The architecture is unchanged; the zeros pay off on an engine that runs sparse models
-  (DeepSparse), and in compression; ``andi-edge quantize`` then makes it sparse INT8.
+  epochs at the end. The architecture is unchanged; the zeros can pay off only on an engine that runs sparse
+  models (DeepSparse; measured in benchmarks/results/sparse.md); ``andi-edge quantize`` then makes it sparse
+  INT8.
 """
 
 from __future__ import annotations
@@ -189,17 +190,11 @@ def _recover(yolo: Any, model: Any, request: PruneRequest, data_yaml: Path, tmp:
     return best
 
 
-def _class_names(data_yaml: Path) -> list[str]:
-    import yaml
-
-    names = (yaml.safe_load(data_yaml.read_text()) or {}).get("names", {})
-    return [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
-
-
 def prune_gmp(request: PruneRequest) -> PruneResult:
     """Gradual magnitude pruning of a classic checkpoint during fine-tuning on SPLIT_DIR (module doc)."""
     from andi_edge.toolchain.classic_train import train_classic
-    from andi_edge.toolchain.sparsity import GmpSchedule, MagnitudePruner, prunable_convolutions
+    from andi_edge.toolchain.dataset import split_class_names
+    from andi_edge.toolchain.sparsity import GmpSchedule, MagnitudePruner, prunable_convolutions, sparsity_report
     from andi_edge.toolchain.yolov5_classic import is_ultralytics_checkpoint, load_classic
 
     if not 0 < request.sparsity < 1:
@@ -220,22 +215,20 @@ def prune_gmp(request: PruneRequest) -> PruneResult:
     convs = prunable_convolutions(model, keep_dense=(model.detect,))
     dense = sum(c.weight.numel() for c in convs)
     recovery = max(1, round(request.epochs * GMP_RECOVERY_SHARE)) if request.epochs > 1 else 0
-    holder: list[MagnitudePruner] = []
 
     def sparsify(steps_per_epoch: int) -> MagnitudePruner:
         total = steps_per_epoch * request.epochs
         end = min(total - 1, steps_per_epoch * (request.epochs - recovery))
         every = max(1, steps_per_epoch // GMP_UPDATES_PER_EPOCH)
-        holder.append(MagnitudePruner(convs, GmpSchedule(request.sparsity, 0, end, every)))
-        return holder[0]
+        return MagnitudePruner(convs, GmpSchedule(request.sparsity, 0, end, every))
 
     request.output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="andi-gmp-") as tmp:
         result = train_classic(
-            model, request.data, _class_names(data_yaml), Path(tmp), epochs=request.epochs, imgsz=request.imgsz,
+            model, request.data, split_class_names(data_yaml), Path(tmp), epochs=request.epochs, imgsz=request.imgsz,
             batch=request.batch, patience=request.epochs, seed=0, freeze=0, lr0=GMP_LR0, sparsify=sparsify,
         )  # fmt: skip
-        report = holder[0].report()
+        report = sparsity_report(convs)  # of the best epoch's weights: train_classic leaves them in the model
         if request.gate is not None:
             _gate(request, result.best, Path(tmp))
         write_bytes_atomic(request.output, result.best.read_bytes())

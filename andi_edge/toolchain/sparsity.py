@@ -12,7 +12,8 @@ network trains at the final sparsity (recovery). The first convolution (three in
 counts) and the detection head are left dense, as SparseML's YOLOv5 recipes leave them.
 
 What sparsity buys depends on the engine: ONNX Runtime's CPU kernels are dense (no faster, but the model
-compresses well); DeepSparse runs sparse (INT8) models faster than dense. See benchmarks/sparse.py.
+compresses well); only an engine with sparse kernels (DeepSparse) can run it faster. Measured:
+benchmarks/results/sparse.md.
 """
 
 # nn.Module.__call__ is typed as returning Any
@@ -108,6 +109,11 @@ class MagnitudePruner:
         return steps_taken > self.schedule.end_step
 
     def report(self) -> dict[str, float | int]:
-        zeros = sum(int((c.weight == 0).sum()) for c in self.layers)
-        total = sum(c.weight.numel() for c in self.layers)
-        return {"layers": len(self.layers), "weights": total, "zeros": zeros, "sparsity": round(zeros / total, 4)}
+        return sparsity_report(self.layers)
+
+
+def sparsity_report(convolutions: list[nn.Conv2d]) -> dict[str, float | int]:
+    """How many of these convolutions' weights are zero."""
+    zeros = sum(int((c.weight == 0).sum()) for c in convolutions)
+    total = sum(c.weight.numel() for c in convolutions)
+    return {"layers": len(convolutions), "weights": total, "zeros": zeros, "sparsity": round(zeros / total, 4)}
