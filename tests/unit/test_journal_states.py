@@ -419,14 +419,18 @@ def test_opening_an_absent_journal_says_where_it_looked(tmp_path: Path) -> None:
     assert absent.value.hint == "is this the --state folder of `andi-edge watch`? has it run yet?"
 
 
-def test_a_damaged_journal_names_what_sqlite_found(tmp_path: Path) -> None:
+def test_a_damaged_journal_names_what_sqlite_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A database whose pages are damaged (not just a file that is no database): quick_check's own words, its
     first three findings joined. Which page holds what is SQLite's business, so the test looks for a page whose
-    damage quick_check reports in more than one row."""
+    damage quick_check reports in more than one row. The clock is fixed while the rows are written: SQLite
+    stores a whole-valued REAL in fewer bytes, so the wall clock would change the file's layout, and with it
+    how the damage reads, from run to run."""
+    monkeypatch.setattr("andi_edge.state.journal.time.time", lambda: 1_700_000_000.25)
     journal = Journal(tmp_path)
     for i in range(300):
         journal.enqueue("card", f"{i:04d}.jpg" * 8, i, i)
     journal.close()
+    monkeypatch.undo()
     good = (tmp_path / DB_NAME).read_bytes()
     page = 4096
     for number in range(1, len(good) // page):
