@@ -134,8 +134,10 @@ def bench_photos(
         out = Path(tmp)
         for source in sources[: max(warmup, 1)]:
             detector.detect(source.path)
-        stages: dict[str, list[float]] = {s: [] for s in (*STAGES, "write")}
+        run_stages = [s for s in STAGES if s != "classify" or detector.classifier is not None]
+        stages: dict[str, list[float]] = {s: [] for s in (*run_stages, "write")}
         end_to_end: list[float] = []
+        crops_per_photo: list[int] = []
         failures = 0
         start_all = time.perf_counter()
         for _ in range(runs):
@@ -144,6 +146,7 @@ def bench_photos(
                 if not result.ok:
                     failures += 1
                     continue
+                crops_per_photo.append(_classified(result.detections))
                 start = time.perf_counter()
                 write_sidecar(out / f"{i}.json", image_entry(result, source.path.name), {"bench": True})
                 write_ms = (time.perf_counter() - start) * 1000
@@ -176,7 +179,10 @@ def bench_photos(
     limit = min(decode_only, inference_only)
     shared_bound = 1.0 / (1.0 / decode_only + 1.0 / inference_only)
     pipelined = processed / pipelined_wall
-    return {
+    report: dict[str, Any] = {}
+    if detector.classifier is not None:
+        report["classifier"] = _classifier_cost(detector, stages["classify"], crops_per_photo)
+    return report | {
         "photos": len(sources),
         "runs": runs,
         "failures": failures // max(runs, 1),
@@ -192,6 +198,30 @@ def bench_photos(
             "shared_core_bound": round(shared_bound, 2),
         },
         "pipeline": asdict(pipeline),
+    }
+
+
+def _classified(detections: Detections | None) -> int:
+    if detections is None or detections.classification_id is None or not len(detections):
+        return 0
+    return int(np.sum(detections.classification_id[:, 0] >= 0))
+
+
+def _classifier_cost(detector: Detector, classify_ms: list[float], crops: list[int]) -> dict[str, Any]:
+    """What the second stage costs: per photo (with and without boxes to classify) and per crop."""
+    assert detector.classifier is not None
+    per_photo = np.asarray(classify_ms, dtype=np.float64)
+    counts = np.asarray(crops, dtype=np.int64)
+    with_crops = per_photo[counts > 0]
+    return {
+        "model_file": detector.classifier.model_path.name,
+        "architecture": detector.classifier.card.architecture,
+        "input_size": [detector.classifier.card.input_height_px, detector.classifier.card.input_width_px],
+        "photos_with_crops": int(np.sum(counts > 0)),
+        "crops_per_photo_with_crops": round(float(counts[counts > 0].mean()), 2) if with_crops.size else 0.0,
+        "ms_per_photo_all": latency_stats(per_photo.tolist()),
+        "ms_per_photo_with_crops": latency_stats(with_crops.tolist()),
+        "ms_per_crop": round(float(per_photo.sum() / counts.sum()), 3) if counts.sum() else None,
     }
 
 

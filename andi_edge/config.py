@@ -60,3 +60,42 @@ class DetectorSettings:
     @property
     def max_decode_bytes(self) -> int:
         return self.max_decode_mb * 2**20
+
+
+#: the torchvision architectures `andi-edge classifier train` builds: the study's three, then two sized for a device
+CLASSIFIER_ARCHITECTURES = ("resnext50_32x4d", "alexnet", "vgg19", "mobilenet_v3_small", "efficientnet_b0")
+#: where a classifier's starting weights come from: ImageNet's when on this machine (auto), required, or none
+PRETRAINED_MODES = ("auto", "required", "none")
+#: the detector categories a classifier names by default: species classifiers are trained on animals
+DEFAULT_CLASSIFY_CLASSES = ("animal",)
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """How the second stage runs: which boxes it classifies, how many labels it keeps, when a label names a box."""
+
+    #: the classifier's ONNX file (empty: no second stage)
+    model: str = ""
+    #: its YAML card, for a classifier whose ONNX file carries none (empty: the file's own, or MODEL.yaml beside it)
+    card: str = ""
+    #: boxes at or above this detector confidence are classified
+    min_conf: float = 0.2
+    #: detector categories whose boxes are classified (empty = every box)
+    classes: tuple[str, ...] = DEFAULT_CLASSIFY_CLASSES
+    #: the most boxes of one photo that are classified (the most confident first): a herd stays affordable
+    max_crops: int = 20
+    #: labels kept per box, best first (MegaDetector's ``classifications``)
+    top_k: int = 3
+    #: a box, its crop folder and its event are named by the species only at or above this confidence; below it
+    #: they keep the detector's category (animal)
+    label_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("min_conf", "label_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"classifier {name} must be between 0 and 1, got {value}")
+        if self.max_crops < 1:
+            raise ConfigError(f"classifier max_crops must be at least 1, got {self.max_crops}")
+        if self.top_k < 1:
+            raise ConfigError(f"classifier top_k must be at least 1, got {self.top_k}")

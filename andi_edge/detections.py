@@ -12,7 +12,9 @@ import numpy as np
 import numpy.typing as npt
 
 #: Stage names used by every timing dict, in pipeline order. ``bench`` and the daemon report the same.
-STAGES: tuple[str, ...] = ("read", "decode", "letterbox", "inference", "postprocess")
+#: ``classify`` (the second stage: crops, their decode when the detector's was too small, the classifier) is
+#: there only when a classifier runs.
+STAGES: tuple[str, ...] = ("read", "decode", "letterbox", "inference", "postprocess", "classify")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from andi_edge.config import PIPELINE_MODES
 from andi_edge.detections import ImageResult
 from andi_edge.errors import PhotoError
 from andi_edge.photos import PhotoSource
+from andi_edge.results.labels import LabelSpace
 from andi_edge.runtime.backends import BackendOptions
 from andi_edge.runtime.detector import Detector, PreparedPhoto
 
@@ -169,6 +170,15 @@ def prefetch_ordered(
                 pending.append((upcoming, pool.submit(prepare, upcoming)))
             future.exception()  # wait here, so the consumer's work never overlaps an unfinished decode
             yield item, future
+
+
+def label_space(detector: Detector) -> LabelSpace:
+    """What this detector's boxes are called: categories, and the species its classifier names (native classes
+    riding along as classifications never name a box: a COCO "sheep" is not what an owl is)."""
+    classifier = detector.classifier
+    if classifier is None:
+        return LabelSpace(detector.class_names)
+    return LabelSpace(detector.class_names, classifier.names, classifier.settings.label_threshold)
 
 
 def photo_failure(exc: BaseException) -> str | None:

@@ -95,11 +95,13 @@ def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def render_config(watch: Path, model: Path, output: Path, profile: str | None) -> str:
+def render_config(watch: Path, model: Path, output: Path, profile: str | None, classifier: Path | None = None) -> str:
     """The example config (every key documented) with the site's paths and the device profile applied."""
     example = _template("config.example.yaml", DEPLOY_DIR)
     document: dict[str, Any] = yaml.safe_load(example)
     document.update(watch=str(watch), model=str(model), output=str(output), state=str(STATE_ROOT / "state"))
+    if classifier is not None:
+        document["classifier"]["model"] = str(classifier)
     if profile is not None:
         profile_path = PROFILES_DIR / f"{profile}.yaml"
         if not profile_path.is_file():
@@ -116,10 +118,20 @@ def render_config(watch: Path, model: Path, output: Path, profile: str | None) -
 
 
 def plan_install(
-    root: Path, watch: Path, model: Path, output: Path | None, profile: str | None, exe: Path | None = None
+    root: Path,
+    watch: Path,
+    model: Path,
+    output: Path | None,
+    profile: str | None,
+    exe: Path | None = None,
+    classifier: Path | None = None,
 ) -> InstallPlan:
+    """``classifier``: a species classifier installed beside the model (with its YAML card, if it has one
+    beside it) and named in the config."""
     if not model.is_file():
         raise UsageError(f"model file not found: {model}", hint="export one first: andi-edge export yolov5n -o ...")
+    if classifier is not None and not classifier.is_file():
+        raise UsageError(f"classifier file not found: {classifier}", hint="export one: andi-edge classifier export")
     andi_edge = exe or _executable()
     if andi_edge.is_relative_to("/home") or andi_edge.is_relative_to("/root"):
         raise UsageError(
@@ -128,7 +140,10 @@ def plan_install(
         )
     output = output or DEFAULT_OUTPUT
     installed_model = MODELS_DIR / model.name
-    config_text = render_config(watch, installed_model, output, profile)
+    installed_classifier = None if classifier is None else MODELS_DIR / classifier.name
+    if installed_classifier == installed_model:
+        raise UsageError(f"the model and the classifier are both called {model.name}: rename one")
+    config_text = render_config(watch, installed_model, output, profile, installed_classifier)
     plan = InstallPlan(root=root)
     add = plan.actions.append
     for folder in (CONFIG_DIR, STATE_ROOT, MODELS_DIR, output, CARDS_DIR, LIBEXEC, UNIT_DIR, UDEV_DIR):
@@ -144,6 +159,11 @@ def plan_install(
     add(Action("file", str(LIBEXEC / CARD_SCRIPT), _template(CARD_SCRIPT, DEPLOY_DIR).encode(), mode=0o755))
     add(Action("file", str(CONFIG_DIR / "config.yaml"), config_text.encode(), mode=0o640, keep_if_edited=True))
     add(Action("copy", str(installed_model), source=model))
+    if classifier is not None and installed_classifier is not None:
+        add(Action("copy", str(installed_classifier), source=classifier))
+        card_yaml = classifier.with_suffix(".yaml")
+        if card_yaml.is_file():  # a classifier someone else trained: its card goes with it, found beside it again
+            add(Action("copy", str(installed_classifier.with_suffix(".yaml")), source=card_yaml))
     user = SERVICE_USER
     for command in (
         f"getent passwd {user} >/dev/null || useradd --system --home-dir {STATE_ROOT} --no-create-home "

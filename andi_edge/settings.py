@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from andi_edge.config import PIPELINE_MODES, DetectorSettings
+from andi_edge.config import PIPELINE_MODES, ClassifierSettings, DetectorSettings
 from andi_edge.errors import ConfigError
 
 
@@ -141,6 +141,8 @@ class WatchConfig:
     output: str = ""
     state: str = ""
     detector: DetectorSettings = field(default_factory=DetectorSettings)
+    #: the second stage: a crop classifier naming the species (classifier.model empty: none)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     backend: BackendSettings = field(default_factory=BackendSettings)
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
     outputs: OutputSettings = field(default_factory=OutputSettings)

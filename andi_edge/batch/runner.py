@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from andi_edge.batch.shards import ShardStore, load_previous_results
 from andi_edge.batch.work import WorkerSpec
-from andi_edge.config import DetectorSettings
+from andi_edge.config import ClassifierSettings, DetectorSettings
 from andi_edge.errors import UsageError
 from andi_edge.photos import find_photos
 from andi_edge.pipeline import available_cpus
+from andi_edge.runtime.classifier import load_classifier
 from andi_edge.runtime.detector import Detector
 from andi_edge.sinks.md_batch import batch_document, detection_categories, write_batch
 
@@ -36,6 +37,8 @@ class BatchRequest:
     previous_results: Path | None = None
     sidecar_dir: Path | None = None
     settings: DetectorSettings = field(default_factory=DetectorSettings)
+    #: the second stage (``classifier.model`` empty: none)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     threads: int = 0
     providers: tuple[str, ...] = ()
     #: each worker's pipeline (see pipeline.plan_pipeline) over the cores it is given
@@ -70,7 +73,15 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
         raise UsageError(f"-o {request.output} is a folder; give a file name such as {request.output / 'results.json'}")
     start = time.perf_counter()
     root, sources = find_photos(request.roots)
-    probe = Detector(request.model, settings=request.settings)  # validates the model before any worker starts
+    classifier = request.classifier
+    if classifier.model:  # workers may run elsewhere (Ray): they get absolute paths
+        classifier = replace(
+            classifier,
+            model=str(Path(classifier.model).resolve()),
+            card=str(Path(classifier.card).resolve()) if classifier.card else "",
+        )
+    # validates the models before any worker starts
+    probe = Detector(request.model, settings=request.settings, classifier=load_classifier(classifier))
     provenance = probe.provenance()
     categories = detection_categories(probe.class_names)
     identity = {
@@ -83,6 +94,7 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
             "reduced_decode",
             "categories",
             "classifications",
+            "classifier",
         )
     }
     store = ShardStore(request.output, identity)
@@ -105,6 +117,7 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
     spec = WorkerSpec(
         model=str(request.model.resolve()),
         settings=asdict(request.settings),
+        classifier=asdict(classifier) if classifier.model else None,
         threads=request.threads,
         providers=request.providers,
         sidecar_dir=str(request.sidecar_dir.resolve()) if request.sidecar_dir else None,

@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from andi_edge.config import DetectorSettings
+from andi_edge.config import ClassifierSettings, DetectorSettings
 from andi_edge.photos import PhotoSource
 from andi_edge.pipeline import PipelinePlan, PipelineSettings, detect_many, plan_pipeline
+from andi_edge.runtime.classifier import load_classifier
 from andi_edge.runtime.detector import Detector
 from andi_edge.sinks.md_batch import image_entry
 from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
@@ -33,6 +34,8 @@ class WorkerSpec:
     #: auto, parallel or split (see pipeline.plan_pipeline), and parallel's workers (0 = one per core)
     pipeline: str = "auto"
     workers: int = 0
+    #: ``ClassifierSettings`` fields of the second stage, if any
+    classifier: dict[str, Any] | None = None
 
     def plan(self) -> PipelinePlan:
         settings = PipelineSettings(decode_workers=self.decode_workers, mode=self.pipeline, workers=self.workers)
@@ -40,7 +43,12 @@ class WorkerSpec:
 
     def detector(self) -> Detector:
         options = self.plan().backend
-        return Detector(Path(self.model), settings=DetectorSettings(**self.settings), backend_options=options)
+        classifier = None
+        if self.classifier is not None:
+            fields = {**self.classifier, "classes": tuple(self.classifier.get("classes", ()))}
+            classifier = load_classifier(ClassifierSettings(**fields), options)
+        settings = DetectorSettings(**self.settings)
+        return Detector(Path(self.model), settings=settings, backend_options=options, classifier=classifier)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

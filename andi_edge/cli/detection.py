@@ -10,7 +10,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from andi_edge.cli.options import EXIT_OK, add_runtime_options, build_detector, detector_settings, pipeline_plan
+from andi_edge.cli.options import (
+    EXIT_OK,
+    add_runtime_options,
+    build_detector,
+    classifier_settings,
+    detector_settings,
+    pipeline_plan,
+)
 from andi_edge.errors import UsageError
 
 log = logging.getLogger("andi_edge")
@@ -20,7 +27,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from andi_edge.photos import find_photos
-    from andi_edge.pipeline import detect_many
+    from andi_edge.pipeline import detect_many, label_space
     from andi_edge.sinks.md_batch import batch_document, image_entry, write_batch
 
     if args.output.is_dir():
@@ -35,6 +42,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     with_detections = 0
     photos_per_class: Counter[str] = Counter()
     typical = detector.card.thresholds.typical
+    labels = label_space(detector)
     start = time.perf_counter()
     show_progress = sys.stderr.isatty() and not args.quiet
     progress = tqdm(total=len(sources), unit="photo", disable=not show_progress, dynamic_ncols=True)
@@ -45,7 +53,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 failures += 1
             elif result.detections is not None and len(found := result.detections.above(typical)):
                 with_detections += 1
-                photos_per_class.update({detector.class_names[int(c)] for c in found.class_id})
+                photos_per_class.update(
+                    {labels.name(labels.index(int(c), found.classifications(i))) for i, c in enumerate(found.class_id)}
+                )
             progress.update()
     elapsed = time.perf_counter() - start
     document = batch_document(
@@ -109,6 +119,16 @@ def _print_bench_table(report: dict[str, Any]) -> None:
         )
     elif "model_only" in report:
         print(f"throughput (model only): {report['model_only']['throughput_photos_per_s']} inferences/s")
+    classifier = report.get("photos", {}).get("classifier")
+    if classifier:
+        with_crops = classifier["ms_per_photo_with_crops"]
+        print(
+            f"classifier {classifier['model_file']} ({classifier['architecture']}, "
+            f"{classifier['input_size'][1]}x{classifier['input_size'][0]}): {classifier['ms_per_crop'] or 0:.2f} ms "
+            f"a crop; {with_crops.get('mean', 0):.2f} ms a photo with crops ({classifier['photos_with_crops']} photos, "
+            f"{classifier['crops_per_photo_with_crops']} crops each), "
+            f"{classifier['ms_per_photo_all'].get('mean', 0):.2f} ms a photo over all"
+        )
     print(f"peak RSS {report['peak_rss_mb']:.0f} MB")
     for compared in report.get("compare", []):
         acc = compared["accuracy"]
@@ -202,6 +222,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         previous_results=args.previous_results,
         sidecar_dir=args.sidecars,
         settings=settings,
+        classifier=classifier_settings(args),
         threads=args.threads,
         providers=tuple(args.provider),
         pipeline=args.pipeline,

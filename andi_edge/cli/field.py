@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi_edge.cli.options import EXIT_OK, add_category_options
+from andi_edge.cli.options import EXIT_OK, add_category_options, add_classifier_options, classifier_overrides
 from andi_edge.errors import UsageError
 from andi_edge.logs import configure_logging
 
@@ -34,6 +34,8 @@ def _watch_config(args: argparse.Namespace) -> WatchConfig:
         "detector.native_classes": getattr(args, "native_classes", None),
         "detector.native_classifications": getattr(args, "native_classifications", None),
     }
+    for key, value in classifier_overrides(args).items():
+        overrides[f"classifier.{key}"] = list(value) if isinstance(value, tuple) else value
     return load_watch_config(args.config, overrides)
 
 
@@ -51,13 +53,21 @@ def _watch_plan(config: WatchConfig) -> PipelinePlan:
 
 def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> tuple[Detector, str]:
     """The detector, and why it runs the model file it runs (the configured one, or its gated INT8)."""
+    from andi_edge.runtime.classifier import load_classifier
     from andi_edge.runtime.detector import Detector
     from andi_edge.runtime.model_choice import choose_model
 
     choice = choose_model(Path(config.model), config.backend.prefer_int8)
     log.info("model %s (%s)", choice.path, choice.reason)
     options = plan.backend
-    detector = Detector(choice.path, settings=config.detector, backend=config.backend.name, backend_options=options)
+    classifier = load_classifier(config.classifier, options)
+    detector = Detector(
+        choice.path,
+        settings=config.detector,
+        backend=config.backend.name,
+        backend_options=options,
+        classifier=classifier,
+    )
     return detector, choice.reason
 
 
@@ -104,6 +114,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"watch folder: {watch} ({'present' if watch.is_dir() else 'not present now: the daemon will wait for it'})")
     print(f"output: {config.output}; state: {_state_dir(config)}")
     print(f"model choice: {why}")
+    classifier = detector.classifier
+    if classifier is None:
+        print("classifier: none (boxes keep the detector's categories)")
+    else:
+        card = classifier.card
+        classes = ", ".join(detector.class_names[i] for i in sorted(detector.classified_classes))
+        print(
+            f"classifier ok: {classifier.model_path} ({card.name}, {card.architecture}, {len(card.labels)} labels, "
+            f"{card.input_width_px}x{card.input_height_px}, card: {card.source}); classifies {classes} boxes "
+            f">= {classifier.settings.min_conf}, names a species >= {classifier.settings.label_threshold}"
+        )
     print(f"pipeline: {plan.describe()}")
     return EXIT_OK
 
@@ -197,7 +218,7 @@ def cmd_service(args: argparse.Namespace) -> int:
     if args.action == "install":
         if args.watch is None or args.model is None:
             raise UsageError("service install needs --watch DIR and --model MODEL.onnx")
-        plan = si.plan_install(root, args.watch, args.model, args.output, args.profile)
+        plan = si.plan_install(root, args.watch, args.model, args.output, args.profile, classifier=args.classifier)
     else:
         plan = si.plan_uninstall(root, purge=args.purge)
     if root == Path("/") and not args.dry_run and os.geteuid() != 0:
@@ -248,6 +269,7 @@ def register(commands: Any) -> None:
     )
     watch.add_argument("--log-format", choices=["plain", "json"], default=None, help="log line format")
     add_category_options(watch, default=None)
+    add_classifier_options(watch)
     watch.set_defaults(handler=cmd_watch)
 
     check = commands.add_parser(
@@ -258,6 +280,7 @@ def register(commands: Any) -> None:
     check.add_argument("--model", "-m", type=Path, help="ONNX model (overrides the config)")
     check.add_argument("--output", "-o", type=Path, help="output folder (overrides the config)")
     check.add_argument("--state", type=Path, help="journal folder (overrides the config)")
+    add_classifier_options(check)
     check.set_defaults(handler=cmd_check)
 
     status = commands.add_parser(
@@ -298,6 +321,9 @@ def register(commands: Any) -> None:
     service.add_argument("action", choices=["install", "uninstall"])
     service.add_argument("--watch", type=Path, help="folder or card mount point to watch (install)")
     service.add_argument("--model", "-m", type=Path, help="ONNX model to install (install)")
+    service.add_argument(
+        "--classifier", type=Path, default=None, help="species classifier (ONNX) to install beside it (install)"
+    )
     service.add_argument(
         "--output", "-o", type=Path, default=None, help="output folder (default /var/lib/andi-edge/output)"
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that need them
-    from andi_edge.config import DetectorSettings
+    from andi_edge.config import ClassifierSettings, DetectorSettings
     from andi_edge.pipeline import PipelinePlan
     from andi_edge.runtime.detector import Detector
     from andi_edge.toolchain.gate import Gate
@@ -68,6 +68,70 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         "--decode-workers", type=int, default=1, help="split: threads decoding ahead of inference (default: 1)"
     )
     add_category_options(group, default=False)
+    add_classifier_options(parser)
+
+
+def add_classifier_options(parser: argparse.ArgumentParser) -> None:
+    """The second stage: a crop classifier that names the species in the detector's boxes."""
+    group = parser.add_argument_group("species classifier (second stage)")
+    group.add_argument(
+        "--classifier",
+        type=Path,
+        default=None,
+        metavar="CLS.onnx",
+        help="classify the detector's boxes with this ONNX crop classifier (from `andi-edge classifier export`, "
+        "or your own with a YAML card)",
+    )
+    group.add_argument(
+        "--classifier-card",
+        type=Path,
+        default=None,
+        metavar="CARD.yaml",
+        help="the card of a classifier whose ONNX file has none: labels, input_size, normalisation "
+        "(default: CLS.yaml beside it)",
+    )
+    group.add_argument(
+        "--classify-conf", type=float, default=None, help="classify boxes at or above this confidence (default 0.2)"
+    )
+    group.add_argument(
+        "--classify-classes",
+        default=None,
+        metavar="A,B",
+        help="detector classes whose boxes are classified (default: animal; 'all' for every box)",
+    )
+    group.add_argument("--classify-top-k", type=int, default=None, help="labels kept per box, best first (default 3)")
+    group.add_argument(
+        "--species-threshold",
+        type=float,
+        default=None,
+        help="a species names a box, its crop folder and its event at or above this confidence (default 0.5)",
+    )
+
+
+def classifier_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The classifier options given on the command line, as ``ClassifierSettings`` fields."""
+    classes = getattr(args, "classify_classes", None)
+    values = {
+        "model": str(args.classifier) if getattr(args, "classifier", None) else None,
+        "card": str(args.classifier_card) if getattr(args, "classifier_card", None) else None,
+        "min_conf": getattr(args, "classify_conf", None),
+        "top_k": getattr(args, "classify_top_k", None),
+        "label_threshold": getattr(args, "species_threshold", None),
+        "classes": None if classes is None else _class_list(classes),
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _class_list(text: str) -> tuple[str, ...]:
+    if text.strip().lower() == "all":
+        return ()
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+def classifier_settings(args: argparse.Namespace) -> ClassifierSettings:
+    from andi_edge.config import ClassifierSettings
+
+    return ClassifierSettings(**classifier_overrides(args))
 
 
 def add_category_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: bool | None) -> None:
@@ -111,12 +175,21 @@ def pipeline_plan(args: argparse.Namespace) -> PipelinePlan:
 
 
 def build_detector(args: argparse.Namespace, plan: PipelinePlan | None = None) -> Detector:
-    """The detector, its backend threaded for ``plan`` (``pipeline_plan(args)`` when not given)."""
+    """The detector (and its classifier, when asked for), its backend threaded for ``plan`` (``pipeline_plan(args)``
+    when not given)."""
+    from andi_edge.runtime.classifier import load_classifier
     from andi_edge.runtime.detector import Detector
 
     plan = plan or pipeline_plan(args)
     log.debug("pipeline %s", plan.describe())
-    return Detector(args.model, settings=detector_settings(args), backend=args.backend, backend_options=plan.backend)
+    classifier = load_classifier(classifier_settings(args), plan.backend)
+    return Detector(
+        args.model,
+        settings=detector_settings(args),
+        backend=args.backend,
+        backend_options=plan.backend,
+        classifier=classifier,
+    )
 
 
 def add_gate_options(parser: argparse.ArgumentParser) -> None:

@@ -35,7 +35,7 @@ from andi_edge.daemon.space import MIB, DiskFullError, SpacePolicy
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.detections import ImageResult
 from andi_edge.errors import OutputError, PhotoError, is_disk_full
-from andi_edge.pipeline import PipelineSettings, photo_failure, prefetch_ordered
+from andi_edge.pipeline import PipelineSettings, label_space, photo_failure, prefetch_ordered
 from andi_edge.runtime.decode import decode_photo
 from andi_edge.runtime.detector import Detector, PreparedPhoto
 from andi_edge.settings import WatchConfig
@@ -102,6 +102,7 @@ class Processor:
         self.config = config
         self.pipeline = pipeline
         self.detector = detector
+        self.labels = label_space(detector)
         self.root = root
         self.output_dir = output_dir
         self.discovery = discovery
@@ -309,7 +310,7 @@ class Processor:
                             output_key,
                             upright,
                             wanted,
-                            self.detector.class_names,
+                            self.labels,
                             outputs.crop_padding,
                             outputs.crop_jpeg_quality,
                         )

@@ -23,6 +23,7 @@ from typing import Any
 
 from andi_edge.daemon.notify import Notifier
 from andi_edge.errors import OutputError
+from andi_edge.pipeline import label_space
 from andi_edge.results.records import PhotoRecord, record_from_row
 from andi_edge.results.repeats import RepeatPattern
 from andi_edge.results.review import build_review, find_patterns
@@ -85,6 +86,7 @@ class Renderer:
     ) -> None:
         self.config = config
         self.detector = detector
+        self.labels = label_space(detector)
         self.output_dir = output_dir
         self.root = root
         self.state_dir = state_dir
@@ -212,7 +214,7 @@ class Renderer:
         records = [record_from_row(r) for r in rows]
         review = build_review(
             records,
-            self.detector.class_names,
+            self.labels,
             self.config.events,
             self.config.repeats,
             self.detector.card.thresholds.typical,

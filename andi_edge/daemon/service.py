@@ -30,7 +30,7 @@ from andi_edge.daemon.rendering import BATCH_JSON_NAME, Renderer
 from andi_edge.daemon.space import SpacePolicy
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.errors import JournalFullError, OutputError, UsageError
-from andi_edge.pipeline import PipelineSettings
+from andi_edge.pipeline import PipelineSettings, label_space
 from andi_edge.runtime.detector import Detector
 from andi_edge.settings import WatchConfig
 from andi_edge.sinks.atomic import remove_stale_temp_files
@@ -71,6 +71,7 @@ class WatchService:
         #: another watch holds the state folder (a second card inserted): wait for it instead of failing
         self.wait_for_lock = wait_for_lock
         self.detector = detector
+        self.labels = label_space(detector)
         self.root = Path(os.path.abspath(config.watch))
         self.output_dir = Path(config.output)
         self.state_dir = state_dir
@@ -209,6 +210,8 @@ class WatchService:
             **self._provenance,
             "andi_edge_version": __version__,
             "class_names": list(self.detector.class_names),
+            "species_names": list(self.labels.species_names),
+            "species_threshold": self.labels.species_threshold,
             "typical_threshold": card.thresholds.typical,
             "conservative_threshold": card.thresholds.conservative,
             "watch_root": str(self.root),

@@ -1,8 +1,9 @@
 """Bursts and events: photos of one camera taken less than a gap apart, by EXIF capture time.
 
-An event's label is the class of its highest-confidence detection (at or above a threshold, ignoring boxes
-flagged as repeat detections); no such detection makes it an empty event. Photos without a capture time
-cannot be placed in time, so each is an event of its own rather than guessed into a neighbour's.
+An event's label is the label (``results.labels``: species or category) of its highest-confidence detection (at
+or above a threshold, ignoring boxes flagged as repeat detections); no such detection makes it an empty event.
+Photos without a capture time cannot be placed in time, so each is an event of its own rather than guessed into a
+neighbour's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from andi_edge.results.records import PhotoRecord
+from andi_edge.results.records import Box, PhotoRecord
 
 PhotoKey = tuple[str, str]
 BoxRef = tuple[PhotoKey, int]
@@ -29,10 +30,11 @@ class Event:
     end: datetime | None
     #: photo keys in time order
     photos: tuple[PhotoKey, ...]
-    #: class index of the label, or None for an empty event
+    #: label index (``results.labels.LabelSpace``: a category or a species), or None for an empty event
     label_index: int | None
+    #: how sure the label is: the classifier's confidence in a species, the detector's in a category
     label_conf: float | None
-    #: the most boxes of the label's class seen in one photo of the event
+    #: the most boxes of the label seen in one photo of the event
     label_count: int
 
 
@@ -42,22 +44,30 @@ def _event_id(card_id: str, camera: str, first: PhotoRecord) -> str:
     return "ev-" + hashlib.sha1(seed.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()[:12]
 
 
+#: a box's label and how sure that label is
+LabelOf = Callable[[Box], tuple[int, float]]
+
+
+def _category(box: Box) -> tuple[int, float]:
+    return box.class_index, box.conf
+
+
 def _label(
-    members: list[PhotoRecord], threshold: float, ignored: Callable[[BoxRef], bool]
+    members: list[PhotoRecord], threshold: float, ignored: Callable[[BoxRef], bool], label_of: LabelOf
 ) -> tuple[int | None, float | None, int]:
-    best_index: int | None = None
-    best_conf: float | None = None
+    best: Box | None = None
     for record in members:
         for i, box in enumerate(record.boxes):
-            if box.conf >= threshold and not ignored((record.key, i)) and (best_conf is None or box.conf > best_conf):
-                best_index, best_conf = box.class_index, box.conf
-    if best_index is None:
+            if box.conf >= threshold and not ignored((record.key, i)) and (best is None or box.conf > best.conf):
+                best = box
+    if best is None:
         return None, None, 0
+    best_index, best_conf = label_of(best)
     count = max(
         sum(
             1
             for i, b in enumerate(r.boxes)
-            if b.class_index == best_index and b.conf >= threshold and not ignored((r.key, i))
+            if label_of(b)[0] == best_index and b.conf >= threshold and not ignored((r.key, i))
         )
         for r in members
     )
@@ -69,8 +79,10 @@ def group_events(
     gap_s: float,
     label_threshold: float,
     ignored: Callable[[BoxRef], bool] = lambda _ref: False,
+    label_of: LabelOf = _category,
 ) -> list[Event]:
-    """Events of every (card, camera), in time order; failed photos belong to none."""
+    """Events of every (card, camera), in time order; failed photos belong to none. ``label_of``: a box's label
+    index and its confidence (default: its detector category and the detector's confidence)."""
     by_camera: dict[tuple[str, str], list[PhotoRecord]] = defaultdict(list)
     for record in records:
         if record.failure is None:
@@ -90,7 +102,7 @@ def group_events(
             last_time = taken
         groups.extend([p] for p in sorted(photos, key=lambda p: p.rel_path) if p.capture_time is None)
         for members in groups:
-            label_index, label_conf, count = _label(members, label_threshold, ignored)
+            label_index, label_conf, count = _label(members, label_threshold, ignored, label_of)
             events.append(
                 Event(
                     event_id=_event_id(card_id, camera, members[0]),

@@ -16,11 +16,13 @@ _DCIM_SUBFOLDER = re.compile(r"^\d{3}[A-Za-z0-9_]{5}$")
 
 @dataclass(frozen=True)
 class Box:
-    """One detection as stored: class index, confidence, and ``[x, y, w, h]`` normalised from the top-left."""
+    """One detection as stored: class index, confidence, ``[x, y, w, h]`` normalised from the top-left, and its
+    classifier labels (label index, confidence), best first."""
 
     class_index: int
     conf: float
     xywh_norm: tuple[float, float, float, float]
+    classifications: tuple[tuple[int, float], ...] = ()
 
     @property
     def area_norm(self) -> float:
@@ -69,7 +71,12 @@ def record_from_entry(
     exif = entry.get("exif_metadata") or {}
     serial = exif.get("SerialNumber")
     boxes = tuple(
-        Box(int(d["category"]) - 1, abs(float(d["conf"])), (d["bbox"][0], d["bbox"][1], d["bbox"][2], d["bbox"][3]))
+        Box(
+            int(d["category"]) - 1,
+            abs(float(d["conf"])),
+            (d["bbox"][0], d["bbox"][1], d["bbox"][2], d["bbox"][3]),
+            tuple((int(label) - 1, float(conf)) for label, conf in d.get("classifications") or ()),
+        )
         for d in entry.get("detections") or ()
     )
     capture = entry.get("datetime")

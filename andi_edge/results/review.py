@@ -7,11 +7,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from andi_edge.results.events import BoxRef, Event, PhotoKey, group_events
-from andi_edge.results.records import PhotoRecord
+from andi_edge.results.labels import EMPTY_LABEL, LabelSpace
+from andi_edge.results.records import Box, PhotoRecord
 from andi_edge.results.repeats import RepeatCriteria, RepeatPattern, find_repeats
 from andi_edge.settings import EventSettings, RepeatSettings
-
-EMPTY_LABEL = "empty"
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class Review:
     events: list[Event]
     patterns: list[RepeatPattern]
     suppress: bool
-    class_names: tuple[str, ...]
+    labels: LabelSpace
     _flagged: dict[BoxRef, RepeatPattern] = field(default_factory=dict)
     #: each photo's event and its place in it
     _event_of: dict[PhotoKey, tuple[Event, int]] = field(default_factory=dict)
@@ -78,12 +77,21 @@ class Review:
     def suppressed(self, ref: BoxRef) -> bool:
         return self.suppress and ref in self._flagged
 
-    def label_name(self, class_index: int | None) -> str:
-        if class_index is None:
-            return EMPTY_LABEL
-        if 0 <= class_index < len(self.class_names):
-            return self.class_names[class_index]
-        return f"class_{class_index}"
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """Every label an event or a box can have: the detector's categories, then the classifier's labels."""
+        return self.labels.names
+
+    def label_name(self, label_index: int | None) -> str:
+        return self.labels.name(label_index)
+
+    def box_label(self, box: Box) -> int:
+        """A box's label index: its species when the classifier named it confidently, else its category."""
+        return self.labels.index(box.class_index, box.classifications)
+
+    def box_label_conf(self, box: Box) -> float:
+        """How sure a box's label is: the classifier's confidence in its species, else the detector's."""
+        return self.labels.labelled(box.class_index, box.conf, box.classifications)[1]
 
     def annotation(self, record: PhotoRecord) -> PhotoAnnotation:
         event, position = self._event_of.get(record.key, (None, 0))
@@ -103,19 +111,27 @@ def find_patterns(records: Sequence[PhotoRecord], repeats: RepeatSettings) -> li
 
 def build_review(
     records: Sequence[PhotoRecord],
-    class_names: Sequence[str],
+    labels: LabelSpace | Sequence[str],
     events: EventSettings,
     repeats: RepeatSettings,
     default_label_threshold: float,
     kept_patterns: frozenset[str] = frozenset(),
     patterns: list[RepeatPattern] | None = None,
 ) -> Review:
-    """``patterns``: reuse an earlier ``find_patterns`` (the daemon re-runs it only every repeats.interval_s)."""
+    """``labels``: what boxes are called (a plain list of class names: their detector categories only).
+    ``patterns``: reuse an earlier ``find_patterns`` (the daemon re-runs it only every repeats.interval_s)."""
+    space = labels if isinstance(labels, LabelSpace) else LabelSpace(tuple(labels))
     if patterns is None:
         patterns = find_patterns(records, repeats)
     patterns = [replace(p, kept=p.pattern_id in kept_patterns) for p in patterns]
     flagged = {ref: p for p in patterns if not p.kept for ref in p.detections}
     suppress = repeats.action == "suppress"
     threshold = events.label_threshold if events.label_threshold is not None else default_label_threshold
-    event_list = group_events(records, events.gap_s, threshold, ignored=lambda ref: suppress and ref in flagged)
-    return Review(event_list, patterns, suppress, tuple(class_names), _flagged=flagged)
+    event_list = group_events(
+        records,
+        events.gap_s,
+        threshold,
+        ignored=lambda ref: suppress and ref in flagged,
+        label_of=lambda box: space.labelled(box.class_index, box.conf, box.classifications),
+    )
+    return Review(event_list, patterns, suppress, space, _flagged=flagged)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge.errors import OutputError
+from andi_edge.results.labels import LabelSpace
 from andi_edge.results.records import PhotoRecord, record_from_row
 from andi_edge.results.review import Review, build_review
 from andi_edge.settings import EventSettings, RepeatSettings
@@ -28,6 +29,11 @@ class RunFacts:
     started_at: str
     events: EventSettings
     repeats: RepeatSettings
+    #: the classifier's labels and the confidence at which they name a box (none: no classifier ran)
+    species_names: tuple[str, ...] = ()
+    species_threshold: float = 0.5
+    #: the classifier as the run recorded it (name, file, sha256, card), when one ran
+    classifier: dict[str, Any] | None = None
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> RunFacts:
@@ -47,11 +53,24 @@ class RunFacts:
             started_at=str(meta.get("started_at", "")),
             events=section(EventSettings, meta.get("events")),
             repeats=section(RepeatSettings, meta.get("repeats")),
+            species_names=tuple(meta.get("species_names", ())),
+            species_threshold=float(meta.get("species_threshold", 0.5)),
+            classifier=meta.get("classifier") or None,
         )
+
+    @property
+    def labels(self) -> LabelSpace:
+        return LabelSpace(self.class_names, self.species_names, self.species_threshold)
 
     @property
     def classified_by(self) -> str:
         model = f"{self.model_name} ({self.model_file}, sha256 {self.model_sha256[:12]})"
+        classifier = self.classifier
+        if classifier:
+            model += (
+                f" + classifier {classifier.get('name')} ({classifier.get('model_file')}, "
+                f"sha256 {str(classifier.get('model_sha256', ''))[:12]})"
+            )
         return f"{model} via andi-edge {self.andi_edge_version}"
 
 
@@ -98,5 +117,5 @@ def load_run(state_dir: Path) -> RunResults:
     finally:
         journal.close()
     records = [record_from_row(r) for r in rows]
-    review = build_review(records, facts.class_names, facts.events, facts.repeats, facts.typical_threshold, kept)
+    review = build_review(records, facts.labels, facts.events, facts.repeats, facts.typical_threshold, kept)
     return RunResults(facts, records, {(r.card_id, r.rel_path): r for r in rows}, review, counts, card_roots)

@@ -18,9 +18,10 @@ import numpy.typing as npt
 
 from andi_edge.config import DetectorSettings
 from andi_edge.detections import Detections, ImageResult, PhotoInfo
-from andi_edge.errors import ModelNotFoundError, PhotoError
+from andi_edge.errors import ConfigError, ModelNotFoundError, PhotoError
 from andi_edge.runtime.backends import Backend, BackendOptions, create_backend
 from andi_edge.runtime.categories import CategoryMap, preset_for
+from andi_edge.runtime.classifier import Classifier, PhotoPixels
 from andi_edge.runtime.decode import decode_photo, read_photo_bytes
 from andi_edge.runtime.heads import decode_head
 from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_tensor
@@ -48,6 +49,8 @@ class PreparedPhoto:
     geometry: LetterboxGeometry
     info: PhotoInfo
     timings_ms: dict[str, float]
+    #: the decoded photo and its bytes, kept when a classifier will cut crops from them
+    pixels: PhotoPixels | None = None
 
 
 class Detector:
@@ -57,7 +60,9 @@ class Detector:
         settings: DetectorSettings | None = None,
         backend: str | Backend = "ort",
         backend_options: BackendOptions | None = None,
+        classifier: Classifier | None = None,
     ) -> None:
+        """``classifier``: the second stage, naming the species in the boxes it is set to classify."""
         if not model_path.is_file():
             raise ModelNotFoundError(
                 f"model file not found: {model_path}",
@@ -78,9 +83,24 @@ class Detector:
         self.categories = _category_map(self.card, s.native_classes)
         #: the names of ``Detections.class_id``: the card's categories, or the native classes
         self.class_names: tuple[str, ...] = self.categories.names if self.categories else self.card.class_names
-        #: the names of ``Detections.classification_id`` (the native classes riding along), when recorded
+        self.classifier = classifier
+        if classifier is not None and s.native_classifications:
+            raise ConfigError(
+                "a classifier and native classifications both fill the boxes' classifications: choose one",
+                hint="drop --native-classifications (detector.native_classifications) when running a classifier",
+            )
+        #: the detector classes whose boxes the classifier names
+        self.classified_classes = classifier.eligible_classes(self.class_names) if classifier else frozenset()
+        #: the names of ``Detections.classification_id``: the classifier's labels, or the native classes riding
+        #: along, when recorded
         self.classification_names: tuple[str, ...] | None = (
-            self.card.class_names if self.categories is not None and s.native_classifications else None
+            classifier.names
+            if classifier is not None
+            else (self.card.class_names if self.categories is not None and s.native_classifications else None)
+        )
+        #: where the classifications come from: "classifier", "native classes", or None
+        self.classification_source: str | None = (
+            "classifier" if classifier is not None else ("native classes" if self.classification_names else None)
         )
         self.conf_threshold = s.conf_threshold if s.conf_threshold is not None else card_thresholds.conf
         self.iou_threshold = s.iou_threshold if s.iou_threshold is not None else card_thresholds.iou
@@ -122,7 +142,8 @@ class Detector:
             "max_detections": self.settings.max_detections,
             "reduced_decode": self.settings.reduced_decode,
             "categories": self.categories_provenance(),
-            "classifications": "native classes" if self.classification_names is not None else None,
+            "classifications": self.classification_source,
+            "classifier": None if self.classifier is None else self.classifier.provenance(),
         }
 
     def categories_provenance(self) -> dict[str, Any]:
@@ -165,12 +186,17 @@ class Detector:
         )
         tensor = letterbox_tensor(decoded.rgb, geometry)
         letterbox_ms = _ms_since(start)
+        pixels = None
+        if self.classifier is not None:
+            settings = self.settings
+            pixels = PhotoPixels(decoded, data, str(path), settings.max_image_pixels, settings.max_decode_bytes)
         return PreparedPhoto(
             path=path,
             tensor=tensor,
             geometry=geometry,
             info=decoded.info,
             timings_ms={"read": read_ms, "decode": decode_ms, "letterbox": letterbox_ms},
+            pixels=pixels,
         )
 
     def infer(self, prepared: PreparedPhoto) -> ImageResult:
@@ -181,6 +207,10 @@ class Detector:
         detections = self.postprocess(raw, prepared.geometry)
         post_ms = _ms_since(start)
         timings = dict(prepared.timings_ms, inference=inference_ms, postprocess=post_ms)
+        if self.classifier is not None and prepared.pixels is not None:
+            start = time.perf_counter()
+            detections = self.classifier.classify(prepared.pixels, detections, self.classified_classes)
+            timings["classify"] = _ms_since(start)
         return ImageResult(path=prepared.path, detections=detections, photo=prepared.info, timings_ms=timings)
 
     def postprocess(self, raw_output: npt.NDArray[np.float32], geometry: LetterboxGeometry) -> Detections:
@@ -213,7 +243,7 @@ class Detector:
         if not visible.all():
             kept, xyxy_px = kept.select(visible), xyxy_px[visible]
         native_ids, native_scores = kept.native_class_ids, kept.native_scores
-        if self.classification_names is None or native_ids is None or native_scores is None:
+        if self.classification_source != "native classes" or native_ids is None or native_scores is None:
             native_ids = native_scores = None
         return Detections(
             xyxy_px=xyxy_px,

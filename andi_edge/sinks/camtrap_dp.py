@@ -316,7 +316,8 @@ def export_camtrap_dp(
                     machine({**base, "observationID": media_id + "-blank", "observationType": "blank"}, None, None)
                 )
             for i, box in boxes:
-                name = review.label_name(box.class_index)
+                label = review.box_label(box)
+                name = review.label_name(label)
                 x, y, w, h = box.xywh_norm
                 row = {
                     **base,
@@ -334,7 +335,8 @@ def export_camtrap_dp(
                     row["observationComments"] = (
                         f"probable repeat detection: a box at this place in {len(pattern.photos)} photos of this camera"
                     )
-                observation_rows.append(machine(row, box.conf, name))
+                # a species is as sure as the classifier was of it; a category as the detector was
+                observation_rows.append(machine(row, review.box_label_conf(box), name))
             if event is not None and event.event_id not in events_done:
                 events_done.add(event.event_id)
                 observation_rows.append(_event_row(event, d.deployment_id, zone, record_of, review, config, machine))
@@ -380,7 +382,7 @@ def _has_type(results: RunResults, record: PhotoRecord, kind: str, threshold: fl
     return any(
         box.conf >= threshold
         and not review.suppressed((record.key, i))
-        and observation_type(review.label_name(box.class_index), config.observation_types) == kind
+        and observation_type(review.label_name(review.box_label(box)), config.observation_types) == kind
         for i, box in enumerate(record.boxes)
     )
 

@@ -1,6 +1,7 @@
-"""Crops of detections, cut from the full-resolution upright photo, in per-class folders, named deterministically.
+"""Crops of detections, cut from the full-resolution upright photo, in per-label folders, named deterministically.
 
-Name: ``crops/<class>/<end of the path on card, / as __, extension dropped>__<hash of the photo's output key>__det<NN>
+The folder is the box's label (``results.labels``): its species when a classifier named it, else its category.
+Name: ``crops/<label>/<end of the path on card, / as __, extension dropped>__<hash of the photo's output key>__det<NN>
 .jpg``, NN the detection's rank by confidence (``sinks.names.derived_stem``: bounded, and two photos never share
 one however their names clean up). Re-running on the same photo rewrites the same files.
 """
@@ -15,6 +16,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from andi_edge.detections import Detections
+from andi_edge.results.labels import LabelSpace
 from andi_edge.sinks.atomic import write_bytes_atomic
 from andi_edge.sinks.names import bounded_name, derived_stem, safe_name
 
@@ -41,7 +43,7 @@ def write_crops(
     output_key: str,
     upright_rgb: npt.NDArray[np.uint8],
     detections: Detections,
-    class_names: tuple[str, ...],
+    labels: LabelSpace,
     padding: float,
     jpeg_quality: int,
 ) -> list[str]:
@@ -53,8 +55,9 @@ def write_crops(
     written = []
     for rank, (window, class_id) in enumerate(zip(windows, ranked.class_id, strict=True)):
         x0, y0, x1, y1 = (int(v) for v in window)
-        class_name = bounded_name(safe_name(class_names[int(class_id)]))
-        relative = f"{CROPS_DIR}/{class_name}/{stem}__det{rank:02d}.jpg"
+        label = labels.name(labels.index(int(class_id), ranked.classifications(rank)))
+        folder = bounded_name(safe_name(label))
+        relative = f"{CROPS_DIR}/{folder}/{stem}__det{rank:02d}.jpg"
         buffer = io.BytesIO()
         Image.fromarray(upright_rgb[y0:y1, x0:x1]).save(buffer, format="JPEG", quality=jpeg_quality)
         write_bytes_atomic(card_out / relative, buffer.getvalue())

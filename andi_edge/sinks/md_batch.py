@@ -89,12 +89,14 @@ def batch_document(
     conservative_threshold: float,
     classification_names: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """The whole file. ``provenance`` (model, sha256, backend, thresholds) goes under ``info``."""
+    """The whole file. ``provenance`` (model, sha256, backend, thresholds) goes under ``info``; a classifier in it
+    (``provenance["classifier"]``) is named in ``info.classifier``."""
+    completed = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     document: dict[str, Any] = {
         "info": {
             "format_version": FORMAT_VERSION,
             "detector": provenance.get("model_file"),
-            "detection_completion_time": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "detection_completion_time": completed,
             "detector_metadata": {
                 "typical_detection_threshold": typical_threshold,
                 "conservative_detection_threshold": conservative_threshold,
@@ -104,6 +106,10 @@ def batch_document(
         },
         "detection_categories": detection_categories(class_names),
     }
+    classifier = provenance.get("classifier")
+    if classifier:
+        document["info"]["classifier"] = classifier.get("model_file")
+        document["info"]["classification_completion_time"] = completed
     if classification_names is not None:
         document["classification_categories"] = detection_categories(classification_names)
     document["images"] = entries

@@ -67,14 +67,15 @@ class _Page:
         self.records = results.records
         self.record_of = {r.key: r for r in results.records}
         self.ok = [r for r in self.records if r.failure is None]
-        names = self.review.class_names
+        names = self.review.label_names
         self.colour = {i: PALETTE[i % len(PALETTE)] for i in range(len(names))}
         self.thumbnails = 0
         self.missing = 0
-        #: (box index, class index) of each photo's boxes that count: at or above threshold, not suppressed
+        #: (box index, label index) of each photo's boxes that count: at or above threshold, not suppressed; the
+        #: label is the box's species when the classifier named it, else its category
         self._kept = {
             r.key: [
-                (i, b.class_index)
+                (i, self.review.box_label(b))
                 for i, b in enumerate(r.boxes)
                 if b.conf >= options.threshold and not self.review.suppressed((r.key, i))
             ]
@@ -313,8 +314,9 @@ class _Page:
         for i in indices:
             box = record.boxes[i]
             x, y, w, h = box.xywh_norm
-            name = self.review.label_name(box.class_index)
-            colour = self.colour.get(box.class_index, EMPTY_COLOUR)
+            label = self.review.box_label(box)
+            name = self.review.label_name(label)
+            colour = self.colour.get(label, EMPTY_COLOUR)
             flagged = self.review.flagged((record.key, i)) is not None
             rects.append(
                 f'<rect class="box{" repeat" if flagged else ""}" data-class="{_e(name)}" x="{x * width:.1f}" '

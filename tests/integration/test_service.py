@@ -113,6 +113,26 @@ def test_install_is_complete_idempotent_and_uninstalls(staged: Path, model_320: 
     assert config_path.exists() and (staged / "var/lib/andi-edge/models/yolov5n-320.onnx").exists(), "data is kept"
 
 
+def test_install_with_a_species_classifier(tmp_path: Path, model_320: Path) -> None:
+    root = tmp_path / "root"
+    classifier = tmp_path / "byo" / "species.onnx"
+    classifier.parent.mkdir()
+    shutil.copy2(model_320, classifier)  # the installer copies files; what is in them is `check`'s business
+    (classifier.parent / "species.yaml").write_text("labels: [deer, fox]\ninput_size: 224\n")
+    proc = run_cli(
+        "service", "install", "--root", root, "--watch", "/m", "--model", model_320, "--classifier", classifier
+    )
+    assert proc.returncode == 0, proc.stderr
+    config = load_watch_config(root / "etc/andi-edge/config.yaml")
+    assert config.classifier.model == "/var/lib/andi-edge/models/species.onnx"
+    assert (root / "var/lib/andi-edge/models/species.onnx").read_bytes() == classifier.read_bytes()
+    assert (root / "var/lib/andi-edge/models/species.yaml").read_text().startswith("labels: [deer, fox]")
+    missing = run_cli(
+        "service", "install", "--root", root, "--watch", "/m", "--model", model_320, "--classifier", tmp_path / "x"
+    )
+    assert missing.returncode == 2 and "classifier file not found" in missing.stderr
+
+
 def test_dry_run_prints_everything_and_writes_nothing(tmp_path: Path, model_320: Path) -> None:
     root = tmp_path / "root"
     proc = run_cli("service", "install", "--root", root, "--dry-run", "--watch", "/media/trap", "--model", model_320)

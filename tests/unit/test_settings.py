@@ -35,6 +35,7 @@ def test_example_config_is_valid_complete_and_shows_the_defaults() -> None:
     defaults = WatchConfig()
     for section in (
         "detector",
+        "classifier",
         "backend",
         "discovery",
         "outputs",
