@@ -70,6 +70,29 @@ def detector_fast(model_320: Path):  # type: ignore[no-untyped-def]
     return Detector(model_320)
 
 
+@pytest.fixture(scope="session")
+def species_classifier(tmp_path_factory: pytest.TempPathFactory, photos_dir: Path, model_320: Path) -> dict[str, Path]:
+    """A real, small species classifier (burrowing owl / squirrel, MobileNetV3-Small at 64 px from scratch) made by
+    the CLI from crops of the sample photos: its crops dataset, training run and ONNX export (once per session)."""
+    from tests.classifier_factory import dataset_args, write_owl_labels
+    from tests.integration.cli_runner import run_cli
+
+    work = tmp_path_factory.mktemp("classifier")
+    labels = write_owl_labels(photos_dir, work / "owls.csv")
+    crops, run, onnx = work / "crops", work / "run", work / "species.onnx"
+    steps = [
+        dataset_args(photos_dir, labels, model_320, crops),
+        ["classifier", "train", "--crops", str(crops), "--arch", "mobilenet_v3_small", "--imgsz", "64",
+         "--epochs", "8", "--batch", "16", "--seed", "0", "--threads", "2", "--licence", "CC0-1.0", "-o", str(run)],
+        ["classifier", "export", str(run / "best.pt"), "-o", str(onnx)],
+    ]  # fmt: skip
+    for step in steps:
+        done = run_cli(*step)
+        if done.returncode != 0:
+            pytest.fail(f"andi-edge {' '.join(step[:2])} failed:\n{done.stdout}\n{done.stderr}")
+    return {"crops": crops, "run": run, "model": onnx, "labels_csv": labels}
+
+
 @pytest.fixture()
 def card_copy(tmp_path: Path, photos_dir: Path) -> Iterator[Path]:
     """A writable copy of a few real photos laid out like a camera card."""

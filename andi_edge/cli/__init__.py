@@ -2,7 +2,7 @@
 
 Only this package prints and chooses exit codes. Heavy imports (onnxruntime, torch) happen inside commands.
 Commands live by audience: ``detection`` (detect, bench, batch, info), ``field`` (watch, check, status,
-service), ``workstation`` (export, dataset, train, prune, quantize, eval).
+service), ``workstation`` (export, dataset, train, prune, quantize, eval), ``classifier`` (the species classifier's).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from andi_edge import __version__
-from andi_edge.cli import detection, field, review, workstation
+from andi_edge.cli import classifier, detection, field, review, workstation
 from andi_edge.cli.options import EXIT_OK
 from andi_edge.errors import AndiEdgeError
 from andi_edge.logs import configure_logging
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     field.register(commands)
     review.register(commands)
     workstation.register(commands)
+    classifier.register(commands)
     return parser
 
 

@@ -1,5 +1,6 @@
-"""The accuracy floor: a pruned, quantized or fine-tuned model that loses more mAP@0.5 than allowed, on a
-labelled dataset, against the model it came from, is refused. ``refuse_loss`` is the one rule all three apply."""
+"""The accuracy floor: a pruned, quantized or fine-tuned model that loses more mAP@0.5 (a classifier: F1-macro)
+than allowed, on a labelled dataset, against the model it came from, is refused. ``refuse_loss`` is the one rule
+they all apply."""
 
 from __future__ import annotations
 
@@ -39,14 +40,15 @@ def loses_too_much(before: float, after: float, max_loss: float) -> bool:
 
 
 def refuse_loss(
-    before: float, after: float, max_loss: float, what: str, consequence: str, hint: str
+    before: float, after: float, max_loss: float, what: str, consequence: str, hint: str, metric: str = "mAP@0.5"
 ) -> dict[str, float]:
-    """Raise GateError when ``after`` is more than ``max_loss`` below ``before`` (mAP@0.5)."""
+    """Raise GateError when ``after`` is more than ``max_loss`` below ``before`` (``metric``: mAP@0.5 for detectors,
+    F1-macro for classifiers)."""
     loss = before - after
     if loses_too_much(before, after, max_loss):
         raise GateError(
-            f"{what} loses {loss:.4f} mAP@0.5 ({before:.4f} -> {after:.4f}), more than --max-loss {max_loss}: "
+            f"{what} loses {loss:.4f} {metric} ({before:.4f} -> {after:.4f}), more than --max-loss {max_loss}: "
             f"{consequence}",
             hint=hint,
         )
-    return {"map50_before": before, "map50_after": after, "loss": loss}
+    return {"before": before, "after": after, "loss": loss}

@@ -156,7 +156,7 @@ def _gate(request: PruneRequest, staged: Path, tmp: Path) -> None:
         export_onnx(ExportRequest(ResolvedWeights(weights, file_sha256(weights), None), out, request.imgsz))
         onnx_files.append(out)
     outcome = check_gate(request.gate, onnx_files[0], onnx_files[1])
-    log.info("gate passed: mAP@0.5 %.4f -> %.4f", outcome["map50_before"], outcome["map50_after"])
+    log.info("gate passed: mAP@0.5 %.4f -> %.4f", outcome["before"], outcome["after"])
 
 
 def _recover(yolo: Any, model: Any, request: PruneRequest, data_yaml: Path, tmp: Path) -> Path:

@@ -135,12 +135,12 @@ def quantize(request: QuantizeRequest) -> Path:
         write_card(staged, card)
         if request.gate is not None:
             outcome = check_gate(request.gate, request.model, staged)
-            log.info("gate passed: mAP@0.5 %.4f -> %.4f", outcome["map50_before"], outcome["map50_after"])
+            log.info("gate passed: mAP@0.5 %.4f -> %.4f", outcome["before"], outcome["after"])
             # recorded in the card: what lets a device choose this model over its fp32 source (model_choice)
             dataset = request.gate.dataset
             gate = {"dataset_sha256": dataset.source_sha256, "images": len(dataset.images), "metric": "map50",
                     "max_loss": request.gate.max_loss,
-                    "before": round(outcome["map50_before"], 4), "after": round(outcome["map50_after"], 4),
+                    "before": round(outcome["before"], 4), "after": round(outcome["after"], 4),
                     "passed": True}  # fmt: skip
             write_card(staged, card.with_updates(quantize_gate=gate))
         request.output.parent.mkdir(parents=True, exist_ok=True)

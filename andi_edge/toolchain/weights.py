@@ -34,6 +34,8 @@ class KnownWeights:
     #: review thresholds the publisher recommends (MegaDetector v5: 0.2 and 0.05), written into the card
     typical: float | None = None
     conservative: float | None = None
+    #: the first hex digits of the sha256, where that is all the publisher gives (torchvision's file names)
+    sha256_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def load_registry(path: Path = REGISTRY_PATH) -> dict[str, KnownWeights]:
                 imgsz=entry.get("imgsz"),
                 typical=entry.get("typical"),
                 conservative=entry.get("conservative"),
+                sha256_prefix=entry.get("sha256_prefix"),
             )
             for name, entry in raw.items()
         }
@@ -122,6 +125,8 @@ def resolve_weights(name_or_path: str) -> ResolvedWeights:
         mismatch = f"sha256 {digest[:12]}... does not match the official {known.name} ({known.sha256[:12]}...)"
     elif known is not None and not known.sha256 and known.md5 and (md5 := _file_md5(path)) != known.md5:
         mismatch = f"md5 {md5} does not match the official {known.name}'s ({known.md5})"
+    elif known is not None and not known.sha256 and known.sha256_prefix and not digest.startswith(known.sha256_prefix):
+        mismatch = f"sha256 {digest[:12]}... does not start with the official {known.name}'s {known.sha256_prefix}"
     if mismatch and known is not None:
         # Same file name as a known model, different bytes: a fine-tuned model or a damaged download.
         if not candidate.is_file():
