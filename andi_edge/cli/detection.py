@@ -252,9 +252,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
+    from andi_edge.runtime.backends import BackendOptions, create_backend
+    from andi_edge.runtime.classifier import Classifier
+    from andi_edge.runtime.classifier_card import CLASSIFIER_CARD_KEY
     from andi_edge.runtime.detector import Detector
 
-    detector = Detector(args.model)
+    backend = create_backend("ort")
+    if args.model.is_file() and CLASSIFIER_CARD_KEY in backend.load(args.model, BackendOptions()).metadata:
+        classifier = Classifier(args.model, backend=backend)
+        print(json.dumps({"classifier_card": asdict(classifier.card), "runtime": classifier.provenance()}, indent=2))
+        return EXIT_OK
+    detector = Detector(args.model, backend=backend)
     print(json.dumps({"card": asdict(detector.card), "runtime": detector.provenance()}, indent=2))
     return EXIT_OK
 

@@ -47,6 +47,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     if args.calib_count < 1:
         raise UsageError("--calib-count must be at least 1")
+    from andi_edge.toolchain.classifier.quantize import is_classifier
+
+    if is_classifier(args.model):
+        return _quantize_classifier(args)
     if not args.calib.is_dir():
         raise UsageError(f"--calib {args.calib}: no such folder of calibration photos")
     gate = gate_from_args(args)
@@ -58,6 +62,20 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     )
     print(f"quantized {args.model} -> {output} ({output.stat().st_size / 1e6:.1f} MB)")
     print(f"measure what it costs: andi-edge bench --model {args.model} --images {args.calib} --compare {output}")
+    return EXIT_OK
+
+
+def _quantize_classifier(args: argparse.Namespace) -> int:
+    """A crop classifier: calibrated on a crops dataset's training crops, gated on its val crops' F1-macro."""
+    from andi_edge.toolchain.classifier.crops import read_crops_dataset
+    from andi_edge.toolchain.classifier.quantize import ClassifierQuantizeRequest, quantize_classifier
+
+    crops = read_crops_dataset(args.calib)
+    output = args.output or args.model.with_name(f"{args.model.stem}-int8.onnx")
+    request = ClassifierQuantizeRequest(args.model, crops, output, max_crops=args.calib_count, max_loss=args.max_loss)
+    outcome = quantize_classifier(request)
+    print(f"quantized classifier {args.model} -> {output}: F1-macro on val crops {outcome['before']:.4f} -> "
+          f"{outcome['after']:.4f} (max loss {args.max_loss})")  # fmt: skip
     return EXIT_OK
 
 
@@ -378,8 +396,15 @@ def register(commands: Any) -> None:
             "sha256. Needs the [toolchain] extra."
         ),
     )
-    quant.add_argument("model", type=Path, help="fp32 ONNX model from `andi-edge export`")
-    quant.add_argument("--calib", type=Path, required=True, help="folder of real camera-trap photos")
+    quant.add_argument(
+        "model", type=Path, help="fp32 ONNX model from `andi-edge export` (or a classifier: `classifier export`)"
+    )
+    quant.add_argument(
+        "--calib",
+        type=Path,
+        required=True,
+        help="folder of real camera-trap photos (a classifier: a crops dataset, gated on its val crops)",
+    )
     quant.add_argument("--calib-count", type=int, default=64, help="photos used, spread over the folder (default 64)")
     quant.add_argument("--output", "-o", type=Path, default=None, help="default: MODEL-int8.onnx")
     add_gate_options(quant)

@@ -18,10 +18,11 @@ import numpy.typing as npt
 
 from andi_edge.config import DetectorSettings
 from andi_edge.detections import Detections, ImageResult, PhotoInfo
-from andi_edge.errors import ConfigError, ModelNotFoundError, PhotoError
+from andi_edge.errors import ConfigError, ModelError, ModelNotFoundError, PhotoError
 from andi_edge.runtime.backends import Backend, BackendOptions, create_backend
 from andi_edge.runtime.categories import CategoryMap, preset_for
 from andi_edge.runtime.classifier import Classifier, PhotoPixels
+from andi_edge.runtime.classifier_card import CLASSIFIER_CARD_KEY
 from andi_edge.runtime.decode import decode_photo, read_photo_bytes
 from andi_edge.runtime.heads import decode_head
 from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_tensor
@@ -75,6 +76,11 @@ class Detector:
         self._backend = create_backend(backend) if isinstance(backend, str) else backend
         self.loaded = self._backend.load(model_path, self.backend_options)
         self.load_ms = _ms_since(start)
+        if CLASSIFIER_CARD_KEY in self.loaded.metadata:
+            raise ModelError(
+                f"{model_path} is a crop classifier, not a detector",
+                hint=f"give a detector as --model and this one as --classifier {model_path}",
+            )
         self.card: ModelCard = card_from_metadata(
             self.loaded.metadata, self.loaded.input_shape, self.loaded.output_shapes[0], model_path.stem
         )

@@ -162,6 +162,17 @@ def test_int8_classifier_is_gated_and_compared_with_its_source(
         "classifier", "quantize", int8, "--crops", species_classifier["crops"], "-o", tmp_path / "again.onnx"
     )
     assert refused.returncode != 0 and "already INT8" in refused.stderr and "Traceback" not in refused.stderr
+    # `andi-edge quantize` knows a classifier by its card: a crops dataset calibrates it, its val crops gate it
+    plain = run_cli(
+        "quantize", species_classifier["model"], "--calib", species_classifier["crops"], "-o", tmp_path / "q.onnx",
+        "--max-loss", "1.0",
+    )  # fmt: skip
+    assert plain.returncode == 0 and "quantized classifier" in plain.stdout, plain.stderr
+    strict = run_cli(
+        "quantize", species_classifier["model"], "--calib", species_classifier["crops"], "-o", tmp_path / "s.onnx",
+        "--max-loss", "-1",
+    )  # fmt: skip
+    assert strict.returncode == 7 and "F1-macro" in strict.stderr and not (tmp_path / "s.onnx").exists()
 
 
 # -- the runtime ----------------------------------------------------------------------------------------------
@@ -199,6 +210,25 @@ def test_detect_with_the_classifier_names_the_species_in_megadetector_format(
     # these are photos it was trained on: if the labels were shuffled or the crops misplaced it would not be right
     assert right[OWL] + right[SQUIRREL] >= 0.7 * (classified[OWL] + classified[SQUIRREL]), (right, classified)
     assert "burrowing owl" in done.stdout, "the summary counts photos by species"
+
+
+def test_bench_reports_the_classify_stage(
+    tmp_path: Path, photos_dir: Path, model_320: Path, species_classifier: dict[str, Path]
+) -> None:
+    owls = tmp_path / "owls"
+    _owl_card(photos_dir, owls, count=6)
+    out = tmp_path / "bench.json"
+    done = run_cli(
+        "bench", "-m", model_320, "--images", owls, "--classifier", species_classifier["model"], "--runs", "1",
+        "--warmup", "1", "--json", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    photos = json.loads(out.read_text())["photos"]
+    assert photos["stage_ms"]["classify"]["n"] == 6
+    cost = photos["classifier"]
+    assert cost["model_file"] == "species.onnx" and cost["photos_with_crops"] >= 3
+    assert cost["ms_per_crop"] > 0 and cost["ms_per_photo_with_crops"]["mean"] >= cost["ms_per_photo_all"]["mean"]
+    assert "classifier species.onnx" in done.stdout and "ms a crop" in done.stdout
 
 
 def test_batch_runs_the_classifier_too(
@@ -300,9 +330,14 @@ def test_classifier_mistakes_are_clear_errors(
         "-o", tmp_path / "d.json",
     )  # fmt: skip
     assert mismatch.returncode != 0 and "scores 2 labels but its card lists 3" in mismatch.stderr
-    for result in (failed, wrong_class, bad_card, mismatch):
+    swapped = run_cli("detect", photo, "-m", species_classifier["model"], "-o", tmp_path / "e.json")
+    assert swapped.returncode != 0 and "is a crop classifier, not a detector" in swapped.stderr
+    for result in (failed, wrong_class, bad_card, mismatch, swapped):
         assert "Traceback" not in result.stderr
-    assert not any((tmp_path / n).exists() for n in ("a.json", "b.json", "c.json", "d.json"))
+    info = run_cli("info", species_classifier["model"])
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["classifier_card"]["labels"] == [OWL, SQUIRREL]
+    assert not any((tmp_path / n).exists() for n in ("a.json", "b.json", "c.json", "d.json", "e.json"))
 
 
 # -- the daemon and what a biologist reads -------------------------------------------------------------------
@@ -352,6 +387,17 @@ def test_watch_sorts_crops_by_species_and_labels_events_with_them(classified_run
     labels = {i["event"]["label"] for i in batch["images"] if "event" in i}
     assert labels & {OWL, SQUIRREL}, labels
     assert labels <= {OWL, SQUIRREL, "animal", "person", "vehicle", "empty"}
+    timings = [json.loads(p.read_text())["andi_edge"]["timings_ms"] for p in daemon.sidecars()]
+    assert timings and all("classify" in t for t in timings), "the daemon's timings include the second stage"
+    metrics = (daemon.config.parent / "metrics.prom").read_text()
+    assert 'andi_edge_stage_seconds_total{stage="classify"}' in metrics
+    checked = run_cli("check", "--config", daemon.config, daemon.card, "--model", daemon.model, "--output",
+                      daemon.out, "--state", daemon.state, "--classifier", daemon.out.parent / "none.onnx")  # fmt: skip
+    assert checked.returncode != 0 and "classifier file not found" in checked.stderr
+    checked = run_cli("check", "--config", daemon.config, daemon.card, "--model", daemon.model, "--output",
+                      daemon.out, "--state", daemon.state)  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "classifier ok: " in checked.stdout and "classifies animal boxes >= 0.2" in checked.stdout
 
 
 def test_report_counts_species_and_camtrap_dp_names_them(classified_run: Any, tmp_path: Path) -> None:

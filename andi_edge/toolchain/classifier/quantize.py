@@ -36,6 +36,19 @@ class ClassifierQuantizeRequest:
     max_loss: float = 0.02
 
 
+def is_classifier(model: Path) -> bool:
+    """Whether an ONNX file carries a classifier card (so ``andi-edge quantize`` calibrates it on crops)."""
+    import onnx
+
+    from andi_edge.runtime.classifier_card import CLASSIFIER_CARD_KEY
+
+    try:
+        loaded = onnx.load(str(model), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not an ONNX file: the detector path gives the user its own clear error
+        return False
+    return any(p.key == CLASSIFIER_CARD_KEY for p in loaded.metadata_props)
+
+
 class _CropReader:
     """ONNX Runtime's CalibrationDataReader over training crops, one at a time."""
 
