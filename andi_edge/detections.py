@@ -12,9 +12,9 @@ import numpy as np
 import numpy.typing as npt
 
 #: Stage names used by every timing dict, in pipeline order. ``bench`` and the daemon report the same.
-#: ``classify`` (the second stage: crops, their decode when the detector's was too small, the classifier) is
-#: there only when a classifier runs.
-STAGES: tuple[str, ...] = ("read", "decode", "letterbox", "inference", "postprocess", "classify")
+#: The second stage's only when a classifier runs: ``crop_decode`` (the photo decoded again, larger, when the
+#: detector's decode is too small for the classifier's input) and ``classify`` (cutting, resizing, the classifier).
+STAGES: tuple[str, ...] = ("read", "decode", "letterbox", "inference", "postprocess", "crop_decode", "classify")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,13 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-SHARED = Path(os.environ.get("ANDI_EDGE_SHARED", REPO.parent / "shared"))
-PHOTOS = SHARED / "data" / "camera_trap_images"
-WEIGHTS = SHARED / "models" / "yolov5n.pt"
-RESULTS = REPO / "benchmarks" / "results"
-CLI = Path(sys.executable).with_name("andi-edge")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import PHOTOS, REPO, RESULTS, WEIGHTS, cli
+
 DEEPSPARSE_PY = REPO / "build" / "deepsparse-venv" / "bin" / "python"
 DEEPSPARSE_PROBE = """
 import json, sys, time
@@ -55,13 +50,6 @@ print(json.dumps({"p50_ms": float(np.median(times)), "mean_ms": float(np.mean(ti
 
 def log(message: str) -> None:
     print(f"[sparse] {message}", flush=True)
-
-
-def cli(*args: str | Path) -> str:
-    done = subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"andi-edge {' '.join(map(str, args))} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
 
 
 def onnx_zeros(path: Path) -> float:

@@ -127,7 +127,9 @@ def _print_bench_table(report: dict[str, Any]) -> None:
             f"{classifier['input_size'][1]}x{classifier['input_size'][0]}): {classifier['ms_per_crop'] or 0:.2f} ms "
             f"a crop; {with_crops.get('mean', 0):.2f} ms a photo with crops ({classifier['photos_with_crops']} photos, "
             f"{classifier['crops_per_photo_with_crops']} crops each), "
-            f"{classifier['ms_per_photo_all'].get('mean', 0):.2f} ms a photo over all"
+            f"{classifier['ms_per_photo_all'].get('mean', 0):.2f} ms a photo over all; "
+            f"{classifier['photos_decoded_again']} photo(s) decoded again, larger, for their crops "
+            f"({classifier['crop_decode_ms'].get('mean', 0):.1f} ms each)"
         )
     print(f"peak RSS {report['peak_rss_mb']:.0f} MB")
     for compared in report.get("compare", []):

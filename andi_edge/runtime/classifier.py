@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -103,6 +104,8 @@ class PhotoPixels:
     max_image_pixels: int
     max_decode_bytes: int
     redecoded: bool = False
+    #: time spent decoding the photo again for its crops (the ``crop_decode`` stage)
+    redecode_ms: float = 0.0
 
     def at_scale(self, wanted: float) -> tuple[npt.NDArray[np.uint8], float]:
         """Pixels at ``wanted`` decoded pixels per photo pixel or more (1.0 at most), and their scale."""
@@ -111,6 +114,7 @@ class PhotoPixels:
             return decoded.rgb, decoded.scale
         long_side = max(decoded.info.width_px, decoded.info.height_px)
         target = min(long_side, math.ceil(long_side * wanted))
+        start = time.perf_counter()
         try:
             better = decode_photo(
                 self.data,
@@ -122,6 +126,8 @@ class PhotoPixels:
         except PhotoError as exc:  # a photo too big to decode larger: classify what the detector saw
             log.info("%s: crops classified at the detector's decode (%s)", self.name, exc.message)
             return decoded.rgb, decoded.scale
+        finally:
+            self.redecode_ms += (time.perf_counter() - start) * 1000.0
         self.redecoded = True  # not kept: the larger pixels are needed once, and a daemon holds photos in flight
         return better.rgb, better.scale
 

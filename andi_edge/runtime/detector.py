@@ -216,7 +216,10 @@ class Detector:
         if self.classifier is not None and prepared.pixels is not None:
             start = time.perf_counter()
             detections = self.classifier.classify(prepared.pixels, detections, self.classified_classes)
-            timings["classify"] = _ms_since(start)
+            redecode_ms = prepared.pixels.redecode_ms
+            if prepared.pixels.redecoded:
+                timings["crop_decode"] = redecode_ms
+            timings["classify"] = _ms_since(start) - redecode_ms
         return ImageResult(path=prepared.path, detections=detections, photo=prepared.info, timings_ms=timings)
 
     def postprocess(self, raw_output: npt.NDArray[np.float32], geometry: LetterboxGeometry) -> Detections:

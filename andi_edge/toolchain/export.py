@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from andi_edge import __version__
 from andi_edge.errors import ModelError, UsageError
@@ -142,6 +143,27 @@ def write_card(onnx_path: Path, card: ModelCard) -> None:
     onnx.save(model, str(onnx_path))
 
 
+def torch_to_onnx(
+    model: Any, dummy: Any, target: Path, input_name: str, output_name: str, dynamic_batch: bool = False
+) -> None:
+    """torch's TorchScript exporter at our opset with constant folding: how every andi-edge ONNX file is made
+    from a torch module (``dynamic_batch``: the first axis left free, for a classifier's crops)."""
+    import torch
+
+    axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(target),
+        input_names=[input_name],
+        output_names=[output_name],
+        dynamic_axes=axes,
+        opset_version=ONNX_OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+
+
 def _export_classic(request: ExportRequest, imgsz: int, staged: Path) -> _Exported:
     import onnx
     import torch
@@ -155,16 +177,7 @@ def _export_classic(request: ExportRequest, imgsz: int, staged: Path) -> _Export
     dummy = torch.zeros(1, 3, imgsz, imgsz)
     with torch.no_grad():
         model(dummy)  # a dry run catches shape problems with a readable torch error before export
-        torch.onnx.export(
-            model,
-            (dummy,),
-            str(staged),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            opset_version=ONNX_OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        torch_to_onnx(model, dummy, staged, INPUT_NAME, OUTPUT_NAME)
     tools = {
         "andi_edge": __version__,
         "torch": torch.__version__,

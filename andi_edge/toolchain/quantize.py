@@ -14,6 +14,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -94,10 +95,30 @@ class _PhotoReader:
         return None if tensor is None else {self._input: tensor}
 
 
-def quantize(request: QuantizeRequest) -> Path:
-    require_toolchain()
+def static_int8(source: Path, target: Path, reader: Any, nodes_to_exclude: list[str] | None = None) -> None:
+    """How every andi-edge INT8 model is made: ONNX Runtime's pre-processing, then static quantization in QDQ
+    form with per-channel int8 weights, uint8 activations and MinMax ranges from ``reader`` (its
+    CalibrationDataReader protocol). ``nodes_to_exclude`` stay in float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
+    prepared = target.with_name(f"{target.stem}.prepared.onnx")
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+    quantize_static(
+        str(prepared),
+        str(target),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=nodes_to_exclude or [],
+    )
+    prepared.unlink()
+
+
+def quantize(request: QuantizeRequest) -> Path:
+    require_toolchain()
     from andi_edge.sinks.atomic import write_bytes_atomic
     from andi_edge.toolchain.export import write_card
 
@@ -108,20 +129,8 @@ def quantize(request: QuantizeRequest) -> Path:
     reader = _PhotoReader(detector, photos)
     excluded = head_nodes(request.model)
     with tempfile.TemporaryDirectory(prefix="andi-quant-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
         staged = Path(tmp) / "int8.onnx"
-        quant_pre_process(str(request.model), str(prepared), skip_symbolic_shape=False)
-        quantize_static(
-            str(prepared),
-            str(staged),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=excluded,
-        )
+        static_int8(request.model, staged, reader, excluded)
         card = detector.card.with_updates(
             name=f"{detector.card.name}-int8",
             precision="int8",

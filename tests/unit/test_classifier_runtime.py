@@ -146,8 +146,10 @@ def test_crops_get_a_larger_decode_only_when_the_detectors_is_too_small(photos_d
     pixels = PhotoPixels(reduced, data, "photo", 10**9, 2**30)
     rgb, scale = pixels.at_scale(reduced.scale * 0.9)
     assert rgb is reduced.rgb and not pixels.redecoded
+    assert pixels.redecode_ms == 0
     rgb, scale = pixels.at_scale(0.4)
     assert 0.4 <= scale < 1.0 and pixels.redecoded, "a DCT scale that is enough, not the full photo"
+    assert pixels.redecode_ms > 0
     rgb, scale = pixels.at_scale(3.0)
     assert scale == 1.0 and rgb.shape[1] == reduced.info.width_px
     starved = PhotoPixels(reduced, data, "photo", 10**9, 2**20)  # a 1 MiB budget: no larger decode fits

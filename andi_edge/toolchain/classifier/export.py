@@ -14,7 +14,7 @@ from andi_edge.runtime.classifier import Classifier
 from andi_edge.runtime.classifier_card import ClassifierCard
 from andi_edge.toolchain import require_toolchain
 from andi_edge.toolchain.classifier.train import load_checkpoint
-from andi_edge.toolchain.export import ONNX_OPSET
+from andi_edge.toolchain.export import ONNX_OPSET, torch_to_onnx
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +60,7 @@ def export_classifier(checkpoint: Path, output: Path) -> ClassifierCard:
     with tempfile.TemporaryDirectory(prefix="andi-cls-export-") as tmp:
         staged = Path(tmp) / "classifier.onnx"
         with torch.no_grad():
-            torch.onnx.export(
-                model,
-                (dummy,),
-                str(staged),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=ONNX_OPSET,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+            torch_to_onnx(model, dummy, staged, INPUT_NAME, OUTPUT_NAME, dynamic_batch=True)
         write_classifier_card(staged, card)
         Classifier(staged)  # the runtime must read what we wrote: card, shapes, labels
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -63,9 +63,8 @@ class _CropReader:
 
 def quantize_classifier(request: ClassifierQuantizeRequest) -> dict[str, float]:
     require_toolchain()
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
-
     from andi_edge.sinks.atomic import write_bytes_atomic
+    from andi_edge.toolchain.quantize import static_int8
 
     source = Classifier(request.model)
     if source.card.extra.get("precision") == "int8":
@@ -78,19 +77,8 @@ def quantize_classifier(request: ClassifierQuantizeRequest) -> dict[str, float]:
     tensors = [crop_tensor(np.asarray(Image.open(request.crops.folder / i.file).convert("RGB")), source.card)
                for i in chosen]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="andi-cls-quant-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
         staged = Path(tmp) / "int8.onnx"
-        quant_pre_process(str(request.model), str(prepared), skip_symbolic_shape=False)
-        quantize_static(
-            str(prepared),
-            str(staged),
-            _CropReader(tensors, source.loaded.input_name),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
+        static_int8(request.model, staged, _CropReader(tensors, source.loaded.input_name))
         card = replace(
             source.card,
             name=f"{source.card.name}-int8",
