@@ -19,7 +19,7 @@ export ANDI_EDGE_CACHE_DIR ?= $(CURDIR)/$(BUILD)/cache
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
-.PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate pi-emulation
+.PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate pi-emulation classifier-bench
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos"
@@ -30,6 +30,9 @@ help:
 	@echo "              -> benchmarks/results/mutation.md (about 10 minutes on 2 cores)"
 	@echo "make pi-emulation - the device install and detect in an aarch64 userland under qemu, boxes vs x86"
 	@echo "              -> benchmarks/results/aarch64_emulation.md (a few minutes; downloads arm64 packages once)"
+	@echo "make classifier-bench - species classifiers (ResNeXt50, AlexNet, VGG19, MobileNetV3, EfficientNet-B0)"
+	@echo "              trained on the sample photos' crops: scores and cost per photo -> benchmarks/results/classifier.md"
+	@echo "              (about 25 minutes on 2 cores)"
 	@echo "make model  - only build $(MODEL)"
 	@echo "make clean  - remove build outputs (keeps the virtualenv)"
 
@@ -96,3 +99,6 @@ mutate: $(STAMP)
 
 accuracy: $(STAMP)
 	$(PY) benchmarks/camera_trap_accuracy.py --finetune
+
+classifier-bench: $(STAMP)
+	ANDI_EDGE_SHARED=$(abspath $(SHARED)) $(PY) benchmarks/classifier.py --epochs 8

@@ -22,7 +22,7 @@ import logging
 import mimetypes
 import re
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -550,6 +550,23 @@ def _descriptor(
     return descriptor
 
 
+def _taxa_hint(results: RunResults) -> list[str]:
+    """Comment lines naming the animal labels (species or categories) this run gave boxes, most boxes first."""
+    review = results.review
+    counts: Counter[str] = Counter()
+    for record in results.records:
+        for i, box in enumerate(record.boxes):
+            name = review.label_name(review.box_label(box))
+            kept = box.conf >= results.facts.typical_threshold and not review.suppressed((record.key, i))
+            if kept and observation_type(name) == "animal":
+                counts[name] += 1
+    if not counts:
+        return []
+    return ["#   labels of this run's animal boxes (replace {} with lines such as these):"] + [
+        f"#   {json.dumps(name)}: TODO   # {n} box(es)" for name, n in counts.most_common()
+    ]
+
+
 def deployment_template(results: RunResults) -> str:
     """A deployment config for this run, one deployment per camera, with what the photos tell filled in."""
     by_key: dict[str, list[PhotoRecord]] = defaultdict(list)
@@ -570,6 +587,7 @@ def deployment_template(results: RunResults) -> str:
         "# licenses: {data: CC0-1.0, media: CC-BY-4.0}",
         "timezone: null   # TODO: the cameras' clock, e.g. Africa/Dar_es_Salaam or +03:00",
         "taxa: {}   # model class -> scientific name, e.g. {zebra: Equus quagga}",
+        *_taxa_hint(results),
         "deployments:",
     ]
     for i, (key, records) in enumerate(sorted(by_key.items()), start=1):

@@ -112,6 +112,37 @@ def test_training_run_records_its_config_and_the_card_says_how_to_feed_it(
     assert dims[0].dim_param, "a dynamic batch: a photo's crops run in one call"
 
 
+def test_training_says_where_imagenet_weights_go_and_starts_from_given_ones(
+    tmp_path: Path, species_classifier: dict[str, Path]
+) -> None:
+    crops = species_classifier["crops"]
+    quick: list[str | Path] = ["--crops", crops, "--imgsz", "64", "--epochs", "1", "--batch", "16"]
+    required = run_cli(
+        "classifier", "train", *quick, "--arch", "alexnet", "--pretrained", "required", "-o", tmp_path / "a"
+    )
+    assert required.returncode != 0 and "Traceback" not in required.stderr
+    assert "alexnet-owt-7be5be79.pth" in required.stderr and "download.pytorch.org/models" in required.stderr
+    scratch = run_cli("classifier", "train", *quick, "--arch", "mobilenet_v3_small", "-o", tmp_path / "s")
+    assert scratch.returncode == 0 and "TRAINING FROM SCRATCH" in scratch.stderr
+    import torch
+    from torchvision import models
+
+    torch.save(models.mobilenet_v3_small().state_dict(), tmp_path / "start.pth")
+    given = run_cli(
+        "classifier", "train", *quick, "--arch", "mobilenet_v3_small", "--weights", tmp_path / "start.pth",
+        "-o", tmp_path / "w",
+    )  # fmt: skip
+    assert given.returncode == 0, given.stderr
+    assert "FROM SCRATCH" not in given.stderr
+    assert json.loads((tmp_path / "w" / "run.json").read_text())["pretrained"].endswith("start.pth")
+    torch.save(models.alexnet().state_dict(), tmp_path / "other.pth")
+    wrong = run_cli(
+        "classifier", "train", *quick, "--arch", "mobilenet_v3_small", "--weights", tmp_path / "other.pth",
+        "-o", tmp_path / "x",
+    )  # fmt: skip
+    assert wrong.returncode != 0 and "is it this architecture?" in wrong.stderr
+
+
 def test_eval_reports_seen_and_unseen_locations_and_a_confusion_matrix(
     tmp_path: Path, species_classifier: dict[str, Path]
 ) -> None:
@@ -409,6 +440,10 @@ def test_report_counts_species_and_camtrap_dp_names_them(classified_run: Any, tm
     made = run_cli("report", "--state", daemon.state, "-o", report, "--samples", "4", "--empty-samples", "2")
     assert made.returncode == 0, made.stderr
     assert f'data-class="{OWL}"' in report.read_text()
+    template = tmp_path / "template.yaml"
+    made = run_cli("export-camtrap-dp", "--state", daemon.state, "--template", template)
+    assert made.returncode == 0, made.stderr
+    assert f'#   "{OWL}": TODO' in template.read_text(), "the template lists the species to map to taxa"
     config = {
         "project": {"title": "owls and squirrels"},
         "contributors": [{"title": "Test Person", "email": "t@example.org", "role": "principalInvestigator"}],
