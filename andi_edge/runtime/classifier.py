@@ -85,6 +85,9 @@ def crop_tensor(crop_rgb: npt.NDArray[np.uint8], card: ClassifierCard) -> npt.ND
 
 
 def to_probabilities(raw: npt.NDArray[np.float32], output: str) -> npt.NDArray[np.float32]:
+    """Per-label probabilities from the network's output. A NaN or infinite score (a classifier someone else
+    trained, on a crop unlike its training data) counts as the lowest, so one odd crop never fails its photo."""
+    raw = np.nan_to_num(raw.astype(np.float32), nan=-1e4, posinf=1e4, neginf=-1e4)
     if output == "probabilities":
         clipped: npt.NDArray[np.float32] = np.clip(raw, 0.0, 1.0).astype(np.float32)
         return clipped

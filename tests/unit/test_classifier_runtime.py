@@ -84,6 +84,9 @@ def test_probabilities_from_logits_or_as_given() -> None:
     logits = np.asarray([[0.0, np.log(3.0)], [1000.0, 0.0]], np.float32)
     np.testing.assert_allclose(to_probabilities(logits, "logits"), [[0.25, 0.75], [1.0, 0.0]], atol=1e-6)
     np.testing.assert_allclose(to_probabilities(np.asarray([[1.2, -0.1]], np.float32), "probabilities"), [[1.0, 0.0]])
+    odd = np.asarray([[np.nan, 0.0], [np.inf, 0.0]], np.float32)
+    np.testing.assert_allclose(to_probabilities(odd, "logits"), [[0.0, 1.0], [1.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(to_probabilities(odd, "probabilities"), [[0.0, 0.0], [1.0, 0.0]])
 
 
 # -- the card ---------------------------------------------------------------------------------------------------
