@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import time
@@ -51,8 +52,9 @@ def _watch_plan(config: WatchConfig) -> PipelinePlan:
     return plan_pipeline(settings, config.backend.threads, config.backend.providers, config.backend.name)
 
 
-def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> tuple[Detector, str]:
-    """The detector, and why it runs the model file it runs (the configured one, or its gated INT8)."""
+def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> tuple[Detector, str, str | None]:
+    """The detector, and why it runs the model files it runs (the configured ones, or their gated INT8): the
+    detector's, and the classifier's when there is one."""
     from andi_edge.runtime.classifier import load_classifier
     from andi_edge.runtime.detector import Detector
     from andi_edge.runtime.model_choice import choose_model
@@ -60,7 +62,14 @@ def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> tuple[Dete
     choice = choose_model(Path(config.model), config.backend.prefer_int8)
     log.info("model %s (%s)", choice.path, choice.reason)
     options = plan.backend
-    classifier = load_classifier(config.classifier, options)
+    classifier_settings = config.classifier
+    classifier_reason = None
+    if classifier_settings.model:
+        chosen = choose_model(Path(classifier_settings.model), config.backend.prefer_int8)
+        log.info("classifier %s (%s)", chosen.path, chosen.reason)
+        classifier_settings = dataclasses.replace(classifier_settings, model=str(chosen.path))
+        classifier_reason = chosen.reason
+    classifier = load_classifier(classifier_settings, options)
     detector = Detector(
         choice.path,
         settings=config.detector,
@@ -68,7 +77,7 @@ def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> tuple[Dete
         backend_options=options,
         classifier=classifier,
     )
-    return detector, choice.reason
+    return detector, choice.reason, classifier_reason
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -84,7 +93,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
         card_id = card_name(read_volume_file(args.volume_file))
     plan = _watch_plan(config)
-    detector, _ = _detector_from_config(config, plan)
+    detector, _, _ = _detector_from_config(config, plan)
     log.info("pipeline %s", plan.describe())
     service = WatchService(
         config,
@@ -103,7 +112,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     config = _watch_config(args)
     plan = _watch_plan(config)
-    detector, why = _detector_from_config(config, plan)
+    detector, why, classifier_why = _detector_from_config(config, plan)
     watch = Path(config.watch)
     print(f"config ok: {args.config or 'command line'}")
     print(
@@ -125,6 +134,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"{card.input_width_px}x{card.input_height_px}, card: {card.source}); classifies {classes} boxes "
             f">= {classifier.settings.min_conf}, names a species >= {classifier.settings.label_threshold}"
         )
+        print(f"classifier choice: {classifier_why}")
     print(f"pipeline: {plan.describe()}")
     return EXIT_OK
 

@@ -206,6 +206,32 @@ def test_int8_classifier_is_gated_and_compared_with_its_source(
     assert strict.returncode == 7 and "F1-macro" in strict.stderr and not (tmp_path / "s.onnx").exists()
 
 
+def test_a_device_runs_the_gated_int8_classifier_where_its_profile_prefers_int8(
+    tmp_path: Path, model_320: Path, species_classifier: dict[str, Path]
+) -> None:
+    fp32 = tmp_path / "species.onnx"
+    shutil.copy2(species_classifier["model"], fp32)
+    config = tmp_path / "watch.yaml"
+    config.write_text(
+        f"watch: {tmp_path}\noutput: {tmp_path / 'out'}\nmodel: {model_320}\nbackend:\n  prefer_int8: true\n"
+        f"classifier:\n  model: {fp32}\n"
+    )
+    before = run_cli("check", "--config", config)
+    assert before.returncode == 0, before.stderr
+    assert "classifier choice: as configured: no species-int8.onnx beside it" in before.stdout
+    made = run_cli(
+        "classifier", "quantize", fp32, "--crops", species_classifier["crops"], "-o", tmp_path / "species-int8.onnx",
+        "--gate-split", "all", "--max-loss", "1.0",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    after = run_cli("check", "--config", config)
+    assert after.returncode == 0, after.stderr
+    assert "classifier choice: INT8: species-int8.onnx passed its gate (F1-macro" in after.stdout
+    assert "classifier ok: " + str(tmp_path / "species-int8.onnx") in after.stdout
+    config.write_text(config.read_text().replace("prefer_int8: true", "prefer_int8: false"))
+    assert "classifier choice: as configured" in run_cli("check", "--config", config).stdout
+
+
 # -- the runtime ----------------------------------------------------------------------------------------------
 
 
