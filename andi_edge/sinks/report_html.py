@@ -158,7 +158,8 @@ class _Page:
         )
         chart = self._bars([(self.review.label_name(c), event_labels[c], self.colour[c]) for c in classes])
         return (
-            '<section id="classes"><h2>Per class</h2><div class="row"><table class="classes"><thead><tr><th>class</th>'
+            '<section id="classes"><h2>Per species or class</h2><div class="row"><table class="classes"><thead><tr>'
+            "<th>species or class</th>"
             "<th>events</th><th>photos</th><th>boxes</th></tr></thead><tbody>"
             + "".join(rows)
             + f"</tbody></table>{chart}</div></section>"
