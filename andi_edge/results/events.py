@@ -1,7 +1,8 @@
 """Bursts and events: photos of one camera taken less than a gap apart, by EXIF capture time.
 
-An event's label is the label (``results.labels``: species or category) of its highest-confidence detection (at
-or above a threshold, ignoring boxes flagged as repeat detections); no such detection makes it an empty event.
+An event's label comes from its detections at or above a threshold (ignoring boxes flagged as repeat
+detections): the species its boxes vote for (``results.labels``: summed classifier confidence), else the category
+of its most confident box; no such detection makes it an empty event.
 Photos without a capture time cannot be placed in time, so each is an event of its own rather than guessed into a
 neighbour's.
 """
@@ -44,34 +45,45 @@ def _event_id(card_id: str, camera: str, first: PhotoRecord) -> str:
     return "ev-" + hashlib.sha1(seed.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()[:12]
 
 
-#: a box's label and how sure that label is
-LabelOf = Callable[[Box], tuple[int, float]]
+#: a box's label, how sure that label is, and whether it is a species (a classifier named it)
+LabelOf = Callable[[Box], tuple[int, float, bool]]
 
 
-def _category(box: Box) -> tuple[int, float]:
-    return box.class_index, box.conf
+def _category(box: Box) -> tuple[int, float, bool]:
+    return box.class_index, box.conf, False
 
 
 def _label(
     members: list[PhotoRecord], threshold: float, ignored: Callable[[BoxRef], bool], label_of: LabelOf
 ) -> tuple[int | None, float | None, int]:
-    best: Box | None = None
-    for record in members:
-        for i, box in enumerate(record.boxes):
-            if box.conf >= threshold and not ignored((record.key, i)) and (best is None or box.conf > best.conf):
-                best = box
-    if best is None:
+    """The event's label, its confidence and the most boxes of it in one photo.
+
+    Species vote: the one with the highest summed classifier confidence over the event's boxes names the event,
+    with its mean confidence, so one odd frame of a burst (a partial view the classifier got wrong, seen by the
+    detector at its clearest) does not outvote the others. Without a species, the category of the most
+    confident box does."""
+    kept = [
+        (record, box, label_of(box))
+        for record in members
+        for i, box in enumerate(record.boxes)
+        if box.conf >= threshold and not ignored((record.key, i))
+    ]
+    if not kept:
         return None, None, 0
-    best_index, best_conf = label_of(best)
-    count = max(
-        sum(
-            1
-            for i, b in enumerate(r.boxes)
-            if label_of(b)[0] == best_index and b.conf >= threshold and not ignored((r.key, i))
-        )
-        for r in members
-    )
-    return best_index, best_conf, count
+    votes: dict[int, list[float]] = defaultdict(list)
+    for _, _, (index, conf, species) in kept:
+        if species:
+            votes[index].append(conf)
+    if votes:
+        label = max(votes, key=lambda index: (sum(votes[index]), max(votes[index]), -index))
+        label_conf = sum(votes[label]) / len(votes[label])
+    else:
+        _, _, (label, label_conf, _) = max(kept, key=lambda k: k[1].conf)
+    per_photo: dict[tuple[str, str], int] = defaultdict(int)
+    for record, _, (index, _, _) in kept:
+        if index == label:
+            per_photo[record.key] += 1
+    return label, label_conf, max(per_photo.values())
 
 
 def group_events(
@@ -82,7 +94,7 @@ def group_events(
     label_of: LabelOf = _category,
 ) -> list[Event]:
     """Events of every (card, camera), in time order; failed photos belong to none. ``label_of``: a box's label
-    index and its confidence (default: its detector category and the detector's confidence)."""
+    index, its confidence and whether it is a species (default: its detector category and confidence)."""
     by_camera: dict[tuple[str, str], list[PhotoRecord]] = defaultdict(list)
     for record in records:
         if record.failure is None:

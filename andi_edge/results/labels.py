@@ -45,10 +45,13 @@ class LabelSpace:
 
     def labelled(
         self, class_index: int, conf: float, classifications: Sequence[tuple[int, float]]
-    ) -> tuple[int, float]:
-        """The label of a box and how sure it is: the classifier's confidence for a species, else the detector's."""
+    ) -> tuple[int, float, bool]:
+        """The label of a box, how sure it is (the classifier's confidence for a species, else the detector's),
+        and whether it is a species."""
         index = self.index(class_index, classifications)
-        return (index, classifications[0][1]) if self.is_species(index) else (index, conf)
+        if self.is_species(index):
+            return index, classifications[0][1], True
+        return index, conf, False
 
     def name(self, index: int | None) -> str:
         if index is None:

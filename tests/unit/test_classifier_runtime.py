@@ -181,18 +181,37 @@ def _photo(name: str, seconds: float, boxes: tuple[Box, ...]) -> PhotoRecord:
                        datetime(2024, 6, 1, tzinfo=UTC), 100, 100, boxes, None)  # fmt: skip
 
 
-def test_events_are_labelled_with_the_species_of_their_best_box() -> None:
+def test_events_are_labelled_with_the_species() -> None:
     deer = Box(0, 0.9, (0.1, 0.1, 0.2, 0.2), ((0, 0.8), (1, 0.2)))
     unsure = Box(0, 0.95, (0.5, 0.5, 0.2, 0.2), ((1, 0.55), (0, 0.45)))
     records = [_photo("a.jpg", 0, (deer,)), _photo("b.jpg", 5, (deer, deer)), _photo("c.jpg", 600, (unsure,))]
     review = build_review(records, SPACE, EventSettings(gap_s=60), RepeatSettings(enabled=False), 0.25)
     first, second = review.events
     assert review.label_name(first.label_index) == "deer" and first.label_count == 2
-    assert first.label_conf == 0.8, "a species' event is as sure as the classifier was"
+    assert first.label_conf == pytest.approx(0.8), "a species' event is as sure as the classifier was"
     assert review.label_name(second.label_index) == "animal", "0.55 is below the species threshold"
     assert second.label_conf == 0.95
     plain = group_events(records, 60, 0.25)
     assert [e.label_index for e in plain] == [0, 0], "without a label space: the detector's categories"
+
+
+def test_an_event_takes_the_species_its_frames_vote_for() -> None:
+    """A burst: the detector's clearest box is the one frame the classifier calls a fox; two frames say deer."""
+    fox = Box(0, 0.99, (0.1, 0.1, 0.2, 0.2), ((1, 0.9), (0, 0.1)))
+    deer_a = Box(0, 0.7, (0.2, 0.1, 0.2, 0.2), ((0, 0.8), (1, 0.2)))
+    deer_b = Box(0, 0.6, (0.3, 0.1, 0.2, 0.2), ((0, 0.7), (1, 0.3)))
+    unsure = Box(0, 0.98, (0.4, 0.1, 0.2, 0.2), ((1, 0.51), (0, 0.49)))
+    records = [_photo("a.jpg", 0, (fox,)), _photo("b.jpg", 2, (deer_a, unsure)), _photo("c.jpg", 4, (deer_b,))]
+    review = build_review(records, SPACE, EventSettings(gap_s=60), RepeatSettings(enabled=False), 0.25)
+    (event,) = review.events
+    assert review.label_name(event.label_index) == "deer", "0.8 + 0.7 outvote one 0.9"
+    assert event.label_conf == pytest.approx(0.75) and event.label_count == 1
+    lone = build_review(records[:1], SPACE, EventSettings(gap_s=60), RepeatSettings(enabled=False), 0.25)
+    assert lone.label_name(lone.events[0].label_index) == "fox"
+    below = [_photo("d.jpg", 0, (unsure,)), _photo("e.jpg", 1, (deer_b,))]
+    review = build_review(below, SPACE, EventSettings(gap_s=60), RepeatSettings(enabled=False), 0.65)
+    assert review.label_name(review.events[0].label_index) == "animal", "no species among boxes >= 0.65"
+    assert review.events[0].label_conf == 0.98
 
 
 def test_records_read_classifications_back_from_the_batch_entry() -> None:
