@@ -60,9 +60,15 @@ def _media_id(card: str, rel: str) -> str:
     return "m-" + hashlib.sha1(f"{card}\0{rel}".encode(), usedforsecurity=False).hexdigest()[:12]
 
 
-def _run(tmp_path: Path, records: list[PhotoRecord], files: dict[str, bytes], repeats: RepeatSettings) -> RunResults:
+def _run(
+    tmp_path: Path,
+    records: list[PhotoRecord],
+    files: dict[str, bytes],
+    repeats: RepeatSettings,
+    species: tuple[str, ...] = (),
+) -> RunResults:
     """The run as load_run gives it: the photos that are still on the card have a journal row of their size and
-    time, so the writer may read (and copy) them."""
+    time, so the writer may read (and copy) them. ``species``: a classifier's labels, as the run recorded them."""
     roots = {"card": tmp_path / "card", "card2": tmp_path / "card2"}
     rows = {}
     for i, record in enumerate(records):
@@ -77,12 +83,14 @@ def _run(tmp_path: Path, records: list[PhotoRecord], files: dict[str, bytes], re
         rows[record.key] = PhotoRow(i + 1, record.card_id, record.rel_path, size, mtime_ns, None, "done",
                                     record.rel_path, None, record.failure, 1, 0.0)  # fmt: skip
     events = EventSettings(gap_s=60.0)
-    review = build_review(records, CLASSES, events, repeats, THRESHOLD)
+    classifier = {"name": "species-2", "model_file": "species.onnx", "model_sha256": "cd" * 32} if species else None
     facts = RunFacts(
         model_name="yolov5n-ct", model_file="ct.onnx", model_sha256="ab" * 32, andi_edge_version="9.9",
         class_names=CLASSES, typical_threshold=THRESHOLD, watch_root=tmp_path / "elsewhere",
         output_dir=tmp_path / "out", started_at="2024-05-03T10:00:00+00:00", events=events, repeats=repeats,
+        species_names=species, species_threshold=0.6, classifier=classifier,
     )  # fmt: skip
+    review = build_review(records, facts.labels, events, repeats, THRESHOLD)
     return RunResults(facts, records, rows, review, {}, roots)
 
 
@@ -351,8 +359,41 @@ def test_the_template_lists_every_camera_with_what_the_photos_tell(run: RunResul
     ]  # fmt: skip
     assert "# 4 photo(s), camera clock 2024-05-01T06:00:00 .. 2024-05-01T09:30:00" in text
     assert "# 1 photo(s), camera clock no EXIF times" in text
+    # the animal labels at the threshold, to map to taxa: zebra's two boxes >= 0.5; no vehicle, no chair
+    assert '#   "zebra": TODO   # 2 box(es)' in text and '"vehicle"' not in text and '"chair"' not in text
     assert text.startswith("# Camtrap DP export settings for andi-edge export-camtrap-dp --deployment-config")
     assert "deploy/camtrap-dp.example.yaml" in text and text.endswith("\n")
+
+
+def test_a_classifiers_species_are_named_with_its_confidence_and_the_classifier(tmp_path: Path) -> None:
+    """Boxes of the category zebra, named by a classifier: at 0.6 or above the species (and its taxon), below it
+    the category; the classifier's confidence and name go with a species."""
+    t0 = datetime(2024, 5, 1, 6, 0, 0)
+    named = Box(ZEBRA, 0.9, (0.1, 0.2, 0.25, 0.125), ((1, 0.8), (0, 0.2)))
+    unsure = Box(ZEBRA, 0.7, (0.5, 0.2, 0.25, 0.125), ((1, 0.55), (0, 0.45)))
+    records = [
+        replace(_record("card", "ser/IMG_0001.JPG", t0), boxes=(named,)),
+        replace(_record("card", "ser/IMG_0002.JPG", t0 + timedelta(hours=2)), boxes=(unsure,)),
+    ]
+    results = _run(tmp_path, records, {}, RepeatSettings(enabled=False), species=("grevys zebra", "plains zebra"))
+    config = replace(CONFIG, taxa={"plains zebra": "Equus quagga", "zebra": "Equus"})
+    export_camtrap_dp(results, config, tmp_path / "p", ExportOptions(threshold=THRESHOLD, now=NOW))
+    assert package_errors(tmp_path / "p") == []
+    observations = _tables(tmp_path / "p")["observations"]
+    rows = {r["mediaID"]: r for r in observations if r["observationLevel"] == "media"}
+    first = rows[_media_id("card", "ser/IMG_0001.JPG")]
+    assert first["scientificName"] == "Equus quagga" and first["classificationProbability"] == "0.8"
+    assert "species.onnx" in first["classifiedBy"] and "ct.onnx" in first["classifiedBy"]
+    assert first["observationTags"] == "class:plains zebra" and first["observationType"] == "animal"
+    second = rows[_media_id("card", "ser/IMG_0002.JPG")]
+    assert second["scientificName"] == "Equus" and second["classificationProbability"] == "0.7"
+    events = [r for r in observations if r["observationLevel"] == "event"]
+    assert sorted(r["scientificName"] for r in events) == ["Equus", "Equus quagga"]
+    assert sorted(r["classificationProbability"] for r in events) == ["0.7", "0.8"]
+    descriptor = json.loads((tmp_path / "p" / "datapackage.json").read_text())
+    assert {t["scientificName"] for t in descriptor["taxonomic"]} == {"Equus", "Equus quagga"}
+    template = deployment_template(results)
+    assert '#   "plains zebra": TODO   # 1 box(es)' in template and '#   "zebra": TODO   # 1 box(es)' in template
 
 
 def test_what_stops_an_export(run: RunResults, tmp_path: Path) -> None:
