@@ -135,6 +135,21 @@ class PhotoPixels:
         return better.rgb, better.scale
 
 
+def class_ids(wanted: tuple[str, ...], class_names: tuple[str, ...], hint: str) -> frozenset[int]:
+    """The ids of the ``wanted`` detector classes (every class when none is named); ConfigError naming the ones
+    the detector does not have."""
+    if not wanted:
+        return frozenset(range(len(class_names)))
+    missing = [c for c in wanted if c not in class_names]
+    if missing:
+        raise ConfigError(
+            f"boxes of {', '.join(missing)} are asked for, but the detector has no such class "
+            f"(it has {', '.join(class_names[:12])}{' ...' if len(class_names) > 12 else ''})",
+            hint=hint,
+        )
+    return frozenset(class_names.index(c) for c in wanted)
+
+
 class Classifier:
     """A crop classifier (ONNX, NCHW float input, one output of per-label scores) and its card."""
 
@@ -210,17 +225,11 @@ class Classifier:
 
     def eligible_classes(self, class_names: tuple[str, ...]) -> frozenset[int]:
         """The detector's class ids whose boxes are classified. ConfigError when a configured class is not one."""
-        wanted = self.settings.classes
-        if not wanted:
-            return frozenset(range(len(class_names)))
-        missing = [c for c in wanted if c not in class_names]
-        if missing:
-            raise ConfigError(
-                f"the classifier is set to classify {', '.join(missing)} boxes, but the detector has no such class "
-                f"(it has {', '.join(class_names[:12])}{' ...' if len(class_names) > 12 else ''})",
-                hint="set classifier.classes (or --classify-classes) to classes of the detector",
-            )
-        return frozenset(class_names.index(c) for c in wanted)
+        return class_ids(
+            self.settings.classes,
+            class_names,
+            hint="set classifier.classes (or --classify-classes) to classes of the detector",
+        )
 
     def predict(self, batch_nchw: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Per-label probabilities, (N, labels)."""

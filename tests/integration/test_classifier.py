@@ -86,6 +86,12 @@ def test_crops_dataset_records_its_policy_and_never_splits_a_location(
     assert all(len(splits) == 1 for splits in split_of.values()), split_of
     owl_sites = {c["location"] for c in manifest["crops"] if c["label"] == OWL}
     assert owl_sites == {"Otay", "RJER", "RanchoJamul", "buow-short-names"}, owl_sites
+    unknown = tmp_path / "unknown-class"
+    refused = run_cli(
+        *dataset_args(photos_dir, species_classifier["labels_csv"], model_320, unknown), "--classes", "deer"
+    )
+    assert refused.returncode == 2 and "no such class" in refused.stderr and "--classes" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (unknown / "crops.json").exists()
 
 
 def test_training_run_records_its_config_and_the_card_says_how_to_feed_it(

@@ -33,7 +33,7 @@ from PIL import Image
 from andi_edge.boxes import xywh_px_to_xyxy_px
 from andi_edge.errors import PhotoError, UsageError
 from andi_edge.photos import walk_photos
-from andi_edge.runtime.classifier import crop_windows_xyxy_px, cut
+from andi_edge.runtime.classifier import class_ids, crop_windows_xyxy_px, cut
 from andi_edge.runtime.classifier_card import CropPolicy
 from andi_edge.runtime.decode import decode_photo, read_photo_bytes
 from andi_edge.runtime.detector import Detector
@@ -176,10 +176,7 @@ def photos_from_labels(
     """The detector's boxes on each labelled photo, labelled with the photo's label. A photo without a location
     is its own location (so its crops never straddle two splits). Photos labelled empty give background crops
     (the detector's boxes, else one random window) when ``include_empty``, and nothing otherwise."""
-    wanted = frozenset(detector.class_names.index(c) for c in classes) if classes else None
-    missing = [c for c in classes if c not in detector.class_names]
-    if missing:
-        raise UsageError(f"the detector has no class {', '.join(missing)} (it has {', '.join(detector.class_names)})")
+    wanted = class_ids(classes, detector.class_names, hint="choose --classes among the detector's, or 'all'")
     rng = random.Random(seed)
     photos = []
     for file_name, label, location in rows:
@@ -191,7 +188,7 @@ def photos_from_labels(
             log.warning("%s: skipped (%s)", file_name, result.failure)
             continue
         found = result.detections.above(min_conf)
-        keep = [i for i in range(len(found)) if wanted is None or int(found.class_id[i]) in wanted]
+        keep = [i for i in range(len(found)) if int(found.class_id[i]) in wanted]
         name = EMPTY_LABEL if is_empty else label
         boxes = [
             LabelledBox(name, tuple(float(v) for v in found.xyxy_px[i]), "detector", float(found.confidence[i]))  # type: ignore[arg-type]
