@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from andi_edge.boxes import xywh_px_to_xyxy_px
@@ -94,6 +95,11 @@ class CropsDataset:
     @property
     def train_locations(self) -> frozenset[str]:
         return frozenset(i.location for i in self.items if i.split == "train")
+
+    def pixels(self, item: CropItem) -> npt.NDArray[np.uint8]:
+        """A crop's RGB pixels, as stored."""
+        with Image.open(self.folder / item.file) as image:
+            return np.asarray(image.convert("RGB"))
 
 
 def _background_window(width: int, height: int, rng: random.Random) -> tuple[float, float, float, float]:

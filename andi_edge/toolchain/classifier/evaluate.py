@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from andi_edge.errors import UsageError
 from andi_edge.runtime.classifier import Classifier, crop_tensor
@@ -30,43 +29,58 @@ def predict_items(classifier: Classifier, crops: CropsDataset, items: list[CropI
     """Per-label probabilities for each crop, as the runtime computes them."""
     out = []
     for b in range(0, len(items), _BATCH):
-        batch = np.stack(
-            [
-                crop_tensor(np.asarray(Image.open(crops.folder / i.file).convert("RGB")), classifier.card)
-                for i in items[b : b + _BATCH]
-            ]
-        )
+        batch = np.stack([crop_tensor(crops.pixels(i), classifier.card) for i in items[b : b + _BATCH]])
         out.append(classifier.predict(batch))
     return np.concatenate(out) if out else np.zeros((0, len(classifier.names)), np.float32)
+
+
+def label_counts(matrix: npt.NDArray[np.int64]) -> dict[int, tuple[int, int, int]]:
+    """(true positives, false positives, false negatives) of each label in the truth or the predictions, from a
+    confusion matrix (rows: truth, columns: prediction)."""
+    counts = {}
+    for i in range(len(matrix)):
+        tp = int(matrix[i, i])
+        fp, fn = int(matrix[:, i].sum()) - tp, int(matrix[i, :].sum()) - tp
+        if tp + fp + fn:
+            counts[i] = (tp, fp, fn)
+    return counts
+
+
+def f1_macro(matrix: npt.NDArray[np.int64]) -> float | None:
+    """F1 averaged over the labels in the truth or the predictions; None when there are none."""
+    f1s = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in label_counts(matrix).values()]
+    return float(np.mean(f1s)) if f1s else None
+
+
+def confusion_matrix(
+    truth: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64], size: int
+) -> npt.NDArray[np.int64]:
+    matrix = np.zeros((size, size), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    return matrix
 
 
 def scores(truth: list[str], predicted: list[str], labels: tuple[str, ...]) -> dict[str, Any]:
     """Top-1, F1-macro (over the labels in the truth or the predictions), per-label P/R/F1, confusion matrix."""
     names = sorted(set(labels) | set(truth) | set(predicted))
     index = {n: i for i, n in enumerate(names)}
-    matrix = np.zeros((len(names), len(names)), dtype=np.int64)
-    for t, p in zip(truth, predicted, strict=True):
-        matrix[index[t], index[p]] += 1
-    per_label = {}
-    f1s = []
-    for n, i in index.items():
-        tp = int(matrix[i, i])
-        fp = int(matrix[:, i].sum()) - tp
-        fn = int(matrix[i, :].sum()) - tp
-        if tp + fp + fn == 0:
-            continue
-        f1 = 2 * tp / (2 * tp + fp + fn)
-        f1s.append(f1)
-        per_label[n] = {
+    matrix = confusion_matrix(
+        np.asarray([index[t] for t in truth], np.int64), np.asarray([index[p] for p in predicted], np.int64), len(names)
+    )
+    per_label = {
+        names[i]: {
             "precision": round(tp / (tp + fp), 4) if tp + fp else None,
             "recall": round(tp / (tp + fn), 4) if tp + fn else None,
-            "f1": round(f1, 4),
+            "f1": round(2 * tp / (2 * tp + fp + fn), 4),
             "support": tp + fn,
         }
+        for i, (tp, fp, fn) in label_counts(matrix).items()
+    }
+    macro = f1_macro(matrix)
     return {
         "crops": len(truth),
         "top1": round(float(np.mean([t == p for t, p in zip(truth, predicted, strict=True)])), 4) if truth else None,
-        "f1_macro": round(float(np.mean(f1s)), 4) if f1s else None,
+        "f1_macro": None if macro is None else round(macro, 4),
         "per_label": per_label,
         "confusion": {"labels": names, "matrix": matrix.tolist()},
     }

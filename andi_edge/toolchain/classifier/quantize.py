@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from andi_edge.errors import UsageError
 from andi_edge.runtime.classifier import Classifier, crop_tensor
@@ -74,8 +73,7 @@ def quantize_classifier(request: ClassifierQuantizeRequest) -> dict[str, float]:
         raise UsageError(f"{request.crops.folder}: no training crops to calibrate with")
     step = max(1, len(items) // request.max_crops)
     chosen = items[::step][: request.max_crops]
-    tensors = [crop_tensor(np.asarray(Image.open(request.crops.folder / i.file).convert("RGB")), source.card)
-               for i in chosen]  # fmt: skip
+    tensors = [crop_tensor(request.crops.pixels(i), source.card) for i in chosen]
     with tempfile.TemporaryDirectory(prefix="andi-cls-quant-") as tmp:
         staged = Path(tmp) / "int8.onnx"
         static_int8(request.model, staged, _CropReader(tensors, source.loaded.input_name))

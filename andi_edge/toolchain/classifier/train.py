@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from andi_edge.config import CLASSIFIER_ARCHITECTURES
 from andi_edge.errors import ModelError, UsageError
@@ -31,6 +30,7 @@ from andi_edge.runtime.classifier import crop_tensor
 from andi_edge.runtime.classifier_card import IMAGENET_MEAN, IMAGENET_STD, ClassifierCard
 from andi_edge.toolchain import require_toolchain
 from andi_edge.toolchain.classifier.crops import CropItem, CropsDataset
+from andi_edge.toolchain.classifier.evaluate import confusion_matrix, f1_macro
 from andi_edge.toolchain.weights import load_registry, models_dirs
 
 if TYPE_CHECKING:
@@ -143,8 +143,8 @@ def _load_pretrained(model: torch.nn.Module, arch: str, path: Path) -> None:
 class _Crops:
     """Crops decoded once and kept in memory (a crops dataset is small: a few MB of JPEG)."""
 
-    def __init__(self, items: list[CropItem], folder: Path, labels: tuple[str, ...]) -> None:
-        self.rgb = [np.asarray(Image.open(folder / i.file).convert("RGB")) for i in items]
+    def __init__(self, crops: CropsDataset, items: list[CropItem], labels: tuple[str, ...]) -> None:
+        self.rgb = [crops.pixels(i) for i in items]
         self.targets = np.asarray([labels.index(i.label) for i in items], dtype=np.int64)
 
     def tensors(
@@ -163,18 +163,6 @@ class _Crops:
                     rgb = rgb[:, ::-1]
             batch.append(crop_tensor(rgb, card))
         return np.stack(batch)
-
-
-def f1_macro(truth: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64], num_labels: int) -> float:
-    """F1 averaged over the labels present in the truth or the predictions."""
-    scores = []
-    for label in range(num_labels):
-        tp = int(np.sum((truth == label) & (predicted == label)))
-        fp = int(np.sum((truth != label) & (predicted == label)))
-        fn = int(np.sum((truth == label) & (predicted != label)))
-        if tp + fp + fn:
-            scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else 0.0
 
 
 def train_classifier(request: ClassifierTrainRequest) -> ClassifierTrainResult:
@@ -225,8 +213,8 @@ def train_classifier(request: ClassifierTrainRequest) -> ClassifierTrainResult:
         training_locations=tuple(sorted({i.location for i in train_items})),
         source="training",
     )
-    train = _Crops(train_items, crops.folder, labels)
-    val = _Crops(val_items, crops.folder, labels) if val_items else None
+    train = _Crops(crops, train_items, labels)
+    val = _Crops(crops, val_items, labels) if val_items else None
     counts = np.bincount(train.targets, minlength=len(labels))
     # class-balanced sampling: each crop drawn with probability 1 / (its label's count), every label equally often
     sample_p = (1.0 / counts[train.targets]) / np.sum(1.0 / counts[train.targets])
@@ -263,7 +251,7 @@ def train_classifier(request: ClassifierTrainRequest) -> ClassifierTrainResult:
             logits = predict_logits(model, val, card)
             predicted = logits.argmax(axis=1)
             val_loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(val.targets)))
-            row["val_f1_macro"] = f1_macro(val.targets, predicted, len(labels))
+            row["val_f1_macro"] = f1_macro(confusion_matrix(val.targets, predicted, len(labels))) or 0.0
             row["val_top1"] = float(np.mean(predicted == val.targets))
             row["val_loss"] = val_loss
             # F1-macro decides; at equal F1 (a small val split moves in steps) a lower loss is still progress
