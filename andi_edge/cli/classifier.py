@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from andi_edge.cli.options import EXIT_OK
+from andi_edge.cli.options import EXIT_OK, class_list
 from andi_edge.errors import UsageError
 
 log = logging.getLogger("andi_edge")
@@ -46,7 +46,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
         root, rows = read_photo_labels(args.labels, args.images)
         detector = Detector(args.detector)
-        classes = tuple(c for c in args.classes.split(",") if c) if args.classes != "all" else ()
+        classes = class_list(args.classes)
         photos += photos_from_labels(rows, root, detector, args.conf, classes, args.empty_class, args.seed)
         sources.append({"source": str(args.labels), "kind": "image labels + detector crops",
                         "detector": detector.model_path.name, "detector_sha256": detector.model_sha256,

@@ -117,12 +117,13 @@ def classifier_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "min_conf": getattr(args, "classify_conf", None),
         "top_k": getattr(args, "classify_top_k", None),
         "label_threshold": getattr(args, "species_threshold", None),
-        "classes": None if classes is None else _class_list(classes),
+        "classes": None if classes is None else class_list(classes),
     }
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _class_list(text: str) -> tuple[str, ...]:
+def class_list(text: str) -> tuple[str, ...]:
+    """Detector classes named on a command line: ``A,B``, or ``all`` (every class: an empty tuple)."""
     if text.strip().lower() == "all":
         return ()
     return tuple(c.strip() for c in text.split(",") if c.strip())
