@@ -98,7 +98,8 @@ class _PhotoReader:
 def static_int8(source: Path, target: Path, reader: Any, nodes_to_exclude: list[str] | None = None) -> None:
     """How every andi-edge INT8 model is made: ONNX Runtime's pre-processing, then static quantization in QDQ
     form with per-channel int8 weights, uint8 activations and MinMax ranges from ``reader`` (its
-    CalibrationDataReader protocol). ``nodes_to_exclude`` stay in float."""
+    CalibrationDataReader protocol). ``nodes_to_exclude`` stay in float. The result declares only the operator
+    sets its nodes use (see ``declare_used_opsets``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     prepared = target.with_name(f"{target.stem}.prepared.onnx")
@@ -115,6 +116,24 @@ def static_int8(source: Path, target: Path, reader: Any, nodes_to_exclude: list[
         nodes_to_exclude=nodes_to_exclude or [],
     )
     prepared.unlink()
+    declare_used_opsets(target)
+
+
+def declare_used_opsets(path: Path) -> None:
+    """Drop the operator-set imports no node of the model uses. ONNX Runtime's quantizer stamps its own domains
+    on the file (ai.onnx.ml 5, com.microsoft.nchwc, ai.onnx.training, ...) although a QDQ model uses only the
+    standard one, and stricter loaders refuse what they do not know: DeepSparse 1.8 refused every INT8 model
+    for ai.onnx.ml opset 5 until these went."""
+    import onnx
+
+    model = onnx.load(str(path))
+    used = {node.domain for node in model.graph.node} | {node.domain for f in model.functions for node in f.node}
+    kept = [opset for opset in model.opset_import if opset.domain in used or opset.domain in ("", "ai.onnx")]
+    if len(kept) == len(model.opset_import):
+        return
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    onnx.save(model, str(path))
 
 
 def quantize(request: QuantizeRequest) -> Path:

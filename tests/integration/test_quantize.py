@@ -31,6 +31,10 @@ def test_int8_model_is_smaller_quantized_and_carries_its_card(
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     # the head stays in float: no quantize/dequantize node inside the last layer
     assert not [n.name for n in graph.node if n.name.startswith("/model.24/") and "Quantize" in n.op_type]
+    # only the operator sets it uses (ONNX Runtime's quantizer stamps ai.onnx.ml 5, com.microsoft.nchwc and
+    # more, and DeepSparse refused the model for them)
+    declared = {opset.domain for opset in onnx.load(str(int8_model)).opset_import}
+    assert declared == {node.domain for node in graph.node} == {""}
     detector = Detector(int8_model)
     card = detector.card
     assert card.precision == "int8" and card.name.endswith("-int8")
