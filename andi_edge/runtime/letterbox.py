@@ -86,20 +86,23 @@ def letterbox_rgb(rgb: npt.NDArray[np.uint8], geometry: LetterboxGeometry) -> np
 
 
 def letterbox_tensor(rgb: npt.NDArray[np.uint8], geometry: LetterboxGeometry) -> npt.NDArray[np.float32]:
-    """``to_input_tensor(letterbox_rgb(rgb, geometry))``, equal to the last bit, in one pass less: the resize's
-    float grey levels go straight into the NCHW tensor (no uint8 canvas, no transposed copy of it)."""
-    tensor = np.full((1, 3, geometry.input_h, geometry.input_w), PAD_VALUE, dtype=np.float32)
-    inside = tensor[
-        0,
-        :,
-        geometry.pad_top : geometry.pad_top + geometry.resized_h,
-        geometry.pad_left : geometry.pad_left + geometry.resized_w,
-    ]
+    """``to_input_tensor(letterbox_rgb(rgb, geometry))``, equal to the last bit, in fewer passes: the resize's
+    float grey levels are scaled to 0..1 straight into their place in the NCHW tensor (no uint8 canvas, no
+    transposed copy of it), and only the padding is filled with grey."""
+    tensor = np.empty((1, 3, geometry.input_h, geometry.input_w), dtype=np.float32)
+    top, left = geometry.pad_top, geometry.pad_left
+    bottom, right = top + geometry.resized_h, left + geometry.resized_w
+    planes = tensor[0]
+    grey = np.float32(PAD_VALUE) / np.float32(255.0)
+    planes[:, :top] = grey
+    planes[:, bottom:] = grey
+    planes[:, top:bottom, :left] = grey
+    planes[:, top:bottom, right:] = grey
     if rgb.shape[1] != geometry.resized_w or rgb.shape[0] != geometry.resized_h:
-        inside[...] = resize_bilinear_levels(rgb, geometry.resized_w, geometry.resized_h).transpose(2, 0, 1)
+        levels: npt.NDArray[np.generic] = resize_bilinear_levels(rgb, geometry.resized_w, geometry.resized_h)
     else:
-        inside[...] = rgb.transpose(2, 0, 1)
-    tensor /= np.float32(255.0)
+        levels = rgb
+    np.divide(levels.transpose(2, 0, 1), np.float32(255.0), out=planes[:, top:bottom, left:right])
     return tensor
 
 

@@ -40,14 +40,24 @@ def resize_bilinear_levels(image: npt.NDArray[np.uint8], width: int, height: int
     x0, x1, fx = _taps(src_w, width)
     fy = fy[:, None]
     flat = image.reshape(src_h, src_w * channels)
-    rows = np.take(flat, y0, axis=0).astype(np.float32) * (1.0 - fy) + np.take(flat, y1, axis=0) * fy
+    # in place where the arithmetic allows: each product and sum is the same float32 operation as written
+    # out (a * (1 - f) + b * f), with fewer temporary arrays
+    rows = np.take(flat, y0, axis=0).astype(np.float32)
+    rows *= 1.0 - fy
+    lower = np.take(flat, y1, axis=0).astype(np.float32)
+    lower *= fy
+    rows += lower
     # columns: each output pixel's channels gathered as one run of a row (far faster than indexing axis 1 of
     # an HxWxC array, which gathers C values per index)
     step = np.arange(channels)
     left = (x0[:, None] * channels + step).reshape(-1)
     right = (x1[:, None] * channels + step).reshape(-1)
     wx = np.repeat(fx, channels)[None, :]
-    out = np.take(rows, left, axis=1) * (1.0 - wx) + np.take(rows, right, axis=1) * wx
+    out = np.take(rows, left, axis=1)
+    out *= 1.0 - wx
+    across = np.take(rows, right, axis=1)
+    across *= wx
+    out += across
     np.rint(out, out=out)
     np.clip(out, 0, 255, out=out)
     levels: npt.NDArray[np.float32] = out.reshape((height, width, channels) if image.ndim == 3 else (height, width))
