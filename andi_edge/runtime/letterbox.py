@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from andi_edge.runtime.resize import resize_bilinear, resize_bilinear_levels
+from andi_edge.runtime.resize import resize_bilinear, resize_bilinear_bands
 
 PAD_VALUE = 114
 
@@ -98,11 +98,13 @@ def letterbox_tensor(rgb: npt.NDArray[np.uint8], geometry: LetterboxGeometry) ->
     planes[:, bottom:] = grey
     planes[:, top:bottom, :left] = grey
     planes[:, top:bottom, right:] = grey
-    if rgb.shape[1] != geometry.resized_w or rgb.shape[0] != geometry.resized_h:
-        levels: npt.NDArray[np.generic] = resize_bilinear_levels(rgb, geometry.resized_w, geometry.resized_h)
-    else:
-        levels = rgb
-    np.divide(levels.transpose(2, 0, 1), np.float32(255.0), out=planes[:, top:bottom, left:right])
+    inside = planes[:, top:bottom, left:right]
+    if rgb.shape[1] == geometry.resized_w and rgb.shape[0] == geometry.resized_h:
+        np.divide(rgb.transpose(2, 0, 1), np.float32(255.0), out=inside)
+        return tensor
+    for first, last, levels in resize_bilinear_bands(rgb, geometry.resized_w, geometry.resized_h):
+        band = levels.reshape(last - first, geometry.resized_w, 3).transpose(2, 0, 1)
+        np.divide(band, np.float32(255.0), out=inside[:, first:last])
     return tensor
 
 

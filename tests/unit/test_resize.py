@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from andi_edge.runtime.resize import resize_bilinear, resize_bilinear_levels
+from andi_edge.runtime.resize import resize_bilinear, resize_bilinear_bands, resize_bilinear_levels
 
 
 def _cv2(image: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -50,3 +50,16 @@ def test_grey_levels_are_the_resize_before_its_uint8_cast(src_w: int, src_h: int
     grey = image[..., 0].copy()
     np.testing.assert_array_equal(resize_bilinear_levels(grey, w, h), levels[..., 0] if (src_w, src_h) != (w, h)
                                   else grey)  # fmt: skip
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 120), st.integers(1, 120), st.integers(1, 120), st.integers(1, 120), st.integers(1, 40))
+def test_bands_make_up_the_whole_resize(src_w: int, src_h: int, w: int, h: int, band_rows: int) -> None:
+    """The banded resize (what letterbox_tensor writes from) covers every output row once, in order, with the
+    same grey levels whatever the band height."""
+    image = np.random.default_rng(src_w * 131 + src_h).integers(0, 256, (src_h, src_w, 3), dtype=np.uint8)
+    bands = list(resize_bilinear_bands(image, w, h, band_rows))
+    assert [first for first, _, _ in bands] == list(range(0, h, band_rows)) and bands[-1][1] == h
+    stacked = np.concatenate([levels.copy() for _, _, levels in bands]).reshape(h, w, 3)
+    np.testing.assert_array_equal(stacked, resize_bilinear_levels(image, w, h))
+    assert np.abs(stacked.astype(int) - _cv2(image, w, h)).max() <= 1
