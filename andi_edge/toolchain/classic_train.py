@@ -47,6 +47,7 @@ from andi_edge.runtime.decode import decode_photo
 from andi_edge.runtime.heads import decode_head
 from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_tensor
 from andi_edge.runtime.nms import nms_xyxy
+from andi_edge.toolchain.batch_norm import recalibrate_batch_norm
 from andi_edge.toolchain.dataset import read_yolo_labels
 from andi_edge.toolchain.sparsity import MagnitudePruner
 from andi_edge.toolchain.yolov5_classic import Detect, Model, save_classic
@@ -256,6 +257,14 @@ class ClassicTrainResult:
     history: list[dict[str, float]]
 
 
+def _feed(model: Model, samples: list[_Sample], batch: int) -> None:
+    """The samples through the model, plain (no flips), in batches of more than one."""
+    for start in range(0, len(samples), batch):
+        chosen = samples[start : start + batch]
+        if len(chosen) > 1:
+            model.forward_raw(_batch(chosen, [False] * len(chosen))[0])
+
+
 def _val_map50(model: Model, samples: list[_Sample], imgsz: int) -> float:
     if not samples:
         return float("nan")
@@ -294,7 +303,9 @@ def train_classic(
     """Fine-tune ``model`` (a loaded classic checkpoint) on a split; writes OUTPUT/weights/{best,last}.pt.
 
     ``sparsify(steps_per_epoch)``: gradual magnitude pruning during the fine-tuning (``sparsity``). Then "best" is
-    chosen among the epochs at the final sparsity only, and patience counts from there."""
+    chosen among the epochs at the final sparsity only, and patience counts from there, and the batch-norm
+    statistics are measured again on the training photos after every epoch (``toolchain.batch_norm``): the masks
+    move the weights too far for the running averages to follow."""
     stride = int(model.detect.stride.max())
     if imgsz % stride:
         raise UsageError(f"--imgsz {imgsz} must be a multiple of this model's stride {stride}")
@@ -357,6 +368,8 @@ def train_classic(
                 pruner.apply()
             losses.append(float(loss.detach()) / len(chosen))
             step += 1
+        if pruner is not None:
+            recalibrate_batch_norm(model, lambda: _feed(model, train_set, batch))
         val_map = _val_map50(model, val_set, imgsz)
         record = {"epoch": epoch, "loss": round(float(np.mean(losses)), 5), "val_map50": round(val_map, 4)}
         if pruner is not None:

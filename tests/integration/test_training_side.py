@@ -375,6 +375,7 @@ def test_gradual_magnitude_pruning_makes_a_sparse_classic_model_that_exports_and
     assert record["method"] == "gmp" and record["recovery_epochs"] == 1 and record["best_epoch"] == 2
     assert [h.get("sparsity") for h in record["history"]] == [None, pytest.approx(0.6, abs=0.05), 0.6]
     assert record["sparsity"]["layers"] == 56 and 0.599 <= record["sparsity"]["sparsity"] <= 0.6
+    _assert_batch_norm_measured_on(sparse, split_dir, imgsz=160, batch=8)
     onnx_path = tmp_path / "gmp-160.onnx"
     assert run_cli("export", sparse, "--imgsz", "160", "-o", onnx_path).returncode == 0
     graph = onnx.load(str(onnx_path)).graph
@@ -388,6 +389,24 @@ def test_gradual_magnitude_pruning_makes_a_sparse_classic_model_that_exports_and
     detector = Detector(int8)
     assert detector.card.class_names == ("animal", "person", "vehicle") and detector.card.precision == "int8"
     assert detector.detect(next((photos_dir / "lila_md_testset").glob("*.jpg"))).ok
+
+
+def _assert_batch_norm_measured_on(weights: Path, split_dir: Path, imgsz: int, batch: int) -> None:
+    """The saved model's first batch norm holds the exact statistics of its convolution over the training
+    photos (the average of the batch means), not running averages that lagged the masks."""
+    import numpy as np
+    import torch
+
+    from andi_edge.toolchain.classic_train import _load_split
+    from andi_edge.toolchain.yolov5_classic import load_classic
+
+    model, _ = load_classic(weights)
+    first = model.model[0]
+    samples = _load_split(split_dir, "train", imgsz)
+    with torch.no_grad():
+        means = [first.conv(torch.from_numpy(np.stack([s.tensor for s in samples[i : i + batch]]))).mean((0, 2, 3))
+                 for i in range(0, len(samples), batch) if len(samples[i : i + batch]) > 1]  # fmt: skip
+    torch.testing.assert_close(first.bn.running_mean, torch.stack(means).mean(0), atol=1e-4, rtol=1e-4)
 
 
 def test_gmp_mistakes(tmp_path: Path, split_dir: Path, weights_path: Path) -> None:

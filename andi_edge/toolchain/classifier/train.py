@@ -246,7 +246,7 @@ def train_classifier(request: ClassifierTrainRequest) -> ClassifierTrainResult:
             losses.append(loss.item())
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan")}
         score: tuple[float, float] | None = None
-        recalibrate_batch_norm(model, train, card, request.batch_size)
+        _recalibrate(model, train, card, request.batch_size)
         if val is not None:
             logits = predict_logits(model, val, card)
             predicted = logits.argmax(axis=1)
@@ -283,30 +283,19 @@ def train_classifier(request: ClassifierTrainRequest) -> ClassifierTrainResult:
     return ClassifierTrainResult(checkpoint, best_epoch, best_f1, epoch + 1, str(weights) if weights else None, seconds)
 
 
-def recalibrate_batch_norm(model: torch.nn.Module, crops: _Crops, card: ClassifierCard, batch_size: int) -> None:
-    """Batch-norm statistics measured again on the training crops (plain, no augmentation), as exact averages.
-
-    The running averages lag the weights: MobileNetV3 and EfficientNet keep them with momentum 0.01, tuned for
-    ImageNet-length runs, and a few hundred crops give only tens of updates. Evaluated with stale statistics a
-    model answers one label for every crop however well it has learnt; measured again, it is judged (and saved)
-    on what it knows."""
+def _recalibrate(model: torch.nn.Module, crops: _Crops, card: ClassifierCard, batch_size: int) -> None:
+    """Batch-norm statistics measured again on the training crops (``toolchain.batch_norm``), each epoch."""
     import torch
 
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the passes below
-    model.train()
-    with torch.no_grad():
+    from andi_edge.toolchain.batch_norm import recalibrate_batch_norm
+
+    def feed() -> None:
         for b in range(0, len(crops.targets), batch_size):
             idx = np.arange(b, min(b + batch_size, len(crops.targets)))
             if len(idx) > 1:
                 model(torch.from_numpy(crops.tensors(idx, card, None)))
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
+
+    recalibrate_batch_norm(model, feed)
 
 
 def predict_logits(
