@@ -149,6 +149,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             gate=gate,
             method=args.method,
             sparsity=args.sparsity,
+            qat_epochs=args.qat_epochs,
         )
     )
     if result.method == "gmp":
@@ -156,6 +157,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
             f"pruned {args.weights} -> {result.output} (gradual magnitude pruning): non-zero weights of the pruned "
             f"convolutions {result.params_before:,} -> {result.params_after:,} (sparsity {result.sparsity:.1%})"
         )
+        if args.qat_epochs:
+            print(f"quantization-aware training: {args.qat_epochs} epochs, weights stored on their int8 grid")
         print(f"next: andi-edge export {result.output} --imgsz {args.imgsz}, then andi-edge quantize (sparse INT8)")
         return EXIT_OK
     print(
@@ -367,7 +370,9 @@ def register(commands: Any) -> None:
             "ranking, the head left whole), then fine-tune to recover, keeping the pruned structure. --method gmp "
             "(classic YOLOv5 checkpoints): Neural Magic's gradual magnitude pruning, in plain torch: the smallest "
             "weights of each convolution (the first and the head kept dense) are zeroed on a cubic schedule while "
-            "the model fine-tunes, up to --sparsity, then recovery epochs. With --eval DATASET --max-loss, the "
+            "the model fine-tunes, up to --sparsity, then recovery epochs, then --qat-epochs of quantization-aware "
+            "training (the forward pass rounds to INT8 as `andi-edge quantize` will). With --eval DATASET "
+            "--max-loss, the "
             "pruned model is refused (nothing written) when it loses more mAP@0.5 than allowed. Needs the "
             "[toolchain] extra."
         ),
@@ -377,6 +382,9 @@ def register(commands: Any) -> None:
     pr.add_argument("--ratio", type=float, default=0.5, help="channels: fraction of channels to remove (default 0.5)")
     pr.add_argument(
         "--sparsity", type=float, default=0.8, help="gmp: fraction of the pruned weights set to zero (default 0.8)"
+    )
+    pr.add_argument(
+        "--qat-epochs", type=int, default=0, help="gmp: quantization-aware training epochs after recovery (default 0)"
     )
     pr.add_argument("--data", type=Path, required=True, help="SPLIT_DIR for recovery fine-tuning")
     pr.add_argument("--epochs", type=int, default=10, help="recovery epochs (0: none)")

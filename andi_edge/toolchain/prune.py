@@ -6,9 +6,9 @@
   fine-tuning hands Ultralytics' trainer the pruned model itself instead of letting it rebuild one from the YAML.
 - ``--method gmp`` (classic YOLOv5 checkpoints): Neural Magic's gradual magnitude pruning, unstructured, during
   fine-tuning with YOLOv5's loss (``sparsity``, ``classic_train``), to ``--sparsity`` (e.g. 0.8) with recovery
-  epochs at the end. The architecture is unchanged; the zeros can pay off only on an engine that runs sparse
-  models (DeepSparse; measured in benchmarks/results/sparse.md); ``andi-edge quantize`` then makes it sparse
-  INT8.
+  epochs at the end, then (``--qat-epochs``) quantization-aware training with the zeros held (``qat``). The
+  architecture is unchanged; the zeros can pay off only on an engine that runs sparse models (DeepSparse;
+  measured in benchmarks/results/sparse.md); ``andi-edge quantize`` then makes it sparse INT8.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ class PruneRequest:
     method: str = "channels"
     #: gmp: the fraction of each pruned convolution's weights that ends up zero
     sparsity: float = 0.8
+    #: gmp: quantization-aware training epochs after pruning and recovery (``toolchain.qat``); 0: none
+    qat_epochs: int = 0
 
 
 METHODS = ("channels", "gmp")
@@ -53,6 +55,8 @@ GMP_RECOVERY_SHARE = 0.25
 GMP_UPDATES_PER_EPOCH = 4
 #: gmp: fine-tuning's learning rate (the warm path's default)
 GMP_LR0 = 0.001
+#: gmp: quantization-aware training's, lower: the weights only move towards the int8 grid
+GMP_QAT_LR0 = 0.0005
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,8 @@ def prune_gmp(request: PruneRequest) -> PruneResult:
         raise UsageError(f"--sparsity {request.sparsity}: expected a fraction between 0 and 1 (e.g. 0.8)")
     if request.epochs < 1:
         raise UsageError("--method gmp prunes while it fine-tunes: give --epochs 1 or more (e.g. 10)")
+    if request.qat_epochs < 0:
+        raise UsageError(f"--qat-epochs {request.qat_epochs}: expected 0 (none) or more")
     data_yaml = request.data / "data.yaml"
     if not data_yaml.is_file():
         raise UsageError(f"{request.data} holds no data.yaml", hint="make one with `andi-edge dataset split`")
@@ -228,10 +234,15 @@ def prune_gmp(request: PruneRequest) -> PruneResult:
             model, request.data, split_class_names(data_yaml), Path(tmp), epochs=request.epochs, imgsz=request.imgsz,
             batch=request.batch, patience=request.epochs, seed=0, freeze=0, lr0=GMP_LR0, sparsify=sparsify,
         )  # fmt: skip
+        best = result.best
+        qat: dict[str, Any] | None = None
+        if request.qat_epochs > 0:
+            best, qat = _quantization_aware(model, request, Path(tmp))
+            convs = prunable_convolutions(model, keep_dense=(model.detect,))
         report = sparsity_report(convs)  # of the best epoch's weights: train_classic leaves them in the model
         if request.gate is not None:
-            _gate(request, result.best, Path(tmp))
-        write_bytes_atomic(request.output, result.best.read_bytes())
+            _gate(request, best, Path(tmp))
+        write_bytes_atomic(request.output, best.read_bytes())
     log.info("gmp: %d of %d pruned weights are zero (%.1f%%)", report["zeros"], report["weights"],
              100 * float(report["sparsity"]))  # fmt: skip
     record = {
@@ -244,7 +255,32 @@ def prune_gmp(request: PruneRequest) -> PruneResult:
         "best_epoch": result.best_epoch,
         "val_map50": round(result.best_val_map50, 4),
         "history": result.history,
+        "qat": qat,
     }
     request.output.with_suffix(".prune.json").write_text(json.dumps(record, indent=1) + "\n")
     zeros = int(report["zeros"])
     return PruneResult(request.output, dense, dense - zeros, 0.0, 0.0, "gmp", float(report["sparsity"]))
+
+
+def _quantization_aware(model: Any, request: PruneRequest, tmp: Path) -> tuple[Path, dict[str, Any]]:
+    """QAT of the pruned model (``toolchain.qat``), its zeros held; returns the fused checkpoint, rounded."""
+    from andi_edge.toolchain.classic_train import train_classic
+    from andi_edge.toolchain.dataset import split_class_names
+    from andi_edge.toolchain.qat import finish_qat, prepare_qat
+    from andi_edge.toolchain.sparsity import MagnitudePruner, prunable_convolutions
+    from andi_edge.toolchain.yolov5_classic import save_classic
+
+    prepare_qat(model)
+    convs = prunable_convolutions(model, keep_dense=(model.detect,))
+    result = train_classic(
+        model, request.data, split_class_names(request.data / "data.yaml"), tmp / "qat", epochs=request.qat_epochs,
+        imgsz=request.imgsz, batch=request.batch, patience=request.qat_epochs, seed=0, freeze=0, lr0=GMP_QAT_LR0,
+        sparsify=lambda _: MagnitudePruner.holding(convs),
+    )  # fmt: skip
+    finish_qat(model)
+    checkpoint = tmp / "qat.pt"
+    save_classic({"model": model, "ema": None, "epoch": result.best_epoch, "best_fitness": result.best_val_map50},
+                 checkpoint)  # fmt: skip
+    record = {"epochs": request.qat_epochs, "best_epoch": result.best_epoch,
+              "val_map50": round(result.best_val_map50, 4), "history": result.history}  # fmt: skip
+    return checkpoint, record

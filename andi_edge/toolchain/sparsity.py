@@ -69,7 +69,7 @@ def prunable_convolutions(model: nn.Module, keep_dense: tuple[nn.Module, ...] = 
 class MagnitudePruner:
     """Masks for the prunable convolutions of ``model``, kept to ``schedule`` (module doc)."""
 
-    def __init__(self, convolutions: list[nn.Conv2d], schedule: GmpSchedule) -> None:
+    def __init__(self, convolutions: list[nn.Conv2d], schedule: GmpSchedule | None) -> None:
         if not convolutions:
             raise ValueError("nothing to prune: no convolution beyond the first and the head")
         self.layers = convolutions
@@ -77,10 +77,19 @@ class MagnitudePruner:
         self.masks = [torch.ones_like(c.weight, dtype=torch.bool) for c in convolutions]
         self.current = 0.0
 
+    @classmethod
+    def holding(cls, convolutions: list[nn.Conv2d]) -> MagnitudePruner:
+        """No schedule: the zeros these convolutions have now stay zero, and no other weight is pruned (training
+        on after pruning, e.g. quantization-aware)."""
+        pruner = cls(convolutions, None)
+        pruner.masks = [c.weight.detach() != 0 for c in convolutions]
+        pruner.current = float(sparsity_report(convolutions)["sparsity"])
+        return pruner
+
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Before the step's forward pass: recompute the masks when the schedule says so, and apply them."""
-        if not self.schedule.updates_at(step):
+        if self.schedule is None or not self.schedule.updates_at(step):
             return
         target = self.schedule.sparsity_at(step)
         for i, conv in enumerate(self.layers):
@@ -106,7 +115,7 @@ class MagnitudePruner:
     def done(self, steps_taken: int) -> bool:
         """After ``steps_taken`` steps (0 to steps_taken - 1 run), the final sparsity is applied: from here on the
         network only recovers."""
-        return steps_taken > self.schedule.end_step
+        return self.schedule is None or steps_taken > self.schedule.end_step
 
     def report(self) -> dict[str, float | int]:
         return sparsity_report(self.layers)

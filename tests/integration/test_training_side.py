@@ -391,6 +391,39 @@ def test_gradual_magnitude_pruning_makes_a_sparse_classic_model_that_exports_and
     assert detector.detect(next((photos_dir / "lila_md_testset").glob("*.jpg"))).ok
 
 
+def test_gmp_then_quantization_aware_training_keeps_the_zeros_and_stores_int8_weights(
+    tmp_path: Path, split_dir: Path, weights_path: Path, photos_dir: Path
+) -> None:
+    """`--qat-epochs 1` after GMP: the zeros stay, the checkpoint is fused with every convolution outside the
+    head on its int8 grid, and it exports and quantizes like any other."""
+    import torch
+
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.toolchain.yolov5_classic import Conv, load_classic
+
+    sparse = tmp_path / "gmp-qat.pt"
+    proc = run_cli("prune", weights_path, "--method", "gmp", "--sparsity", "0.6", "--data", split_dir, "--epochs",
+                   "2", "--qat-epochs", "1", "--imgsz", "160", "--batch", "8", "-o", sparse)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "quantization-aware training: 1 epochs" in proc.stdout and "(sparsity 60.0%)" in proc.stdout
+    record = json.loads(sparse.with_suffix(".prune.json").read_text())
+    assert record["qat"]["epochs"] == 1 and record["qat"]["best_epoch"] == 1
+    assert 0.599 <= record["sparsity"]["sparsity"] <= 0.6, "QAT revived no pruned weight"
+    model, _ = load_classic(sparse)
+    convs = [m for m in model.modules() if isinstance(m, Conv)]
+    assert convs and not any(hasattr(m, "bn") for m in convs), "batch norms folded: what QAT rounded is the file"
+    for module in convs:
+        weight = module.conv.weight.detach()
+        steps = weight / (weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 127)
+        assert torch.allclose(steps, steps.round(), atol=1e-3)
+    onnx_path = tmp_path / "gmp-qat-160.onnx"
+    assert run_cli("export", sparse, "--imgsz", "160", "-o", onnx_path).returncode == 0
+    int8 = tmp_path / "gmp-qat-160-int8.onnx"
+    proc = run_cli("quantize", onnx_path, "--calib", photos_dir / "lila_md_testset", "--calib-count", "8", "-o", int8)
+    assert proc.returncode == 0, proc.stderr
+    assert Detector(int8).detect(next((photos_dir / "lila_md_testset").glob("*.jpg"))).ok
+
+
 def _assert_batch_norm_measured_on(weights: Path, split_dir: Path, imgsz: int, batch: int) -> None:
     """The saved model's first batch norm holds the exact statistics of its convolution over the training
     photos (the average of the batch means), not running averages that lagged the masks."""
@@ -413,6 +446,7 @@ def test_gmp_mistakes(tmp_path: Path, split_dir: Path, weights_path: Path) -> No
     for args, message in (
         (("--sparsity", "1.5", "--epochs", "1"), "--sparsity 1.5: expected a fraction"),
         (("--epochs", "0"), "give --epochs 1 or more"),
+        (("--epochs", "1", "--qat-epochs", "-1"), "--qat-epochs -1: expected 0 (none) or more"),
     ):
         proc = run_cli("prune", weights_path, "--method", "gmp", "--data", split_dir, "-o", tmp_path / "p.pt", *args)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
