@@ -1,17 +1,21 @@
-"""Neural Magic's recipe without its stack: gradual magnitude pruning (`andi-edge prune --method gmp`), sparse
-INT8 (`andi-edge quantize`), measured on ONNX Runtime and, where it installs, on DeepSparse.
+"""Neural Magic's recipe without its stack: gradual magnitude pruning (`andi-edge prune --method gmp`),
+quantization-aware training (`--qat-epochs`), sparse INT8 (`andi-edge quantize`), measured on ONNX Runtime and,
+where it installs, on DeepSparse.
 
 1. A split of the sample photos by location (tests/dataset_factory.py: real photos, MegaDetector v5a's boxes
-   as labels, so "accuracy" here is agreement with MDv5a), and GMP of the COCO YOLOv5n to --sparsity during
-   --epochs of fine-tuning at 320 px (the head warm-started to animal/person/vehicle).
-2. Export dense and sparse at 320 and 640 px, quantize each (calibrated on 64 sample photos).
-3. Speed: model-only latency (fixed input, ``--threads`` cores) on ONNX Runtime and on DeepSparse (its own venv,
+   as labels, so "accuracy" here is agreement with MDv5a), and the dense fine-tuning of the COCO YOLOv5n on it
+   (--epochs at 320 px, the head warm-started to animal/person/vehicle): ft-dense.
+2. As SparseML prunes a fine-tuned model: GMP of ft-dense to each of --sparsities over --epochs more, and for
+   the highest one, --qat-epochs of quantization-aware training after it.
+3. Export each (and the COCO model) at 320 and 640 px, quantize each (calibrated on 64 sample photos).
+4. Speed: model-only latency (fixed input, ``--threads`` cores) on ONNX Runtime and on DeepSparse (its own venv,
    build/deepsparse-venv: `python3 -m venv build/deepsparse-venv && build/deepsparse-venv/bin/pip install
    deepsparse==1.8.0`; evaluation licence, end-of-life upstream), and `detect` end to end on ONNX Runtime.
-4. Accuracy: each model's boxes against the dense fp32 model's own (>= 0.25) on all 185 photos, and the zeros
-   actually present in the exported ONNX.
+5. Accuracy: each model's boxes against the dense fp32 model's own (>= 0.25) on all 185 photos, INT8 models
+   also against their own fp32 model's, and the zeros actually present in the exported ONNX.
 
-Run: .venv/bin/python benchmarks/sparse.py [--sparsity 0.8 --epochs 6] -> results/sparse.{json,md}
+Run: .venv/bin/python benchmarks/sparse.py [--sparsities 0.5,0.8 --epochs 12 --qat-epochs 3]
+     -> results/sparse.{json,md}
 """
 
 from __future__ import annotations
@@ -98,8 +102,9 @@ def detect_rate(path: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sparsity", type=float, default=0.8)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--sparsities", default="0.5,0.8", help="GMP targets, comma-separated")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--qat-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -109,6 +114,7 @@ def main() -> int:
     from andi_edge.runtime.detector import Detector
     from tests.dataset_factory import build_cct
 
+    sparsities = [float(v) for v in args.sparsities.split(",")]
     _, sources = find_photos([PHOTOS])
     photos = [s.path for s in sources]
     with tempfile.TemporaryDirectory(prefix="andi-sparse-") as tmp:
@@ -117,48 +123,59 @@ def main() -> int:
         split = work / "split"
         cli("dataset", "split", cct, "--images", PHOTOS, "--by", "location", "--val", "0.25", "--test", "0.10",
             "--seed", "0", "-o", split)  # fmt: skip
-        log(f"GMP to {args.sparsity:.0%} over {args.epochs} epochs at 320 px")
-        start = time.perf_counter()
-        sparse_pt = work / "gmp.pt"
-        cli("prune", WEIGHTS, "--method", "gmp", "--sparsity", args.sparsity, "--data", split, "--epochs",
-            args.epochs, "--imgsz", "320", "--batch", "8", "-o", sparse_pt)  # fmt: skip
-        prune_s = time.perf_counter() - start
-        record = json.loads(sparse_pt.with_suffix(".prune.json").read_text())
-        log("the dense counterpart: the same fine-tuning without pruning (same head, epochs, data)")
+        log(f"dense fine-tuning, {args.epochs} epochs at 320 px")
         run = work / "dense-ft"
         cli("train", "--data", split, "--weights", WEIGHTS, "--epochs", args.epochs, "--imgsz", "320", "--batch",
             "8", "--patience", args.epochs, "--no-compare", "-o", run)  # fmt: skip
         dense_ft = run / "train" / "weights" / "best.pt"
         dense_record = json.loads((run / "run_config.json").read_text())
+        models: dict[str, Path] = {"coco-dense": WEIGHTS, "ft-dense": dense_ft}
+        pruning: dict[str, dict[str, Any]] = {}
+        for sparsity in sparsities:
+            qat = args.qat_epochs if sparsity == max(sparsities) else 0
+            for epochs_qat in sorted({0, qat}):
+                name = f"ft-gmp{round(sparsity * 100)}" + ("-qat" if epochs_qat else "")
+                log(f"{name}: GMP of ft-dense to {sparsity:.0%} over {args.epochs} epochs, {epochs_qat} of QAT")
+                start = time.perf_counter()
+                sparse_pt = work / f"{name}.pt"
+                cli("prune", dense_ft, "--method", "gmp", "--sparsity", sparsity, "--data", split, "--epochs",
+                    args.epochs, "--qat-epochs", epochs_qat, "--imgsz", "320", "--batch", "8",
+                    "-o", sparse_pt)  # fmt: skip
+                record = json.loads(sparse_pt.with_suffix(".prune.json").read_text())
+                kept = ("sparsity", "best_epoch", "val_map50", "history", "qat")
+                pruning[name] = {"seconds": round(time.perf_counter() - start, 1), **{k: record[k] for k in kept}}
+                models[name] = sparse_pt
         rows: dict[str, dict[str, Any]] = {}
-        dense_ref: dict[tuple[int, str], Path] = {}
         for size in (320, 640):
-            for name, weights in (("coco-dense", WEIGHTS), ("ft-dense", dense_ft), ("ft-gmp", sparse_pt)):
+            exported: dict[str, Path] = {}
+            for name, weights in models.items():
                 fp32 = work / f"{name}-{size}.onnx"
                 cli("export", weights, "--imgsz", size, "-o", fp32)
                 int8 = work / f"{name}-{size}-int8.onnx"
                 cli("quantize", fp32, "--calib", PHOTOS, "-o", int8)
-                if name != "ft-gmp":
-                    dense_ref[(size, name)] = fp32
+                exported[name] = fp32
                 for precision, path in (("fp32", fp32), ("int8", int8)):
                     key = f"{name}-{size}-{precision}"
                     log(f"measuring {key}")
                     # the COCO model against itself; the fine-tuned ones against the dense fine-tuned fp32
-                    reference = Detector(dense_ref[(size, "coco-dense" if name == "coco-dense" else "ft-dense")])
+                    reference = Detector(exported["coco-dense" if name == "coco-dense" else "ft-dense"])
+                    candidate = Detector(path)
                     rows[key] = {
                         "size_mb": round(path.stat().st_size / 2**20, 2),
                         "conv_weights_zero": onnx_zeros(path),
                         "ort_model_only_ms": round(ort_model_only(path, args.threads, args.runs), 2),
                         "deepsparse_model_only_ms": deepsparse_model_only(path, size, args.threads, args.runs),
                         "detect_photos_per_s": detect_rate(path),
-                        "vs_dense_fp32": accuracy_delta(reference, Detector(path), photos),
-                    }
+                        "vs_dense_fp32": accuracy_delta(reference, candidate, photos),
+                        "vs_own_fp32": accuracy_delta(Detector(fp32), candidate, photos) if precision == "int8"
+                        else None,
+                    }  # fmt: skip
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "sparsity_target": args.sparsity,
+        "sparsities": sparsities,
         "epochs": args.epochs,
-        "prune_seconds": round(prune_s, 1),
-        "prune_record": {k: record[k] for k in ("sparsity", "best_epoch", "val_map50", "history")},
+        "qat_epochs": args.qat_epochs,
+        "pruning": pruning,
         "dense_ft_history": dense_record.get("history"),
         "threads": args.threads,
         "rows": rows,
@@ -171,30 +188,40 @@ def main() -> int:
 
 
 def markdown(r: dict[str, Any]) -> str:
-    p = r["prune_record"]
+    dense_best = max((h["val_map50"] for h in r["dense_ft_history"] or [] if h["epoch"] > 0), default=float("nan"))
     lines = [
-        "# Gradual magnitude pruning, sparse INT8, ONNX Runtime and DeepSparse",
+        "# Gradual magnitude pruning, quantization-aware training, sparse INT8, ONNX Runtime and DeepSparse",
         "",
-        f"Run {r['date']} by `benchmarks/sparse.py`: COCO YOLOv5n pruned by `andi-edge prune --method gmp` to "
-        f"{r['sparsity_target']:.0%} over {r['epochs']} epochs of fine-tuning at 320 px on a location split of the "
-        f"sample photos ({r['prune_seconds']} s; {p['sparsity']['zeros']:,} of {p['sparsity']['weights']:,} weights "
-        f"of {p['sparsity']['layers']} convolutions zero; best epoch {p['best_epoch']}, val mAP@0.5 against MDv5a "
-        f"{p['val_map50']}); ft-dense is the same fine-tuning without pruning (the same 3-class head: the COCO "
-        "model's 80-class head costs more). Model-only latencies on "
+        f"Run {r['date']} by `benchmarks/sparse.py`. ft-dense: the COCO YOLOv5n fine-tuned for {r['epochs']} epochs "
+        "at 320 px on a location split of the sample photos (3-class head warm-started from the COCO rows; best "
+        f"val mAP@0.5 against MDv5a {dense_best:.3f}). ft-gmpNN: ft-dense pruned by `andi-edge prune --method gmp` "
+        f"to NN% over {r['epochs']} more epochs (as SparseML prunes a fine-tuned model); -qat: then "
+        f"{r['qat_epochs']} epochs of quantization-aware training (`--qat-epochs`). Model-only latencies on "
         f"{r['threads']} threads; `detect` end to end with the default (parallel) pipeline on ONNX Runtime; "
-        "accuracy against the fp32 dense model's own boxes >= 0.25 (the COCO model for its rows, ft-dense for the "
-        "fine-tuned ones) on all 185 photos.",
+        "accuracy against the dense fp32 model's own boxes >= 0.25 (the COCO model for its rows, ft-dense for the "
+        "fine-tuned ones) on all 185 photos, and for INT8 rows against their own fp32 model's.",
+        "",
+        "| pruning | zeros | best epoch | val mAP@0.5 vs MDv5a | after QAT | seconds |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, p in r["pruning"].items():
+        qat = p["qat"]["val_map50"] if p.get("qat") else "-"
+        lines.append(f"| {name} | {p['sparsity']['sparsity']:.0%} | {p['best_epoch']} | {p['val_map50']} | {qat} "
+                     f"| {p['seconds']} |")  # fmt: skip
+    lines += [
         "",
         "| model | MB | zero conv weights | ORT model-only p50 ms | DeepSparse model-only p50 ms "
-        "| detect photos/s (ORT) | mAP@0.5 vs dense fp32 | recall at 0.25 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| detect photos/s (ORT) | mAP@0.5 vs dense fp32 | recall at 0.25 | INT8 vs own fp32: mAP@0.5 / recall |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, row in r["rows"].items():
         acc = row["vs_dense_fp32"]
-        ds = row["deepsparse_model_only_ms"]
+        own = row.get("vs_own_fp32")
+        own_text = f"{own['map50']} / {own['recall_at_typical']}" if own else "-"
         lines.append(
-            f"| {key} | {row['size_mb']} | {row['conv_weights_zero']:.0%} | {row['ort_model_only_ms']} | {ds} | "
-            f"{row['detect_photos_per_s']} | {acc['map50']} | {acc['recall_at_typical']} |"
+            f"| {key} | {row['size_mb']} | {row['conv_weights_zero']:.0%} | {row['ort_model_only_ms']} | "
+            f"{row['deepsparse_model_only_ms']} | {row['detect_photos_per_s']} | {acc['map50']} | "
+            f"{acc['recall_at_typical']} | {own_text} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -431,15 +431,17 @@ def _assert_batch_norm_measured_on(weights: Path, split_dir: Path, imgsz: int, b
     import torch
 
     from andi_edge.toolchain.classic_train import _load_split
-    from andi_edge.toolchain.yolov5_classic import load_classic
+    from andi_edge.toolchain.yolov5_classic import Conv, load_classic
 
     model, _ = load_classic(weights)
     first = model.model[0]
+    norm = getattr(first, "bn", None)
+    assert isinstance(first, Conv) and isinstance(norm, torch.nn.BatchNorm2d)
     samples = _load_split(split_dir, "train", imgsz)
     with torch.no_grad():
         means = [first.conv(torch.from_numpy(np.stack([s.tensor for s in samples[i : i + batch]]))).mean((0, 2, 3))
                  for i in range(0, len(samples), batch) if len(samples[i : i + batch]) > 1]  # fmt: skip
-    torch.testing.assert_close(first.bn.running_mean, torch.stack(means).mean(0), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(norm.running_mean, torch.stack(means).mean(0), atol=1e-4, rtol=1e-4)
 
 
 def test_gmp_mistakes(tmp_path: Path, split_dir: Path, weights_path: Path) -> None:

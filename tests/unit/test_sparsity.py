@@ -53,6 +53,7 @@ def test_masks_zero_exactly_the_smallest_weights_of_each_layer_and_keep_them_zer
         loss.backward()
         optimizer.step()
         pruner.apply()
+        assert pruner.schedule is not None
         expected = round(pruner.schedule.sparsity_at(step - step % 2 if step < 4 else 4) * weight.numel())
         assert int((weight == 0).sum()) == expected, step
     assert pruner.done(5) and not pruner.done(4), "the final masks come at step 4: done once it has run"
