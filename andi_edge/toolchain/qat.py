@@ -20,6 +20,8 @@ every symmetric grid, and the masks are re-applied after each step. The detectio
 # mypy: disable-error-code="no-any-return"
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -75,20 +77,18 @@ class ActivationFakeQuant(nn.Module):
         )
 
 
+def _geometry(conv: nn.Conv2d) -> dict[str, Any]:
+    """What makes another convolution of the same shape as ``conv``."""
+    return {"in_channels": conv.in_channels, "out_channels": conv.out_channels, "kernel_size": conv.kernel_size,
+            "stride": conv.stride, "padding": conv.padding, "dilation": conv.dilation, "groups": conv.groups,
+            "bias": conv.bias is not None}  # fmt: skip
+
+
 class QatConv2d(nn.Conv2d):
     """A convolution that rounds its weights to int8 and its output to uint8 as it runs (module doc)."""
 
     def __init__(self, source: nn.Conv2d) -> None:
-        super().__init__(
-            source.in_channels,
-            source.out_channels,
-            source.kernel_size,  # type: ignore[arg-type]
-            stride=source.stride,  # type: ignore[arg-type]
-            padding=source.padding,  # type: ignore[arg-type]
-            dilation=source.dilation,  # type: ignore[arg-type]
-            groups=source.groups,
-            bias=source.bias is not None,
-        )
+        super().__init__(**_geometry(source))
         with torch.no_grad():
             self.weight.copy_(source.weight)
             if source.bias is not None and self.bias is not None:
@@ -100,16 +100,7 @@ class QatConv2d(nn.Conv2d):
 
     def rounded(self) -> nn.Conv2d:
         """A plain convolution holding the rounded weights."""
-        plain = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,  # type: ignore[arg-type]
-            stride=self.stride,  # type: ignore[arg-type]
-            padding=self.padding,  # type: ignore[arg-type]
-            dilation=self.dilation,  # type: ignore[arg-type]
-            groups=self.groups,
-            bias=self.bias is not None,
-        )
+        plain = nn.Conv2d(**_geometry(self))
         with torch.no_grad():
             plain.weight.copy_(fake_quantize_weight(self.weight.detach()))
             if self.bias is not None and plain.bias is not None:
