@@ -94,15 +94,19 @@ def plan_pipeline(
     providers: tuple[str, ...],
     backend: str = "ort",
     cpus: int | None = None,
+    precision: str = "f32",
 ) -> PipelinePlan:
     """The plan for ``settings`` on this machine (``cpus``: the cores this run may use; None = all).
 
-    ``auto`` is parallel when ONNX Runtime runs on the CPU (no GPU or OpenVINO provider asked for), the run may
-    use two cores or more and the inference threads are not set by hand; split otherwise. Parallel asked for on
-    a backend that cannot run concurrent inferences falls back to split, with a warning.
+    ``auto`` is parallel when the inference runs on the CPU (ONNX Runtime with no GPU or OpenVINO provider
+    asked for, or OpenVINO's CPU device), the run may use two cores or more and the inference threads are not
+    set by hand; split otherwise. Parallel asked for on a backend that cannot run concurrent inferences falls
+    back to split, with a warning. ``precision`` goes to the backend (``BackendOptions.precision``).
     """
     cores = cpus if cpus is not None else available_cpus()
-    concurrent = backend == "ort" and set(providers) <= _CPU_PROVIDERS
+    concurrent = (backend == "ort" and set(providers) <= _CPU_PROVIDERS) or (
+        backend == "openvino" and set(providers) <= {"CPU"}
+    )
     if settings.mode == "parallel" and not concurrent:
         log.warning("pipeline mode parallel needs ONNX Runtime on the CPU (backend %s, providers %s): using split",
                     backend, ", ".join(providers) or "default")  # fmt: skip
@@ -116,11 +120,17 @@ def plan_pipeline(
             max_in_flight=max(settings.max_in_flight, 2 * workers),
         )
         options = BackendOptions(
-            intra_op_threads=threads or 1, providers=providers, allow_spinning=False, memory_pattern=False
+            intra_op_threads=threads or 1,
+            providers=providers,
+            allow_spinning=False,
+            memory_pattern=False,
+            precision=precision,
+            concurrent_runs=workers,
         )
         return PipelinePlan(resolved, options)
     split = replace(settings, parallel=False)
-    return PipelinePlan(split, backend_options_for(threads, providers, split, cpus=cores))
+    options = replace(backend_options_for(threads, providers, split, cpus=cores), precision=precision)
+    return PipelinePlan(split, options)
 
 
 def backend_options_for(

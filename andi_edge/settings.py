@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from andi_edge.config import PIPELINE_MODES, ClassifierSettings, DetectorSettings
+from andi_edge.config import INFERENCE_PRECISIONS, PIPELINE_MODES, ClassifierSettings, DetectorSettings
 from andi_edge.errors import ConfigError
 
 
@@ -28,6 +28,8 @@ class BackendSettings:
     providers: tuple[str, ...] = ()
     #: run MODEL-int8.onnx beside the model when its card says it passed the accuracy gate (runtime.model_choice)
     prefer_int8: bool = False
+    #: inference arithmetic (config.INFERENCE_PRECISIONS): bf16 needs the openvino backend
+    precision: str = "f32"
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,14 @@ class WatchConfig:
             (self.pipeline.workers >= 0, "pipeline.workers must be >= 0 (0 = one per core)"),
             (self.pipeline.max_in_flight >= 1, "pipeline.max_in_flight must be >= 1"),
             (self.backend.threads >= 0, "backend.threads must be >= 0"),
+            (
+                self.backend.precision in INFERENCE_PRECISIONS,
+                f"backend.precision must be one of {', '.join(INFERENCE_PRECISIONS)}",
+            ),
+            (
+                self.backend.precision == "f32" or self.backend.name == "openvino",
+                "backend.precision bf16 needs backend.name: openvino (ONNX Runtime's CPU kernels are f32)",
+            ),
             (self.logging.level in {"debug", "info", "warning", "error"}, "logging.level: debug|info|warning|error"),
             (self.logging.format in {"plain", "json"}, "logging.format must be plain or json"),
             (self.metrics.interval_s > 0, "metrics.interval_s must be positive"),

@@ -49,7 +49,8 @@ def _watch_plan(config: WatchConfig) -> PipelinePlan:
 
     section = config.pipeline
     settings = PipelineSettings(section.decode_workers, section.max_in_flight, section.mode, section.workers)
-    return plan_pipeline(settings, config.backend.threads, config.backend.providers, config.backend.name)
+    backend = config.backend
+    return plan_pipeline(settings, backend.threads, backend.providers, backend.name, precision=backend.precision)
 
 
 def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> tuple[Detector, str, str | None]:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that
     from andi_edge.runtime.detector import Detector
     from andi_edge.toolchain.gate import Gate
 
+from andi_edge.config import INFERENCE_PRECISIONS
+
 EXIT_OK = 0
 log = logging.getLogger("andi_edge")
 
@@ -30,6 +32,13 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         metavar="EP",
         help="ONNX Runtime execution provider to try first, e.g. CUDAExecutionProvider "
         "(repeatable; CPU is always the fallback)",
+    )
+    group.add_argument(
+        "--precision",
+        choices=INFERENCE_PRECISIONS,
+        default="f32",
+        help="inference arithmetic: f32 (default) or bf16 (OpenVINO on a CPU with AMX/AVX512-BF16: about half "
+        "the time at 640 px, the same boxes within noise)",
     )
     group.add_argument(
         "--threads",
@@ -172,7 +181,7 @@ def pipeline_plan(args: argparse.Namespace) -> PipelinePlan:
     from andi_edge.pipeline import PipelineSettings, plan_pipeline
 
     settings = PipelineSettings(decode_workers=args.decode_workers, mode=args.pipeline, workers=args.pipeline_workers)
-    return plan_pipeline(settings, args.threads, tuple(args.provider), args.backend)
+    return plan_pipeline(settings, args.threads, tuple(args.provider), args.backend, precision=args.precision)
 
 
 def build_detector(args: argparse.Namespace, plan: PipelinePlan | None = None) -> Detector:

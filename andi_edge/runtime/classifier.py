@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -267,8 +267,10 @@ class Classifier:
 
 
 def load_classifier(settings: ClassifierSettings, backend_options: BackendOptions | None = None) -> Classifier | None:
-    """The classifier ``settings`` name, or None when they name none."""
+    """The classifier ``settings`` name, or None when they name none. It runs on ONNX Runtime with the pipeline's
+    threading, in f32 whatever precision the detector's backend was given."""
     if not settings.model:
         return None
     card = Path(settings.card) if settings.card else None
-    return Classifier(Path(settings.model), card, settings, backend_options=backend_options)
+    options = replace(backend_options, precision="f32") if backend_options is not None else None
+    return Classifier(Path(settings.model), card, settings, backend_options=options)

@@ -36,8 +36,10 @@ PLAN_ROWS = {
     "auto with threads set by hand: split, as asked": (("auto", 3, (), "ort", 4), (False, 1, 3, 4)),
     "auto on a GPU: split": (("auto", 0, ("CUDAExecutionProvider",), "ort", 4), (False, 1, 3, 4)),
     "auto with CPU named explicitly: parallel": (("auto", 0, ("CPUExecutionProvider",), "ort", 2), (True, 2, 1, 4)),
-    "auto on OpenVINO (one request at a time): split": (("auto", 0, (), "openvino", 4), (False, 1, 3, 4)),
-    "parallel asked for on OpenVINO: split": (("parallel", 0, (), "openvino", 4), (False, 1, 3, 4)),
+    "auto on OpenVINO's CPU: parallel, one stream per worker": (("auto", 0, (), "openvino", 4), (True, 4, 1, 8)),
+    "OpenVINO's CPU named explicitly: parallel": (("parallel", 0, ("CPU",), "openvino", 2), (True, 2, 1, 4)),
+    "auto on OpenVINO's GPU: split": (("auto", 0, ("GPU",), "openvino", 4), (False, 1, 3, 4)),
+    "parallel asked for on OpenVINO's GPU: split": (("parallel", 0, ("GPU",), "openvino", 4), (False, 1, 3, 4)),
     "parallel on 1 core, as asked": (("parallel", 0, (), "ort", 1), (True, 1, 1, 4)),
     "parallel with 2 threads each": (("parallel", 2, (), "ort", 4), (True, 4, 2, 8)),
     "split as asked": (("split", 0, (), "ort", 4), (False, 1, 3, 4)),
@@ -47,10 +49,12 @@ PLAN_ROWS = {
 @pytest.mark.parametrize("row", list(PLAN_ROWS))
 def test_the_plan_uses_the_cores_the_way_the_backend_can(row: str) -> None:
     (mode, threads, providers, backend, cpus), (parallel, workers, intra, in_flight) = PLAN_ROWS[row]
-    plan = plan_pipeline(PipelineSettings(mode=mode), threads, providers, backend, cpus=cpus)
+    plan = plan_pipeline(PipelineSettings(mode=mode), threads, providers, backend, cpus=cpus, precision="bf16")
     got = (plan.parallel, plan.settings.decode_workers, plan.backend.intra_op_threads, plan.settings.max_in_flight)
     assert got == (parallel, workers, intra, in_flight)
     assert plan.backend.providers == providers
+    assert plan.backend.precision == "bf16", "the precision reaches the backend whatever the plan"
+    assert plan.backend.concurrent_runs == (workers if parallel else 1), "one request/stream per worker"
     if parallel:
         assert not plan.backend.allow_spinning, "a spinning thread would steal the other workers' cores"
         assert not plan.backend.memory_pattern, "each concurrent run would keep a planned block of its own"

@@ -62,6 +62,8 @@ def test_errors_name_key_and_file(tmp_path: Path) -> None:
         "repeats:\n  min_photos: 1\n": "repeats.min_photos must be at least 2",
         "events:\n  gap_s: -1\n": "events.gap_s must not be negative",
         "backend:\n  providers: [1]\n": "'backend.providers\\[0\\]' .* must be str",
+        "backend:\n  precision: fp16\n": "backend.precision must be one of f32, bf16",
+        "backend:\n  precision: bf16\n": "backend.precision bf16 needs backend.name: openvino",
     }
     for extra, message in cases.items():
         path.write_text(base + extra)

@@ -29,6 +29,12 @@ class BackendOptions:
     #: ONNX Runtime's memory pattern: one block planned for a run's buffers. Each concurrent run keeps its own,
     #: so the parallel pipeline turns it off: measured on 2 cores, -15 to -20 MB RSS for ~4% inference time
     memory_pattern: bool = True
+    #: inference arithmetic, one of config.INFERENCE_PRECISIONS: OpenVINO takes it as its precision hint;
+    #: ONNX Runtime's CPU kernels are f32 (INT8 comes as a model of its own) and refuse anything else
+    precision: str = "f32"
+    #: how many ``run`` calls may be in flight at once (the parallel pipeline's workers): ONNX Runtime's session
+    #: takes any number; OpenVINO keeps one inference request (and CPU stream) for each
+    concurrent_runs: int = 1
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,8 @@ class LoadedModel:
 
 
 class Backend(Protocol):
-    """An inference engine. ``load`` once, then ``run`` many times (thread-compatible, not necessarily safe)."""
+    """An inference engine. ``load`` once, then ``run`` many times, from up to ``options.concurrent_runs``
+    threads at once."""
 
     name: str
 

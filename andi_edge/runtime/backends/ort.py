@@ -26,6 +26,11 @@ class OnnxRuntimeBackend:
         self._output_name = ""
 
     def load(self, model_path: Path, options: BackendOptions) -> LoadedModel:
+        if options.precision != "f32":
+            raise BackendError(
+                f"ONNX Runtime runs f32 on the CPU, not {options.precision}",
+                hint="bf16 inference needs --backend openvino; for INT8 run a quantized model (andi-edge quantize)",
+            )
         providers = self._choose_providers(options.providers)
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
