@@ -104,27 +104,29 @@ def export_models(workdir: Path) -> dict[str, Path]:
     return models
 
 
-def planned(backend: str = "ort", mode: str = "auto") -> Any:
+def planned(backend: str = "ort", mode: str = "auto", precision: str = "f32") -> Any:
     """The pipeline `detect` plans by default (mode auto) on this machine, or the mode asked for."""
     from andi_edge.pipeline import PipelineSettings, plan_pipeline
 
-    return plan_pipeline(PipelineSettings(mode=mode), 0, (), backend)
+    return plan_pipeline(PipelineSettings(mode=mode), 0, (), backend, precision=precision)
 
 
-def detector(model: Path, backend: str = "ort", mode: str = "auto", **settings: Any) -> Any:
+def detector(model: Path, backend: str = "ort", mode: str = "auto", precision: str = "f32", **settings: Any) -> Any:
     from andi_edge.config import DetectorSettings
     from andi_edge.runtime.detector import Detector
 
-    plan = planned(backend, mode)
+    plan = planned(backend, mode, precision)
     return Detector(model, settings=DetectorSettings(**settings), backend=backend, backend_options=plan.backend)
 
 
-def bench_andi(model: Path, photos: list[Path], runs: int, backend: str = "ort", mode: str = "auto") -> dict[str, Any]:
+def bench_andi(
+    model: Path, photos: list[Path], runs: int, backend: str = "ort", mode: str = "auto", precision: str = "f32"
+) -> dict[str, Any]:
     from andi_edge import bench
 
-    plan = planned(backend, mode)
+    plan = planned(backend, mode, precision)
     start = time.perf_counter()
-    d = detector(model, backend=backend, mode=mode)
+    d = detector(model, backend=backend, mode=mode, precision=precision)
     session_ms = (time.perf_counter() - start) * 1000
     d.detect(photos[0])
     first_ms = (time.perf_counter() - start) * 1000
@@ -421,7 +423,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f"sustained ({report['daemon']['outputs']}), against a pipelined detect rate of {tp['pipelined']} and a "
         f"shared-core bound of {tp['shared_core_bound']}.",
         "",
-        "## What compression costs (against the fp32 model's own boxes >= 0.25 on the same photos)",
+        "## What compression (and OpenVINO's bf16) costs (against ONNX Runtime's fp32 boxes >= 0.25, same photos)",
         "",
         "| model | mAP@0.5 | recall at 0.25 | small-object recall | reference boxes |",
         "|---|---:|---:|---:|---:|",
@@ -482,10 +484,12 @@ def targets(report: dict[str, Any]) -> list[str]:
         return float(runs[name]["photos"]["throughput_photos_per_s"]["pipelined"])
 
     for size, goal in ((640, TARGET_640_PHOTOS_PER_S), (320, TARGET_320_PHOTOS_PER_S_15)):
-        best = max(rate(f"yolov5n-{size}"), rate(f"yolov5n-{size}-int8"))
+        bf16 = f"yolov5n-{size} (openvino bf16)"
+        best = max(rate(f"yolov5n-{size}"), rate(f"yolov5n-{size}-int8"), rate(bf16) if bf16 in runs else 0.0)
+        on_openvino = f", OpenVINO bf16 {rate(bf16)}" if bf16 in runs else ""
         out.append(
             f"{size} px >= {goal:.0f} photos/s (issue 15): fp32 {rate(f'yolov5n-{size}')}, INT8 "
-            f"{rate(f'yolov5n-{size}-int8')} ({runs[f'yolov5n-{size}']['pipeline_plan']}) -> "
+            f"{rate(f'yolov5n-{size}-int8')}{on_openvino} ({runs[f'yolov5n-{size}']['pipeline_plan']}) -> "
             f"{'met' if best >= goal else f'MISSED by {goal - best:.1f}'}."
         )
         slower = rate(f"yolov5n-{size}-int8") < rate(f"yolov5n-{size}")
@@ -582,11 +586,17 @@ def main() -> int:
             report["andi_edge"][f"{name} (split)"] = bench_andi(models[name], photos, args.runs, mode="split")
         from andi_edge.runtime.backends import available_backends
 
-        if "openvino" in available_backends():
+        openvino = "openvino" in available_backends()
+        if openvino:
             for name in ("yolov5n-320", "yolov5n-320-int8"):
                 log(f"andi-edge pipeline, {name} on OpenVINO")
                 report["andi_edge"][f"{name} (openvino)"] = bench_andi(models[name], photos, args.runs, "openvino")
-        log("accuracy lost by INT8 against fp32 (fp32's own boxes >= 0.25 as reference)")
+            for name in ("yolov5n-320", "yolov5n-640"):
+                log(f"andi-edge pipeline, {name} on OpenVINO in bf16")
+                report["andi_edge"][f"{name} (openvino bf16)"] = bench_andi(
+                    models[name], photos, args.runs, "openvino", precision="bf16"
+                )
+        log("accuracy lost by INT8 (and OpenVINO's bf16) against fp32 (fp32's own boxes >= 0.25 as reference)")
         from andi_edge.bench import accuracy_delta
 
         report["compression"] = {
@@ -595,6 +605,13 @@ def main() -> int:
             )
             for size in (320, 640)
         }
+        if openvino:
+            for size in (320, 640):
+                report["compression"][f"yolov5n-{size} (openvino bf16)"] = accuracy_delta(
+                    detector(models[f"yolov5n-{size}"]),
+                    detector(models[f"yolov5n-{size}"], "openvino", precision="bf16"),
+                    photos,
+                )
         log("PyTorch (YOLOv5 recipe)")
         pytorch = pytorch_rate(photos, conf=0.005)
         log("andi-edge vs Ultralytics predict on the same ONNX")
