@@ -24,7 +24,7 @@ export YOLO_AUTOINSTALL := false
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos"
 	@echo "make test   - set up, then lint, type-check, import contracts and the whole test suite"
-	@echo "make bench  - the benchmark suite -> benchmarks/results/ (a few minutes)"
+	@echo "make bench  - the benchmark suite -> benchmarks/results/ (about 10 minutes)"
 	@echo "make accuracy - agreement with MDv5a: categories, input size, decode, fine-tuning (20-30 minutes)"
 	@echo "make mutate - mutation testing (mutmut) of runtime geometry, heads, NMS, batch JSON, Camtrap DP, journal"
 	@echo "              -> benchmarks/results/mutation.md (about 10 minutes on 2 cores)"
