@@ -29,12 +29,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             name=args.name,
             licence=args.licence,
             native_classes=args.native_classes,
+            rect=args.rect,
         )
     )
     reports = f" reported as {'/'.join(card.categories.names)}" if card.categories and not args.native_classes else ""
     print(
         f"exported {weights.path} ({card.head} head, {card.num_classes} classes{reports}, stride {card.stride}, "
-        f"{card.input_height} px) -> {output}"
+        f"{card.input_height} px{', rectangular inference' if card.rect else ''}) -> {output}"
     )
     return EXIT_OK
 
@@ -263,6 +264,12 @@ def register(commands: Any) -> None:
         action="store_true",
         help="keep the network's own classes in the card; by default a COCO model reports MegaDetector's "
         "categories (animal, person, vehicle), combining the COCO classes' probabilities before NMS",
+    )
+    export.add_argument(
+        "--rect",
+        action="store_true",
+        help="rectangular inference (classic YOLOv5): each photo runs at its own aspect, --imgsz its long side and "
+        "the short side padded only to the stride (640x480 for a 4:3 photo at 640): ~25-40%% less inference",
     )
     export.add_argument("--output", "-o", type=Path, default=None, help="ONNX file to write (default: STEM-IMGSZ.onnx)")
     export.add_argument("--name", default=None, help="model name for the card (default: STEM-IMGSZ)")

@@ -187,9 +187,14 @@ class Detector:
         )
         decode_ms = _ms_since(start)
         start = time.perf_counter()
-        geometry = LetterboxGeometry.fit(
-            decoded.info.width_px, decoded.info.height_px, card.input_width, card.input_height
-        )
+        if card.rect:
+            geometry = LetterboxGeometry.fit_rect(
+                decoded.info.width_px, decoded.info.height_px, max(card.input_width, card.input_height), card.stride
+            )
+        else:
+            geometry = LetterboxGeometry.fit(
+                decoded.info.width_px, decoded.info.height_px, card.input_width, card.input_height
+            )
         tensor = letterbox_tensor(decoded.rgb, geometry)
         letterbox_ms = _ms_since(start)
         pixels = None
@@ -231,7 +236,7 @@ class Detector:
             card.num_classes,
             self.conf_threshold,
             self.categories,
-            input_hw=(card.input_height, card.input_width),
+            input_hw=(geometry.input_h, geometry.input_w),
         )
         candidates = candidates.top(MAX_NMS_CANDIDATES)
         if candidates.one_per_object:

@@ -56,6 +56,17 @@ class LetterboxGeometry:
             pad_top=round(half_dh - 0.1),
         )
 
+    @classmethod
+    def fit_rect(cls, photo_w: int, photo_h: int, long_side: int, stride: int) -> LetterboxGeometry:
+        """Rectangular inference (YOLOv5's ``letterbox(auto=True)``): the same gain as ``fit`` into a
+        ``long_side`` square, the input only as large as the resized photo rounded up to the stride."""
+        if min(photo_w, photo_h, long_side, stride) <= 0:
+            raise ValueError(f"sizes must be positive: photo {photo_w}x{photo_h}, {long_side} px, stride {stride}")
+        gain = min(long_side / photo_h, long_side / photo_w)
+        resized_w = max(1, round(photo_w * gain))
+        resized_h = max(1, round(photo_h * gain))
+        return cls.fit(photo_w, photo_h, -(-resized_w // stride) * stride, -(-resized_h // stride) * stride)
+
     def to_photo_xyxy(self, xyxy_input_px: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Model-input pixels -> original photo pixels, clipped to the photo."""
         boxes = np.asarray(xyxy_input_px, dtype=np.float32).reshape(-1, 4).copy()

@@ -109,6 +109,10 @@ class ModelCard:
     source_model_sha256: str | None = None
     #: the accuracy gate it passed against that model (dataset, mAP@0.5 before and after, the loss allowed)
     quantize_gate: dict[str, Any] | None = None
+    #: rectangular inference: the graph takes any height and width that are multiples of ``stride``, and each
+    #: photo is letterboxed to its own input (long side input_width/height, short side padded only up to the
+    #: stride) instead of to the square: a 4:3 photo at 640 px runs 640x480, a 16:9 one 640x384
+    rect: bool = False
     schema_version: int = CARD_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -224,14 +228,17 @@ def ultralytics_head_hint(metadata: dict[str, str]) -> HeadType | None:
 
 
 def head_fits(head: HeadType, output_shape: tuple[int | str | None, ...], num_classes: int) -> bool:
-    """Whether an output of this shape is what ``head`` produces for ``num_classes`` classes."""
-    if len(output_shape) != 3 or not all(isinstance(d, int) for d in output_shape[1:]):
+    """Whether an output of this shape is what ``head`` produces for ``num_classes`` classes. The candidates'
+    axis may be free (rectangular inference); the axis of the values per candidate must be fixed."""
+    if len(output_shape) != 3:
         return False
     a, b = output_shape[1], output_shape[2]
+    if head == "ultralytics":
+        return isinstance(a, int) and a == 4 + num_classes
+    if not isinstance(b, int):
+        return False
     if head == "yolov5":
         return b == 5 + num_classes
-    if head == "ultralytics":
-        return a == 4 + num_classes
     if head in ("end2end", "rtdetr"):
         return b == 6
     return b == 4 + num_classes  # rtdetr_scores
@@ -307,6 +314,11 @@ def _check_against_shapes(
     card: ModelCard, input_shape: tuple[int | str | None, ...], output_shape: tuple[int | str | None, ...]
 ) -> None:
     static_hw = len(input_shape) == 4 and isinstance(input_shape[2], int) and isinstance(input_shape[3], int)
+    if card.rect and static_hw:
+        raise ModelError(
+            f"model card says rectangular inference but the graph takes a fixed {input_shape[2]}x{input_shape[3]}",
+            hint="re-export with `andi-edge export --rect`, or drop rect from the card",
+        )
     if static_hw and (input_shape[2], input_shape[3]) != (card.input_height, card.input_width):
         raise ModelError(
             f"model card says input {card.input_height}x{card.input_width} but the graph takes "

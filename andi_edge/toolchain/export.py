@@ -53,6 +53,8 @@ class ExportRequest:
     licence: str | None = None
     #: write the native classes as the card's categories (no camera-trap mapping)
     native_classes: bool = False
+    #: rectangular inference (``ModelCard.rect``): height and width left free in the graph, classic YOLOv5 only
+    rect: bool = False
 
     @property
     def size(self) -> int:
@@ -100,6 +102,12 @@ def export_onnx(request: ExportRequest) -> ModelCard:
     with tempfile.TemporaryDirectory(prefix="andi-export-") as tmp:
         staged = Path(tmp) / "model.onnx"
         if yolov5_classic.is_ultralytics_checkpoint(request.weights.path):
+            if request.rect:
+                raise UsageError(
+                    f"--rect: {request.weights.path} is an ultralytics checkpoint; rectangular inference is "
+                    "exported for classic YOLOv5 checkpoints (yolov5n.pt, MegaDetector v5, `train --head warm`)",
+                    hint="export it without --rect",
+                )
             exported = _export_ultralytics(request, imgsz, Path(tmp), staged)
         else:
             exported = _export_classic(request, imgsz, staged)
@@ -122,6 +130,7 @@ def export_onnx(request: ExportRequest) -> ModelCard:
             export_tools=exported.tools,
             created_utc=datetime.now(UTC).replace(microsecond=0).isoformat(),
             categories=categories_for(names, request.native_classes),
+            rect=request.rect,
         )
         write_card(staged, card)
         write_bytes_atomic(request.output, staged.read_bytes())
@@ -144,13 +153,24 @@ def write_card(onnx_path: Path, card: ModelCard) -> None:
 
 
 def torch_to_onnx(
-    model: Any, dummy: Any, target: Path, input_name: str, output_name: str, dynamic_batch: bool = False
+    model: Any,
+    dummy: Any,
+    target: Path,
+    input_name: str,
+    output_name: str,
+    dynamic_batch: bool = False,
+    dynamic_hw: bool = False,
 ) -> None:
     """torch's TorchScript exporter at our opset with constant folding: how every andi-edge ONNX file is made
-    from a torch module (``dynamic_batch``: the first axis left free, for a classifier's crops)."""
+    from a torch module (``dynamic_batch``: the first axis left free, for a classifier's crops; ``dynamic_hw``:
+    the image's height and width, and so the detector's candidate count, for rectangular inference)."""
     import torch
 
-    axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
+    axes: dict[str, dict[int, str]] | None = None
+    if dynamic_batch:
+        axes = {input_name: {0: "batch"}, output_name: {0: "batch"}}
+    elif dynamic_hw:
+        axes = {input_name: {2: "height", 3: "width"}, output_name: {1: "candidates"}}
     torch.onnx.export(
         model,
         (dummy,),
@@ -162,6 +182,26 @@ def torch_to_onnx(
         do_constant_folding=True,
         dynamo=False,
     )
+    if dynamic_hw:
+        _pin_output_dims(model, dummy, target, free=1)
+
+
+def _pin_output_dims(model: Any, dummy: Any, target: Path, free: int) -> None:
+    """The exporter leaves every output dimension it could not prove constant unnamed; all but ``free`` are
+    (the batch and the per-candidate values: 5 + classes), and the runtime reads the head from them."""
+    import onnx
+    import torch
+
+    with torch.no_grad():
+        produced = model(dummy)
+    shape = (produced[0] if isinstance(produced, tuple | list) else produced).shape
+    exported = onnx.load(str(target))
+    dims = exported.graph.output[0].type.tensor_type.shape.dim
+    for axis, size in enumerate(shape):
+        if axis != free:
+            dims[axis].Clear()
+            dims[axis].dim_value = int(size)
+    onnx.save(exported, str(target))
 
 
 def _export_classic(request: ExportRequest, imgsz: int, staged: Path) -> _Exported:
@@ -177,7 +217,7 @@ def _export_classic(request: ExportRequest, imgsz: int, staged: Path) -> _Export
     dummy = torch.zeros(1, 3, imgsz, imgsz)
     with torch.no_grad():
         model(dummy)  # a dry run catches shape problems with a readable torch error before export
-        torch_to_onnx(model, dummy, staged, INPUT_NAME, OUTPUT_NAME)
+        torch_to_onnx(model, dummy, staged, INPUT_NAME, OUTPUT_NAME, dynamic_hw=request.rect)
     tools = {
         "andi_edge": __version__,
         "torch": torch.__version__,

@@ -103,7 +103,10 @@ def static_int8(source: Path, target: Path, reader: Any, nodes_to_exclude: list[
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     prepared = target.with_name(f"{target.stem}.prepared.onnx")
-    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+    excluded = [*(nodes_to_exclude or []), *shape_arithmetic(source)]
+    # ONNX Runtime's symbolic shape inference gives up on a rectangular model's free height and width; ONNX's
+    # own inference, which it falls back to, is enough for the quantizer there
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=_free_image_size(source))
     quantize_static(
         str(prepared),
         str(target),
@@ -113,27 +116,63 @@ def static_int8(source: Path, target: Path, reader: Any, nodes_to_exclude: list[
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
-        nodes_to_exclude=nodes_to_exclude or [],
+        nodes_to_exclude=excluded,
     )
     prepared.unlink()
-    declare_used_opsets(target)
+    tidy_quantized(source, target)
 
 
-def declare_used_opsets(path: Path) -> None:
-    """Drop the operator-set imports no node of the model uses. ONNX Runtime's quantizer stamps its own domains
-    on the file (ai.onnx.ml 5, com.microsoft.nchwc, ai.onnx.training, ...) although a QDQ model uses only the
-    standard one, and stricter loaders refuse what they do not know: DeepSparse 1.8 refused every INT8 model
-    for ai.onnx.ml opset 5 until these went."""
+def shape_arithmetic(model_path: Path) -> list[str]:
+    """The nodes that compute a Resize's output size from a tensor's shape (a rectangular model's upsampling:
+    Shape -> Gather -> Cast -> Mul by the scale -> ...). They are arithmetic on sizes, not activations: quantized,
+    15 x 2 came out 29, and the model failed at every 4:3 photo."""
     import onnx
 
-    model = onnx.load(str(path))
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    producer = {output: node for node in graph.node for output in node.output}
+    wanted = [name for node in graph.node if node.op_type == "Resize" for name in node.input[1:] if name]
+    found: dict[str, onnx.NodeProto] = {}
+    while wanted:
+        node = producer.get(wanted.pop())
+        if node is None or node.name in found:
+            continue
+        found[node.name] = node
+        if node.op_type != "Shape":  # a Shape's input is the activation itself
+            wanted.extend(name for name in node.input if name)
+    return [name for name, node in found.items() if node.op_type != "Constant"]
+
+
+def _free_image_size(model_path: Path) -> bool:
+    import onnx
+
+    dims = onnx.load(str(model_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return any(not d.HasField("dim_value") for d in list(dims)[2:])
+
+
+def tidy_quantized(source: Path, target: Path) -> None:
+    """What ONNX Runtime's quantizer leaves behind, put right in ``target``:
+
+    - operator-set imports no node uses: it stamps its own domains on the file (ai.onnx.ml 5,
+      com.microsoft.nchwc, ai.onnx.training, ...) although a QDQ model uses only the standard one, and stricter
+      loaders refuse what they do not know (DeepSparse 1.8 refused every INT8 model for ai.onnx.ml opset 5);
+    - the inputs' and outputs' shapes: its shape inference renames the free dimensions of a rectangular model
+      and loses the fixed ones beside them (the class count of ``(1, candidates, 85)``), which is how the
+      runtime knows the head; they are the source model's again.
+    """
+    import onnx
+
+    model = onnx.load(str(target))
     used = {node.domain for node in model.graph.node} | {node.domain for f in model.functions for node in f.node}
     kept = [opset for opset in model.opset_import if opset.domain in used or opset.domain in ("", "ai.onnx")]
-    if len(kept) == len(model.opset_import):
-        return
     del model.opset_import[:]
     model.opset_import.extend(kept)
-    onnx.save(model, str(path))
+    original = onnx.load(str(source), load_external_data=False).graph
+    for ours, theirs in ((model.graph.input, original.input), (model.graph.output, original.output)):
+        types = {value.name: value.type for value in theirs}
+        for value in ours:
+            if value.name in types:
+                value.type.CopyFrom(types[value.name])
+    onnx.save(model, str(target))
 
 
 def quantize(request: QuantizeRequest) -> Path:
