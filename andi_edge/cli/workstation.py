@@ -20,7 +20,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from andi_edge.toolchain.weights import resolve_weights
 
     weights = resolve_weights(args.weights)
-    output = args.output or Path(f"{weights.path.stem}-{export_size(weights, args.imgsz)}.onnx")
+    suffix = "-rect" if args.rect else ""
+    output = args.output or Path(f"{weights.path.stem}-{export_size(weights, args.imgsz)}{suffix}.onnx")
     card = export_onnx(
         ExportRequest(
             weights=weights,
@@ -271,8 +272,10 @@ def register(commands: Any) -> None:
         help="rectangular inference (classic YOLOv5): each photo runs at its own aspect, --imgsz its long side and "
         "the short side padded only to the stride (640x480 for a 4:3 photo at 640): ~25-40%% less inference",
     )
-    export.add_argument("--output", "-o", type=Path, default=None, help="ONNX file to write (default: STEM-IMGSZ.onnx)")
-    export.add_argument("--name", default=None, help="model name for the card (default: STEM-IMGSZ)")
+    export.add_argument(
+        "--output", "-o", type=Path, default=None, help="ONNX file to write (default: STEM-IMGSZ[-rect].onnx)"
+    )
+    export.add_argument("--name", default=None, help="model name for the card (default: STEM-IMGSZ[-rect])")
     export.add_argument("--licence", default=None, help="licence of the weights, for the card")
     export.set_defaults(handler=cmd_export)
 

@@ -116,7 +116,7 @@ def export_onnx(request: ExportRequest) -> ModelCard:
         if known is not None and known.typical is not None:
             thresholds = Thresholds(typical=known.typical, conservative=known.conservative or thresholds.conservative)
         card = ModelCard(
-            name=request.name or f"{request.weights.path.stem}-{imgsz}",
+            name=request.name or f"{request.weights.path.stem}-{imgsz}{'-rect' if request.rect else ''}",
             class_names=names,
             input_height=imgsz,
             input_width=imgsz,

@@ -48,6 +48,7 @@ def test_rect_models_run_each_photo_at_its_aspect_and_keep_the_square_models_box
     fp32, int8 = rect_models
     rect = Detector(fp32)
     assert rect.card.rect and rect.loaded.input_shape[2:] == ("height", "width")
+    assert rect.card.name == "yolov5n-320-rect", "a rect model's card says so in its name"
     source = Image.open(photos_dir / "ecoassist_md_examples" / "1.jpg").convert("RGB")
     three_two = tmp_path / "three_two.jpg"
     source.resize((960, 640)).save(three_two, quality=92)
