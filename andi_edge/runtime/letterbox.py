@@ -39,9 +39,7 @@ class LetterboxGeometry:
     def fit(cls, photo_w: int, photo_h: int, input_w: int, input_h: int) -> LetterboxGeometry:
         if min(photo_w, photo_h, input_w, input_h) <= 0:
             raise ValueError(f"sizes must be positive: photo {photo_w}x{photo_h}, input {input_w}x{input_h}")
-        gain = min(input_h / photo_h, input_w / photo_w)
-        resized_w = max(1, round(photo_w * gain))
-        resized_h = max(1, round(photo_h * gain))
+        gain, resized_w, resized_h = _scaled(photo_w, photo_h, input_w, input_h)
         half_dw = (input_w - resized_w) / 2
         half_dh = (input_h - resized_h) / 2
         return cls(
@@ -62,9 +60,7 @@ class LetterboxGeometry:
         ``long_side`` square, the input only as large as the resized photo rounded up to the stride."""
         if min(photo_w, photo_h, long_side, stride) <= 0:
             raise ValueError(f"sizes must be positive: photo {photo_w}x{photo_h}, {long_side} px, stride {stride}")
-        gain = min(long_side / photo_h, long_side / photo_w)
-        resized_w = max(1, round(photo_w * gain))
-        resized_h = max(1, round(photo_h * gain))
+        _, resized_w, resized_h = _scaled(photo_w, photo_h, long_side, long_side)
         return cls.fit(photo_w, photo_h, -(-resized_w // stride) * stride, -(-resized_h // stride) * stride)
 
     def to_photo_xyxy(self, xyxy_input_px: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -82,6 +78,12 @@ class LetterboxGeometry:
         boxes[:, 0::2] = boxes[:, 0::2] * self.gain + self.pad_left
         boxes[:, 1::2] = boxes[:, 1::2] * self.gain + self.pad_top
         return boxes
+
+
+def _scaled(photo_w: int, photo_h: int, input_w: int, input_h: int) -> tuple[float, int, int]:
+    """The gain that fits the photo inside the input, and the photo's size at that gain."""
+    gain = min(input_h / photo_h, input_w / photo_w)
+    return gain, max(1, round(photo_w * gain)), max(1, round(photo_h * gain))
 
 
 def letterbox_rgb(rgb: npt.NDArray[np.uint8], geometry: LetterboxGeometry) -> npt.NDArray[np.uint8]:
