@@ -16,12 +16,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from andi_edge.toolchain import require_toolchain
 
     require_toolchain()
-    from andi_edge.toolchain.export import ExportRequest, export_onnx, export_size
+    from andi_edge.toolchain.export import ExportRequest, export_name, export_onnx
     from andi_edge.toolchain.weights import resolve_weights
 
     weights = resolve_weights(args.weights)
-    suffix = "-rect" if args.rect else ""
-    output = args.output or Path(f"{weights.path.stem}-{export_size(weights, args.imgsz)}{suffix}.onnx")
+    output = args.output or Path(f"{export_name(weights, args.imgsz, args.rect)}.onnx")
     card = export_onnx(
         ExportRequest(
             weights=weights,

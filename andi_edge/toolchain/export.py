@@ -61,6 +61,11 @@ class ExportRequest:
         return export_size(self.weights, self.imgsz)
 
 
+def export_name(weights: ResolvedWeights, imgsz: int | None, rect: bool) -> str:
+    """What an export is called unless told otherwise, in its card and its file name: STEM-IMGSZ[-rect]."""
+    return f"{weights.path.stem}-{export_size(weights, imgsz)}{'-rect' if rect else ''}"
+
+
 def export_size(weights: ResolvedWeights, imgsz: int | None) -> int:
     """The input size an export uses: the one asked for, else the registry's for a known model, else 320."""
     known = weights.known
@@ -116,7 +121,7 @@ def export_onnx(request: ExportRequest) -> ModelCard:
         if known is not None and known.typical is not None:
             thresholds = Thresholds(typical=known.typical, conservative=known.conservative or thresholds.conservative)
         card = ModelCard(
-            name=request.name or f"{request.weights.path.stem}-{imgsz}{'-rect' if request.rect else ''}",
+            name=request.name or export_name(request.weights, imgsz, request.rect),
             class_names=names,
             input_height=imgsz,
             input_width=imgsz,
