@@ -14,7 +14,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,9 @@ from andi_edge.runtime.detector import Detector
 from andi_edge.runtime.model_meta import file_sha256
 from andi_edge.toolchain import require_toolchain
 from andi_edge.toolchain.gate import Gate, check_gate
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +101,17 @@ class _PhotoReader:
 def static_int8(source: Path, target: Path, reader: Any, nodes_to_exclude: list[str] | None = None) -> None:
     """How every andi-edge INT8 model is made: ONNX Runtime's pre-processing, then static quantization in QDQ
     form with per-channel int8 weights, uint8 activations and MinMax ranges from ``reader`` (its
-    CalibrationDataReader protocol). ``nodes_to_exclude`` stay in float. The result declares only the operator
-    sets its nodes use (see ``declare_used_opsets``)."""
+    CalibrationDataReader protocol). ``nodes_to_exclude`` stay in float, and so does a Resize's size arithmetic
+    (``shape_arithmetic``); what the quantizer leaves behind is put right (``tidy_quantized``)."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
+    graph = onnx.load(str(source), load_external_data=False).graph
     prepared = target.with_name(f"{target.stem}.prepared.onnx")
-    excluded = [*(nodes_to_exclude or []), *shape_arithmetic(source)]
+    excluded = [*(nodes_to_exclude or []), *shape_arithmetic(graph)]
     # ONNX Runtime's symbolic shape inference gives up on a rectangular model's free height and width; ONNX's
     # own inference, which it falls back to, is enough for the quantizer there
-    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=_free_image_size(source))
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=_free_image_size(graph))
     quantize_static(
         str(prepared),
         str(target),
@@ -119,16 +124,13 @@ def static_int8(source: Path, target: Path, reader: Any, nodes_to_exclude: list[
         nodes_to_exclude=excluded,
     )
     prepared.unlink()
-    tidy_quantized(source, target)
+    tidy_quantized(graph, target)
 
 
-def shape_arithmetic(model_path: Path) -> list[str]:
+def shape_arithmetic(graph: onnx.GraphProto) -> list[str]:
     """The nodes that compute a Resize's output size from a tensor's shape (a rectangular model's upsampling:
     Shape -> Gather -> Cast -> Mul by the scale -> ...). They are arithmetic on sizes, not activations: quantized,
     15 x 2 came out 29, and the model failed at every 4:3 photo."""
-    import onnx
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
     producer = {output: node for node in graph.node for output in node.output}
     wanted = [name for node in graph.node if node.op_type == "Resize" for name in node.input[1:] if name]
     found: dict[str, onnx.NodeProto] = {}
@@ -142,14 +144,12 @@ def shape_arithmetic(model_path: Path) -> list[str]:
     return [name for name, node in found.items() if node.op_type != "Constant"]
 
 
-def _free_image_size(model_path: Path) -> bool:
-    import onnx
-
-    dims = onnx.load(str(model_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+def _free_image_size(graph: onnx.GraphProto) -> bool:
+    dims = graph.input[0].type.tensor_type.shape.dim
     return any(not d.HasField("dim_value") for d in list(dims)[2:])
 
 
-def tidy_quantized(source: Path, target: Path) -> None:
+def tidy_quantized(source: onnx.GraphProto, target: Path) -> None:
     """What ONNX Runtime's quantizer leaves behind, put right in ``target``:
 
     - operator-set imports no node uses: it stamps its own domains on the file (ai.onnx.ml 5,
@@ -157,7 +157,7 @@ def tidy_quantized(source: Path, target: Path) -> None:
       loaders refuse what they do not know (DeepSparse 1.8 refused every INT8 model for ai.onnx.ml opset 5);
     - the inputs' and outputs' shapes: its shape inference renames the free dimensions of a rectangular model
       and loses the fixed ones beside them (the class count of ``(1, candidates, 85)``), which is how the
-      runtime knows the head; they are the source model's again.
+      runtime knows the head; they are the ``source`` graph's again.
     """
     import onnx
 
@@ -166,8 +166,7 @@ def tidy_quantized(source: Path, target: Path) -> None:
     kept = [opset for opset in model.opset_import if opset.domain in used or opset.domain in ("", "ai.onnx")]
     del model.opset_import[:]
     model.opset_import.extend(kept)
-    original = onnx.load(str(source), load_external_data=False).graph
-    for ours, theirs in ((model.graph.input, original.input), (model.graph.output, original.output)):
+    for ours, theirs in ((model.graph.input, source.input), (model.graph.output, source.output)):
         types = {value.name: value.type for value in theirs}
         for value in ours:
             if value.name in types:
