@@ -108,8 +108,8 @@ def plan_pipeline(
         backend == "openvino" and set(providers) <= {"CPU"}
     )
     if settings.mode == "parallel" and not concurrent:
-        log.warning("pipeline mode parallel needs ONNX Runtime on the CPU (backend %s, providers %s): using split",
-                    backend, ", ".join(providers) or "default")  # fmt: skip
+        log.warning("pipeline mode parallel needs inference on the CPU, by ONNX Runtime or OpenVINO (backend %s, "
+                    "providers %s): using split", backend, ", ".join(providers) or "default")  # fmt: skip
     parallel = concurrent and (settings.mode == "parallel" or (settings.mode == "auto" and cores >= 2 and not threads))
     if parallel:
         workers = settings.workers or cores

@@ -7,13 +7,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from andi_edge.config import INFERENCE_PRECISIONS
+
 if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that need them
     from andi_edge.config import ClassifierSettings, DetectorSettings
     from andi_edge.pipeline import PipelinePlan
     from andi_edge.runtime.detector import Detector
     from andi_edge.toolchain.gate import Gate
-
-from andi_edge.config import INFERENCE_PRECISIONS
 
 EXIT_OK = 0
 log = logging.getLogger("andi_edge")
