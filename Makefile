@@ -15,6 +15,8 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 YOLOV5_SPEC ?= yolov5==7.0.14
 
 export ANDI_EDGE_MODELS_DIR ?= $(SHARED)/models
+# the tests and benchmarks find ../shared through this (a clone elsewhere: make test SHARED=/path/to/shared)
+export ANDI_EDGE_SHARED ?= $(abspath $(SHARED))
 export ANDI_EDGE_CACHE_DIR ?= $(CURDIR)/$(BUILD)/cache
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
@@ -95,10 +97,10 @@ pi-emulation: $(MODEL)
 
 # Not in `make test`: it runs the unit tests once per mutant (thousands of runs).
 mutate: $(STAMP)
-	ANDI_EDGE_SHARED=$(abspath $(SHARED)) $(PY) benchmarks/mutation.py
+	$(PY) benchmarks/mutation.py
 
 accuracy: $(STAMP)
 	$(PY) benchmarks/camera_trap_accuracy.py --finetune
 
 classifier-bench: $(STAMP)
-	ANDI_EDGE_SHARED=$(abspath $(SHARED)) $(PY) benchmarks/classifier.py --epochs 8
+	$(PY) benchmarks/classifier.py --epochs 8
