@@ -1,10 +1,11 @@
 """Classic YOLOv5 (ultralytics/yolov5 v6.x/v7.0, also MegaDetector v5) checkpoints, without the yolov5 repo.
 
 A classic checkpoint is a pickled ``models.yolo.Model``. Instead of putting the yolov5 repository on the import
-path, we unpickle it with an allow-listed unpickler that maps each ``models.*`` layer class to our own
-implementation below. The pickled state (sub-modules, ``f``/``i`` routing attributes, anchors, strides) is
-restored into these classes unchanged, so the forward pass here is the architecture's forward pass, written by
-us from its published structure (Conv-BN-SiLU, C3, SPPF, nearest upsampling, anchor-based Detect).
+path, we unpickle it through the checkpoint guard (``checkpoints``: exact names only, no code runs), mapping
+each ``models.*`` layer class to our own implementation below. The pickled state (sub-modules, ``f``/``i``
+routing attributes, anchors, strides) is restored into these classes unchanged, so the forward pass here is the
+architecture's forward pass, written by us from its published structure (Conv-BN-SiLU, C3, SPPF, nearest
+upsampling, anchor-based Detect).
 
 ``Detect`` decodes its grid inside the graph, as YOLOv5's own export does, so the ONNX output is
 ``(1, N, 5 + C)``: ``cx, cy, w, h`` in input pixels, objectness and class probabilities after sigmoid.
@@ -14,16 +15,17 @@ us from its published structure (Conv-BN-SiLU, C3, SPPF, nearest upsampling, anc
 # mypy: disable-error-code="no-any-return"
 from __future__ import annotations
 
-import pickle
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from andi_edge.errors import ModelError
+from andi_edge.toolchain.checkpoints import GuardedUnpickler, guarded_load
+from andi_edge.toolchain.offline import configure_ultralytics_offline
 
 
 class Conv(nn.Module):
@@ -184,61 +186,45 @@ _LAYER_CLASSES: dict[str, type[nn.Module]] = {
 }
 _LAYER_CLASSES["DetectionModel"] = Model  # the same class, renamed in YOLOv5 v7.0
 
-# Allow-list for what a checkpoint's pickle may reference. It is a guard against obviously foreign pickles,
-# not a sandbox: only load checkpoints from sources you trust.
-_ALLOWED_MODULE_PREFIXES = ("torch", "collections", "numpy", "pathlib", "_codecs")
-_ALLOWED_GLOBALS = {("builtins", n) for n in ("set", "dict", "list", "tuple", "slice", "frozenset", "getattr")}
-_ALLOWED_GLOBALS |= {("__builtin__", "set"), ("argparse", "Namespace")}
+_CLASSIC_MODULES = ("models.yolo", "models.common")
 
 
-class _ClassicUnpickler(pickle.Unpickler):
+class _ClassicUnpickler(GuardedUnpickler):
+    """The original repository's ``models.yolo``/``models.common`` classes become ours; everything else a
+    checkpoint names goes through the guard (``checkpoints``), Ultralytics' layer classes included so that the
+    kind of checkpoint can be told."""
+
+    remap: ClassVar[dict[tuple[str, str], object]] = {
+        (module, name): cls for module in _CLASSIC_MODULES for name, cls in _LAYER_CLASSES.items()
+    }
+
     def find_class(self, module: str, name: str) -> Any:
-        if module in {"models.yolo", "models.common"}:
-            try:
-                return _LAYER_CLASSES[name]
-            except KeyError:
-                raise ModelError(
-                    f"this YOLOv5 checkpoint uses layer {module}.{name}, which andi-edge does not implement",
-                    hint="supported layers: " + ", ".join(sorted(_LAYER_CLASSES)),
-                ) from None
-        if module.split(".", maxsplit=1)[0] in _ALLOWED_MODULE_PREFIXES or (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        if module.startswith("ultralytics"):
-            raise _UltralyticsCheckpointError(module)
-        raise ModelError(f"refusing to unpickle {module}.{name} from this checkpoint: not a YOLOv5 model")
-
-
-class _UltralyticsCheckpointError(Exception):
-    """Raised while unpickling when the checkpoint turns out to be an ultralytics-package model."""
-
-
-_PICKLE_MODULE = types.ModuleType("andi_edge_classic_pickle")
-_PICKLE_MODULE.Unpickler = _ClassicUnpickler  # type: ignore[attr-defined]
-_PICKLE_MODULE.load = pickle.load  # type: ignore[attr-defined]
-_PICKLE_MODULE.__dict__["UnpicklingError"] = pickle.UnpicklingError
+        if module in _CLASSIC_MODULES and (module, name) not in self.remap:
+            raise ModelError(
+                f"this YOLOv5 checkpoint uses layer {module}.{name}, which andi-edge does not implement",
+                hint="supported layers: " + ", ".join(sorted(_LAYER_CLASSES)),
+            )
+        return super().find_class(module, name)
 
 
 def is_ultralytics_checkpoint(weights: Path) -> bool:
-    """True when the checkpoint pickles ultralytics-package classes (YOLOv5u, YOLOv8, YOLO11, MDv6...)."""
-    try:
-        torch.load(weights, map_location="cpu", weights_only=False, pickle_module=_PICKLE_MODULE)
-    except _UltralyticsCheckpointError:
-        return True
-    except Exception:  # noqa: BLE001 - any other outcome means "not ultralytics"; load_classic reports errors
-        return False
-    return False
+    """True when the checkpoint pickles ultralytics-package classes (YOLOv5u, YOLOv8, YOLO11, MDv6...).
+
+    The whole checkpoint is read through the guard first, so a checkpoint that names anything it may not is
+    refused here (CheckpointRefusedError), before Ultralytics' own loader, which has no guard, ever sees it."""
+    return any(module.startswith("ultralytics") for module, _ in _read(weights)[1])
+
+
+def _read(weights: Path) -> tuple[Any, set[tuple[str, str]]]:
+    configure_ultralytics_offline()  # should the checkpoint name Ultralytics' classes, they are imported offline
+    return guarded_load(weights, _ClassicUnpickler)
 
 
 def load_classic(weights: Path) -> tuple[Model, dict[str, Any]]:
     """Load a classic YOLOv5 checkpoint as a float32 eval-mode model. Returns the model and the raw checkpoint."""
-    try:
-        checkpoint = torch.load(weights, map_location="cpu", weights_only=False, pickle_module=_PICKLE_MODULE)
-    except ModelError:
-        raise
-    except _UltralyticsCheckpointError:
-        raise ModelError(f"{weights} is an ultralytics-package checkpoint, not a classic YOLOv5 one") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise ModelError(f"{weights}: not a readable PyTorch checkpoint ({exc})") from exc
+    checkpoint, named = _read(weights)
+    if any(module.startswith("ultralytics") for module, _ in named):
+        raise ModelError(f"{weights} is an ultralytics-package checkpoint, not a classic YOLOv5 one")
     if not isinstance(checkpoint, dict):
         raise ModelError(f"{weights}: expected a checkpoint dict, found {type(checkpoint).__name__}")
     model = checkpoint.get("ema")

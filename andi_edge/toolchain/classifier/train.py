@@ -29,6 +29,7 @@ from andi_edge.errors import ModelError, UsageError
 from andi_edge.runtime.classifier import crop_tensor
 from andi_edge.runtime.classifier_card import IMAGENET_MEAN, IMAGENET_STD, ClassifierCard
 from andi_edge.toolchain import require_toolchain
+from andi_edge.toolchain.checkpoints import load_plain
 from andi_edge.toolchain.classifier.crops import CropItem, CropsDataset
 from andi_edge.toolchain.classifier.evaluate import confusion_matrix, f1_macro
 from andi_edge.toolchain.weights import load_registry, models_dirs
@@ -124,12 +125,7 @@ def _replace_head(model: torch.nn.Module, arch: str, num_labels: int) -> None:
 
 def _load_pretrained(model: torch.nn.Module, arch: str, path: Path) -> None:
     """ImageNet (or other) weights into every layer but the new last one."""
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a file that is not a state dict
-        raise ModelError(f"{path}: not a torch state dict ({exc})") from exc
+    state = load_plain(path, "torch state dict")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     own = model.state_dict()
@@ -338,16 +334,9 @@ def _save(
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ClassifierCard, dict[str, Any]]:
     """The trained model (eval mode), its card and the checkpoint's other facts."""
     require_toolchain()
-    import torch
-
     from andi_edge.runtime.classifier_card import card_from_mapping
 
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such checkpoint") from None
-    except Exception as exc:  # torch's several exception types for a file that is not a checkpoint
-        raise ModelError(f"{path}: not a checkpoint ({exc})") from exc
+    payload = load_plain(path)
     if not isinstance(payload, dict) or payload.get("kind") != CHECKPOINT_KIND:
         raise ModelError(
             f"{path}: not a classifier checkpoint from `andi-edge classifier train`",
