@@ -8,6 +8,8 @@ changes nothing the second time; a config file the user edited is kept, the new 
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -51,6 +53,44 @@ class Action:
     mode: int = 0o644
     host_only: bool = False  # a command that changes the host: skipped when staging with --root
     keep_if_edited: bool = False
+    #: a command's program and arguments, run without a shell (``target`` is how it is printed)
+    argv: tuple[str, ...] = ()
+    #: a command that is skipped when this one succeeds (``getent passwd USER`` before ``useradd``)
+    unless: tuple[str, ...] = ()
+    #: a command whose program may be missing on this device (udevadm): skipped then, and its failure ignored
+    optional: bool = False
+
+
+def command(*argv: str | Path, unless: tuple[str, ...] = (), optional: bool = False) -> Action:
+    """A command that changes the host, as an argument list: paths with spaces, quotes or ``$()`` stay one
+    argument and are never read by a shell."""
+    words = tuple(str(a) for a in argv)
+    return Action("command", shlex.join(words), argv=words, unless=unless, optional=optional, host_only=True)
+
+
+#: characters a systemd unit file takes in a value as they are
+_PLAIN_UNIT_VALUE = re.compile(r"[A-Za-z0-9/._+:@,=-]+")
+
+
+def unit_value(value: str | Path, exec_line: bool = False, program: bool = False) -> str:
+    """``value`` written so that systemd reads it back as one word, unchanged: ``%`` doubled (specifiers),
+    ``$`` doubled in an Exec line's arguments (variables), and double quotes with C escapes around anything
+    beyond plain characters (a space would split ``ReadWritePaths=`` in two). Control characters cannot be
+    written, nor quotes or backslashes in an Exec line's ``program`` (systemd refuses such a program name)."""
+    text = str(value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UsageError(f"{text!r}: a path with a control character (a newline, a tab) cannot go into a unit file")
+    if program and any(c in text for c in "\"'\\"):
+        raise UsageError(
+            f"{text}: systemd does not start a program whose path holds a quote or a backslash",
+            hint="install andi-edge into a folder with a plain name, such as /opt/andi-edge (deploy/README.md)",
+        )
+    escaped = text.replace("%", "%%")
+    if exec_line and not program:
+        escaped = escaped.replace("$", "$$")
+    if _PLAIN_UNIT_VALUE.fullmatch(text):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass
@@ -64,6 +104,8 @@ class InstallPlan:
     def describe(self, action: Action) -> str:
         if action.kind == "command":
             skipped = " (skipped: staging root)" if action.host_only and self.root != Path("/") else ""
+            if action.unless:
+                skipped = f" (unless `{shlex.join(action.unless)}` succeeds)" + skipped
             return f"run   {action.target}{skipped}"
         verb = {"dir": "mkdir", "file": "write", "copy": "copy "}[action.kind]
         extra = f" <- {action.source}" if action.source else ""
@@ -148,9 +190,10 @@ def plan_install(
     add = plan.actions.append
     for folder in (CONFIG_DIR, STATE_ROOT, MODELS_DIR, output, CARDS_DIR, LIBEXEC, UNIT_DIR, UDEV_DIR):
         add(Action("dir", str(folder)))
-    service = _template("andi-edge.service").replace("@ANDI_EDGE@", str(andi_edge)).replace("@OUTPUT@", str(output))
-    card = _template("andi-edge-card@.service").replace("@ANDI_EDGE@", str(andi_edge))
-    card = card.replace("@LIBEXEC@", str(LIBEXEC))
+    exec_path = unit_value(andi_edge, exec_line=True, program=True)
+    service = _template("andi-edge.service").replace("@ANDI_EDGE@", exec_path).replace("@OUTPUT@", unit_value(output))
+    card = _template("andi-edge-card@.service").replace("@ANDI_EDGE_ENVIRONMENT@", unit_value(f"ANDI_EDGE={andi_edge}"))
+    card = card.replace("@LIBEXEC@", unit_value(LIBEXEC, exec_line=True, program=True))
     excluded = "".join(f'KERNEL!="{disk}p*", ' for disk in BOOT_DISKS.get(profile or "", ("mmcblk0",)))
     rule = _template(UDEV_RULE).replace("@EXCLUDE@", excluded)
     add(Action("file", str(UNIT_DIR / UNITS[0]), service.encode()))
@@ -165,29 +208,31 @@ def plan_install(
         if card_yaml.is_file():  # a classifier someone else trained: its card goes with it, found beside it again
             add(Action("copy", str(installed_classifier.with_suffix(".yaml")), source=card_yaml))
     user = SERVICE_USER
-    for command in (
-        f"getent passwd {user} >/dev/null || useradd --system --home-dir {STATE_ROOT} --no-create-home "
-        f"--shell /usr/sbin/nologin {user}",
-        f"chown -R {user}:{user} {STATE_ROOT} {output}",
-        f"chgrp {user} {CONFIG_DIR} {CONFIG_DIR / 'config.yaml'}",
-        "systemctl daemon-reload",
-        "command -v udevadm >/dev/null && udevadm control --reload || true",
-        "systemctl enable --now andi-edge.service",
-    ):
-        add(Action("command", command, host_only=True))
+    plan.actions += [
+        command(
+            *("useradd", "--system", "--home-dir", STATE_ROOT, "--no-create-home", "--shell", "/usr/sbin/nologin"),
+            user,
+            unless=("getent", "passwd", user),
+        ),
+        command("chown", "-R", f"{user}:{user}", STATE_ROOT, output),
+        command("chgrp", user, CONFIG_DIR, CONFIG_DIR / "config.yaml"),
+        command("systemctl", "daemon-reload"),
+        command("udevadm", "control", "--reload", optional=True),
+        command("systemctl", "enable", "--now", "andi-edge.service"),
+    ]
     return plan
 
 
 def plan_uninstall(root: Path, purge: bool) -> InstallPlan:
     plan = InstallPlan(root=root)
     add = plan.actions.append
-    add(Action("command", "systemctl disable --now andi-edge.service || true", host_only=True))
+    add(command("systemctl", "disable", "--now", "andi-edge.service", optional=True))
     for target in (UNIT_DIR / UNITS[0], UNIT_DIR / UNITS[1], UDEV_DIR / UDEV_RULE, LIBEXEC / CARD_SCRIPT):
         add(Action("remove", str(target)))
     if purge:
         for target in (CONFIG_DIR, STATE_ROOT):
             add(Action("remove", str(target)))
-    add(Action("command", "systemctl daemon-reload", host_only=True))
+    add(command("systemctl", "daemon-reload"))
     return plan
 
 
@@ -223,8 +268,12 @@ def _apply(plan: InstallPlan, action: Action) -> str:
     if action.kind == "command":
         if action.host_only and plan.root != Path("/"):
             return ""
-        done = subprocess.run(["/bin/sh", "-c", action.target], check=False, capture_output=True, text=True)
-        if done.returncode != 0:
+        if action.unless and _run(action.unless).returncode == 0:
+            return " (not needed)"
+        if action.optional and shutil.which(action.argv[0]) is None:
+            return f" (skipped: {action.argv[0]} is not installed)"
+        done = _run(action.argv)
+        if done.returncode != 0 and not action.optional:
             raise UsageError(f"`{action.target}` failed: {done.stderr.strip() or done.returncode}")
         return ""
     data = action.content if action.content is not None else action.source.read_bytes()  # type: ignore[union-attr]
@@ -237,6 +286,13 @@ def _apply(plan: InstallPlan, action: Action) -> str:
         return f" (kept your edited file; the new one is {target.name})"
     write_bytes_atomic(target, data, action.mode)
     return ""
+
+
+def _run(argv: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(list(argv), check=False, capture_output=True, text=True)
+    except OSError as exc:  # the program is missing or cannot run
+        return subprocess.CompletedProcess(list(argv), 127, "", str(exc))
 
 
 def validate_config_file(path: Path) -> None:

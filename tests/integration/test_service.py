@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from andi_edge.errors import UsageError
 from andi_edge.service_install import PROFILES_DIR, render_config
 from andi_edge.settings import load_watch_config
 from tests.integration.cli_runner import ANDI_EDGE, run_cli
@@ -148,6 +149,40 @@ def test_dry_run_prints_everything_and_writes_nothing(tmp_path: Path, model_320:
         "systemctl enable --now andi-edge.service",
     ):
         assert expected in proc.stdout
+
+
+#: what a user may type for a folder: spaces, a YAML comment, shell syntax, quotes, a systemd specifier
+HOSTILE = "out dir #not a comment $(touch PWNED) `touch PWNED` 'q\" 100%n \\x"
+
+
+def test_install_keeps_hostile_paths_whole(tmp_path: Path, model_320: Path) -> None:
+    """A path is one word for systemd, one argument for each command (never a shell), one string in the YAML."""
+    from andi_edge.service_install import execute, plan_install
+
+    program_dir = tmp_path / "opt dir #x $(touch PWNED) 100%n"  # systemd refuses quotes in a program's path
+    program_dir.mkdir()
+    exe = program_dir / "andi-edge"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    output, watch = Path("/srv") / HOSTILE, Path("/media") / HOSTILE
+    root = tmp_path / "root"
+    plan = plan_install(root, watch, model_320, output, "raspberry-pi", exe=exe)
+    execute(plan, dry_run=False)
+    config = load_watch_config(root / "etc/andi-edge/config.yaml")
+    assert (Path(config.output), Path(config.watch)) == (output, watch)
+    commands = [a for a in plan.actions if a.kind == "command"]
+    assert all(a.argv and a.argv[0] not in ("sh", "/bin/sh") for a in commands)
+    assert any(str(output) in a.argv for a in commands)  # chown: the whole path as one argument
+    tool = _analyze()
+    for unit in _units_for_host(root, tmp_path):
+        verify = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, check=False)
+        # an unquoted path is split: "ReadWritePaths= path is not absolute, ignoring: dir"; a wrong ExecStart is
+        # "not executable"
+        assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    assert not list(tmp_path.rglob("PWNED"))
+    quoted = tmp_path / "it's" / "andi-edge"
+    with pytest.raises(UsageError, match="quote or a backslash"):
+        plan_install(root, watch, model_320, output, "raspberry-pi", exe=quoted)
 
 
 def test_install_mistakes(tmp_path: Path) -> None:
