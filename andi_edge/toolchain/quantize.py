@@ -8,10 +8,13 @@ compute. The result carries the source card with ``precision: int8`` and the cal
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,25 +109,38 @@ def static_int8(source: Path, target: Path, reader: Any, nodes_to_exclude: list[
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
+    source, target = source.resolve(), target.resolve()
     graph = onnx.load(str(source), load_external_data=False).graph
-    prepared = target.with_name(f"{target.stem}.prepared.onnx")
     excluded = [*(nodes_to_exclude or []), *shape_arithmetic(graph)]
-    # ONNX Runtime's symbolic shape inference gives up on a rectangular model's free height and width; ONNX's
-    # own inference, which it falls back to, is enough for the quantizer there
-    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=_free_image_size(graph))
-    quantize_static(
-        str(prepared),
-        str(target),
-        reader,
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        nodes_to_exclude=excluded,
-    )
-    prepared.unlink()
+    # ONNX Runtime's tools write external-data files and temporaries where they please (7 MB `<uuid>.data`
+    # files once landed in the repository's root): they run in a folder of their own, removed afterwards
+    with tempfile.TemporaryDirectory(prefix="andi-quantize-") as tmp, _working_directory(Path(tmp)):
+        prepared = Path(tmp) / "prepared.onnx"
+        # ONNX Runtime's symbolic shape inference gives up on a rectangular model's free height and width; ONNX's
+        # own inference, which it falls back to, is enough for the quantizer there
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=_free_image_size(graph))
+        quantize_static(
+            str(prepared),
+            str(target),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=excluded,
+        )
     tidy_quantized(graph, target)
+
+
+@contextlib.contextmanager
+def _working_directory(folder: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def shape_arithmetic(graph: onnx.GraphProto) -> list[str]:

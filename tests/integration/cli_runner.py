@@ -10,8 +10,14 @@ ANDI_EDGE = Path(sys.executable).with_name("andi-edge")
 
 
 def run_cli(
-    *args: str | Path, timeout: float = 300, env: dict[str, str] | None = None
+    *args: str | Path, timeout: float = 300, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(ANDI_EDGE), *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False, env=env
+        [str(ANDI_EDGE), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+        cwd=cwd,
     )
