@@ -200,6 +200,7 @@ class Processor:
             if self.discovery.available() and not (self.root / row.rel_path).exists():
                 log.info("%s vanished before it was read; forgetting it", row.rel_path)
                 journal.forget(row.id)
+                self.discovery.hand_over_again(row.rel_path)
                 return None
             raise exc
         if isinstance(exc, UnreadableError):

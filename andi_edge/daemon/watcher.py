@@ -64,7 +64,11 @@ class Discovery:
         #: every photo under root is on this card (the card unit hands over the volume it mounted)
         self.card_id = card_id
         self._observing: dict[Path, _Observation] = {}
-        self._handed_over: set[tuple[Path, int, int, int]] = set()
+        #: each photo handed over, with the (size, mtime, ctime) it had then
+        self._handed_over: dict[Path, tuple[int, int, int]] = {}
+        #: a card was seen mounted at root: root then is only "available" while a card is mounted at it (a pulled
+        #: card can leave its mount point behind, an empty folder)
+        self._card_was_mounted = False
         self._closed_events: set[Path] = set()
         self._touched: set[Path] = set()
         self._lock = threading.Lock()
@@ -126,12 +130,22 @@ class Discovery:
     # -- polling ------------------------------------------------------------------------------------------
 
     def available(self) -> bool:
-        """Is the card (watched folder) there and readable?"""
+        """Is the card (watched folder) there and readable? Where a card was mounted at the folder, only while
+        a card is mounted there: an empty mount point left by a pulled card is not the card."""
         try:
             with os.scandir(self.root):
-                return True
+                pass
         except OSError:
             return False
+        # ismount sees another device; a bind mount of the same device shows only in the mount table
+        if os.path.ismount(self.root) or any(m.mount_point == self.root for m in read_mounts()):
+            self._card_was_mounted = True
+            return True
+        return not self._card_was_mounted
+
+    def hand_over_again(self, rel_path: str) -> None:
+        """The journal let go of this photo (it vanished): should it come back, it is handed over again."""
+        self._handed_over.pop(self.root / rel_path, None)
 
     def poll(self, now: float | None = None, force_scan: bool = False) -> list[FoundPhoto]:
         """Photos that became complete since the last call."""
@@ -186,7 +200,9 @@ class Discovery:
                 log.warning("cannot scan %s: %s", self.root, exc)
             self._folders.pop(folder, None)
             return [], []
-        recent = time.time() - mtime_ns / 1e9 < RECENT_FOLDER_S
+        # a folder dated in the future (a camera clock ahead, a box booted without its clock) is not "recent":
+        # listed again at every poll, its photos would be stat'ed at every poll, forever
+        recent = abs(time.time() - mtime_ns / 1e9) < RECENT_FOLDER_S
         self._folders[folder] = None if recent else mtime_ns
         return photos, subfolders
 
@@ -237,8 +253,8 @@ class Discovery:
             self._observing.pop(path, None)
             return None
         mtime_ns, ctime_ns = _held_ns(st.st_mtime_ns), _held_ns(st.st_ctime_ns)
-        key = (path, st.st_size, mtime_ns, ctime_ns)
-        if key in self._handed_over:
+        key = (st.st_size, mtime_ns, ctime_ns)
+        if self._handed_over.get(path) == key:
             self._observing.pop(path, None)
             return None
         seen = self._observing.get(path)
@@ -253,7 +269,7 @@ class Discovery:
         if not (seen.closed or now - seen.unchanged_since >= self.settings.stable_s):
             return None
         del self._observing[path]
-        self._handed_over.add(key)
+        self._handed_over[path] = key
         return FoundPhoto(
             path=path,
             rel_path=path.relative_to(self.root).as_posix(),

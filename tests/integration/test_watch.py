@@ -257,6 +257,43 @@ def test_card_pulled_out_and_put_back(tmp_path: Path, photos_dir: Path, model_32
     _assert_exactly_once(daemon, rels)
 
 
+def test_a_card_pulled_from_its_mount_point_loses_no_photo(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """The card unmounted while its mount point stays (an empty folder): pending photos wait for the card, and
+    every one is processed once it is back (they were forgotten as "vanished", and never queued again)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    daemon = make_daemon(tmp_path, model_320)
+    card_volume = tmp_path / "card-volume"  # the card's file system; bind-mounted at the mount point
+    card_volume.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(card_volume)], check=True)
+    rels = []
+    for i, src in enumerate(_real_photos(photos_dir, 12) * 10):  # 120 photos: a card still in progress
+        rel = f"DCIM/{100 + i % 3}RECNX/IMG_{i:04d}.JPG"
+        (card_volume / rel).parent.mkdir(parents=True, exist_ok=True)
+        (card_volume / rel).write_bytes(src.read_bytes() + f"#{i}".encode())  # after the JPEG's end: other bytes
+        rels.append(rel)
+    subprocess.run(["mount", "--bind", str(card_volume), str(daemon.card)], check=True)
+    proc = daemon.start()
+    try:
+        wait_until(lambda: (daemon.counts().get("done") or 0) >= 3, 60, "the first photos", daemon.log)
+        proc.send_signal(signal.SIGSTOP)  # pull it while photos are claimed and pending
+        subprocess.run(["umount", str(daemon.card)], check=True)
+        proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: "is gone" in daemon.log.read_text(), 30, "the card-missing pause", daemon.log)
+        time.sleep(1.0)
+        assert (daemon.counts().get("done") or 0) < len(rels)
+        subprocess.run(["mount", "--bind", str(card_volume), str(daemon.card)], check=True)
+        wait_until(lambda: daemon.counts().get("done") == len(rels), 120, "every photo after the card returned")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        subprocess.run(["umount", "-l", str(daemon.card)], check=False)
+        subprocess.run(["umount", "-l", str(card_volume)], check=False)
+    assert "vanished" not in daemon.log.read_text()
+    _assert_exactly_once(daemon, rels)
+
+
 def test_sd_notify_ready_watchdog_status_stopping(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
     daemon = make_daemon(tmp_path, model_320)
     _fill_card(daemon.card, _real_photos(photos_dir, 2))

@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+from pytest import MonkeyPatch
+
 from andi_edge.daemon.watcher import Discovery, FoundPhoto
 from andi_edge.settings import DiscoverySettings
 
@@ -62,3 +64,36 @@ def test_a_recently_modified_folder_is_listed_again_even_if_its_mtime_looks_unch
     _photo(folder / "IMG_0002.JPG")
     _age(folder, tick)  # the same coarse mtime as at the listing
     assert _names(discovery.poll(now=2)) == ["DCIM/IMG_0002.JPG"]
+
+
+def test_a_photo_let_go_by_the_journal_is_handed_over_again(tmp_path: Path) -> None:
+    photo = _photo(tmp_path / "DCIM" / "IMG_0001.JPG")
+    discovery = Discovery(tmp_path, DiscoverySettings(inotify=False, poll_interval_s=1, full_rescan_s=100))
+    assert _names(discovery.poll(now=0, force_scan=True)) == ["DCIM/IMG_0001.JPG"]
+    assert discovery.poll(now=0, force_scan=True) == []  # handed over once
+    discovery.hand_over_again("DCIM/IMG_0001.JPG")  # the journal forgot it (it seemed to vanish)
+    assert _names(discovery.poll(now=0, force_scan=True)) == ["DCIM/IMG_0001.JPG"]
+    assert photo.exists()
+
+
+def test_folders_dated_in_the_future_are_not_listed_at_every_poll(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    folder = tmp_path / "DCIM" / "100RECNX"
+    for i in range(20):
+        _photo(folder / f"IMG_{i:04d}.JPG")
+    future = time.time() + 86400  # the camera's clock a day ahead
+    for f in (folder, folder.parent, tmp_path):
+        _age(f, future)
+    discovery = Discovery(tmp_path, DiscoverySettings(inotify=False, poll_interval_s=1, full_rescan_s=100))
+    assert len(discovery.poll(now=0, force_scan=True)) == 20
+    calls: list[str] = []
+    real_lstat = os.lstat
+
+    def counting_lstat(path: str | Path) -> os.stat_result:
+        calls.append(str(path))
+        return real_lstat(path)
+
+    monkeypatch.setattr(os, "lstat", counting_lstat)
+    assert discovery.poll(now=2) == []
+    assert calls == []  # no photo stat'ed: nothing changed
+    _photo(folder / "IMG_0100.JPG")  # a new photo: its folder's mtime becomes now, and it is seen
+    assert _names(discovery.poll(now=4)) == ["DCIM/100RECNX/IMG_0100.JPG"]
