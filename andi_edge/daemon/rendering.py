@@ -30,12 +30,12 @@ from andi_edge.results.review import build_review, find_patterns
 from andi_edge.runtime.detector import Detector
 from andi_edge.settings import WatchConfig
 from andi_edge.sinks.md_batch import annotate_entry, batch_document, write_batch
+from andi_edge.sinks.names import BATCH_JSON_NAME
 from andi_edge.sinks.sidecar import sidecar_path, update_sidecar
 from andi_edge.state.journal import Journal
 
 log = logging.getLogger(__name__)
 
-BATCH_JSON_NAME = "megadetector_results.json"
 #: rows between two watchdog pings while a big card is rendered
 _HEARTBEAT_EVERY = 2000
 #: at most this share of the time goes to rendering: a card whose render takes 10 s is rendered every 100 s at

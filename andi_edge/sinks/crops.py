@@ -18,9 +18,7 @@ from PIL import Image
 from andi_edge.detections import Detections
 from andi_edge.results.labels import LabelSpace
 from andi_edge.sinks.atomic import write_bytes_atomic
-from andi_edge.sinks.names import bounded_name, derived_stem, safe_name
-
-CROPS_DIR = "crops"
+from andi_edge.sinks.names import CROPS_DIR, bounded_name, derived_stem, safe_name
 
 
 def crop_boxes_xyxy_px(detections: Detections, width_px: int, height_px: int, padding: float) -> npt.NDArray[np.int64]:

@@ -7,7 +7,10 @@ what a flattened or cleaned name loses (``x/y.JPG`` vs ``x__y.JPG``, ``IMG_1.JPG
 - a name that fits is kept as it is; a longer one keeps as much of its start as fits, then ``~`` and a short hash
   of the whole name (deterministic: the same photo always gets the same name);
 - derived names (crops) always carry a short hash of the photo's output key, so cleaning never merges two photos;
-- temporary names (``.NAME.XXXXXXXX.tmp``) fall back to a hash when ``NAME`` leaves them no room.
+- temporary names (``.NAME.XXXXXXXX.tmp``) fall back to a hash when ``NAME`` leaves them no room;
+- a card's mirrored tree never takes the name of an output beside it (``mirrored_path``): a card folder called
+  ``crops`` or ``megadetector_results.json`` at the top, or any card folder whose name ends in ``.json`` (where
+  a photo's sidecar would be), is mirrored as ``NAME~HASH``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ NAME_MAX_BYTES = 255
 #: what ``tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")`` adds to NAME
 TEMP_NAME_OVERHEAD_BYTES = len(".") + len(".") + 8 + len(".tmp")
 HASH_CHARS = 10
+#: the names of a card's outputs beside its mirrored tree (``OUT/<card>/``), owned here so no card path takes them
+BATCH_JSON_NAME = "megadetector_results.json"
+CROPS_DIR = "crops"
+SIDECAR_SUFFIX = ".json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -48,12 +55,21 @@ def bounded_name(name: str, suffix: str = "", limit: int = NAME_MAX_BYTES) -> st
     return kept + tail
 
 
-def bounded_path(rel_path: str, suffix: str = "") -> str:
-    """Each component of a card path bounded; ``suffix`` (``.json``) added to the last one within its limit."""
+def mirrored_path(rel_path: str, suffix: str = "") -> str:
+    """A photo's card path as the output tree mirrors it: each component bounded (``bounded_name``), ``suffix``
+    (``.json``) added to the last within its limit, and no folder taking the name of an output. A card folder
+    ``DCIM/IMG_0001.JPG.json/`` would make IMG_0001.JPG's sidecar both a file and a folder, and a top folder
+    ``megadetector_results.json/`` the card's batch file: such a folder (compared without case, as exFAT and
+    FAT output disks compare names) becomes ``NAME~HASH``, the same name every time."""
     parts = PurePosixPath(rel_path).parts
     if not parts:
         raise ValueError("an empty path has no output name")
-    folders = [bounded_name(p) for p in parts[:-1]]
+    top_level = {BATCH_JSON_NAME, CROPS_DIR}
+    folders = []
+    for depth, part in enumerate(parts[:-1]):
+        folded = part.lower()
+        taken = folded.endswith(SIDECAR_SUFFIX) or (depth == 0 and folded in top_level)
+        folders.append(bounded_name(part, f"~{short_hash(part + '/')}") if taken else bounded_name(part))
     return "/".join([*folders, bounded_name(parts[-1], suffix)])
 
 

@@ -7,16 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge.sinks.atomic import write_json_atomic
-from andi_edge.sinks.names import bounded_path
+from andi_edge.sinks.names import SIDECAR_SUFFIX, mirrored_path
 
-SIDECAR_SUFFIX = ".json"
 PROVENANCE_KEY = "andi_edge"
 
 
 def sidecar_path(card_out: Path, output_key: str) -> Path:
     """``OUT/CARD/DCIM/100RECNX/IMG_0001.JPG`` -> ``.../IMG_0001.JPG.json`` (the photo's own name kept whole when
-    it fits the file system's limit; see ``sinks.names``)."""
-    return card_out / bounded_path(output_key, SIDECAR_SUFFIX)
+    it fits the file system's limit, and no folder named like an output; see ``sinks.names``)."""
+    return card_out / mirrored_path(output_key, SIDECAR_SUFFIX)
 
 
 def write_sidecar(path: Path, image_entry: dict[str, Any], provenance: dict[str, Any]) -> None:

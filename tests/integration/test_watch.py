@@ -84,6 +84,27 @@ def test_once_processes_a_card_and_leaves_originals_untouched(
     assert 'andi_edge_photos{state="done"} 6' in (tmp_path / "metrics.prom").read_text()
 
 
+def test_card_folders_named_like_outputs(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """A card folder named like the batch file, the crops folder or a sidecar: every photo in the batch JSON, each
+    sidecar a file, the daemon carries on (it lost the whole batch file, or exited 6 at every start)."""
+    daemon = make_daemon(tmp_path, model_320)
+    rels = [
+        "megadetector_results.json/IMG_0001.JPG",
+        "crops/IMG_0002.JPG",
+        "DCIM/IMG_0003.JPG",
+        "DCIM/IMG_0003.JPG.json/IMG_0004.JPG",
+    ]
+    for rel, src in zip(rels, _real_photos(photos_dir, len(rels)), strict=True):
+        (daemon.card / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, daemon.card / rel)
+    daemon.run_once()
+    assert daemon.counts() == {"done": len(rels)}
+    assert sorted(image["file"] for image in daemon.batch()["images"]) == sorted(rels)
+    assert (daemon.out / "local" / "DCIM" / "IMG_0003.JPG.json").is_file()
+    sidecars = [json.loads(p.read_text()) for p in daemon.sidecars() if "crops" not in p.relative_to(daemon.out).parts]
+    assert sorted(document["file"] for document in sidecars) == sorted(rels)
+
+
 def test_photos_arriving_slowly_and_in_bursts(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
     daemon = make_daemon(tmp_path, model_320)
     proc = daemon.start()

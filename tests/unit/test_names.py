@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from andi_edge.sinks.names import (
     NAME_MAX_BYTES,
     bounded_name,
-    bounded_path,
     derived_stem,
+    mirrored_path,
     name_bytes,
     temp_prefix,
 )
@@ -22,7 +23,7 @@ NON_UTF8 = os.fsdecode(b"caf\xe9.JPG")  # a FAT card mounted without utf8: the b
 def test_names_that_fit_are_kept_whole() -> None:
     assert bounded_name("IMG_0001.JPG", ".json") == "IMG_0001.JPG.json"
     assert bounded_name(NON_UTF8) == NON_UTF8
-    assert bounded_path("DCIM/100RECNX/IMG_0001.JPG", ".json") == "DCIM/100RECNX/IMG_0001.JPG.json"
+    assert mirrored_path("DCIM/100RECNX/IMG_0001.JPG", ".json") == "DCIM/100RECNX/IMG_0001.JPG.json"
 
 
 def test_long_names_are_cut_on_characters_and_hashed() -> None:
@@ -32,7 +33,7 @@ def test_long_names_are_cut_on_characters_and_hashed() -> None:
     assert out.encode("utf-8").decode("utf-8") == out, "never half a character"
     assert bounded_name(cjk + ".JPG", ".json") == out, "deterministic"
     assert bounded_name(cjk + "!.JPG", ".json") != out, "names that share a start differ by their hash"
-    path = bounded_path(f"{'a' * 300}/{'b' * 300}/{'c' * 250}.JPG", ".json")
+    path = mirrored_path(f"{'a' * 300}/{'b' * 300}/{'c' * 250}.JPG", ".json")
     assert all(name_bytes(part) <= NAME_MAX_BYTES for part in path.split("/")) and path.endswith(".json")
 
 
@@ -49,3 +50,31 @@ def test_any_name_fits_with_its_temp_file(name: str) -> None:
     assert name_bytes(final) <= NAME_MAX_BYTES
     random_part, suffix = 8, len(".tmp")  # what mkstemp adds after the prefix
     assert name_bytes(temp_prefix(final)) + random_part + suffix <= NAME_MAX_BYTES
+
+
+@pytest.mark.parametrize(
+    "rel_path",
+    [
+        "megadetector_results.json/IMG_0001.JPG",
+        "Crops/IMG_0001.JPG",
+        "crops/animal/IMG_0001.JPG",
+        "DCIM/IMG_0001.JPG.json/IMG_0002.JPG",
+        "DCIM/img_0001.jpg.JSON/IMG_0002.JPG",
+    ],
+)
+def test_a_card_folder_never_takes_an_outputs_name(rel_path: str) -> None:
+    """A card folder named like the batch file, the crops folder or a sidecar is mirrored under another name,
+    the same every time, and distinct from every other photo's outputs."""
+    mirrored = mirrored_path(rel_path, ".json")
+    assert mirrored == mirrored_path(rel_path, ".json")
+    folders = mirrored.split("/")[:-1]
+    assert folders[0].lower() not in {"megadetector_results.json", "crops"}
+    assert not any(f.lower().endswith(".json") for f in folders)
+    taken = {"megadetector_results.json", "crops", mirrored_path("DCIM/IMG_0001.JPG", ".json").lower()}
+    for depth in range(1, len(folders) + 1):
+        assert "/".join(folders[:depth]).lower() not in taken
+
+
+def test_plain_card_folders_are_mirrored_as_they_are() -> None:
+    assert mirrored_path("DCIM/100RECNX/crops/IMG_0001.JPG", ".json") == "DCIM/100RECNX/crops/IMG_0001.JPG.json"
+    assert mirrored_path("json/IMG_0001.JPG", ".json") == "json/IMG_0001.JPG.json"
