@@ -11,6 +11,8 @@ import os
 import socket
 import time
 
+from andi_edge.sinks.names import display_text
+
 log = logging.getLogger(__name__)
 
 
@@ -37,15 +39,15 @@ class Notifier:
         if self._socket is None or self._address is None:
             return
         try:
-            self._socket.sendto(message.encode("utf-8"), self._address)
+            self._socket.sendto(message.encode("utf-8", "backslashreplace"), self._address)
         except OSError as exc:
             log.debug("sd_notify failed: %s", exc)
 
     def ready(self, status: str) -> None:
-        self.send(f"READY=1\nSTATUS={status}")
+        self.send(f"READY=1\nSTATUS={_one_line(status)}")
 
     def status(self, status: str) -> None:
-        self.send(f"STATUS={status}")
+        self.send(f"STATUS={_one_line(status)}")
 
     def heartbeat(self) -> None:
         """Feed the watchdog; call from the main loop only while it makes progress."""
@@ -57,9 +59,15 @@ class Notifier:
             self._last_ping = now
 
     def stopping(self, status: str) -> None:
-        self.send(f"STOPPING=1\nSTATUS={status}")
+        self.send(f"STOPPING=1\nSTATUS={_one_line(status)}")
 
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+
+
+def _one_line(status: str) -> str:
+    """A status that may hold a card's path: bytes that are not UTF-8 shown as ``\\xe9``, and no line break
+    (a folder named ``x\\nREADY=1`` must not add a message of its own)."""
+    return "".join(c if c.isprintable() else "?" for c in display_text(status))
