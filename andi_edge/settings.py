@@ -78,6 +78,9 @@ class RetrySettings:
     max_attempts: int = 5
     backoff_s: float = 30.0
     max_backoff_s: float = 900.0
+    #: a photo being processed each time the daemon died (a decoder crash, an OOM kill, a read hung until the
+    #: watchdog) is recorded as failed ("crashed") at the start after this many, and the card goes on
+    max_crashes: int = 3
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ class WatchConfig:
             (self.disk.retry_interval_s > 0, "disk.retry_interval_s must be positive"),
             (self.disk.once_give_up_s >= 0, "disk.once_give_up_s must not be negative"),
             (self.retry.max_attempts >= 1, "retry.max_attempts must be at least 1"),
+            (self.retry.max_crashes >= 1, "retry.max_crashes must be at least 1"),
             (0 < self.retry.backoff_s <= self.retry.max_backoff_s, "retry: 0 < backoff_s <= max_backoff_s"),
             (self.pipeline.decode_workers >= 0, "pipeline.decode_workers must be >= 0"),
             (self.pipeline.mode in PIPELINE_MODES, f"pipeline.mode must be one of {', '.join(PIPELINE_MODES)}"),

@@ -3,12 +3,14 @@ transaction per poll (the first scan of a big card is thousands of photos: one f
 
 A file is known by its card, path, size and mtime. One rewritten in place with the same size and mtime (a card
 reformatted by a camera whose clock reset, a copy tool that keeps times) shows a new ctime: its last 64 KiB are
-read and compared with the fingerprint taken when it was processed, and if they differ it is a new photo (a row
-of the next generation, with outputs of its own).
+read and compared with the fingerprint taken when it was processed (a row from before fingerprints: the whole
+file with its sha256, once), and if they differ it is a new photo (a row of the next generation, with outputs of
+its own).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -52,16 +54,28 @@ class Ingest:
             raise
 
     def _check_rewritten(self, journal: Journal, row: PhotoRow, ctime_ns: int) -> int:
+        """Compare the file with what was processed: by its fingerprint, or, for a row from before fingerprints
+        (schema 2), by its whole sha256, once, recording the fingerprint then."""
+        path = self.discovery.root / row.rel_path
         try:
-            tail = _read_tail(self.discovery.root / row.rel_path)
+            tail = _read_tail(path)
+            same = fingerprint(tail) == row.fingerprint if row.fingerprint else _sha256(path) == row.sha256
         except OSError:
             return 0  # looked at again at the next full scan
-        if fingerprint(tail) == row.fingerprint:
-            journal.confirm_unchanged(row.id, ctime_ns)
+        if same:
+            journal.confirm_unchanged(row.id, ctime_ns, fingerprint(tail))
             return 0
         log.warning("%s was rewritten in place (same size and time, other content): processing it again", row.rel_path)
         journal.enqueue_rewritten(row, ctime_ns)
         return 1
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read_tail(path: Path) -> bytes:

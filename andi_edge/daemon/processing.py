@@ -5,9 +5,10 @@ Crash safety comes from the order of things: outputs are written atomically (cro
 and only then is the photo marked done in the journal. A crash anywhere leaves either no trace (the claim is
 reaped at start and the photo processed again, rewriting the same files) or a finished photo.
 
-What happens to a photo that fails is decided in one place each: a read that fails, by ``retry.RetryPolicy``;
-a photo read but not decodable, by ``pipeline.photo_failure`` (final, recorded with its reason); a full disk,
-by ``space.SpacePolicy`` (handed back, never a failure).
+What happens to a photo that fails is decided in one place each: anything one photo does while it is read,
+decoded, inferred, classified or written, by ``retry`` (``fault_of``, ``RetryPolicy``: tried again later, or
+recorded with its reason); a full disk, by ``space.SpacePolicy`` (handed back, never a failure); a photo that
+ends the process, by the journal at the next start (``reap_stale_claims``).
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ import numpy.typing as npt
 from andi_edge.daemon.metrics import DaemonMetrics
 from andi_edge.daemon.notify import Notifier
 from andi_edge.daemon.rendering import Renderer
-from andi_edge.daemon.retry import RetryPolicy, UnreadableError, unreadable
+from andi_edge.daemon.retry import PhotoFaultError, RetryPolicy, fault_of, unreadable
 from andi_edge.daemon.space import MIB, DiskFullError, SpacePolicy
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.detections import ImageResult
 from andi_edge.errors import OutputError, PhotoError, is_disk_full
-from andi_edge.pipeline import PipelineSettings, label_space, photo_failure, prefetch_ordered
-from andi_edge.runtime.decode import decode_photo
+from andi_edge.pipeline import PipelineSettings, label_space, prefetch_ordered
+from andi_edge.runtime.decode import decode_photo, read_bounded
 from andi_edge.runtime.detector import Detector, PreparedPhoto
 from andi_edge.settings import WatchConfig
 from andi_edge.sinks.crops import write_crops
@@ -79,6 +80,11 @@ class _Loaded:
     @property
     def fingerprint(self) -> str | None:
         return fingerprint(self.data) if self.data else None
+
+
+def failure_entry(row: PhotoRow, failure: str) -> dict[str, Any]:
+    """What the outputs say of a photo that failed without a result."""
+    return image_entry(ImageResult(path=Path(row.rel_path), failure=failure), row.rel_path)
 
 
 class Processor:
@@ -156,6 +162,9 @@ class Processor:
                 writes.clear()
                 self.space.pause(str(exc), "output")
                 return True
+            except Exception as exc:  # noqa: BLE001 - any other failure to write is this photo's, not the loop's
+                self._faulted(journal, write.row, fault_of(exc, write.row.rel_path))
+                continue
             if write.failure is not None:
                 journal.mark_failed(write.row.id, write.entry, write.failure)
                 self.metrics.failed_total += 1
@@ -173,24 +182,26 @@ class Processor:
         """Decode thread: read, hash, decode, letterbox; and infer, when the pipeline is parallel."""
         path = self.root / row.rel_path
         try:
-            data = path.read_bytes()
+            data = read_bounded(path, self.detector.settings.max_decode_bytes)
         except FileNotFoundError:
             raise CardGoneError(row.rel_path) from None
         except OSError as exc:
             if not self.discovery.available():
                 raise CardGoneError(row.rel_path) from exc
             raise unreadable(exc, row.rel_path) from exc
+        except PhotoError as exc:  # too large to read: final, and not hashed (it is not read)
+            return _Loaded(b"", "", None, f"{exc.reason}: {exc.message}")
         sha256 = hashlib.sha256(data).hexdigest()
         if not data:
             return _Loaded(data, sha256, None, f"empty_file: {row.rel_path}: file is empty (0 bytes)")
         try:
             prepared = self.detector.prepare_bytes(data, path)
-        except Exception as exc:  # sorted by photo_failure below; anything else is re-raised
-            failure = photo_failure(exc)
-            if failure is None:
-                raise
-            return _Loaded(data, sha256, None, failure)
-        result = self.detector.infer(prepared) if self.pipeline.parallel else None
+            result = self.detector.infer(prepared) if self.pipeline.parallel else None
+        except Exception as exc:  # whatever a photo does to the decoder, the model or the classifier
+            fault = fault_of(exc, row.rel_path)
+            if fault.transient:
+                raise fault from exc
+            return _Loaded(data, sha256, None, fault.message)
         return _Loaded(data, sha256, prepared, None, result)
 
     def _finish(self, journal: Journal, row: PhotoRow, future: Future[_Loaded]) -> _PendingWrite | None:
@@ -203,18 +214,14 @@ class Processor:
                 self.discovery.hand_over_again(row.rel_path)
                 return None
             raise exc
-        if isinstance(exc, UnreadableError):
-            attempt = row.attempts + 1  # the row was read before its claim counted
-            decision = self.retry.decide(exc, attempt, time.time())
-            if decision.retry_at is not None:
-                wait_s = decision.retry_at - time.time()
-                log.warning("%s (attempt %d): trying again in %.0f s", exc.message, attempt, wait_s)
-                journal.retry_later(row.id, exc.message, decision.retry_at)
-                self.metrics.retried_total += 1
+        if exc is not None:
+            fault = fault_of(exc, row.rel_path)
+            if not fault.transient:
+                log.error("%s", fault.message, exc_info=exc)
+            failure = self._retry_or_fail(journal, row, fault)
+            if failure is None:
                 return None
-            loaded = _Loaded(b"", "", None, decision.failure)
-        elif exc is not None:
-            raise exc
+            loaded = _Loaded(b"", "", None, failure)
         else:
             loaded = future.result()
         if journal.done_with_hash(row.card_id, loaded.sha256, row.rel_path) is not None:
@@ -229,11 +236,47 @@ class Processor:
             failure = loaded.failure or "internal_error: nothing decoded"
             log.warning("%s: %s", row.rel_path, failure)
             result = ImageResult(path=Path(row.rel_path), failure=failure)
+        elif loaded.result is not None:
+            result = loaded.result
         else:
-            result = loaded.result if loaded.result is not None else self.detector.infer(loaded.prepared)
+            try:
+                result = self.detector.infer(loaded.prepared)
+            except Exception as exc:  # the model or the classifier raised on this photo
+                fault = fault_of(exc, row.rel_path)
+                if fault.transient:
+                    self._faulted(journal, row, fault)
+                    return None
+                log.error("%s", fault.message, exc_info=exc)
+                failure = fault.message
+                result = ImageResult(path=Path(row.rel_path), failure=failure)
         entry = image_entry(result, row.rel_path)
         job = self._writer.submit(self._write_outputs, card_out, output_key, row, loaded, result, entry)
         return _PendingWrite(row=row, job=job, entry=entry, failure=failure, timings_ms=result.timings_ms)
+
+    def _retry_or_fail(self, journal: Journal, row: PhotoRow, fault: PhotoFaultError) -> str | None:
+        """The policy's decision for a claimed photo: None when it waits for another attempt (back to pending,
+        not before its backoff), else the failure to record."""
+        attempt = row.attempts + 1  # the row was read before its claim counted
+        decision = self.retry.decide(fault, attempt, time.time())
+        if decision.retry_at is None:
+            return decision.failure
+        wait_s = decision.retry_at - time.time()
+        log.warning("%s (attempt %d): trying again in %.0f s", fault.message, attempt, wait_s)
+        journal.retry_later(row.id, fault.message, decision.retry_at)
+        self.metrics.retried_total += 1
+        return None
+
+    def _faulted(self, journal: Journal, row: PhotoRow, fault: PhotoFaultError) -> None:
+        """A photo that failed after its result was known (its outputs could not be written, say)."""
+        failure = self._retry_or_fail(journal, row, fault)
+        if failure is None:
+            return
+        log.error("%s", failure)
+        journal.mark_failed(
+            row.id, image_entry(ImageResult(path=Path(row.rel_path), failure=failure), row.rel_path), failure
+        )
+        self.metrics.failed_total += 1
+        self.renderer.changed(row.card_id)
 
     def _decode_for_crops(self, data: bytes, name: str, result: ImageResult) -> tuple[npt.NDArray[np.uint8], float]:
         """The upright photo for cutting crops, and its scale against the original: full resolution when its

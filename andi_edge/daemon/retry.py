@@ -1,11 +1,15 @@
-"""What happens when a photo cannot be read: the one owner of the read-failure and retry policy.
+"""What a photo can do to its processing, and what happens then: the one owner of the failure and retry policy.
 
-A read that fails for a reason that may pass (an I/O error on a worn card, a permission, a card reseated, a
-stale network mount) is tried again after a backoff that doubles each time, up to ``retry.max_attempts``;
-then the photo is recorded as failed (``unreadable: ...``), and `andi-edge retry-failed` can ask for it
-again. A read that fails for a reason that will not pass (a folder where a file was, a name too long for the
-kernel) is recorded at once. A photo that was read but cannot be decoded is final too (see
-``pipeline.photo_failure``): its bytes will not get better.
+Every exception raised while one photo is read, decoded, inferred, classified or written becomes that photo's
+fault (``fault_of``), never the end of the loop. A fault that may pass is tried again after a backoff that
+doubles each time, up to ``retry.max_attempts``, then recorded as failed (`andi-edge retry-failed` can ask for
+it again): a read error on a worn card, a permission, a card reseated, a stale network mount
+(``unreadable: ...``), memory short for the moment (``out_of_memory: ...``), an output that could not be
+written (``output_error: ...``; a full disk is the space policy's, not a fault). A fault that will not pass is
+recorded at once: a folder where a file was, a photo read but not decodable (its bytes will not get better), a
+photo that makes the model or the classifier raise (``internal_error: ...``). A photo that ends the process
+itself (a native crash, an OOM kill, a hung read) is counted by the journal at the next start
+(``Journal.reap_stale_claims``, ``retry.max_crashes``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
+from andi_edge.errors import OutputError, PhotoError
 from andi_edge.settings import RetrySettings
 
 #: errors of a read that may well succeed later
@@ -36,8 +41,8 @@ TRANSIENT_ERRNOS = frozenset(
 )
 
 
-class UnreadableError(Exception):
-    """A photo's bytes could not be read (raised in the decode thread, decided on by the policy)."""
+class PhotoFaultError(Exception):
+    """What one photo did to its processing (raised in a worker thread, decided on by the policy)."""
 
     def __init__(self, message: str, transient: bool) -> None:
         super().__init__(message)
@@ -45,8 +50,27 @@ class UnreadableError(Exception):
         self.transient = transient
 
 
+class UnreadableError(PhotoFaultError):
+    """A photo's bytes could not be read."""
+
+
 def unreadable(exc: OSError, name: str) -> UnreadableError:
     return UnreadableError(f"unreadable: {name}: {exc.strerror or exc}", exc.errno in TRANSIENT_ERRNOS)
+
+
+def fault_of(exc: BaseException, name: str) -> PhotoFaultError:
+    """Any exception raised while the photo ``name`` was processed, as its fault (see the module's docstring)."""
+    if isinstance(exc, PhotoFaultError):
+        return exc
+    if isinstance(exc, PhotoError):
+        return PhotoFaultError(f"{exc.reason}: {exc.message}", transient=False)
+    if isinstance(exc, MemoryError):
+        return PhotoFaultError(f"out_of_memory: {name}: not enough memory to process it at the moment", transient=True)
+    if isinstance(exc, OutputError):
+        return PhotoFaultError(f"output_error: {name}: {exc.message}", transient=True)
+    if isinstance(exc, OSError):
+        return unreadable(exc, name)
+    return PhotoFaultError(f"internal_error: {name}: {type(exc).__name__}: {exc}", transient=False)
 
 
 @dataclass(frozen=True)
@@ -64,7 +88,7 @@ class RetryPolicy:
         """The wait after the ``attempts``-th failed attempt: backoff_s, doubling, capped at max_backoff_s."""
         return float(min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** max(attempts - 1, 0)))
 
-    def decide(self, error: UnreadableError, attempts: int, now: float) -> RetryDecision:
+    def decide(self, error: PhotoFaultError, attempts: int, now: float) -> RetryDecision:
         """``attempts``: how many times the photo has been claimed, this one included."""
         if not error.transient:
             return RetryDecision(None, error.message)

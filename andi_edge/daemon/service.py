@@ -25,8 +25,8 @@ from andi_edge import __version__
 from andi_edge.daemon.ingest import Ingest
 from andi_edge.daemon.metrics import DaemonMetrics
 from andi_edge.daemon.notify import Notifier
-from andi_edge.daemon.processing import Processor
-from andi_edge.daemon.rendering import BATCH_JSON_NAME, Renderer
+from andi_edge.daemon.processing import Processor, failure_entry
+from andi_edge.daemon.rendering import Renderer
 from andi_edge.daemon.space import SpacePolicy
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.errors import JournalFullError, OutputError, UsageError
@@ -34,6 +34,7 @@ from andi_edge.pipeline import PipelineSettings, label_space
 from andi_edge.runtime.detector import Detector
 from andi_edge.settings import WatchConfig
 from andi_edge.sinks.atomic import remove_stale_temp_files
+from andi_edge.sinks.names import BATCH_JSON_NAME
 from andi_edge.state.journal import Journal, check_not_lost
 
 log = logging.getLogger(__name__)
@@ -169,9 +170,11 @@ class WatchService:
         return 0
 
     def _begin(self, journal: Journal) -> None:
-        reaped = journal.reap_stale_claims()
+        reaped, given_up = journal.reap_stale_claims(self.config.retry.max_crashes, failure_entry)
         if reaped:
             log.warning("re-queued %d photo(s) claimed by an earlier run that did not finish", reaped)
+        for row in given_up:
+            log.error("%s", row.failure)
         journal.set_meta("run", self._run_facts())
         self.renderer.start(journal)
 
@@ -263,7 +266,7 @@ class WatchService:
                 continue
             try:
                 if requeue:
-                    journal.reap_stale_claims()  # ours alone: we hold the state lock
+                    journal.release_claims()  # ours alone: we hold the state lock
                     requeue = False
                 self.ingest.poll(journal, full_scan=first_scan)
                 first_scan = False

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from andi_edge.config import DEFAULT_MAX_DECODE_MB
 from andi_edge.detections import PhotoInfo
 from andi_edge.errors import PhotoError
 
@@ -76,10 +78,26 @@ class DecodedPhoto:
         return float(self.rgb.shape[1]) / float(self.info.width_px)
 
 
-def read_photo_bytes(path: Path) -> bytes:
-    """Read a whole photo file. Raises PhotoError for the ways a file on a card goes wrong."""
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """A whole file of at most ``max_bytes``: a bigger one (a damaged FAT chain, a disk image named .JPG) is
+    refused before it is read into memory, PhotoError ``too_large``. OSError as the system raises it."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(max_bytes + 1) if size <= max_bytes else b""
+    if size > max_bytes or len(data) > max_bytes:
+        raise PhotoError(
+            "too_large",
+            f"{path.name}: the file is {max(size, len(data)) / 2**20:.0f} MiB, more than a photo's decode may take "
+            f"({max_bytes / 2**20:.0f} MiB, detector.max_decode_mb)",
+        )
+    return data
+
+
+def read_photo_bytes(path: Path, max_bytes: int = DEFAULT_MAX_DECODE_MB * 2**20) -> bytes:
+    """Read a whole photo file of at most ``max_bytes``. Raises PhotoError for the ways a file on a card goes
+    wrong."""
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, max_bytes)
     except FileNotFoundError as exc:
         raise PhotoError("unreadable", f"{path}: file disappeared before it could be read") from exc
     except IsADirectoryError as exc:

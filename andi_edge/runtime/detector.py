@@ -169,7 +169,7 @@ class Detector:
     def prepare(self, path: Path) -> PreparedPhoto:
         """Read, decode and letterbox one photo. Raises PhotoError for a bad photo."""
         start = time.perf_counter()
-        data = read_photo_bytes(path)
+        data = read_photo_bytes(path, self.settings.max_decode_bytes)
         read_ms = _ms_since(start)
         return self.prepare_bytes(data, path, read_ms=read_ms)
 

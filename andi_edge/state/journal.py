@@ -6,22 +6,27 @@ Each photo is one row keyed by (card, path on the card, size, mtime). Life of a 
                                --fail--> failed      (undecodable, or unreadable after every attempt)
                                --release-> pending   (disk full, card pulled: not an attempt; try again)
                                --retry_later-> pending, not before retry_at (a read error that may pass)
+                               --(the process ended)--> reaped at start: pending, one crash more; after
+                                 ``max_crashes`` failed ("crashed: ..."), so one photo cannot stop the daemon
     failed --retry_failed--> pending                 (`andi-edge retry-failed`: a person asks for it)
 
 A row is marked done only after its outputs are durable. Claims left by a crash are reaped at start, so the
-photo is processed again; outputs are idempotent (same names, atomic replace), so it still ends up once.
+photo is processed again; outputs are idempotent (same names, atomic replace), so it still ends up once. A photo
+that was claimed when the process ended is claimed alone afterwards, so that a photo which crashes the process
+is told apart from the ones claimed beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +34,7 @@ from typing import Any
 
 from andi_edge.errors import JournalError, JournalFullError, OutputError, is_disk_full
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAME = "journal.sqlite3"
 #: the last journal that passed its integrity check, copied at each daemon start and stop (the documented way back)
 BACKUP_NAME = "journal.backup.sqlite3"
@@ -57,6 +62,8 @@ CREATE TABLE IF NOT EXISTS {name} (
     ctime_ns INTEGER,
     fingerprint TEXT,
     generation INTEGER NOT NULL DEFAULT 0,
+    -- schema 4: how many times the process ended while this photo was claimed (a crash, an OOM kill, a hang)
+    crashes INTEGER NOT NULL DEFAULT 0,
     UNIQUE (card_id, rel_path, size_bytes, mtime_ns, generation)
 );
 """
@@ -112,6 +119,7 @@ class PhotoRow:
     ctime_ns: int | None = None
     fingerprint: str | None = None
     generation: int = 0
+    crashes: int = 0
 
 
 def text_to_db(text: str) -> str:
@@ -158,6 +166,7 @@ def _row(r: sqlite3.Row) -> PhotoRow:
         ctime_ns=r["ctime_ns"] if "ctime_ns" in columns else None,
         fingerprint=r["fingerprint"] if "fingerprint" in columns else None,
         generation=r["generation"] if "generation" in columns else 0,
+        crashes=r["crashes"] if "crashes" in columns else 0,
     )
 
 
@@ -209,9 +218,14 @@ class Journal:
         self._db.close()
 
     def _migrate(self) -> None:
-        """Bring a journal of schema 2 up to this one, in place: the photos table is rebuilt (its unique key
-        changed), following SQLite's own recipe (foreign keys off, new table, copy, drop, rename)."""
+        """Bring an older journal up to this schema, in place. Schema 2: the photos table is rebuilt (its unique
+        key changed), following SQLite's own recipe (foreign keys off, new table, copy, drop, rename); schema 3:
+        a column is added."""
         present = [row[1] for row in self._db.execute("PRAGMA table_info(photos)")]
+        if present and "generation" in present and "crashes" not in present:
+            with self._tx():
+                self._db.execute("ALTER TABLE photos ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+            return
         if not present or "generation" in present:
             return
         self._db.execute("PRAGMA foreign_keys=OFF")
@@ -311,16 +325,22 @@ class Journal:
                 ).fetchone()
                 if known is None or known["ctime_ns"] == ctime:
                     continue
-                if known["ctime_ns"] is None or known["fingerprint"] is None or known["state"] in LIVE_STATES:
+                # first seen since this journal kept ctimes (a row of schema 2), or still in the works: note it.
+                # Otherwise a suspect, also where no fingerprint was taken yet (the caller compares the sha256)
+                if known["ctime_ns"] is None or known["state"] in LIVE_STATES or known["state"] == "duplicate":
                     self._db.execute("UPDATE photos SET ctime_ns=? WHERE id=?", (ctime, known["id"]))
                 else:
                     suspects.append(_row(known))
         return new, suspects
 
-    def confirm_unchanged(self, photo_id: int, ctime_ns: int) -> None:
-        """A suspect of ``enqueue_many`` whose content is what was processed: only its ctime moved."""
+    def confirm_unchanged(self, photo_id: int, ctime_ns: int, fingerprint: str | None = None) -> None:
+        """A suspect of ``enqueue_many`` whose content is what was processed: only its ctime moved. A row from
+        before fingerprints (schema 2) gets its ``fingerprint`` now."""
         with self._tx():
-            self._db.execute("UPDATE photos SET ctime_ns=? WHERE id=?", (ctime_ns, photo_id))
+            self._db.execute(
+                "UPDATE photos SET ctime_ns=?, fingerprint=COALESCE(fingerprint, ?) WHERE id=?",
+                (ctime_ns, fingerprint, photo_id),
+            )
 
     def enqueue_rewritten(self, row: PhotoRow, ctime_ns: int) -> None:
         """A file rewritten in place (same size and mtime, other content): a new pending row, one generation on.
@@ -331,13 +351,50 @@ class Journal:
 
     # -- processing -----------------------------------------------------------------------------------------
 
-    def reap_stale_claims(self) -> int:
-        """Claims left by a crash go back to pending. Call once at start, under the state-folder lock."""
+    def reap_stale_claims(
+        self, max_crashes: int | None = None, entry: Callable[[PhotoRow, str], dict[str, Any]] | None = None
+    ) -> tuple[int, list[PhotoRow]]:
+        """Claims left by a process that ended go back to pending, each with one crash more; those that reach
+        ``max_crashes`` are recorded as failed instead (returned), with ``entry(row, failure)`` as their result,
+        so that a photo which kills the process (a decoder crash, an OOM kill, a read stuck until the watchdog)
+        cannot stop the daemon for good. Call at start, under the state-folder lock. Returns how many went back,
+        and the photos given up on."""
+        now = time.time()
         with self._tx():
-            cursor = self._db.execute(
-                "UPDATE photos SET state='pending', updated_at=? WHERE state='claimed'", (time.time(),)
+            stale = [_row(r) for r in self._db.execute("SELECT * FROM photos WHERE state='claimed'").fetchall()]
+            given_up = [
+                dataclasses.replace(r, state="failed", crashes=r.crashes + 1, failure=crashed_failure(r))
+                for r in stale
+                if max_crashes is not None and r.crashes + 1 >= max_crashes
+            ]
+            gone = {r.id for r in given_up}
+            self._db.executemany(
+                "UPDATE photos SET state='pending', crashes=crashes+1, updated_at=? WHERE id=?",
+                [(now, r.id) for r in stale if r.id not in gone],
             )
-        return cursor.rowcount
+            self._db.executemany(
+                "UPDATE photos SET state='failed', crashes=?, failure=?, result_json=?, retry_at=NULL, updated_at=? "
+                "WHERE id=?",
+                [
+                    (
+                        r.crashes,
+                        text_to_db(r.failure or ""),
+                        None if entry is None else json.dumps(entry(r, r.failure or ""), separators=(",", ":")),
+                        now,
+                        r.id,
+                    )
+                    for r in given_up
+                ],
+            )
+        return len(stale) - len(given_up), given_up
+
+    def release_claims(self) -> None:
+        """Every claim back to pending, not as an attempt (a run interrupted by a full state volume, not a crash)."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE photos SET state='pending', attempts=MAX(attempts - 1, 0), updated_at=? WHERE state='claimed'",
+                (time.time(),),
+            )
 
     def claim(self, limit: int, card_id: str | None = None, now: float | None = None) -> list[PhotoRow]:
         """Oldest pending photos (of one card, if given) that are not waiting for a retry, marked claimed."""
@@ -348,6 +405,11 @@ class Journal:
             params: tuple[Any, ...] = (now, card_id) if card_id is not None else (now,)
             rows = self._db.execute(f"SELECT * FROM photos WHERE {where} ORDER BY id LIMIT ?", (*params, limit))
             claimed = [_row(r) for r in rows.fetchall()]
+            # a photo that was claimed when the process ended goes alone: should it end the process again, the
+            # photos beside it are not counted with it
+            suspect = next((i for i, r in enumerate(claimed) if r.crashes), None)
+            if suspect is not None:
+                claimed = claimed[:suspect] or claimed[:1]
             now = time.time()
             self._db.executemany(
                 "UPDATE photos SET state='claimed', attempts=attempts+1, updated_at=? WHERE id=?",
@@ -365,11 +427,15 @@ class Journal:
         return None if row is None else str(row["sha256"])
 
     def done_with_hash(self, card_id: str, sha256: str, rel_path: str) -> PhotoRow | None:
+        """The finished row this path's results now come from, if it holds these very bytes (a card inserted
+        again). Only the newest counts: a file that went back to earlier bytes (gen 0, 1, then 0 again) is
+        processed again, or its results would stay gen 1's."""
         row = self._db.execute(
-            "SELECT * FROM photos WHERE card_id=? AND sha256=? AND rel_path=? AND state IN ('done', 'failed')",
-            (card_id, sha256, text_to_db(rel_path)),
+            "SELECT * FROM photos WHERE card_id=? AND rel_path=? AND state IN ('done', 'failed') ORDER BY id DESC "
+            "LIMIT 1",
+            (card_id, text_to_db(rel_path)),
         ).fetchone()
-        return None if row is None else _row(row)
+        return None if row is None or row["sha256"] != sha256 else _row(row)
 
     def set_hash(self, photo_id: int, sha256: str, output_key: str, fingerprint: str | None = None) -> None:
         with self._tx():
@@ -413,7 +479,9 @@ class Journal:
         return None if value is None else float(value)
 
     def retrying(self, limit: int = 10) -> list[PhotoRow]:
-        """Photos waiting to be read again, soonest first."""
+        """Photos waiting to be read again, soonest first (none in a journal from before retries: schema 2)."""
+        if "last_error" not in self._columns():
+            return []
         rows = self._db.execute(
             "SELECT * FROM photos WHERE state='pending' AND last_error IS NOT NULL ORDER BY retry_at, id LIMIT ?",
             (limit,),
@@ -431,8 +499,8 @@ class Journal:
             rows = self._db.execute(f"SELECT id, failure FROM photos WHERE {where}", params).fetchall()
             ids = [r["id"] for r in rows if reason is None or text_from_db(r["failure"] or "").startswith(reason)]
             self._db.executemany(
-                "UPDATE photos SET state='pending', attempts=0, retry_at=NULL, last_error=NULL, failure=NULL, "
-                "result_json=NULL, updated_at=? WHERE id=?",
+                "UPDATE photos SET state='pending', attempts=0, crashes=0, retry_at=NULL, last_error=NULL, "
+                "failure=NULL, result_json=NULL, updated_at=? WHERE id=?",
                 [(time.time(), i) for i in ids],
             )
         return len(ids)
@@ -468,6 +536,9 @@ class Journal:
         for row in self.finished(card_id):  # ordered by path, then id: the newest of a path comes last
             latest[row.rel_path] = row
         return list(latest.values())
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(photos)")}
 
     def counts(self) -> dict[str, int]:
         counts = {state: 0 for state in ("pending", "claimed", "done", "failed", "duplicate")}
@@ -540,6 +611,13 @@ class Journal:
         with self._tx():
             cursor = self._db.execute("DELETE FROM repeat_verdicts WHERE pattern_id=?", (pattern_id,))
         return cursor.rowcount == 1
+
+
+def crashed_failure(row: PhotoRow) -> str:
+    return (
+        f"crashed: the daemon stopped {row.crashes + 1} times while processing {row.rel_path} (a decoder crash, "
+        "running out of memory, or a read that hung); `andi-edge retry-failed --reason crashed` tries it again"
+    )
 
 
 def _is_full(exc: BaseException) -> bool:

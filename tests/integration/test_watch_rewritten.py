@@ -32,6 +32,7 @@ def test_a_photo_rewritten_in_place_with_the_same_size_and_mtime_is_processed_ag
         if p.stat().st_size < st.st_size and "serengeti_S1_D04_R6" not in str(p)
     )
     data = other.read_bytes()
+    original = target.read_bytes()
     with target.open("r+b") as f:  # in place: same inode, same name
         f.write(data + b"\0" * (st.st_size - len(data)))
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -52,6 +53,16 @@ def test_a_photo_rewritten_in_place_with_the_same_size_and_mtime_is_processed_ag
     daemon.run_once()
     assert len(_rows(daemon.state, rel)) == 2
     assert daemon.log.read_text().count("rewritten in place") == 1
+
+    # Back to the first bytes (gen 0 -> 1 -> 0): processed again, and the results are the first photo's again,
+    # not those of generation 1 that the path held last.
+    with target.open("r+b") as f:
+        f.write(original)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    daemon.run_once()
+    assert [(g, state) for g, state, _ in _rows(daemon.state, rel)] == [(0, "done"), (1, "done"), (2, "done")]
+    again = next(i for i in daemon.batch()["images"] if i["file"] == rel)
+    assert again["detections"] == before["detections"]
 
 
 def test_photos_dated_past_2262_or_before_1970_are_processed(tmp_path: Path, card_copy: Path, model_320: Path) -> None:
@@ -88,3 +99,30 @@ def test_a_photo_copied_back_onto_the_card_is_a_duplicate_and_its_outputs_stay_a
     assert (sidecar.read_bytes(), sidecar.stat().st_mtime_ns) == before
     assert [i["file"] for i in daemon.batch()["images"]].count(rel) == 1
     assert "already processed (same bytes)" in daemon.log.read_text()
+
+
+def test_a_row_from_before_fingerprints_is_checked_by_its_sha256(
+    tmp_path: Path, card_copy: Path, photos_dir: Path, model_320: Path
+) -> None:
+    """A device upgraded from schema 2: its rows have neither ctime nor fingerprint. The first scan notes the
+    ctime; a later rewrite in place is compared by the whole file's sha256, and processed again."""
+    daemon = make_daemon(tmp_path, model_320)
+    daemon.run_once()
+    target = sorted(card_copy.rglob("*.JPG"))[0]
+    rel = target.relative_to(card_copy).as_posix()
+    with sqlite3.connect(daemon.state / "journal.sqlite3") as db:
+        db.execute("UPDATE photos SET ctime_ns=NULL, fingerprint=NULL")  # what a schema-2 journal leaves
+    daemon.run_once()  # the ctime is seen for the first time: noted, nothing read
+    target.chmod(0o600)  # the ctime moves, the bytes do not: compared by sha256, left alone, fingerprinted
+    daemon.run_once()
+    assert [s for _, s, _ in _rows(daemon.state, rel)] == ["done"]
+    with sqlite3.connect(daemon.state / "journal.sqlite3") as db:
+        assert db.execute("SELECT fingerprint FROM photos WHERE rel_path=?", (rel,)).fetchone()[0]
+        db.execute("UPDATE photos SET fingerprint=NULL")
+    st = target.stat()
+    other = next(p for p in sorted(photos_dir.rglob("*.JPG")) if p.stat().st_size < st.st_size)
+    with target.open("r+b") as f:
+        f.write(other.read_bytes() + b"\0" * (st.st_size - other.stat().st_size))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    daemon.run_once()
+    assert [(g, s) for g, s, _ in _rows(daemon.state, rel)] == [(0, "done"), (1, "done")]

@@ -66,7 +66,7 @@ def _claim_one(j: Journal, rel: str = "a.jpg", card: str = "card", ctime_ns: int
 def test_a_new_journal_makes_its_folders_and_records_its_schema(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "var" / "lib" / "andi-edge")
     version = journal._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-    assert version == "3" and (tmp_path / "var" / "lib" / "andi-edge" / DB_NAME).is_file()
+    assert version == "4" and (tmp_path / "var" / "lib" / "andi-edge" / DB_NAME).is_file()
     journal.close()
 
 
@@ -206,14 +206,42 @@ def test_reaping_gives_every_claim_back(journal: Journal) -> None:
         journal.enqueue("card", f"{i}.jpg", 1, i)
     claimed = journal.claim(2)
     journal.mark_done(claimed[0].id, {})
-    assert journal.reap_stale_claims() == 1
+    assert journal.reap_stale_claims() == (1, [])
     assert journal.counts() == {"pending": 2, "claimed": 0, "done": 1, "failed": 0, "duplicate": 0}
-    assert journal.reap_stale_claims() == 0
+    assert journal.reap_stale_claims() == (0, [])
+
+
+def test_a_photo_that_keeps_ending_the_process_is_isolated_then_given_up(journal: Journal) -> None:
+    """Claims left by a dead process count as crashes; a photo with crashes is claimed alone (so the photos
+    claimed beside it are not blamed), and at max_crashes it is recorded as failed, the card goes on."""
+    for i in range(4):
+        journal.enqueue("card", f"{i}.jpg", 1, i)
+    assert [r.rel_path for r in journal.claim(4)] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+    assert journal.reap_stale_claims(max_crashes=3) == (4, [])  # the process died holding all four
+    for expected in ("0.jpg", "1.jpg", "2.jpg", "3.jpg"):  # one at a time now
+        [alone] = journal.claim(4)
+        assert (alone.rel_path, alone.crashes) == (expected, 1)
+        if expected == "2.jpg":  # this one kills the process again
+            journal.reap_stale_claims(max_crashes=3)
+            [alone] = journal.claim(4)
+            assert (alone.rel_path, alone.crashes) == ("2.jpg", 2)
+            requeued, [given_up] = journal.reap_stale_claims(max_crashes=3)
+            assert requeued == 0 and given_up.rel_path == "2.jpg" and given_up.state == "failed"
+            assert given_up.failure is not None and given_up.failure.startswith("crashed: the daemon stopped 3 times")
+            continue
+        journal.mark_done(alone.id, {})
+    assert journal.counts() == {"pending": 0, "claimed": 0, "done": 3, "failed": 1, "duplicate": 0}
+    assert journal.retry_failed(reason="crashed") == 1
+    [again] = journal.claim(4)
+    assert (again.rel_path, again.crashes, again.attempts) == ("2.jpg", 0, 0), "a person asked: counted anew"
+    journal.release_claims()
+    assert journal.counts()["pending"] == 1 and _row(journal, again.id).crashes == 0, "a release is no crash"
 
 
 def test_a_changed_ctime_is_recorded_or_reported_by_the_rows_state(journal: Journal) -> None:
-    """Same size and mtime, other ctime: a row in the works or never fingerprinted just takes the new ctime; a
-    finished, fingerprinted row is a suspect for the caller to read again."""
+    """Same size and mtime, other ctime: a row in the works, or one whose ctime was never known (schema 2), just
+    takes the new ctime; a finished row is a suspect for the caller to read again: by its fingerprint, or by its
+    sha256 where it has none yet (a row from before fingerprints), which then records one."""
     journal.enqueue_many([("card", "live.jpg", 1, 1, 10), ("card", "old.jpg", 1, 1, 10), ("card", "fp.jpg", 1, 1, 10)])
     rows = {r.rel_path: r for r in _all(journal)}
     for rel in ("old.jpg", "fp.jpg"):
@@ -221,13 +249,19 @@ def test_a_changed_ctime_is_recorded_or_reported_by_the_rows_state(journal: Jour
     journal.set_hash(rows["fp.jpg"].id, "ab" * 32, "fp.jpg", fingerprint(b"tail"))
     assert journal.enqueue_many([("card", r, 1, 1, 10) for r in rows]) == (0, []), "nothing moved"
     new, suspects = journal.enqueue_many([("card", r, 1, 1, 20) for r in rows])
-    assert new == 0 and [s.rel_path for s in suspects] == ["fp.jpg"]
-    assert suspects[0].ctime_ns == 10 and suspects[0].fingerprint == fingerprint(b"tail")
+    assert new == 0 and [s.rel_path for s in suspects] == ["old.jpg", "fp.jpg"]
+    assert suspects[1].ctime_ns == 10 and suspects[1].fingerprint == fingerprint(b"tail")
+    assert suspects[0].fingerprint is None
     after = {r.rel_path: r for r in _all(journal)}
-    assert after["live.jpg"].ctime_ns == 20 and after["old.jpg"].ctime_ns == 20 and after["fp.jpg"].ctime_ns == 10
+    assert after["live.jpg"].ctime_ns == 20 and after["old.jpg"].ctime_ns == 10 and after["fp.jpg"].ctime_ns == 10
     journal.confirm_unchanged(after["fp.jpg"].id, 20)
     assert _row(journal, after["fp.jpg"].id).ctime_ns == 20
+    journal.confirm_unchanged(after["old.jpg"].id, 20, fingerprint(b"its tail"))
+    assert _row(journal, after["old.jpg"].id).fingerprint == fingerprint(b"its tail")
     assert journal.enqueue_many([("card", "fp.jpg", 1, 1, None)]) == (0, []), "no ctime known: nothing to compare"
+    journal._db.execute("UPDATE photos SET ctime_ns=NULL WHERE id=?", (after["old.jpg"].id,))  # as schema 2 left it
+    assert journal.enqueue_many([("card", "old.jpg", 1, 1, 40)]) == (0, []), "first seen since: only noted"
+    assert _row(journal, after["old.jpg"].id).ctime_ns == 40
 
 
 def test_a_file_rewritten_in_place_gets_a_row_of_the_next_generation(journal: Journal) -> None:
@@ -262,6 +296,15 @@ def test_hashes_output_names_and_duplicates(journal: Journal) -> None:
     assert found is not None and found.id == row.id
     assert journal.done_with_hash("card", "cd" * 32, "elsewhere.jpg") is None
     assert journal.done_with_hash("card", "ee" * 32, CAFE) is None
+    # the path's bytes changed and were processed (generation 1): bytes back as they first were are no duplicate
+    journal.enqueue_many([("card", CAFE, 100, 5, 6)])  # its ctime, first seen
+    _, [suspect] = journal.enqueue_many([("card", CAFE, 100, 5, 7)])
+    journal.enqueue_rewritten(suspect, 7)
+    [second] = journal.claim(1)
+    journal.set_hash(second.id, "ee" * 32, CAFE + "~2")
+    journal.mark_done(second.id, {})
+    assert journal.done_with_hash("card", "cd" * 32, CAFE) is None, "its results now come from other bytes"
+    assert journal.done_with_hash("card", "ee" * 32, CAFE) is not None
     pending = _claim_one(journal, "p.jpg")
     journal.set_hash(pending.id, "99" * 32, "p.jpg")
     journal.release(pending.id)
@@ -407,6 +450,8 @@ def test_a_schema_2_journal_can_be_read_without_being_upgraded(tmp_path: Path) -
     [done] = reader.finished("local")
     assert (done.id, done.sha256, done.output_key, done.result, done.failure) == (7, "ab", "a.JPG", {}, None)
     assert (done.retry_at, done.last_error, done.ctime_ns, done.fingerprint, done.generation) == (None,) * 4 + (0,)
+    assert done.crashes == 0
+    assert reader.retrying() == [] and reader.counts()["done"] == 1  # what `status` asks: no error
     reader.close()
     with sqlite3.connect(tmp_path / DB_NAME) as db:
         assert "generation" not in {row[1] for row in db.execute("PRAGMA table_info(photos)")}

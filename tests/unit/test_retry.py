@@ -66,5 +66,36 @@ def test_a_schema_2_journal_is_brought_up_to_date_in_place(tmp_path: Path) -> No
     with sqlite3.connect(tmp_path / DB_NAME) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(photos)")}
         indexes = {row[1] for row in db.execute("PRAGMA index_list(photos)")}
-    assert {"retry_at", "last_error", "ctime_ns", "fingerprint", "generation"} <= columns
+    assert {"retry_at", "last_error", "ctime_ns", "fingerprint", "generation", "crashes"} <= columns
     assert "photos_output_key" in indexes
+
+
+def test_a_schema_3_journal_gains_its_crash_counts(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.enqueue("local", "a.JPG", 1, 1)
+    journal.close()
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("ALTER TABLE photos DROP COLUMN crashes")
+        db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    journal = Journal(tmp_path)
+    [row] = journal.claim(1)
+    assert row.crashes == 0
+    assert journal.reap_stale_claims(max_crashes=1)[1][0].rel_path == "a.JPG"
+    journal.close()
+
+
+def test_every_exception_of_a_photo_is_its_fault() -> None:
+    """Memory pressure and output errors may pass (tried again); a model or classifier error is final."""
+    from andi_edge.daemon.retry import fault_of
+    from andi_edge.errors import OutputError, PhotoError
+
+    assert fault_of(MemoryError(), "a.JPG").transient
+    assert fault_of(MemoryError(), "a.JPG").message.startswith("out_of_memory: a.JPG")
+    assert fault_of(OutputError("cannot write x"), "a.JPG").transient
+    assert fault_of(OSError(errno.EIO, "Input/output error"), "a.JPG").transient
+    final = fault_of(RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION"), "a.JPG")
+    assert not final.transient and final.message == (
+        "internal_error: a.JPG: RuntimeError: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION"
+    )
+    assert fault_of(PhotoError("corrupt", "a.JPG: truncated"), "a.JPG").message == "corrupt: a.JPG: truncated"
+    assert not fault_of(KeyError("x"), "a.JPG").transient

@@ -1,0 +1,170 @@
+"""One failure policy for everything a photo can do to the daemon (issue: field faults, second round).
+
+Inference and classifier exceptions become the photo's recorded outcome in both pipeline modes; memory pressure
+is retried; a photo that ends the process again and again is given up on after ``retry.max_crashes`` starts; a
+file far bigger than a photo is refused before it is read. Real photos, real SQLite, a real `watch` subprocess
+for the kills. Where a model must raise on one photo, a fake backend stands in: no real model raises on
+chosen photos (the fake is said to be one in each test that uses it)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from PIL import Image
+
+from andi_edge.daemon.service import WatchService
+from andi_edge.pipeline import PipelineSettings, plan_pipeline
+from andi_edge.runtime.backends.fake import FakeBackend
+from andi_edge.runtime.detector import Detector
+from andi_edge.runtime.model_meta import CARD_KEY, ModelCard
+from andi_edge.settings import load_watch_config
+from tests.integration.daemon_harness import make_daemon, wait_until
+
+CARD = ModelCard(name="fake", class_names=("animal", "person"), input_height=320, input_width=320, head="yolov5")
+SERENGETI = "serengeti_S1_D04_R6_sequence"
+
+
+def _raising_on_grey_levels(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The fake model: raises as ONNX Runtime does on an all-black square photo (no padding), runs out of memory on
+    an all-white one."""
+    mean = float(x.mean())
+    if mean < 0.01:
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code")
+    if mean > 0.99:
+        raise MemoryError
+    output = np.zeros((1, 6300, 7), np.float32)
+    output[0, 0] = [160, 160, 80, 40, 0.9, 0.9, 0.1]
+    return output
+
+
+@pytest.mark.parametrize("mode", ["parallel", "split"])
+def test_an_exception_in_inference_is_the_photos_outcome(tmp_path: Path, photos_dir: Path, mode: str) -> None:
+    card = tmp_path / "card"
+    card.mkdir()
+    for src in sorted((photos_dir / SERENGETI).glob("*.JPG"))[:3]:
+        shutil.copy2(src, card / src.name)
+    Image.new("RGB", (640, 640), (0, 0, 0)).save(card / "BLACK.JPG")
+    Image.new("RGB", (640, 640), (255, 255, 255)).save(card / "WHITE.JPG")
+    model = tmp_path / "fake.onnx"
+    model.write_bytes(b"not read by the fake backend")
+    config = load_watch_config(
+        None,
+        {
+            "watch": str(card),
+            "model": str(model),
+            "output": str(tmp_path / "out"),
+            "pipeline.mode": mode,
+            "retry.max_attempts": 2,
+            "retry.backoff_s": 0.1,
+            "retry.max_backoff_s": 0.1,
+        },
+    )
+    backend = FakeBackend(_raising_on_grey_levels, (1, 3, 320, 320), (1, 6300, 7), {CARD_KEY: CARD.to_json()})
+    detector = Detector(model, backend=backend)
+    section = config.pipeline
+    plan = plan_pipeline(PipelineSettings(section.decode_workers, section.max_in_flight, mode, 2), 0, ())
+    service = WatchService(config, detector, tmp_path / "state", once=True, pipeline=plan.settings)
+    assert service.run() == 0
+    with sqlite3.connect(tmp_path / "state" / "journal.sqlite3") as db:
+        rows = dict(db.execute("SELECT rel_path, state || ' ' || COALESCE(failure, '') FROM photos"))
+    assert rows.pop("BLACK.JPG") == (
+        "failed internal_error: BLACK.JPG: RuntimeError: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero "
+        "status code"
+    )
+    white = rows.pop("WHITE.JPG")
+    assert white.startswith("failed out_of_memory: WHITE.JPG") and "after 2 attempts" in white  # tried again first
+    assert set(rows.values()) == {"done "}
+
+
+def _slow_png(path: Path) -> None:
+    """A real photo as a big PNG: no reduced decode for PNG, so it stays claimed long enough to be caught."""
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(path, compress_level=1)
+
+
+def _started(log: Path, times: int) -> bool:
+    return log.read_text().count("watching") >= times
+
+
+def _claimed(state: Path, rel: str) -> bool:
+    with sqlite3.connect(f"file:{state / 'journal.sqlite3'}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT state FROM photos WHERE rel_path=?", (rel,)).fetchone()
+    return row is not None and row[0] == "claimed"
+
+
+def test_a_photo_that_keeps_killing_the_daemon_is_given_up_on(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    """kill -9 each time the daemon holds one photo (as a decoder crash, an OOM kill or the watchdog would):
+    after retry.max_crashes starts it is recorded as failed, and every other photo is processed once."""
+    daemon = make_daemon(tmp_path, model_320)
+    _slow_png(daemon.card / "A_KILLER.PNG")
+    others = sorted((photos_dir / SERENGETI).glob("*.JPG"))[:4]
+    for src in others:
+        shutil.copy2(src, daemon.card / src.name)
+    for kill in range(3):  # retry.max_crashes defaults to 3
+        proc = daemon.start()
+        try:  # the claim left by the last kill is reaped at start: wait for this run's own
+            wait_until(partial(_started, daemon.log, kill + 1), 60, "the start", daemon.log)
+            wait_until(lambda: _claimed(daemon.state, "A_KILLER.PNG"), 60, f"the photo claimed ({kill})", daemon.log)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+    daemon.run_once()
+    with sqlite3.connect(daemon.state / "journal.sqlite3") as db:
+        rows = dict(db.execute("SELECT rel_path, state || ' ' || COALESCE(failure, '') FROM photos"))
+    assert rows.pop("A_KILLER.PNG").startswith("failed crashed: the daemon stopped 3 times")
+    assert rows == {src.name: "done " for src in others}
+    killer = next(i for i in daemon.batch()["images"] if i["file"] == "A_KILLER.PNG")
+    assert killer["failure"].startswith("crashed")
+
+
+def test_a_huge_file_named_like_a_photo_is_refused_before_it_is_read(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    """A multi-GB .JPG (a damaged FAT chain, a disk image) was read whole: MemoryError or an OOM kill, every start.
+    A sparse file stands in for it (no disk used); the limit is detector.max_decode_mb."""
+    daemon = make_daemon(tmp_path, model_320)
+    with (daemon.card / "DISK.JPG").open("wb") as f:
+        f.truncate(3 * 2**30)
+    shutil.copy2(sorted((photos_dir / SERENGETI).glob("*.JPG"))[0], daemon.card / "IMG_0001.JPG")
+    daemon.run_once()
+    by_file = {i["file"]: i for i in daemon.batch()["images"]}
+    assert by_file["DISK.JPG"]["failure"].startswith("too_large: DISK.JPG: the file is 3072 MiB")
+    assert "failure" not in by_file["IMG_0001.JPG"]
+    assert os.path.getsize(daemon.card / "DISK.JPG") == 3 * 2**30
+
+
+def test_a_card_path_that_is_not_utf8_under_systemd_notify(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """NOTIFY_SOCKET set (every Type=notify unit) and a watched path with a byte that is not UTF-8 (and a line
+    break): UnicodeEncodeError, exit 70, at every start. The status says the path as `status` shows it."""
+    card = tmp_path / os.fsdecode(b"card caf\xe9\nREADY=1")
+    card.mkdir()
+    daemon = dataclasses.replace(make_daemon(tmp_path, model_320), card=card)
+    shutil.copy2(sorted((photos_dir / SERENGETI).glob("*.JPG"))[0], daemon.card / "IMG_0001.JPG")
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(30)
+        proc = daemon.start("--once", env=dict(os.environ, NOTIFY_SOCKET=address))
+        assert proc.wait(timeout=120) == 0, daemon.log.read_text()
+        messages = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                sock.settimeout(0.5)
+                messages.append(sock.recv(65536).decode("utf-8"))
+    ready = next(m for m in messages if m.startswith("READY=1"))
+    assert ready.count("\n") == 1 and "caf\\xe9?READY=1" in ready
+    assert daemon.counts() == {"done": 1}
