@@ -187,7 +187,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for f in failures:
         print(f"failed: {f.card_id}/{display_text(f.rel_path)}: {display_text(f.failure or '')}")
     for r in retrying:
-        when = time.strftime("%H:%M:%S", time.localtime(r.retry_at or 0))
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.retry_at or 0))
         print(
             f"retrying: {r.card_id}/{display_text(r.rel_path)}: {display_text(r.last_error or '')} "
             f"({r.attempts} attempt(s) so far, next at {when})"

@@ -138,7 +138,11 @@ class Renderer:
         self._dirty_cards.clear()
         self._last_render = time.monotonic()
         if force:
-            self._hand_back(journal, self._render_cards(journal, cards, kept, True, self.notifier.heartbeat), True)
+            try:
+                self._hand_back(journal, self._render_cards(journal, cards, kept, True, self.notifier.heartbeat), True)
+            except Exception:  # a render that fails leaves its cards dirty, never the loop: tried again later
+                log.exception("could not render the batch results")
+                self._dirty_cards.update(cards)
         else:
             self._rendering = cards
             self._render_job = self._render_thread.submit(self._render_apart, cards, kept)
@@ -170,8 +174,8 @@ class Renderer:
             self._render_job = None
             try:
                 rendered = job.result()
-            except (OutputError, OSError) as exc:  # its cards stay dirty: tried again at the next render
-                log.error("could not render the batch results: %s", exc)
+            except Exception:  # whatever failed, its cards stay dirty: tried again at the next render
+                log.exception("could not render the batch results")
                 self._dirty_cards.update(self._rendering)
             else:
                 self._hand_back(journal, rendered, wait)
@@ -288,7 +292,10 @@ class Renderer:
         job = self._annotation_job
         if job is None or not (wait or job.done()):
             return
-        job.result()
+        try:
+            job.result()
+        except Exception:  # the sidecars not rewritten keep their annotations uncommitted: tried again
+            log.exception("could not update the sidecars")
         self._commit_rewrites(journal, self._annotation_rewrites)
         self._annotation_job = None
         self._annotation_rewrites = []

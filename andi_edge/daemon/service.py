@@ -270,10 +270,15 @@ class WatchService:
                     requeue = False
                 self.ingest.poll(journal, full_scan=first_scan)
                 first_scan = False
-                claimed = journal.claim(self.processor.pipeline.max_in_flight * 2)
+                max_wait_s = self.config.retry.max_backoff_s
+                claimed = journal.claim(self.processor.pipeline.max_in_flight * 2, max_wait_s=max_wait_s)
                 if claimed:
                     self.processor.process(journal, claimed)
-                elif self.once and self.discovery.settling() == 0 and journal.next_retry_at() is None:
+                elif (
+                    self.once
+                    and self.discovery.settling() == 0
+                    and journal.next_retry_at(max_wait_s=max_wait_s) is None
+                ):
                     break  # --once: everything there is done, and no photo waits to be read again
                 else:
                     self._stop.wait(IDLE_SLEEP_S)

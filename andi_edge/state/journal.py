@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge.errors import JournalError, JournalFullError, OutputError, is_disk_full
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 4
 DB_NAME = "journal.sqlite3"
@@ -156,7 +159,7 @@ def _row(r: sqlite3.Row) -> PhotoRow:
         sha256=r["sha256"],
         state=r["state"],
         output_key=None if r["output_key"] is None else text_from_db(r["output_key"]),
-        result=json.loads(r["result_json"]) if r["result_json"] else None,
+        result=_stored_result(r["id"], r["result_json"]),
         failure=None if r["failure"] is None else text_from_db(r["failure"]),
         attempts=r["attempts"],
         updated_at=r["updated_at"],
@@ -396,13 +399,18 @@ class Journal:
                 (time.time(),),
             )
 
-    def claim(self, limit: int, card_id: str | None = None, now: float | None = None) -> list[PhotoRow]:
-        """Oldest pending photos (of one card, if given) that are not waiting for a retry, marked claimed."""
+    def claim(
+        self, limit: int, card_id: str | None = None, now: float | None = None, max_wait_s: float | None = None
+    ) -> list[PhotoRow]:
+        """Oldest pending photos (of one card, if given) that are not waiting for a retry, marked claimed. A retry
+        due further ahead than ``max_wait_s`` (the longest backoff) was scheduled before the clock stepped back
+        (a box without a clock, set later by NTP or GPS): it is due now, not after the size of the step."""
         now = time.time() if now is None else now
         with self._tx():
-            where = "state='pending' AND (retry_at IS NULL OR retry_at <= ?)"
+            where = "state='pending' AND (retry_at IS NULL OR retry_at <= ? OR retry_at > ?)"
             where += " AND card_id=?" if card_id is not None else ""
-            params: tuple[Any, ...] = (now, card_id) if card_id is not None else (now,)
+            horizon = now + max_wait_s if max_wait_s is not None else float("inf")
+            params: tuple[Any, ...] = (now, horizon, card_id) if card_id is not None else (now, horizon)
             rows = self._db.execute(f"SELECT * FROM photos WHERE {where} ORDER BY id LIMIT ?", (*params, limit))
             claimed = [_row(r) for r in rows.fetchall()]
             # a photo that was claimed when the process ended goes alone: should it end the process again, the
@@ -472,11 +480,19 @@ class Journal:
                 (retry_at, text_to_db(error), time.time(), photo_id),
             )
 
-    def next_retry_at(self) -> float | None:
-        """When the next photo waiting for a retry may be claimed (None: none waits)."""
-        row = self._db.execute("SELECT MIN(retry_at) FROM photos WHERE state='pending' AND retry_at IS NOT NULL")
-        value = row.fetchone()[0]
-        return None if value is None else float(value)
+    def next_retry_at(self, now: float | None = None, max_wait_s: float | None = None) -> float | None:
+        """When the next photo waiting for a retry may be claimed (None: none waits); ``now`` for one that is due
+        further ahead than ``max_wait_s`` (see ``claim``)."""
+        now = time.time() if now is None else now
+        row = self._db.execute(
+            "SELECT MIN(retry_at), MAX(retry_at) FROM photos WHERE state='pending' AND retry_at IS NOT NULL"
+        )
+        soonest, latest = row.fetchone()
+        if soonest is None:
+            return None
+        if max_wait_s is not None and float(latest) > now + max_wait_s:
+            return now
+        return float(soonest)
 
     def retrying(self, limit: int = 10) -> list[PhotoRow]:
         """Photos waiting to be read again, soonest first (none in a journal from before retries: schema 2)."""
@@ -611,6 +627,19 @@ class Journal:
         with self._tx():
             cursor = self._db.execute("DELETE FROM repeat_verdicts WHERE pattern_id=?", (pattern_id,))
         return cursor.rowcount == 1
+
+
+def _stored_result(photo_id: int, text: str | None) -> dict[str, Any] | None:
+    """A row's stored result; None, said in the log, where it cannot be read (a damaged row must not stop every
+    render of its card, at every start)."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        log.error("photo %d: its stored result cannot be read (%s); it is left out of the outputs", photo_id, exc)
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def crashed_failure(row: PhotoRow) -> str:

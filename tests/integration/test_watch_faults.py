@@ -168,3 +168,19 @@ def test_a_card_path_that_is_not_utf8_under_systemd_notify(tmp_path: Path, photo
     ready = next(m for m in messages if m.startswith("READY=1"))
     assert ready.count("\n") == 1 and "caf\\xe9?READY=1" in ready
     assert daemon.counts() == {"done": 1}
+
+
+def test_a_render_that_fails_does_not_stop_the_daemon(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """A row whose stored result cannot be read (a damaged row) made every render raise, at every start."""
+    daemon = make_daemon(tmp_path, model_320)
+    photos = sorted((photos_dir / SERENGETI).glob("*.JPG"))[:3]
+    for src in photos[:2]:
+        shutil.copy2(src, daemon.card / src.name)
+    daemon.run_once()
+    with sqlite3.connect(daemon.state / "journal.sqlite3") as db:
+        db.execute("UPDATE photos SET result_json='{not json' WHERE rel_path=?", (photos[0].name,))
+    shutil.copy2(photos[2], daemon.card / photos[2].name)
+    daemon.run_once()
+    assert daemon.counts() == {"done": 3}
+    assert sorted(i["file"] for i in daemon.batch()["images"]) == sorted(p.name for p in photos[1:])
+    assert "its stored result cannot be read" in daemon.log.read_text()

@@ -37,6 +37,18 @@ def test_a_photo_waiting_for_a_retry_is_not_claimed_before_its_time(tmp_path: Pa
     journal.close()
 
 
+def test_a_retry_scheduled_before_the_clock_stepped_back_is_due(tmp_path: Path) -> None:
+    """No RTC: a retry set for 30 s ahead, then NTP sets the clock back a day. It is due, not in a day."""
+    journal = Journal(tmp_path)
+    journal.enqueue("local", "a.JPG", 1, 1)
+    [row] = journal.claim(1, now=1_000_000.0)
+    journal.retry_later(row.id, "unreadable: a.JPG: Input/output error", retry_at=1_000_030.0)
+    stepped_back = 1_000_000.0 - 86400
+    assert journal.next_retry_at(now=stepped_back, max_wait_s=900) == stepped_back
+    assert [r.rel_path for r in journal.claim(10, now=stepped_back, max_wait_s=900)] == ["a.JPG"]
+    journal.close()
+
+
 SCHEMA_2_PHOTOS = """
 CREATE TABLE photos (
     id INTEGER PRIMARY KEY, card_id TEXT NOT NULL, rel_path TEXT NOT NULL, size_bytes INTEGER NOT NULL,
