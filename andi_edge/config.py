@@ -13,6 +13,9 @@ from andi_edge.errors import ConfigError
 DEFAULT_CONF_THRESHOLD = 0.005
 DEFAULT_IOU_THRESHOLD = 0.45
 DEFAULT_MAX_DETECTIONS = 100
+#: bounds on what a config may ask for: each box costs NMS time, a batch entry and, classified, a crop
+MAX_DETECTIONS_LIMIT = 1000
+MAX_CROPS_LIMIT = 200
 #: The largest photo we decode (pixels). Trail cameras reach ~40 MP; a bigger "photo" is most likely a
 #: decompression bomb.
 DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
@@ -51,8 +54,8 @@ class DetectorSettings:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {value}")
-        if self.max_detections < 1:
-            raise ConfigError(f"max_detections must be at least 1, got {self.max_detections}")
+        if not 1 <= self.max_detections <= MAX_DETECTIONS_LIMIT:
+            raise ConfigError(f"max_detections must be 1..{MAX_DETECTIONS_LIMIT}, got {self.max_detections}")
         if self.decode_oversample < 1.0:
             raise ConfigError(f"decode_oversample must be at least 1.0, got {self.decode_oversample}")
         if self.max_image_pixels < 1:
@@ -98,7 +101,7 @@ class ClassifierSettings:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"classifier {name} must be between 0 and 1, got {value}")
-        if self.max_crops < 1:
-            raise ConfigError(f"classifier max_crops must be at least 1, got {self.max_crops}")
+        if not 1 <= self.max_crops <= MAX_CROPS_LIMIT:
+            raise ConfigError(f"classifier max_crops must be 1..{MAX_CROPS_LIMIT}, got {self.max_crops}")
         if self.top_k < 1:
             raise ConfigError(f"classifier top_k must be at least 1, got {self.top_k}")

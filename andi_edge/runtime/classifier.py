@@ -2,7 +2,7 @@
 
 Crops are cut from the photo as the detector's decode left it (``PhotoPixels``): a DCT-reduced decode when that
 still gives every crop at least the classifier's input size, else one more decode at the smallest JPEG scale that
-does (full size at most, within the decode memory budget). All of one photo's crops run as one batch. The crop
+does (full size at most, within the decode memory budget). A photo's crops run in batches of ``CROP_CHUNK``. The crop
 policy (padding, square) and the preprocessing are the ones the classifier card records, and ``crop_tensor`` is
 the one function that turns a crop into the classifier's input: training (``toolchain.classifier``) uses it too.
 """
@@ -31,6 +31,9 @@ from andi_edge.runtime.decode import DecodedPhoto, decode_photo
 from andi_edge.runtime.model_meta import file_sha256
 
 log = logging.getLogger(__name__)
+
+#: crops classified in one batch: a busy photo's boxes go through in several, so its memory stays bounded
+CROP_CHUNK = 16
 
 
 def crop_windows_xyxy_px(
@@ -258,8 +261,15 @@ class Classifier:
             long_px = np.maximum(windows[:, 2] - windows[:, 0], windows[:, 3] - windows[:, 1])
             input_px = max(self.card.input_width_px, self.card.input_height_px)
             rgb, scale = pixels.at_scale(float(np.max(input_px / np.maximum(long_px, 1.0))))
-            batch = np.stack([crop_tensor(cut(rgb, window * scale), self.card) for window in windows])
-            probabilities = self.predict(batch)
+            # in chunks: memory for CROP_CHUNK crops at a time, however many boxes a busy photo holds
+            probabilities = np.concatenate(
+                [
+                    self.predict(
+                        np.stack([crop_tensor(cut(rgb, w * scale), self.card) for w in windows[i : i + CROP_CHUNK]])
+                    )
+                    for i in range(0, len(windows), CROP_CHUNK)
+                ]
+            )
             top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
             ids[chosen] = top
             confs[chosen] = np.take_along_axis(probabilities, top, axis=1)

@@ -38,6 +38,9 @@ OUTPUT_KINDS: tuple[OutputKind, ...] = ("logits", "probabilities")
 #: the classifier card's default crop policy: MegaDetector's classifiers' (square crops, a little context)
 DEFAULT_CROP_PADDING = 0.1
 DEFAULT_INPUT_SIZE_PX = 224
+#: the largest crop side a classifier card may claim (classifiers run at 224-600 px; a card claiming 100000 took
+#: the daemon to MemoryError at every photo with a box)
+MAX_INPUT_SIDE_PX = 1024
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,19 @@ class ClassifierCard:
             raise ModelError(f"{where}: labels repeat ({', '.join(self.labels)})")
         if any(not isinstance(label, str) or not label.strip() for label in self.labels):
             raise ModelError(f"{where}: every label must be a non-empty text")
-        if self.input_height_px < 8 or self.input_width_px < 8:
-            raise ModelError(f"{where}: input size {self.input_height_px}x{self.input_width_px} is too small")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            raise ModelError(f"{where}: mean and std need 3 values each, std positive")
+        if not (8 <= self.input_height_px <= MAX_INPUT_SIDE_PX and 8 <= self.input_width_px <= MAX_INPUT_SIDE_PX):
+            raise ModelError(
+                f"{where}: input size {self.input_height_px}x{self.input_width_px} is out of range "
+                f"(8..{MAX_INPUT_SIDE_PX} px a side)"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ModelError(f"{where}: mean and std need 3 values each")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)) or any(s <= 0 for s in self.std):
+            raise ModelError(
+                f"{where}: mean and std must be finite numbers and std positive, got mean {list(self.mean)}, "
+                f"std {list(self.std)}",
+                hint="on the 0-1 scale; ImageNet's are mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]",
+            )
         if self.output not in OUTPUT_KINDS:
             raise ModelError(f"{where}: output must be one of {', '.join(OUTPUT_KINDS)}, not {self.output!r}")
 

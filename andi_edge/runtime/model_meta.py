@@ -84,6 +84,11 @@ class CategorySpec:
             raise ModelError(f"model card: 'categories' is missing or has a bad field: {exc}") from exc
 
 
+#: the largest input side a detector card may claim: MegaDetector runs at 1280, and one 4096 x 4096 input tensor
+#: alone is 200 MB (a card claiming 100000 made every photo fail with MemoryError)
+MAX_INPUT_SIDE_PX = 4096
+
+
 @dataclass(frozen=True)
 class ModelCard:
     name: str
@@ -120,8 +125,12 @@ class ModelCard:
             raise ModelError(f"model card: unknown head type {self.head!r}", hint=f"expected one of {HEAD_TYPES}")
         if not self.class_names:
             raise ModelError("model card: no class names")
-        if self.input_height <= 0 or self.input_width <= 0:
-            raise ModelError(f"model card: bad input size {self.input_height}x{self.input_width}")
+        if not (0 < self.input_height <= MAX_INPUT_SIDE_PX and 0 < self.input_width <= MAX_INPUT_SIDE_PX):
+            raise ModelError(
+                f"model card: input size {self.input_height}x{self.input_width} is out of range "
+                f"(1..{MAX_INPUT_SIDE_PX} px a side)",
+                hint="a card is data from the model file: re-export the model with `andi-edge export`",
+            )
         if not isinstance(self.stride, int) or self.stride <= 0:
             raise ModelError(f"model card: bad stride {self.stride!r}")
 
