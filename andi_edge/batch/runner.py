@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from andi_edge.batch.shards import ShardStore, load_previous_results
+from andi_edge.batch.shards import ShardStore, file_identity, load_previous_results
 from andi_edge.batch.work import WorkerSpec
 from andi_edge.config import ClassifierSettings, DetectorSettings
 from andi_edge.errors import UsageError
@@ -84,7 +84,9 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
     probe = Detector(request.model, settings=request.settings, classifier=load_classifier(classifier))
     provenance = probe.provenance()
     categories = detection_categories(probe.class_names)
-    identity = {
+    identity: dict[str, Any] = {
+        "roots": sorted(str(r.resolve()) for r in request.roots),
+    } | {
         key: provenance[key]
         for key in (
             "model_sha256",
@@ -97,7 +99,8 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
             "classifier",
         )
     }
-    store = ShardStore(request.output, identity)
+    # each file's identity when the run starts: a shard's entry is reused only for the same file
+    store = ShardStore(request.output, identity, {s.relative: file_identity(s.path) for s in sources})
     done = store.load()
     previous: dict[str, dict[str, Any]] = {}
     if request.previous_results is not None:

@@ -1,9 +1,11 @@
 """Resumable results: each finished chunk is a small JSON shard written atomically beside the output.
 
-``results.json.parts/part-<digest>.json`` holds ``{file: entry}`` for one chunk, plus the run's identity
-(model sha256 and settings). A rerun with the same identity loads every shard and skips those photos; the
+``results.json.parts/part-<digest>.json`` holds ``{file: entry}`` for one chunk, each file's identity when
+it was processed (size and mtime), plus the run's identity (the folders given, model sha256 and settings). A
+rerun with the same identity loads every shard and skips the photos whose file is still the one processed; the
 final results file is merged from them, and the shards are removed only once it is written. A crashed or
-cancelled 10-hour run therefore continues where it stopped.
+cancelled 10-hour run therefore continues where it stopped, and a run over other folders (every card has a
+``DCIM/100RECNX/IMG_0001.JPG``) or over files changed since starts anew for them.
 """
 
 from __future__ import annotations
@@ -22,29 +24,58 @@ log = logging.getLogger(__name__)
 PARTS_SUFFIX = ".parts"
 
 
+#: a file as it was when processed: (size in bytes, mtime in ns)
+FileIdentity = tuple[int, int]
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 class ShardStore:
-    def __init__(self, output: Path, identity: dict[str, Any]) -> None:
+    def __init__(self, output: Path, identity: dict[str, Any], files: dict[str, FileIdentity | None]) -> None:
+        """``files``: each photo of this run (its path relative to the root) and its file's identity now."""
         self.folder = output.with_name(output.name + PARTS_SUFFIX)
         self.identity = identity
+        self.files = files
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """Entries already finished by an earlier run with the same model and settings."""
+        """Entries already finished by an earlier run of the same folders, model and settings, for files that are
+        still the ones processed then."""
         done: dict[str, dict[str, Any]] = {}
         if not self.folder.is_dir():
             return done
-        mismatched = 0
+        other_runs: set[str] = set()
+        changed = 0
         for part in sorted(self.folder.glob("part-*.json")):
             try:
                 document = json.loads(part.read_text())
-            except (OSError, json.JSONDecodeError):
+                identity, entries, files = document["identity"], document["entries"], document.get("files", {})
+            except (OSError, json.JSONDecodeError, KeyError, TypeError):
                 log.warning("ignoring unreadable shard %s", part)
                 continue
-            if document.get("identity") != self.identity:
-                mismatched += 1
+            if identity != self.identity:
+                differ = {k for k in {*self.identity, *identity} if identity.get(k) != self.identity.get(k)}
+                other_runs |= differ
                 continue
-            done.update(document["entries"])
-        if mismatched:
-            log.warning("%d shard(s) in %s came from another model or settings: not reused", mismatched, self.folder)
+            for file, entry in entries.items():
+                was = files.get(file)
+                if was is not None and self.files.get(file) == tuple(was):
+                    done[file] = entry
+                elif file in self.files:
+                    changed += 1
+        if other_runs:
+            log.warning(
+                "results of an interrupted run in %s are not reused: its %s differ from this run's; starting anew",
+                self.folder,
+                ", ".join(sorted(other_runs)),
+            )
+        if changed:
+            log.warning("%d photo(s) changed since an interrupted run processed them: processing them again", changed)
         return done
 
     def save(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
@@ -53,7 +84,11 @@ class ShardStore:
         digest = hashlib.sha256("\n".join(f for f, _ in entries).encode("utf-8", "surrogateescape")).hexdigest()[:16]
         write_json_atomic(
             self.folder / f"part-{digest}.json",
-            {"identity": self.identity, "entries": dict(entries)},
+            {
+                "identity": self.identity,
+                "entries": dict(entries),
+                "files": {f: self.files.get(f) for f, _ in entries},
+            },
             indent=None,
         )
 

@@ -93,6 +93,52 @@ def test_interrupted_run_resumes_and_processes_each_photo_once(
     assert _images(out) == _images(reference)
 
 
+def _interrupted(root: Path, out: Path, model: Path) -> int:
+    """Start a batch and kill it once a few chunks are saved; how many photos its shards hold."""
+    parts = out.with_name(out.name + ".parts")
+    proc = _start(["batch", root, "-m", model, "-o", out, "--workers", "1", "--chunk-size", "4", "-q"])
+    wait_until(lambda: len(list(parts.glob("part-*.json"))) >= 2, 120, "a few finished chunks")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return sum(len(json.loads(p.read_text())["entries"]) for p in parts.glob("part-*.json"))
+
+
+def test_resuming_never_takes_another_folders_or_a_changed_files_results(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    """Every card has a DCIM/100RECNX/IMG_0001.JPG: an interrupted `batch A -o r.json`, then `batch B -o r.json`,
+    gave B's photos A's boxes and even A's photo sizes. And a file changed since it was processed is processed
+    again."""
+    a, b = tmp_path / "card_a", tmp_path / "card_b"
+    pool = sorted((photos_dir / "peru_sdzg2").glob("*.JPG")) + sorted((photos_dir / "burrowing_owl").glob("*.JPG"))
+    for card, photos in ((a, pool[:24]), (b, pool[24:48])):
+        for i, src in enumerate(photos):
+            target = card / "DCIM" / "100RECNX" / f"IMG_{i:04d}.JPG"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    out = tmp_path / "r.json"
+    assert _interrupted(a, out, model_320) > 0
+    again = run_cli("batch", b, "-m", model_320, "-o", out, "--workers", "2", "--chunk-size", "4")
+    assert again.returncode == 0, again.stderr
+    assert "24 photos: 24 processed" in again.stdout
+    assert "its roots differ from this run's; starting anew" in again.stderr
+    reference = tmp_path / "detect.json"
+    assert run_cli("detect", b, "-m", model_320, "-o", reference, "-q").returncode == 0
+    assert _images(out) == _images(reference)
+
+    out.unlink()
+    saved = _interrupted(a, out, model_320)
+    parts = out.with_name(out.name + ".parts")
+    done_files = [f for p in parts.glob("part-*.json") for f in json.loads(p.read_text())["entries"]]
+    changed = a / done_files[0]
+    shutil.copy2(pool[40], changed)  # another photo at the same name, processed before: its results are stale
+    again = run_cli("batch", a, "-m", model_320, "-o", out, "--workers", "2", "--chunk-size", "4")
+    assert again.returncode == 0, again.stderr
+    assert f"{saved - 1} from an interrupted run" in again.stdout
+    assert run_cli("detect", a, "-m", model_320, "-o", reference, "-q").returncode == 0
+    assert _images(out) == _images(reference)
+
+
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
