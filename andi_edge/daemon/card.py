@@ -9,7 +9,10 @@ can be seen, in this order:
 2. ``/dev/disk/by-uuid`` and ``by-label`` (visible outside the sandbox);
 3. udev's database, ``/run/udev/data/b<major>:<minor>`` (visible inside it: ``PrivateDevices`` hides /dev only).
 
-Only when none of them knows the volume is the kernel device name used (``vol-sda1``, logged as a warning: two
+Each source writes a label in its own way (blkid escapes for a shell, udev's links and ``ID_FS_LABEL_ENC`` as
+``\\x20``, its ``ID_FS_LABEL`` with ``_`` for each unsafe character): each is read back to the label itself, so
+one card gets one id whichever source names it. Only when none of them knows the volume is the kernel device
+name used (``vol-sda1``, logged as a warning: two
 cards in that slot would share an id, and only the content hash keeps their outputs apart). A plain folder (not
 its own mount) is the card ``local``.
 """
@@ -27,8 +30,7 @@ from andi_edge.errors import UsageError
 log = logging.getLogger(__name__)
 
 LOCAL_CARD = "local"
-_BY_UUID = Path("/dev/disk/by-uuid")
-_BY_LABEL = Path("/dev/disk/by-label")
+_DISK_LINKS = Path("/dev/disk")
 _UDEV_DATA = Path("/run/udev/data")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 #: a label or uuid is card text: cut to keep the card id (a folder name in the outputs) short
@@ -112,6 +114,12 @@ def _shell_unquote(value: str) -> str:
     return re.sub(r"\\(.)", r"\1", value)
 
 
+def _udev_unescape(text: str) -> str:
+    """udev writes the bytes of a label that are unsafe in a file name as ``\\xNN`` (a space: ``\\x20``)."""
+    raw = re.sub(rb"\\x([0-9a-fA-F]{2})", lambda m: bytes([int(m.group(1), 16)]), os.fsencode(text))
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def _link_name_for(device: str, folder: Path) -> str | None:
     try:
         entries = list(folder.iterdir())
@@ -120,7 +128,7 @@ def _link_name_for(device: str, folder: Path) -> str | None:
     real = os.path.realpath(device)
     for entry in entries:
         if os.path.realpath(entry) == real:
-            return entry.name
+            return _udev_unescape(entry.name)
     return None
 
 
@@ -132,14 +140,16 @@ def _udev_volume(device_number: str, udev_data: Path) -> Volume | None:
     except OSError:
         return None
     values = dict(line[2:].partition("=")[::2] for line in lines if line.startswith("E:"))
-    uuid, label = values.get("ID_FS_UUID", ""), values.get("ID_FS_LABEL", "")
+    uuid = _udev_unescape(values.get("ID_FS_UUID_ENC", "")) or values.get("ID_FS_UUID", "")
+    # ID_FS_LABEL has "_" for every unsafe character: the encoded one is the label as the card has it
+    label = _udev_unescape(values.get("ID_FS_LABEL_ENC", "")) or values.get("ID_FS_LABEL", "")
     return Volume(label=label, uuid=uuid) if (uuid or label) else None
 
 
-def volume_of(mount: Mount, udev_data: Path = _UDEV_DATA) -> Volume:
+def volume_of(mount: Mount, udev_data: Path = _UDEV_DATA, disk_links: Path = _DISK_LINKS) -> Volume:
     """The mounted device's volume, from whichever source can see it (see the module's docstring)."""
-    uuid = _link_name_for(mount.source, _BY_UUID)
-    label = _link_name_for(mount.source, _BY_LABEL)
+    uuid = _link_name_for(mount.source, disk_links / "by-uuid")
+    label = _link_name_for(mount.source, disk_links / "by-label")
     if uuid or label:
         return Volume(label=label or "", uuid=uuid or "", device=mount.source)
     found = _udev_volume(mount.device_number, udev_data)

@@ -12,6 +12,7 @@ from andi_edge.daemon.card import (
     card_name,
     read_mounts,
     read_volume_file,
+    volume_of,
 )
 from andi_edge.errors import UsageError
 
@@ -65,3 +66,28 @@ def test_the_volume_file_of_the_mount_step_names_the_card(tmp_path: Path) -> Non
         read_volume_file(path)
     with pytest.raises(UsageError, match="cannot read the volume file"):
         read_volume_file(tmp_path / "missing.volume")
+
+
+def test_one_card_gets_one_id_whichever_source_names_it(tmp_path: Path) -> None:
+    """A label with spaces: blkid's volume file, udev's by-label link (``\\x20``) and udev's database
+    (``ID_FS_LABEL_ENC``; ``ID_FS_LABEL`` has ``_``) gave three ids for one card, so it could be processed twice."""
+    volume_file = tmp_path / "sda1.volume"
+    volume_file.write_text("DEVNAME=/dev/sda1\nLABEL=TRAP\\ 7\\ caf\xe9\nUUID=5E2A-11C3\n", encoding="utf-8")
+    from_blkid = card_name(read_volume_file(volume_file))
+    device = tmp_path / "sda1"
+    device.write_bytes(b"")
+    links = tmp_path / "disk"
+    (links / "by-label").mkdir(parents=True)
+    (links / "by-uuid").mkdir()
+    (links / "by-label" / "TRAP\\x207\\x20caf\\xc3\\xa9").symlink_to(device)
+    (links / "by-uuid" / "5E2A-11C3").symlink_to(device)
+    from_links = card_name(volume_of(Mount(tmp_path, str(device)), tmp_path / "no-udev", links))
+    udev = tmp_path / "udev"
+    udev.mkdir()
+    (udev / "b8:1").write_text(
+        "E:ID_FS_UUID=5E2A-11C3\nE:ID_FS_UUID_ENC=5E2A-11C3\nE:ID_FS_LABEL=TRAP_7_caf\xe9\n"
+        "E:ID_FS_LABEL_ENC=TRAP\\x207\\x20caf\\xc3\\xa9\n",
+        encoding="utf-8",
+    )
+    from_udev = card_name(volume_of(Mount(tmp_path, "/dev/sdz1", "8:1"), udev, tmp_path / "no-links"))
+    assert from_blkid == from_links == from_udev == "vol-TRAP_7_caf_-5E2A-11C3"
