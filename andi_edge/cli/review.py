@@ -84,6 +84,8 @@ def cmd_export_camtrap_dp(args: argparse.Namespace) -> int:
             f"warning: {len(summary.not_copied)} photo(s) not copied, their card is not mounted at "
             f"{results.facts.watch_root} (e.g. {summary.not_copied[0]}); insert it and export again"
         )
+    for failure in summary.copy_failures:
+        print(f"warning: {failure}")
     return EXIT_OK
 
 

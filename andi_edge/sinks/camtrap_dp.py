@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from andi_edge import __version__
@@ -39,7 +39,7 @@ from andi_edge.results.records import PhotoRecord
 from andi_edge.results.review import Review
 from andi_edge.results.run import RunResults
 from andi_edge.sinks.atomic import write_bytes_atomic
-from andi_edge.sinks.names import display_text
+from andi_edge.sinks.names import bounded_name, display_text
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ class ExportSummary:
     copied_media: int = 0
     #: photos --copy-media could not copy: their card is not mounted here
     not_copied: list[str] = field(default_factory=list)
+    #: photos --copy-media could not copy for another reason (a read error, a full disk), each said
+    copy_failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -279,7 +281,7 @@ def export_camtrap_dp(
                     "deploymentID": d.deployment_id,
                     "captureMethod": config.project.capture_method[0],
                     "timestamp": _stamp(stamp),
-                    "filePath": f"{options.media_base}{record.card_id}/{record.rel_path}",
+                    "filePath": f"{options.media_base}{record.card_id}/{package_path(record.rel_path)}",
                     "filePublic": not private,
                     "fileName": Path(record.rel_path).name,
                     "fileMediatype": _mediatype(path, record.rel_path),
@@ -290,11 +292,16 @@ def export_camtrap_dp(
             )
             if options.copy_media:
                 # copied under the name media.csv gives it (its display form), so the package's links hold
-                target = package_dir / MEDIA_DIR / record.card_id / display_text(record.rel_path)
-                if path is not None and _copy_photo(path, target):
-                    summary.copied_media += 1
+                target = package_dir / MEDIA_DIR / record.card_id / package_path(record.rel_path)
+                try:
+                    copied = path is not None and _copy_photo(path, target)
+                except OutputError as exc:  # this photo's copy, not the export: it goes on
+                    summary.copy_failures.append(exc.message)
+                    copied = False
                 else:
-                    summary.not_copied.append(f"{record.card_id}/{record.rel_path}")
+                    if not copied:
+                        summary.not_copied.append(f"{record.card_id}/{record.rel_path}")
+                summary.copied_media += copied
             if record.failure is not None:
                 continue
             event_id = event.event_id if event is not None else None
@@ -418,6 +425,12 @@ def _configured_time(text: str | None, zone: tzinfo, where: str) -> datetime | N
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
 
+def package_path(rel_path: str) -> str:
+    """A photo's path in the package (media.csv's filePath, the copy's name): its display form (a byte that is
+    not UTF-8 as ``\\xe9``, four characters for one byte), each name bounded to the file system's 255 bytes."""
+    return "/".join(bounded_name(display_text(part)) for part in PurePosixPath(rel_path).parts)
+
+
 def _copy_photo(source: Path, target: Path) -> bool:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -425,7 +438,7 @@ def _copy_photo(source: Path, target: Path) -> bool:
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise OutputError(f"cannot copy {source} into the package: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot copy {display_text(str(source))} into the package: {exc.strerror or exc}") from exc
     return True
 
 

@@ -554,12 +554,15 @@ def test_names_that_are_not_utf8_work_end_to_end(tmp_path: Path, photos_dir: Pat
     shutil.copy2(frames[1], folder / "IMG_0002.JPG")
     with open(os.fsencode(folder) + b"/bad\xff.JPG", "wb") as f:
         f.write(b"not a photo")
+    # 200 bytes that are not UTF-8: 800 characters once shown as \xe9, past a file name's 255 bytes
+    long_name = b"\xe9" * 200 + b".JPG"
+    shutil.copy2(os.fsencode(frames[2]), os.fsencode(folder) + b"/" + long_name)
     daemon.run_once()
     status = run_cli("status", "--state", daemon.state)
-    assert "done 2, failed 1" in status.stdout and "bad\\xff.JPG" in status.stdout, status.stdout
+    assert "done 3, failed 1" in status.stdout and "bad\\xff.JPG" in status.stdout, status.stdout
     names = {e["file"]: e for e in daemon.batch()["images"]}
     assert set(names) == {"serengeti/IMG_0002.JPG", os.fsdecode(b"serengeti/caf\xe9 100%.JPG"),
-                          os.fsdecode(b"serengeti/bad\xff.JPG")}  # fmt: skip
+                          os.fsdecode(b"serengeti/bad\xff.JPG"), os.fsdecode(b"serengeti/" + long_name)}  # fmt: skip
     assert b"caf\\udce9 100%.JPG" in (daemon.out / "local" / "megadetector_results.json").read_bytes()
     assert os.path.isfile(os.fsencode(daemon.out / "local" / "serengeti") + b"/caf\xe9 100%.JPG.json")
     report = tmp_path / "report.html"
