@@ -199,13 +199,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_retry_failed(args: argparse.Namespace) -> int:
-    from andi_edge.state.journal import open_existing
+    from andi_edge.daemon.service import state_lock_if_free
+    from andi_edge.state.journal import needs_upgrade, open_existing
 
-    journal = open_existing(args.state, writable=True)
-    try:
-        n = journal.retry_failed(card_id=args.card, reason=args.reason)
-    finally:
-        journal.close()
+    open_existing(args.state).close()  # a wrong --state is said as such
+    with state_lock_if_free(args.state) as free:
+        if not free and needs_upgrade(args.state):
+            raise UsageError(
+                f"the journal in {args.state} is of an older andi-edge, whose watch is running on it: retry-failed "
+                "would upgrade it under that daemon",
+                hint="stop the running watch (systemctl stop andi-edge), or upgrade and restart it first",
+            )
+        journal = open_existing(args.state, writable=True)
+        try:
+            n = journal.retry_failed(card_id=args.card, reason=args.reason)
+        finally:
+            journal.close()
     scope = "".join(
         part for part in (f" of card {args.card}" if args.card else "", f" ({args.reason}...)" if args.reason else "")
     )

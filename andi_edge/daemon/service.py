@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,22 @@ LOCK_NAME = "watch.lock"
 IDLE_SLEEP_S = 0.2
 LOCK_POLL_S = 0.5
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def state_lock_if_free(state_dir: Path) -> Iterator[bool]:
+    """The state folder's lock, for as long as the block runs, if no `watch` holds it: yields whether it does."""
+    try:
+        lock_file = (state_dir / LOCK_NAME).open("a+")
+    except OSError as exc:
+        raise OutputError(f"cannot use the state folder {state_dir}: {exc.strerror or exc}") from exc
+    with lock_file:
+        try:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 class StopBeforeStartError(Exception):

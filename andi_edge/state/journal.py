@@ -697,6 +697,16 @@ def check_not_lost(state_dir: Path, output_dir: Path) -> None:
         )
 
 
+def needs_upgrade(state_dir: Path) -> bool:
+    """Whether opening this journal to write would bring it up to this schema (it was made by an older daemon)."""
+    db = _connect_read_only(state_dir / DB_NAME)
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(photos)")}
+    finally:
+        db.close()
+    return bool(columns) and not {"generation", "crashes"} <= columns
+
+
 def open_existing(state_dir: Path, writable: bool = False) -> Journal:
     """Open a journal the daemon already made (status, report, export, repeats), without creating one: a wrong
     --state folder is an error, not a new empty journal. Read-only unless ``writable`` (`repeats --keep`), so

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from andi_edge.runtime.backends.fake import FakeBackend
 from andi_edge.runtime.detector import Detector
 from andi_edge.runtime.model_meta import CARD_KEY, ModelCard
 from andi_edge.settings import load_watch_config
+from tests.integration.cli_runner import run_cli
 from tests.integration.daemon_harness import make_daemon, wait_until
 
 CARD = ModelCard(name="fake", class_names=("animal", "person"), input_height=320, input_width=320, head="yolov5")
@@ -184,3 +186,23 @@ def test_a_render_that_fails_does_not_stop_the_daemon(tmp_path: Path, photos_dir
     assert daemon.counts() == {"done": 3}
     assert sorted(i["file"] for i in daemon.batch()["images"]) == sorted(p.name for p in photos[1:])
     assert "its stored result cannot be read" in daemon.log.read_text()
+
+
+def test_retry_failed_does_not_upgrade_a_journal_under_a_running_older_daemon(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    daemon = make_daemon(tmp_path, model_320)
+    (daemon.card / "EMPTY.JPG").write_bytes(b"")
+    daemon.run_once()
+    journal = daemon.state / "journal.sqlite3"
+    with sqlite3.connect(journal) as db:  # as an older daemon (schema 3) left it
+        db.execute("ALTER TABLE photos DROP COLUMN crashes")
+    with (daemon.state / "watch.lock").open("a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # that daemon, running
+        refused = run_cli("retry-failed", "--state", daemon.state)
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    assert refused.returncode == 2 and "would upgrade it under that daemon" in refused.stderr
+    with sqlite3.connect(journal) as db:
+        assert "crashes" not in {row[1] for row in db.execute("PRAGMA table_info(photos)")}
+    done = run_cli("retry-failed", "--state", daemon.state)
+    assert done.returncode == 0 and "1 failed photo(s)" in done.stdout, done.stderr
