@@ -82,6 +82,7 @@ def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> tuple[Dete
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    from andi_edge.daemon.memory import fit_to_memory
     from andi_edge.daemon.service import WatchService
 
     config = _watch_config(args)
@@ -96,6 +97,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     plan = _watch_plan(config)
     detector, _, _ = _detector_from_config(config, plan)
     log.info("pipeline %s", plan.describe())
+    fit_to_memory(detector, photos_at_once=plan.settings.decode_workers + 1)  # the decoders and the crop writer
     service = WatchService(
         config,
         detector,

@@ -295,7 +295,7 @@ class Processor:
                     data,
                     target_long_side_px=target,
                     max_image_pixels=settings.max_image_pixels,
-                    max_decode_bytes=settings.max_decode_bytes,
+                    max_decode_bytes=self.detector.decode_budget_bytes,
                     oversample=0.99,  # just under 1: exactly 1/divisor is what is asked for
                     name=name,
                 )

@@ -234,6 +234,11 @@ class Classifier:
             hint="set classifier.classes (or --classify-classes) to classes of the detector",
         )
 
+    @property
+    def chunk_bytes(self) -> int:
+        """What one chunk of crops holds as the classifier's input (float32)."""
+        return CROP_CHUNK * 3 * 4 * self.card.input_height_px * self.card.input_width_px
+
     def predict(self, batch_nchw: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Per-label probabilities, (N, labels)."""
         if self.one_at_a_time:

@@ -124,7 +124,8 @@ def decode_photo(
     that, decode at a DCT-reduced size that still keeps at least ``oversample`` x the target along each side.
     ``None`` decodes at full quality. ``max_decode_bytes``: the memory the decode may take (its estimated peak:
     the decoded frame, the RGB conversion, the EXIF rotation and the array), checked before any pixel is decoded
-    and after DCT scaling has shrunk a JPEG; a photo over it is refused as ``too_large``.
+    and after DCT scaling has shrunk a JPEG. A JPEG over it at full quality is decoded at the largest DCT scale
+    that fits (``DecodedPhoto.scale`` says which); anything else over it is refused as ``too_large``.
     """
     _check_signature(data, name)
     try:
@@ -160,7 +161,16 @@ def decode_photo(
         if target_long_side_px is not None and image.format in {"JPEG", "MPO"}:
             _request_dct_scaling(image, target_long_side_px, oversample)
         if max_decode_bytes is not None:
-            needed = decode_peak_bytes(image.mode, *image.size, rotated=info.exif_orientation != 1)
+            rotated = info.exif_orientation != 1
+            needed = decode_peak_bytes(image.mode, *image.size, rotated=rotated)
+            if needed > max_decode_bytes and image.format in {"JPEG", "MPO"} and not image.decoderconfig:
+                # over the budget at full size: a JPEG is decoded smaller (1/2, 1/4, 1/8), never refused for it
+                for divisor in (2, 4, 8):
+                    size = (-(-raw_width // divisor), -(-raw_height // divisor))
+                    if decode_peak_bytes(image.mode, *size, rotated=rotated) <= max_decode_bytes:
+                        image.draft(image.mode, size)
+                        break
+                needed = decode_peak_bytes(image.mode, *image.size, rotated=rotated)
             if needed > max_decode_bytes:
                 raise PhotoError(
                     "too_large",

@@ -31,6 +31,9 @@ from andi_edge.runtime.nms import nms_xyxy
 
 log = logging.getLogger(__name__)
 
+#: the least detector.max_decode_mb must leave a photo's decode, beside the input tensor and the crops
+MIN_DECODE_BYTES = 16 * 2**20
+
 #: at most this many candidates go into NMS (highest scores kept), as YOLOv5 does
 MAX_NMS_CANDIDATES = 30_000
 #: a detection narrower or lower than this on the photo (pixels) is dropped: it lay in the letterbox padding
@@ -108,6 +111,17 @@ class Detector:
         self.classification_source: str | None = (
             "classifier" if classifier is not None else ("native classes" if self.classification_names else None)
         )
+        #: what a photo holds beside its decode: the model's input tensor (a rectangular model's at its largest)
+        #: and one chunk of classifier crops; they count against detector.max_decode_mb (``decode_budget_bytes``)
+        side = max(self.card.input_width, self.card.input_height)
+        tensor_bytes = 3 * 4 * (side * side if self.card.rect else self.card.input_width * self.card.input_height)
+        self.stage_bytes = tensor_bytes + (classifier.chunk_bytes if classifier is not None else 0)
+        if s.max_decode_bytes - self.stage_bytes < MIN_DECODE_BYTES:
+            raise ConfigError(
+                f"detector.max_decode_mb {s.max_decode_mb} leaves a photo's decode too little once the model's input "
+                f"and a chunk of crops ({-(-self.stage_bytes // 2**20)} MiB) are counted",
+                hint=f"raise detector.max_decode_mb to at least {-(-(self.stage_bytes + MIN_DECODE_BYTES) // 2**20)}",
+            )
         self.conf_threshold = s.conf_threshold if s.conf_threshold is not None else card_thresholds.conf
         self.iou_threshold = s.iou_threshold if s.iou_threshold is not None else card_thresholds.iou
         log.info(
@@ -127,6 +141,11 @@ class Detector:
     @property
     def backend(self) -> Backend:
         return self._backend
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        """What one photo's decode may take: detector.max_decode_mb less the input tensor and the crops."""
+        return self.settings.max_decode_bytes - self.stage_bytes
 
     @cached_property
     def model_sha256(self) -> str:
@@ -183,7 +202,7 @@ class Detector:
             max_image_pixels=self.settings.max_image_pixels,
             oversample=self.settings.decode_oversample,
             name=str(path),
-            max_decode_bytes=self.settings.max_decode_bytes,
+            max_decode_bytes=self.decode_budget_bytes,
         )
         decode_ms = _ms_since(start)
         start = time.perf_counter()
@@ -200,7 +219,7 @@ class Detector:
         pixels = None
         if self.classifier is not None:
             settings = self.settings
-            pixels = PhotoPixels(decoded, data, str(path), settings.max_image_pixels, settings.max_decode_bytes)
+            pixels = PhotoPixels(decoded, data, str(path), settings.max_image_pixels, self.decode_budget_bytes)
         return PreparedPhoto(
             path=path,
             tensor=tensor,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import io
 import os
 import shutil
 import signal
@@ -206,3 +207,56 @@ def test_retry_failed_does_not_upgrade_a_journal_under_a_running_older_daemon(
         assert "crashes" not in {row[1] for row in db.execute("PRAGMA table_info(photos)")}
     done = run_cli("retry-failed", "--state", daemon.state)
     assert done.returncode == 0 and "1 failed photo(s)" in done.stdout, done.stderr
+
+
+def _memory_cgroup(tmp_name: str, limit: int) -> Path:
+    """A child memory cgroup of ours (v2, or v1's memory hierarchy) limited to ``limit`` bytes; skip where none
+    can be made (not root, or a read-only cgroup file system)."""
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    v1 = next((line.split(":", 2)[2] for line in lines if "memory" in line.split(":")[1].split(",")), None)
+    base = Path("/sys/fs/cgroup/memory") / v1.lstrip("/") if v1 is not None else None
+    if base is None:
+        v2 = next(line.split(":", 2)[2] for line in lines if line.startswith("0::"))
+        base = Path("/sys/fs/cgroup") / v2.lstrip("/")
+    group = base / tmp_name
+    try:
+        group.mkdir(exist_ok=True)
+        (group / ("memory.limit_in_bytes" if v1 is not None else "memory.max")).write_text(str(limit))
+    except OSError as exc:
+        pytest.skip(f"cannot make a memory cgroup here ({exc})")
+    return group
+
+
+def test_watch_stays_within_half_its_memory_limit_whatever_the_config(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    """MemoryMax=1G (the card unit's) and an accepted but greedy config: six workers, a 3 GB decode budget, full
+    decodes, a crop for every weak box. 48 MP photos took the daemon past its limit (OOM kill); now each photo's
+    decode is fitted to half the limit and every photo is processed."""
+    group = _memory_cgroup(f"andi-test-{os.getpid()}", 2**30)
+    try:
+        daemon = make_daemon(tmp_path, model_320)
+        big = Image.open(sorted((photos_dir / SERENGETI).glob("*.JPG"))[0]).convert("RGB").resize((8000, 6000))
+        buffer = io.BytesIO()
+        big.save(buffer, format="JPEG", quality=90)
+        for i in range(8):
+            (daemon.card / f"BIG_{i}.JPG").write_bytes(buffer.getvalue() + f"#{i}".encode())
+        daemon.config.write_text(
+            daemon.config.read_text()
+            + "detector:\n  max_decode_mb: 3000\n  reduced_decode: false\n  conf_threshold: 0.001\n"
+            + "pipeline:\n  mode: parallel\n  workers: 6\n"
+        )
+        daemon.config.write_text(daemon.config.read_text().replace("crop_threshold: 0.3", "crop_threshold: 0.01"))
+        procs = group / "cgroup.procs"
+        daemon.run_once(prefix=("sh", "-c", f'echo $$ > "{procs}" && exec "$0" "$@"'))
+        peak_file = group / (
+            "memory.max_usage_in_bytes" if (group / "memory.max_usage_in_bytes").exists() else "memory.peak"
+        )
+        peak = int(peak_file.read_text()) if peak_file.exists() else None
+    finally:
+        with contextlib.suppress(OSError):
+            group.rmdir()
+    assert daemon.counts() == {"done": 8}
+    assert "memory limit 1024 MiB: each photo's decode within" in daemon.log.read_text()
+    if peak is not None:  # v1 counts the page cache too: still within half of the limit
+        assert peak <= 2**29, f"peak {peak / 2**20:.0f} MiB"

@@ -144,8 +144,11 @@ def test_decode_budget_refuses_a_memory_bomb_before_decoding_it() -> None:
     assert decode_peak_bytes("I;16", 100, 100, rotated=True) == 100 * 100 * (2 + 4 + 8 + 4 + 6)
     big = io.BytesIO()
     Image.new("RGB", (8000, 6000), (90, 120, 60)).save(big, format="JPEG", quality=70)  # 48 MP: ~458 MiB in full
-    with pytest.raises(PhotoError, match="would take"):
-        decode_photo(big.getvalue(), max_image_pixels=LIMIT, max_decode_bytes=200 * 2**20)
+    # over the budget at full quality: decoded at the largest DCT scale that fits (1/2: ~115 MiB), not refused
+    fitted = decode_photo(big.getvalue(), max_image_pixels=LIMIT, max_decode_bytes=200 * 2**20)
+    assert fitted.rgb.shape[:2] == (3000, 4000) and fitted.info.width_px == 8000 and fitted.scale == 0.5
+    with pytest.raises(PhotoError, match="would take"):  # not even 1/8 fits
+        decode_photo(big.getvalue(), max_image_pixels=LIMIT, max_decode_bytes=2 * 2**20)
     reduced = decode_photo(
         big.getvalue(), max_image_pixels=LIMIT, max_decode_bytes=200 * 2**20, target_long_side_px=640
     )
