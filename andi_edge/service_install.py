@@ -19,14 +19,16 @@ from typing import Any
 
 import yaml
 
-from andi_edge.errors import ConfigError, UsageError
+from andi_edge.errors import BackendError, ConfigError, ModelError, UsageError
+from andi_edge.runtime.model_choice import choose_model, int8_sibling
 from andi_edge.settings import load_watch_config
 from andi_edge.sinks.atomic import write_bytes_atomic
 
-SOURCE_ROOT = Path(__file__).resolve().parents[1]
-SYSTEMD_TEMPLATES = SOURCE_ROOT / "systemd"
-DEPLOY_DIR = SOURCE_ROOT / "deploy"
-PROFILES_DIR = DEPLOY_DIR / "profiles"
+#: what the installer writes, shipped inside the package (a wheel install has no checkout beside it)
+ASSETS = Path(__file__).resolve().parent / "assets"
+SYSTEMD_TEMPLATES = ASSETS / "systemd"
+DEPLOY_DIR = ASSETS
+PROFILES_DIR = ASSETS / "profiles"
 
 SERVICE_USER = "andi-edge"
 UNIT_DIR = Path("/etc/systemd/system")
@@ -121,42 +123,112 @@ def _template(name: str, folder: Path = SYSTEMD_TEMPLATES) -> str:
     path = folder / name
     if not path.is_file():
         raise UsageError(
-            f"{path} is missing: `service install` runs from a checkout of andi-edge",
-            hint="clone the repository to /opt/andi-edge and install from there (deploy/README.md)",
+            f"{path} is missing: this andi-edge installation is incomplete",
+            hint="install andi-edge again: python3 -m venv /opt/andi-edge && /opt/andi-edge/bin/pip install andi-edge",
         )
     return path.read_text()
 
 
-def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def render_config(watch: Path, model: Path, output: Path, profile: str | None, classifier: Path | None = None) -> str:
-    """The example config (every key documented) with the site's paths and the device profile applied."""
+    """The example config, every key with its comment, with the site's paths and the device profile applied."""
     example = _template("config.example.yaml", DEPLOY_DIR)
-    document: dict[str, Any] = yaml.safe_load(example)
-    document.update(watch=str(watch), model=str(model), output=str(output), state=str(STATE_ROOT / "state"))
+    values: dict[str, Any] = {
+        "watch": str(watch),
+        "model": str(model),
+        "output": str(output),
+        "state": str(STATE_ROOT / "state"),
+    }
     if classifier is not None:
-        document["classifier"]["model"] = str(classifier)
+        values["classifier.model"] = str(classifier)
     if profile is not None:
         profile_path = PROFILES_DIR / f"{profile}.yaml"
         if not profile_path.is_file():
             known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
             raise UsageError(f"unknown device profile {profile!r}", hint=f"profiles: {', '.join(known)}")
-        document = _merge(document, yaml.safe_load(profile_path.read_text()) or {})
+        values.update(_flatten(yaml.safe_load(profile_path.read_text()) or {}))
     header = (
         "# andi-edge watch configuration, written by `andi-edge service install`"
         + (f" (profile {profile})" if profile else "")
-        + ".\n# Every key is explained in deploy/config.example.yaml. Check changes with:\n"
+        + ".\n# Each key is explained by its comment. Check changes with:\n"
         "#   andi-edge check --config /etc/andi-edge/config.yaml\n"
     )
-    return header + yaml.safe_dump(document, sort_keys=False)
+    body = _set_values(example, values).split("\n\n", 1)[1]  # the example's own header gives way to this one
+    rendered = header + "\n" + body
+    if yaml.safe_load(rendered) != _with_values(yaml.safe_load(example), values):
+        raise UsageError("internal: the installed config does not read back as it was written")
+    return rendered
+
+
+def _flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"backend": {"threads": 2}}`` -> ``{"backend.threads": 2}``."""
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _with_values(document: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    for dotted, value in values.items():
+        *sections, key = dotted.split(".")
+        target = document
+        for name in sections:
+            target = target[name]
+        target[key] = value
+    return document
+
+
+def _yaml_scalar(value: Any) -> str:
+    """One value as YAML writes it on a line of its own (quoted where it must be: ``#``, ``: ``, quotes)."""
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6).strip()
+    return text.removesuffix("...").strip()
+
+
+_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?P<rest>.*)$")
+
+
+def _set_values(text: str, values: dict[str, Any]) -> str:
+    """The example config's text with ``values`` (dotted keys) put in place, every comment kept: the installed
+    config explains each of its keys. A key the example lacks is an error (the example documents every key)."""
+    lines = text.split("\n")
+    section = ""
+    where: dict[str, int] = {}
+    for number, line in enumerate(lines):
+        match = _KEY_LINE.match(line)
+        if match is None:
+            continue
+        if not match["indent"]:
+            section = match["key"]
+            where[section] = number
+        elif len(match["indent"]) == 2:
+            where[f"{section}.{match['key']}"] = number
+    for dotted, value in values.items():
+        if dotted not in where:
+            raise UsageError(f"internal: the example config has no key {dotted}")
+        match = _KEY_LINE.match(lines[where[dotted]])
+        assert match is not None  # found above
+        rest = match["rest"]
+        start = _comment_start(rest)
+        old, comment = (rest, "") if start is None else (rest[:start], rest[start:])
+        new = f" {_yaml_scalar(value)}"
+        padding = " " * max(1, len(old) - len(new)) if comment else ""
+        lines[where[dotted]] = f"{match['indent']}{match['key']}:{new}{padding}{comment}"
+    return "\n".join(lines)
+
+
+def _comment_start(rest: str) -> int | None:
+    """Where a YAML comment starts on a value's line (a ``#`` after a space, outside quotes), if any."""
+    quote = ""
+    for i, char in enumerate(rest):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or rest[i - 1] == " "):
+            return i
+    return None
 
 
 def plan_install(
@@ -174,6 +246,9 @@ def plan_install(
         raise UsageError(f"model file not found: {model}", hint="export one first: andi-edge export yolov5n -o ...")
     if classifier is not None and not classifier.is_file():
         raise UsageError(f"classifier file not found: {classifier}", hint="export one: andi-edge classifier export")
+    check_device_model(model, "--model")
+    if classifier is not None:
+        check_device_model(classifier, "--classifier", classifier=True)
     andi_edge = exe or _executable()
     if andi_edge.is_relative_to("/home") or andi_edge.is_relative_to("/root"):
         raise UsageError(
@@ -202,6 +277,12 @@ def plan_install(
     add(Action("file", str(LIBEXEC / CARD_SCRIPT), _template(CARD_SCRIPT, DEPLOY_DIR).encode(), mode=0o755))
     add(Action("file", str(CONFIG_DIR / "config.yaml"), config_text.encode(), mode=0o640, keep_if_edited=True))
     add(Action("copy", str(installed_model), source=model))
+    if profile_prefers_int8(profile):  # the device runs the gated INT8 model beside the model: it goes with it
+        for source, installed in ((model, installed_model), (classifier, installed_classifier)):
+            if source is not None and installed is not None:
+                chosen = choose_model(source, prefer_int8=True)
+                if chosen.path != source:
+                    add(Action("copy", str(int8_sibling(installed)), source=chosen.path))
     if classifier is not None and installed_classifier is not None:
         add(Action("copy", str(installed_classifier), source=classifier))
         card_yaml = classifier.with_suffix(".yaml")
@@ -286,6 +367,39 @@ def _apply(plan: InstallPlan, action: Action) -> str:
         return f" (kept your edited file; the new one is {target.name})"
     write_bytes_atomic(target, data, action.mode)
     return ""
+
+
+#: the first bytes of files that are no ONNX model: a PyTorch checkpoint (zip, or a pickle)
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def check_device_model(path: Path, option: str, classifier: bool = False) -> None:
+    """A device runs ONNX models: a PyTorch checkpoint (or anything else the runtime cannot load as a detector, or
+    as a ``classifier``) is refused before anything is installed, with what to do instead."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot read it ({exc.strerror or exc})") from exc
+    if path.suffix.lower() in {".pt", ".pth", ".ckpt"} or head.startswith(_CHECKPOINT_MAGIC):
+        raise UsageError(
+            f"{option} {path} is a PyTorch checkpoint: a device runs an ONNX model (no torch on the device)",
+            hint=f"export it on a workstation first: andi-edge export {path} --imgsz 320 -o {path.stem}-320.onnx",
+        )
+    from andi_edge.runtime.classifier import Classifier
+    from andi_edge.runtime.detector import Detector
+
+    try:
+        Classifier(path) if classifier else Detector(path)
+    except (ModelError, BackendError) as exc:
+        raise UsageError(f"{option} {path}: {exc.message}", hint=exc.hint) from exc
+
+
+def profile_prefers_int8(profile: str | None) -> bool:
+    if profile is None:
+        return False
+    document = yaml.safe_load((PROFILES_DIR / f"{profile}.yaml").read_text()) or {}
+    return bool((document.get("backend") or {}).get("prefer_int8"))
 
 
 def _run(argv: tuple[str, ...]) -> subprocess.CompletedProcess[str]:

@@ -12,8 +12,14 @@ in both training and test; tests that need both split by class.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from andi_edge.runtime.classifier_card import CLASSIFIER_CARD_KEY
 
 _SITE = re.compile(r"^BUOW_\d+_MAP_([A-Za-z]+)_")
 OWL = "burrowing owl"
@@ -47,3 +53,24 @@ def dataset_args(photos_dir: Path, labels_csv: Path, detector: Path, out: Path, 
         "--boxes", str(photos_dir / "squirrels_yolo"), "--rename", f"animal={SQUIRREL}",
         "--by", by, "--seed", "0", "-o", str(out),
     ]  # fmt: skip
+
+
+def mean_colour_classifier(path: Path, with_card: bool = True) -> Path:
+    """A real ONNX classifier with a dynamic batch and no training: the crop's mean colour (32 px), as the logits
+    of three labels. ``with_card``: its card inside (else it needs a YAML card beside it)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["logits"]),
+        ],
+        "mean_colour",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    card = {"labels": ["red", "green", "blue"], "input_size": 32, "output": "logits"}
+    if with_card:
+        helper.set_model_props(model, {CLASSIFIER_CARD_KEY: json.dumps(card)})
+    onnx.save(model, str(path))
+    return path

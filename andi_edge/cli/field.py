@@ -269,7 +269,12 @@ def register(commands: Any) -> None:
     watch.add_argument("--model", "-m", type=Path, help="ONNX model (or `model:` in the config)")
     watch.add_argument("--output", "-o", type=Path, help="where outputs go (or `output:` in the config)")
     watch.add_argument("--state", type=Path, help="journal folder (default: OUTPUT/.andi-edge-state)")
-    watch.add_argument("--config", "-c", type=Path, help="YAML config file (see deploy/config.example.yaml)")
+    watch.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        help="YAML config file (every key: andi_edge/assets/config.example.yaml; `service install` writes one)",
+    )
     watch.add_argument("--once", action="store_true", help="process what is there now, write outputs, exit 0")
     watch.add_argument(
         "--new-journal",

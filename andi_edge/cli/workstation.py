@@ -251,7 +251,9 @@ def register(commands: Any) -> None:
             "thresholds, weights sha256, licence, tool versions) is stored in the file's metadata. Runs offline."
         ),
     )
-    export.add_argument("weights", help="a .pt file, or a known model name such as yolov5n (see models/registry.yaml)")
+    export.add_argument(
+        "weights", help="a .pt file, or a known model name such as yolov5n (see andi_edge/assets/registry.yaml)"
+    )
     export.add_argument(
         "--imgsz",
         type=int,

@@ -587,7 +587,7 @@ def deployment_template(results: RunResults) -> str:
         by_key[f"{record.card_id}/{record.camera_key}"].append(record)
     lines = [
         "# Camtrap DP export settings for andi-edge export-camtrap-dp --deployment-config THIS_FILE",
-        "# Fill in every TODO, then export. Keys: see deploy/camtrap-dp.example.yaml.",
+        "# Fill in every TODO, then export. Keys: andi_edge/assets/camtrap-dp.example.yaml.",
         "project:",
         '  title: "TODO: project title"',
         "  sampling_design: opportunistic   # simpleRandom|systematicRandom|clusteredRandom|experimental|targeted|"

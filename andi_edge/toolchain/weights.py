@@ -14,7 +14,7 @@ import yaml
 from andi_edge.errors import ConfigError, ModelError, ModelNotFoundError
 from andi_edge.runtime.model_meta import file_sha256
 
-REGISTRY_PATH = Path(__file__).resolve().parents[2] / "models" / "registry.yaml"
+REGISTRY_PATH = Path(__file__).resolve().parents[1] / "assets" / "registry.yaml"
 MODELS_DIR_ENV = "ANDI_EDGE_MODELS_DIR"
 
 

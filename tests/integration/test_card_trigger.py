@@ -1,4 +1,4 @@
-"""The SD-card trigger's script (deploy/andi-edge-card) against a real FAT card image on a loop device, its
+"""The SD-card trigger's script (andi_edge/assets/andi-edge-card) against a real FAT card image on a loop device, its
 processing step run as an unprivileged user, and two card units at once.
 
 The mount step needs root and a loop device; those tests skip elsewhere, saying so."""
@@ -20,7 +20,7 @@ from andi_edge.service_install import render_config
 from tests.integration.cli_runner import ANDI_EDGE
 
 REPO = Path(__file__).resolve().parents[2]
-CARD_SCRIPT = REPO / "deploy" / "andi-edge-card"
+CARD_SCRIPT = REPO / "andi_edge" / "assets" / "andi-edge-card"
 UNPRIVILEGED = "nobody"
 #: the unit's UMask: without uid=/fmask= in the mount options a FAT card would be a 0750 root-owned folder
 UNIT_UMASK = 0o027

@@ -14,10 +14,12 @@ import pytest
 from andi_edge.errors import UsageError
 from andi_edge.service_install import PROFILES_DIR, render_config
 from andi_edge.settings import load_watch_config
+from tests.classifier_factory import mean_colour_classifier
+from tests.dataset_factory import build_cct
 from tests.integration.cli_runner import ANDI_EDGE, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
-CARD_SCRIPT = REPO / "deploy" / "andi-edge-card"
+CARD_SCRIPT = REPO / "andi_edge" / "assets" / "andi-edge-card"
 MAX_EXPOSURE = 2.0
 
 
@@ -118,8 +120,8 @@ def test_install_with_a_species_classifier(tmp_path: Path, model_320: Path) -> N
     root = tmp_path / "root"
     classifier = tmp_path / "byo" / "species.onnx"
     classifier.parent.mkdir()
-    shutil.copy2(model_320, classifier)  # the installer copies files; what is in them is `check`'s business
-    (classifier.parent / "species.yaml").write_text("labels: [deer, fox]\ninput_size: 224\n")
+    mean_colour_classifier(classifier, with_card=False)  # someone else's classifier: its card is a YAML beside it
+    (classifier.parent / "species.yaml").write_text("labels: [deer, fox, hare]\ninput_size: 32\n")
     proc = run_cli(
         "service", "install", "--root", root, "--watch", "/m", "--model", model_320, "--classifier", classifier
     )
@@ -127,7 +129,7 @@ def test_install_with_a_species_classifier(tmp_path: Path, model_320: Path) -> N
     config = load_watch_config(root / "etc/andi-edge/config.yaml")
     assert config.classifier.model == "/var/lib/andi-edge/models/species.onnx"
     assert (root / "var/lib/andi-edge/models/species.onnx").read_bytes() == classifier.read_bytes()
-    assert (root / "var/lib/andi-edge/models/species.yaml").read_text().startswith("labels: [deer, fox]")
+    assert (root / "var/lib/andi-edge/models/species.yaml").read_text().startswith("labels: [deer, fox, hare]")
     missing = run_cli(
         "service", "install", "--root", root, "--watch", "/m", "--model", model_320, "--classifier", tmp_path / "x"
     )
@@ -183,6 +185,46 @@ def test_install_keeps_hostile_paths_whole(tmp_path: Path, model_320: Path) -> N
     quoted = tmp_path / "it's" / "andi-edge"
     with pytest.raises(UsageError, match="quote or a backslash"):
         plan_install(root, watch, model_320, output, "raspberry-pi", exe=quoted)
+
+
+def test_install_refuses_a_model_a_device_cannot_run(tmp_path: Path, weights_path: Path, model_320: Path) -> None:
+    """A PyTorch checkpoint was copied and configured, for a service that could never load it."""
+    root = tmp_path / "root"
+    refused = run_cli("service", "install", "--root", root, "--watch", "/m", "--model", weights_path)
+    assert refused.returncode == 2 and "is a PyTorch checkpoint" in refused.stderr, refused.stderr
+    assert "andi-edge export" in refused.stderr and not root.exists()
+    classifier_as_model = tmp_path / "species.onnx"
+    mean_colour_classifier(classifier_as_model)
+    refused = run_cli("service", "install", "--root", root, "--watch", "/m", "--model", classifier_as_model)
+    assert refused.returncode == 2 and "is a crop classifier, not a detector" in refused.stderr
+    assert not root.exists()
+
+
+def test_the_installed_config_explains_every_key(staged: Path) -> None:
+    text = (staged / "etc/andi-edge/config.yaml").read_text()
+    keys = [line for line in text.splitlines() if re.match(r"^ {0,2}[a-z_]+:", line)]
+    assert len(keys) > 60 and all("#" in line for line in keys), [k for k in keys if "#" not in k]
+    config = load_watch_config(staged / "etc/andi-edge/config.yaml")
+    assert config.backend.prefer_int8 and config.watch == "/media/trap"  # the profile's values, in place
+
+
+def test_the_gated_int8_model_goes_with_the_model_where_the_profile_prefers_it(
+    tmp_path: Path, model_320: Path, photos_dir: Path
+) -> None:
+    site = tmp_path / "models"
+    site.mkdir()
+    model = site / "yolov5n-320.onnx"
+    shutil.copy2(model_320, model)
+    cct = build_cct(photos_dir, tmp_path / "cct.json")
+    made = run_cli("quantize", model, "--calib", photos_dir / "lila_md_testset", "--calib-count", "8", "--eval", cct,
+                   "--images", photos_dir, "--class-map", "coco-to-megadetector", "--max-loss", "1.0")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    for profile, expected in (("raspberry-pi", True), ("jetson", False)):
+        root = tmp_path / profile
+        done = run_cli("service", "install", "--root", root, "--watch", "/m", "--model", model, "--profile", profile)
+        assert done.returncode == 0, done.stderr
+        installed = root / "var/lib/andi-edge/models/yolov5n-320-int8.onnx"
+        assert installed.is_file() == expected, profile
 
 
 def test_install_mistakes(tmp_path: Path) -> None:

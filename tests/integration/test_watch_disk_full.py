@@ -16,7 +16,7 @@ from tests.integration.daemon_harness import make_daemon, wait_until
 from tests.volumes import small_volume
 
 REPO = Path(__file__).resolve().parents[2]
-CARD_SCRIPT = REPO / "deploy" / "andi-edge-card"
+CARD_SCRIPT = REPO / "andi_edge" / "assets" / "andi-edge-card"
 
 
 def fill(volume: Path, leave_bytes: int = 0) -> Path:

@@ -3,21 +3,19 @@ and a busy photo's crops go to the classifier in chunks (issue: field faults, se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from andi_edge.config import ClassifierSettings, DetectorSettings
 from andi_edge.detections import Detections
 from andi_edge.errors import ConfigError, ModelError
 from andi_edge.runtime.classifier import CROP_CHUNK, Classifier, PhotoPixels
-from andi_edge.runtime.classifier_card import CLASSIFIER_CARD_KEY, card_from_mapping
+from andi_edge.runtime.classifier_card import card_from_mapping
 from andi_edge.runtime.decode import decode_photo, read_photo_bytes
 from andi_edge.runtime.model_meta import ModelCard
+from tests.classifier_factory import mean_colour_classifier
 
 SERENGETI = "serengeti_S1_D04_R6_sequence"
 
@@ -49,32 +47,13 @@ def test_counts_a_config_may_ask_for_are_bounded() -> None:
         ClassifierSettings(max_crops=100000)
 
 
-def _mean_colour_classifier(path: Path) -> Path:
-    """A real ONNX classifier with a dynamic batch: the crop's mean colour, as logits of three labels."""
-    graph = helper.make_graph(
-        [
-            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["logits"]),
-        ],
-        "mean_colour",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    card = {"labels": ["red", "green", "blue"], "input_size": 32, "output": "logits"}
-    helper.set_model_props(model, {CLASSIFIER_CARD_KEY: json.dumps(card)})
-    onnx.save(model, str(path))
-    return path
-
-
 def test_a_busy_photos_crops_are_classified_in_chunks(
     tmp_path: Path, photos_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     photo = sorted((photos_dir / SERENGETI).glob("*.JPG"))[0]
     data = read_photo_bytes(photo)
     decoded = decode_photo(data, max_image_pixels=10**9)
-    classifier = Classifier(_mean_colour_classifier(tmp_path / "cls.onnx"), None, ClassifierSettings(max_crops=200))
+    classifier = Classifier(mean_colour_classifier(tmp_path / "cls.onnx"), None, ClassifierSettings(max_crops=200))
     n = 3 * CROP_CHUNK + 5
     rng = np.random.default_rng(1)
     corners = rng.uniform(0, 1000, (n, 2)).astype(np.float32)

@@ -362,7 +362,7 @@ def test_the_template_lists_every_camera_with_what_the_photos_tell(run: RunResul
     # the animal labels at the threshold, to map to taxa: zebra's two boxes >= 0.5; no vehicle, no chair
     assert '#   "zebra": TODO   # 2 box(es)' in text and '"vehicle"' not in text and '"chair"' not in text
     assert text.startswith("# Camtrap DP export settings for andi-edge export-camtrap-dp --deployment-config")
-    assert "deploy/camtrap-dp.example.yaml" in text and text.endswith("\n")
+    assert "andi_edge/assets/camtrap-dp.example.yaml" in text and text.endswith("\n")
 
 
 def test_a_classifiers_species_are_named_with_its_confidence_and_the_classifier(tmp_path: Path) -> None:

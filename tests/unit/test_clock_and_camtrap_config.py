@@ -11,7 +11,7 @@ from andi_edge.results.clock import clock_issues, localize, parse_timezone
 from andi_edge.results.observation_types import observation_type
 from andi_edge.results.records import PhotoRecord
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "camtrap-dp.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "andi_edge" / "assets" / "camtrap-dp.example.yaml"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 

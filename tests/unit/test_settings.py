@@ -9,7 +9,7 @@ import yaml
 from andi_edge.errors import ConfigError
 from andi_edge.settings import WatchConfig, load_watch_config
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "andi_edge" / "assets" / "config.example.yaml"
 
 
 def _keys(cls: type, prefix: str = "") -> set[str]:

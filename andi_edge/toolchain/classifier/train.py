@@ -1,7 +1,7 @@
 """``andi-edge classifier train``: a torchvision classifier fine-tuned (or trained from scratch) on a crops dataset.
 
 - Architectures: the study's ResNeXt50 (32x4d), AlexNet and VGG19, and two sized for a device, MobileNetV3-Small
-  and EfficientNet-B0. Their ImageNet weights come from a local file when there is one (``models/registry.yaml``:
+  and EfficientNet-B0. Their ImageNet weights come from a local file when there is one (the registry:
   the official URL and the sha256 prefix torchvision publishes in the file name; the error says where to put the
   file offline); without it training starts from scratch, with a loud warning: on a few hundred crops that gives
   a far weaker classifier.
