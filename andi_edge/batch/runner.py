@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from andi_edge.batch.shards import ShardStore, file_identity, load_previous_results
+from andi_edge.batch.shards import ShardStore, file_identity, load_previous_results, run_identity
 from andi_edge.batch.work import WorkerSpec
 from andi_edge.config import ClassifierSettings, DetectorSettings
 from andi_edge.errors import UsageError
@@ -17,6 +17,7 @@ from andi_edge.photos import find_photos
 from andi_edge.pipeline import available_cpus
 from andi_edge.runtime.classifier import load_classifier
 from andi_edge.runtime.detector import Detector
+from andi_edge.sinks.atomic import prove_writable
 from andi_edge.sinks.md_batch import batch_document, detection_categories, write_batch
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
         raise UsageError("--chunk-size must be >= 1 and --workers >= 0")
     if request.output.is_dir():
         raise UsageError(f"-o {request.output} is a folder; give a file name such as {request.output / 'results.json'}")
+    prove_writable(request.output.parent, "results", "-o")
     start = time.perf_counter()
     root, sources = find_photos(request.roots)
     classifier = request.classifier
@@ -84,21 +86,7 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
     probe = Detector(request.model, settings=request.settings, classifier=load_classifier(classifier))
     provenance = probe.provenance()
     categories = detection_categories(probe.class_names)
-    identity: dict[str, Any] = {
-        "roots": sorted(str(r.resolve()) for r in request.roots),
-    } | {
-        key: provenance[key]
-        for key in (
-            "model_sha256",
-            "conf_threshold",
-            "iou_threshold",
-            "max_detections",
-            "reduced_decode",
-            "categories",
-            "classifications",
-            "classifier",
-        )
-    }
+    identity = run_identity(request.roots, provenance)
     # each file's identity when the run starts: a shard's entry is reused only for the same file
     store = ShardStore(request.output, identity, {s.relative: file_identity(s.path) for s in sources})
     done = store.load()

@@ -36,6 +36,24 @@ def file_identity(path: Path) -> FileIdentity | None:
     return st.st_size, st.st_mtime_ns
 
 
+#: what a run's results depend on, as the detector's provenance names it: shards of another run are not reused
+IDENTITY_KEYS = (
+    "model_sha256",
+    "conf_threshold",
+    "iou_threshold",
+    "max_detections",
+    "reduced_decode",
+    "categories",
+    "classifications",
+    "classifier",
+)
+
+
+def run_identity(roots: list[Path], provenance: dict[str, Any]) -> dict[str, Any]:
+    """The identity of a run over ``roots`` by the detector whose ``provenance`` this is."""
+    return {"roots": sorted(str(r.resolve()) for r in roots)} | {key: provenance[key] for key in IDENTITY_KEYS}
+
+
 class ShardStore:
     def __init__(self, output: Path, identity: dict[str, Any], files: dict[str, FileIdentity | None]) -> None:
         """``files``: each photo of this run (its path relative to the root) and its file's identity now."""

@@ -18,64 +18,110 @@ from andi_edge.cli.options import (
     detector_settings,
     pipeline_plan,
 )
-from andi_edge.errors import UsageError
+from andi_edge.errors import OutputError, UsageError
+from andi_edge.results.labels import LabelSpace
 
 log = logging.getLogger("andi_edge")
+
+
+#: photos between two saves of what `detect` has done (an interrupted or failed run resumes from them)
+DETECT_SHARD_PHOTOS = 64
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from andi_edge.batch.shards import ShardStore, file_identity, run_identity
     from andi_edge.photos import find_photos
     from andi_edge.pipeline import detect_many, label_space
+    from andi_edge.sinks.atomic import prove_writable
     from andi_edge.sinks.md_batch import batch_document, image_entry, write_batch
 
     if args.output.is_dir():
         raise UsageError(f"-o {args.output} is a folder; give a file name such as {args.output / 'results.json'}")
+    prove_writable(args.output.parent, "results", "-o")
     root, sources = find_photos(args.paths)
     plan = pipeline_plan(args)
     detector = build_detector(args, plan)
     if not sources:
         log.warning("no photos (jpg, jpeg, png) found under %s", ", ".join(map(str, args.paths)))
-    entries = []
-    failures = 0
-    with_detections = 0
-    photos_per_class: Counter[str] = Counter()
+    provenance = detector.provenance()
+    # what is done is saved as it goes: a run interrupted, or one whose final write fails, resumes from it
+    store = ShardStore(
+        args.output, run_identity(list(args.paths), provenance), {s.relative: file_identity(s.path) for s in sources}
+    )
+    done = store.load()
+    todo = [s for s in sources if s.relative not in done]
+    if done:
+        log.info(
+            "%d photo(s) done by an interrupted run of this command: not processed again", len(sources) - len(todo)
+        )
     typical = detector.card.thresholds.typical
-    labels = label_space(detector)
     start = time.perf_counter()
     show_progress = sys.stderr.isatty() and not args.quiet
-    progress = tqdm(total=len(sources), unit="photo", disable=not show_progress, dynamic_ncols=True)
+    progress = tqdm(total=len(sources), initial=len(sources) - len(todo), unit="photo", disable=not show_progress,
+                    dynamic_ncols=True)  # fmt: skip
+    pending: list[tuple[str, dict[str, Any]]] = []
     with progress:
-        for source, result in detect_many(detector, sources, plan.settings):
-            entries.append(image_entry(result, source.relative))
-            if result.failure is not None:
-                failures += 1
-            elif result.detections is not None and len(found := result.detections.above(typical)):
-                with_detections += 1
-                photos_per_class.update(
-                    {labels.name(labels.index(int(c), found.classifications(i))) for i, c in enumerate(found.class_id)}
-                )
+        for source, result in detect_many(detector, todo, plan.settings):
+            pending.append((source.relative, image_entry(result, source.relative)))
+            if len(pending) >= DETECT_SHARD_PHOTOS:
+                store.save(pending)
+                done.update(pending)
+                pending = []
             progress.update()
+    store.save(pending)
+    done.update(pending)
     elapsed = time.perf_counter() - start
+    entries = [done[s.relative] for s in sources]
     document = batch_document(
         entries,
         detector.class_names,
-        {**detector.provenance(), "image_root": str(root)},
+        {**provenance, "image_root": str(root)},
         typical_threshold=typical,
         conservative_threshold=detector.card.thresholds.conservative,
         classification_names=detector.classification_names,
     )
-    write_batch(args.output, document)
-    rate = len(sources) / elapsed if elapsed > 0 else 0.0
-    per_class = ", ".join(f"{name} {n}" for name, n in photos_per_class.most_common())
-    print(
-        f"{len(sources)} photos in {elapsed:.1f} s ({rate:.1f} photos/s): "
-        f"{with_detections} with a detection >= {typical}{f' ({per_class})' if per_class else ''}, "
-        f"{len(sources) - failures - with_detections} empty, {failures} failed"
-    )
+    try:
+        write_batch(args.output, document)
+    except OutputError as exc:
+        raise OutputError(
+            f"{exc.message}; the results of all {len(sources)} photo(s) are kept in {store.folder}",
+            hint="free space or fix the folder, then run the same command again: it writes them without "
+            "processing the photos again",
+        ) from exc
+    store.remove()
+    rate = len(todo) / elapsed if elapsed > 0 else 0.0
+    print(_detect_summary(entries, label_space(detector), typical, len(todo), elapsed, rate))
     print(f"results: {args.output}")
     return EXIT_OK
+
+
+def _detect_summary(
+    entries: list[dict[str, Any]], labels: LabelSpace, typical: float, processed: int, elapsed: float, rate: float
+) -> str:
+    """What a run found, in a biologist's words, from the results themselves (resumed photos included)."""
+    from andi_edge.results.records import record_from_entry
+
+    failures = with_detections = 0
+    photos_per_class: Counter[str] = Counter()
+    for entry in entries:
+        record = record_from_entry("", str(entry.get("file", "")), None, 0, entry)
+        if record.failure is not None:
+            failures += 1
+            continue
+        found = [b for b in record.boxes if b.conf >= typical]
+        if found:
+            with_detections += 1
+            photos_per_class.update({labels.name(labels.index(b.class_index, b.classifications)) for b in found})
+    per_class = ", ".join(f"{name} {n}" for name, n in photos_per_class.most_common())
+    resumed = len(entries) - processed
+    return (
+        f"{len(entries)} photos ({processed} processed in {elapsed:.1f} s, {rate:.1f} photos/s"
+        + (f"; {resumed} from an interrupted run" if resumed else "")
+        + f"): {with_detections} with a detection >= {typical}{f' ({per_class})' if per_class else ''}, "
+        f"{len(entries) - failures - with_detections} empty, {failures} failed"
+    )
 
 
 # -- bench ----------------------------------------------------------------------------------------------------

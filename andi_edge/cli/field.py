@@ -113,7 +113,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from andi_edge.service_install import check_device_model
+    from andi_edge.sinks.atomic import prove_writable
+
     config = _watch_config(args)
+    check_device_model(Path(config.model), "model")
     plan = _watch_plan(config)
     detector, why, classifier_why = _detector_from_config(config, plan)
     watch = Path(config.watch)
@@ -124,7 +128,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{detector.loaded.backend} {','.join(detector.loaded.execution_providers)})"
     )
     print(f"watch folder: {watch} ({'present' if watch.is_dir() else 'not present now: the daemon will wait for it'})")
-    print(f"output: {config.output}; state: {_state_dir(config)}")
+    for folder, what, key in ((Path(config.output), "outputs", "output"), (_state_dir(config), "journal", "state")):
+        prove_writable(folder, what, f"{key} (in the config or --{key})", create=False)
+    print(f"output: {config.output}; state: {_state_dir(config)} (both writable)")
     print(f"model choice: {why}")
     classifier = detector.classifier
     if classifier is None:

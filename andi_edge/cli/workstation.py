@@ -103,6 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             freeze=args.freeze,
             head=args.head,
             lr0=args.lr0,
+            from_scratch=args.from_scratch,
         )
     )
     if result.total_source and result.head == "warm":
@@ -338,8 +339,13 @@ def register(commands: Any) -> None:
     tr.add_argument(
         "--weights",
         default=None,
-        help="classic checkpoint (default: the --model name, see models/; if that is not on this machine the model "
-        "is trained from its architecture alone, with a warning)",
+        help="classic checkpoint (default: the --model name, found as `export` finds it: $ANDI_EDGE_MODELS_DIR, "
+        "./models, ~/.local/share/andi-edge/models, the checkout's models/)",
+    )
+    tr.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="no pretrained weights on this machine: train from the architecture alone (random weights)",
     )
     tr.add_argument("--epochs", type=int, default=50)
     tr.add_argument("--imgsz", type=int, default=320)

@@ -33,7 +33,7 @@ from andi_edge.errors import JournalFullError, OutputError, UsageError
 from andi_edge.pipeline import PipelineSettings, label_space
 from andi_edge.runtime.detector import Detector
 from andi_edge.settings import WatchConfig
-from andi_edge.sinks.atomic import remove_stale_temp_files
+from andi_edge.sinks.atomic import prove_writable, remove_stale_temp_files
 from andi_edge.sinks.names import BATCH_JSON_NAME
 from andi_edge.state.journal import Journal, check_not_lost
 
@@ -158,7 +158,7 @@ class WatchService:
         try:
             self._back_up(journal)
             self._until_space(lambda: self._begin(journal))
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+            prove_writable(self.output_dir, "outputs", "output")  # a read-only output disk stops here, not per photo
             # An earlier run may have died in the middle of an atomic write: its final files are whole, but its
             # temp file stays.
             swept = remove_stale_temp_files(self.output_dir)

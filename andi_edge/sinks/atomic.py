@@ -59,6 +59,26 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> None
     _fsync_dir(path.parent)
 
 
+def prove_writable(folder: Path, what: str, option: str, create: bool = True) -> None:
+    """Before any work: ``folder`` exists or can be made, and a file can be written in it (a read-only file
+    system, a permission, a full disk). OutputError naming ``what`` it is for and the ``option`` that set it.
+    ``create=False`` makes nothing: a folder not there yet is judged by the nearest one above it that is."""
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            while not folder.exists() and folder != folder.parent:
+                folder = folder.parent
+        fd, probe = tempfile.mkstemp(prefix=".andi-edge-probe.", suffix=TMP_SUFFIX, dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the {what} in {folder}: {exc.strerror or exc}",
+            hint=f"give {option} a folder this user can write to (nothing was processed)",
+        ) from exc
+
+
 def json_text(document: Any, indent: int | None = 1) -> str:
     """JSON text for UTF-8 output. A card name with bytes that are not UTF-8 (a surrogate escape) is written as
     JSON's own ``\\udcXX`` escape: valid JSON, read back by Python as exactly the name it was."""

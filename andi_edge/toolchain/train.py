@@ -73,6 +73,9 @@ class TrainRequest:
     head: str = "warm"
     #: initial learning rate of the warm path (fine-tuning a pretrained head wants a small one)
     lr0: float = 0.001
+    #: train from the architecture alone (random weights) when no pretrained weights are found: asked for, never
+    #: a silent fallback (it gave models of mAP 0 that exited 0)
+    from_scratch: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,12 @@ def _starting_weights(request: TrainRequest) -> ResolvedWeights | None:
     try:
         return resolve_weights(request.model)
     except ModelNotFoundError as exc:
+        if not request.from_scratch:
+            raise UsageError(
+                f"no pretrained weights to start from: {exc.message}",
+                hint=f"{exc.hint}; or give --weights CHECKPOINT; or pass --from-scratch to train {request.model} from "
+                "its architecture alone (random weights: a much weaker model on camera-trap-sized data)",
+            ) from exc
         log.warning(
             "NO PRETRAINED WEIGHTS: %s. Training %s from its architecture alone (random weights): expect a much "
             "weaker model on camera-trap-sized data. Give --weights CHECKPOINT to start from one. (%s)",

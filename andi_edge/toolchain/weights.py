@@ -90,9 +90,14 @@ def _file_md5(path: Path) -> str:
 
 
 def models_dirs() -> list[Path]:
-    """Where weights are looked for, in order."""
+    """Where weights are looked for, in order: $ANDI_EDGE_MODELS_DIR, ./models, ../shared/models (beside a
+    checkout), the user's own folder, and the models/ folder of the checkout andi-edge runs from (wherever the
+    command is run from)."""
     dirs = [Path(p) for p in os.environ.get(MODELS_DIR_ENV, "").split(os.pathsep) if p]
-    return [*dirs, Path("models"), Path("..") / "shared" / "models"]
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    checkout = Path(__file__).resolve().parents[2]
+    return [*dirs, Path("models"), Path("..") / "shared" / "models", data_home / "andi-edge" / "models",
+            checkout / "models", checkout.parent / "shared" / "models"]  # fmt: skip
 
 
 def resolve_weights(name_or_path: str) -> ResolvedWeights:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,8 @@ from PIL import Image
 from andi_edge.boxes import pairwise_iou
 from andi_edge.pipeline import PipelineSettings, plan_pipeline
 from andi_edge.runtime.detector import Detector
-from tests.integration.cli_runner import run_cli
+from tests.integration.cli_runner import ANDI_EDGE, run_cli
+from tests.integration.daemon_harness import wait_until
 from tests.photo_factory import save_with_orientation
 
 SUBCOMMANDS = ["detect", "export", "info", "watch", "check", "status", "bench", "batch", "service", "quantize"]
@@ -248,3 +251,45 @@ def test_parallel_and_split_pipelines_give_the_same_results(
         proc = run_cli("detect", odd_card, "-m", model_320, "-o", out, *flags)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(out.read_text())["images"] == odd_results["images"], flags
+
+
+def test_an_unwritable_output_is_refused_before_any_photo(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """`detect -o UNWRITABLE/r.json` processed every photo, then failed at the final write: the run was lost."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only file system needs root")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(locked)], check=True)
+    try:
+        done = run_cli("detect", photos_dir / "burrowing_owl", "-m", model_320, "-o", locked / "r.json")
+    finally:
+        subprocess.run(["umount", "-l", str(locked)], check=False)
+    assert done.returncode == 6, done.stderr
+    assert f"cannot write the results in {locked}" in done.stderr and "nothing was processed" in done.stderr
+    assert "photos/s" not in done.stdout
+
+
+def test_detect_resumes_and_keeps_its_work_when_the_final_write_fails(
+    tmp_path: Path, photos_dir: Path, model_320: Path
+) -> None:
+    results = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [str(ANDI_EDGE), "detect", str(photos_dir), "-m", str(model_320), "-o", str(results), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    # once work is saved, a folder takes the results file's place: the final write fails
+    wait_until(lambda: any(results.with_name("r.json.parts").glob("part-*.json")), 120, "the first saved photos")
+    results.mkdir()
+    (results / "in the way").write_text("x")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 6, err
+    assert "are kept in" in err and "run the same command again" in err
+    shutil.rmtree(results)
+    again = run_cli("detect", photos_dir, "-m", model_320, "-o", results)
+    assert again.returncode == 0, again.stderr
+    total = len(json.loads(results.read_text())["images"])
+    assert f"{total} photos (0 processed" in again.stdout and f"{total} from an interrupted run" in again.stdout
+    assert not results.with_name("r.json.parts").exists()
+    reference = tmp_path / "reference.json"
+    assert run_cli("detect", photos_dir, "-m", model_320, "-o", reference, "-q").returncode == 0
+    assert json.loads(results.read_text())["images"] == json.loads(reference.read_text())["images"]

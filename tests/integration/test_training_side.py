@@ -275,12 +275,15 @@ def test_balance_upsamples_and_pastes_across_locations(tmp_path: Path, split_dir
 
 
 def test_train_a_larger_layout_from_its_architecture_alone_warns_loudly(tmp_path: Path, split_dir: Path) -> None:
-    """yolov5s's weights are not on this machine: it trains from random weights, says so, and cannot be compared
-    with a starting model."""
+    """yolov5s's weights are not on this machine: without --from-scratch it stops before any work (it trained
+    from random weights and exited 0 with mAP 0); with it, it trains from random weights, says so, and cannot be
+    compared with a starting model."""
     run = tmp_path / "run-s"
-    proc = run_cli(
-        "train", "--data", split_dir, "--model", "yolov5s", "--epochs", "1", "--imgsz", "64", "--batch", "8", "-o", run
-    )  # fmt: skip  (the default warm head needs a checkpoint: learnt anew)
+    args = ("train", "--data", split_dir, "--model", "yolov5s", "--epochs", "1", "--imgsz", "64", "--batch", "8")
+    refused = run_cli(*args, "-o", run, cwd=tmp_path)  # from another folder than the checkout
+    assert refused.returncode == 2 and "no pretrained weights to start from" in refused.stderr, refused.stderr
+    assert "--from-scratch" in refused.stderr and "yolov5s.pt" in refused.stderr and not run.exists()
+    proc = run_cli(*args, "-o", run, "--from-scratch")  # (the default warm head needs a checkpoint: learnt anew)
     assert proc.returncode == 0, proc.stderr
     assert "NO PRETRAINED WEIGHTS" in proc.stderr and "yolov5s.pt" in proc.stderr
     assert "trained from its architecture alone" in proc.stdout

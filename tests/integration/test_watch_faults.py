@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import subprocess
 from functools import partial
 from pathlib import Path
 
@@ -260,3 +261,27 @@ def test_watch_stays_within_half_its_memory_limit_whatever_the_config(
     assert "memory limit 1024 MiB: each photo's decode within" in daemon.log.read_text()
     if peak is not None:  # v1 counts the page cache too: still within half of the limit
         assert peak <= 2**29, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_check_refuses_what_would_fail_at_the_first_photo(
+    tmp_path: Path, photos_dir: Path, model_320: Path, weights_path: Path
+) -> None:
+    """`check` passed an output folder on a read-only file system (watch then exited 6 at start) and a PyTorch
+    checkpoint as the model."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only file system needs root")
+    daemon = make_daemon(tmp_path, model_320)
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)], check=True)
+    try:
+        args = (daemon.card, "--config", daemon.config, "--model", model_320)
+        refused = run_cli("check", *args, "--output", readonly / "out", "--state", daemon.state)
+        started = run_cli("watch", *args, "--output", readonly / "out", "--state", daemon.state, "--once")
+    finally:
+        subprocess.run(["umount", "-l", str(readonly)], check=False)
+    assert refused.returncode == 6 and f"cannot write the outputs in {readonly}" in refused.stderr, refused.stderr
+    assert started.returncode == 6 and "cannot write the outputs" in started.stderr
+    checkpoint = run_cli("check", daemon.card, "--config", daemon.config, "--model", weights_path, "-o", daemon.out)
+    assert checkpoint.returncode == 2 and "is a PyTorch checkpoint" in checkpoint.stderr
+    assert "andi-edge export" in checkpoint.stderr
