@@ -228,6 +228,8 @@ class Processor:
             log.info("%s: already processed (same bytes); skipping", row.rel_path)
             journal.mark_duplicate(row.id)
             return None
+        if journal.supersede_failed(row.card_id, row.rel_path, row.id):
+            log.info("%s: read again after an incomplete copy; this version replaces the failed one", row.rel_path)
         output_key = self._output_key(journal, row, loaded.sha256)
         journal.set_hash(row.id, loaded.sha256, output_key, loaded.fingerprint)
         card_out = self.output_dir / row.card_id

@@ -91,6 +91,8 @@ CREATE TABLE IF NOT EXISTS repeat_verdicts (
 );
 """
 )
+#: failures an incomplete copy gives: a later version of the file at that path supersedes them
+INCOMPLETE_FAILURES = ("corrupt:", "empty_file:", "unsupported_format:")
 #: rows in the works: a file change seen for them needs no check (the file is read afresh when claimed)
 LIVE_STATES = ("pending", "claimed")
 #: bytes at a file's end that its fingerprint covers
@@ -520,6 +522,19 @@ class Journal:
                 [(time.time(), i) for i in ids],
             )
         return len(ids)
+
+    def supersede_failed(self, card_id: str, rel_path: str, photo_id: int) -> int:
+        """A file read again at a path where an earlier read failed as incomplete (a copy that stalled mid-file:
+        ``corrupt``, ``empty_file``, ``unsupported_format``) is the same photo, finished: the failed rows go, so
+        its outputs take the photo's own name and it counts once. Returns how many went."""
+        with self._tx():
+            rows = self._db.execute(
+                "SELECT id, failure FROM photos WHERE card_id=? AND rel_path=? AND state='failed' AND id<>?",
+                (card_id, text_to_db(rel_path), photo_id),
+            ).fetchall()
+            gone = [r["id"] for r in rows if text_from_db(r["failure"] or "").startswith(INCOMPLETE_FAILURES)]
+            self._db.executemany("DELETE FROM photos WHERE id=?", [(i,) for i in gone])
+        return len(gone)
 
     def forget(self, photo_id: int) -> None:
         """Drop a pending row whose file vanished before it was read (a half-copied file that was deleted)."""

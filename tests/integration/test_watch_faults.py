@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import fcntl
 import io
+import json
 import os
 import shutil
 import signal
@@ -285,3 +286,33 @@ def test_check_refuses_what_would_fail_at_the_first_photo(
     checkpoint = run_cli("check", daemon.card, "--config", daemon.config, "--model", weights_path, "-o", daemon.out)
     assert checkpoint.returncode == 2 and "is a PyTorch checkpoint" in checkpoint.stderr
     assert "andi-edge export" in checkpoint.stderr
+
+
+def test_a_copy_that_stalls_mid_file_is_not_a_failure(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """A copy that stalls longer than stable_s is read half-written (a corrupt photo); once the copy ends, the
+    finished file is the same photo: its sidecar at the photo's own name holds the result, counted once (it was
+    'done 1, failed 1', the result under a ~hash name)."""
+    daemon = make_daemon(tmp_path, model_320)
+    proc = daemon.start()
+    try:
+        source = sorted((photos_dir / SERENGETI).glob("*.JPG"))[0]
+        data = source.read_bytes()
+        target = daemon.card / "DCIM" / "IMG_0001.JPG"
+        target.parent.mkdir(parents=True)
+        with target.open("wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            wait_until(lambda: daemon.counts().get("failed") == 1, 60, "the half-written photo read", daemon.log)
+            f.write(data[len(data) // 2 :])
+        wait_until(lambda: daemon.counts() == {"done": 1}, 60, "the finished photo", daemon.log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    [sidecar] = daemon.sidecars()
+    assert sidecar.name == "IMG_0001.JPG.json"
+    assert "failure" not in json.loads(sidecar.read_text())
+    [entry] = daemon.batch()["images"]
+    assert entry["file"] == "DCIM/IMG_0001.JPG" and "failure" not in entry
+    status = run_cli("status", "--state", daemon.state)
+    assert "done 1, failed 0" in status.stdout, status.stdout
