@@ -25,7 +25,7 @@ export YOLO_AUTOINSTALL := false
 	kill-soak
 
 help:
-	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos"
+	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos, write the report"
 	@echo "make test   - set up, then lint, type-check, import contracts and the whole test suite"
 	@echo "make bench  - the benchmark suite -> benchmarks/results/ (about 10 minutes)"
 	@echo "make accuracy - agreement with MDv5a: categories, input size, decode, fine-tuning (20-30 minutes)"
@@ -58,7 +58,9 @@ model: $(MODEL)
 
 demo: $(MODEL)
 	$(BIN)/andi-edge detect $(PHOTOS) --model $(MODEL) -o $(BUILD)/demo/results.json
-	@echo "Open $(BUILD)/demo/results.json in Timelapse or AddaxAI (image folder: $(PHOTOS))."
+	$(BIN)/andi-edge report $(BUILD)/demo/results.json -o $(BUILD)/demo/report.html
+	@echo "Open $(BUILD)/demo/report.html in a browser to review the run, and $(BUILD)/demo/results.json in"
+	@echo "Timelapse or AddaxAI (image folder: $(PHOTOS))."
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

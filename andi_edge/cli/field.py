@@ -41,7 +41,9 @@ def _watch_config(args: argparse.Namespace) -> WatchConfig:
 
 
 def _state_dir(config: WatchConfig) -> Path:
-    return Path(config.state) if config.state else Path(config.output) / ".andi-edge-state"
+    from andi_edge.settings import DEFAULT_STATE_NAME
+
+    return Path(config.state) if config.state else Path(config.output) / DEFAULT_STATE_NAME
 
 
 def _watch_plan(config: WatchConfig) -> PipelinePlan:
@@ -148,13 +150,63 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _results_file_status(path: Path, as_json: bool) -> int:
+    """`status` of a results file: what it holds, in a reviewer's words."""
+    import json
+
+    from andi_edge.results.run import load_results_file
+    from andi_edge.sinks.names import display_text
+
+    results = load_results_file(path)
+    threshold = results.facts.typical_threshold
+    labels = results.facts.labels
+    per_label: dict[str, int] = {}
+    empty = 0
+    failures = [r for r in results.records if r.failure is not None]
+    for record in results.records:
+        found = {
+            labels.name(labels.index(b.class_index, b.classifications)) for b in record.boxes if b.conf >= threshold
+        }
+        empty += record.failure is None and not found
+        for name in found:
+            per_label[name] = per_label.get(name, 0) + 1
+    report = {
+        "source": str(path),
+        "photos": len(results.records),
+        "threshold": threshold,
+        "photos_with": per_label,
+        "empty": empty,
+        "failed": [{"file": r.rel_path, "failure": r.failure} for r in failures],
+    }
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    with_text = ", ".join(f"{n} with {name}" for name, n in sorted(per_label.items(), key=lambda kv: -kv[1]))
+    print(f"{path}: {len(results.records)} photos by {results.facts.model_name}")
+    print(f"at confidence >= {threshold:g}: {with_text or 'no detections'}; {empty} empty; {len(failures)} unreadable")
+    for record in failures[:10]:
+        print(f"unreadable: {display_text(record.rel_path)}: {display_text(record.failure or '')}")
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import json
     import shutil
 
+    from andi_edge.cli.review import results_source
+    from andi_edge.settings import DEFAULT_STATE_NAME
     from andi_edge.sinks.names import display_text
-    from andi_edge.state.journal import open_existing
+    from andi_edge.state.journal import DB_NAME, open_existing
 
+    source = results_source(args)
+    try:
+        if source.is_file():
+            return _results_file_status(source, args.json)
+        if not (source / DB_NAME).is_file() and (source / DEFAULT_STATE_NAME / DB_NAME).is_file():
+            source = source / DEFAULT_STATE_NAME  # the output folder of a watch without its own state folder
+    except PermissionError:
+        pass  # a folder this user may not look into: open_existing says so
+    args.state = source
     journal = open_existing(args.state)
     try:
         counts = journal.counts()
@@ -318,10 +370,17 @@ def register(commands: Any) -> None:
 
     status = commands.add_parser(
         "status",
-        help="what the daemon has done: counts, last photo, failures, free disk",
-        description="Read the journal of `andi-edge watch` and report.",
+        help="what a run has done: counts, last photo, failures, free disk",
+        description="Read the journal of `andi-edge watch` (or a results file) and report.",
     )
-    status.add_argument("--state", type=Path, required=True, help="the daemon's state folder")
+    status.add_argument(
+        "source",
+        nargs="?",
+        type=Path,
+        metavar="SOURCE",
+        help="a watch output or state folder, or a results file (detect's -o, MegaDetector's, AddaxAI's)",
+    )
+    status.add_argument("--state", type=Path, default=None, help="the daemon's state folder (the same as SOURCE)")
     status.add_argument("--output", "-o", type=Path, default=None, help="output folder (for the free-space line)")
     status.add_argument("--failures", type=int, default=10, help="how many recent failures to list")
     status.add_argument("--json", action="store_true", help="machine-readable output")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from andi_edge.cli.options import EXIT_OK
 from andi_edge.errors import UsageError
+
+if TYPE_CHECKING:
+    from andi_edge.results.run import RunResults
 
 
 def _threshold(args: argparse.Namespace, default: float) -> float:
@@ -17,13 +20,49 @@ def _threshold(args: argparse.Namespace, default: float) -> float:
     return value
 
 
+def results_source(args: argparse.Namespace) -> Path:
+    """SOURCE or --state: one of them, as the user gave it."""
+    if args.source is not None and args.state is not None:
+        raise UsageError("give SOURCE or --state, not both")
+    source = args.source if args.source is not None else args.state
+    if source is None:
+        raise UsageError(
+            "which results? give a results file (detect's -o, a MegaDetector or AddaxAI .json), a watch output "
+            "folder, or --state STATE_FOLDER"
+        )
+    return Path(source)
+
+
+def load_source(args: argparse.Namespace) -> RunResults:
+    from andi_edge.results.run import load_results
+
+    return load_results(results_source(args), args.images)
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source",
+        nargs="?",
+        type=Path,
+        metavar="SOURCE",
+        help="results to read: a MegaDetector batch file (detect's -o; MegaDetector's or AddaxAI's own), a watch "
+        "output folder, or a watch state folder",
+    )
+    parser.add_argument("--state", type=Path, default=None, help="a watch state folder (the same as SOURCE)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        help="the folder a results file's paths are relative to (default: the file's image_root, else its folder)",
+    )
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from andi_edge.results.run import load_run
     from andi_edge.sinks.report_html import ReportOptions, write_report
 
     if args.samples < 0 or args.empty_samples < 0:
         raise UsageError("--samples and --empty-samples must not be negative")
-    results = load_run(args.state)
+    results = load_source(args)
     options = ReportOptions(
         threshold=_threshold(args, results.facts.typical_threshold),
         detection_samples=args.samples,
@@ -44,10 +83,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export_camtrap_dp(args: argparse.Namespace) -> int:
     from andi_edge.camtrap_config import load_camtrap_config
-    from andi_edge.results.run import load_run
     from andi_edge.sinks.camtrap_dp import ExportOptions, deployment_template, export_camtrap_dp
 
-    results = load_run(args.state)
+    results = load_source(args)
     if args.template is not None:
         if args.template.exists():
             raise UsageError(f"{args.template} already exists", hint="give a new file name; nothing was overwritten")
@@ -135,13 +173,13 @@ def cmd_repeats(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     report = commands.add_parser(
         "report",
-        help="one self-contained HTML page to eyeball a watch run",
+        help="one self-contained HTML page to review a run: from detect's results, a watch run, or MegaDetector's",
         description=(
             "Counts per class and per camera, a timeline of events, repeat patterns, and thumbnails with boxes for a "
             "sample of detections and of empty photos. No network needed to open it."
         ),
     )
-    report.add_argument("--state", type=Path, required=True, help="the watch daemon's state folder")
+    add_source_arguments(report)
     report.add_argument("--output", "-o", type=Path, required=True, help="the HTML file to write")
     report.add_argument("--threshold", type=float, default=None, help="confidence to count and draw (default: model's)")
     report.add_argument("--samples", type=int, default=24, help="photos with detections to show")
@@ -150,14 +188,14 @@ def register(commands: Any) -> None:
 
     export = commands.add_parser(
         "export-camtrap-dp",
-        help="a Camtrap DP 1.0.2 package (GBIF, Agouti, Wildlife Insights) from a watch run",
+        help="a Camtrap DP 1.0.2 package (GBIF, Agouti, Wildlife Insights) from any run's results",
         description=(
             "Write datapackage.json, deployments.csv, media.csv and observations.csv. Where and when each camera "
             "stood, its clock's timezone and the project's people come from --deployment-config (YAML); "
             "--template FILE writes one listing this run's cameras."
         ),
     )
-    export.add_argument("--state", type=Path, required=True, help="the watch daemon's state folder")
+    add_source_arguments(export)
     export.add_argument("--output", "-o", type=Path, default=None, help="package folder to write")
     export.add_argument("--deployment-config", type=Path, default=None, help="project, people, deployments (YAML)")
     export.add_argument("--template", type=Path, default=None, help="write a deployment config to fill in, and stop")

@@ -580,3 +580,41 @@ def test_names_that_are_not_utf8_work_end_to_end(tmp_path: Path, photos_dir: Pat
     assert "media/local/serengeti/caf\\xe9 100%.JPG" in paths
     for path in paths:
         assert (package / path).is_file(), f"media.csv links {path}, which the package holds"
+
+
+def test_review_from_any_results_file(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """report, export-camtrap-dp and status read what a biologist already has: `detect`'s results (no need to
+    process everything again under watch), MegaDetector's own output and AddaxAI's."""
+    serengeti = tmp_path / "serengeti"
+    shutil.copytree(photos_dir / SERENGETI, serengeti)
+    results = tmp_path / "results.json"
+    assert run_cli("detect", serengeti, "-m", model_320, "-o", results, "-q").returncode == 0
+    report = tmp_path / "report.html"
+    made = run_cli("report", results, "-o", report)
+    assert made.returncode == 0, made.stderr
+    assert "photos" in made.stdout and "not readable here" not in made.stdout  # its image_root holds the photos
+    assert report.read_text().count("<img") >= 1
+    status = run_cli("status", results)
+    assert status.returncode == 0 and f"{len(list(serengeti.glob('*.JPG')))} photos" in status.stdout, status.stderr
+    config = _deployment_config(tmp_path / "deployments.yaml")
+    config.write_text(config.read_text().replace("local/folder:serengeti", "local/folder:."))
+    package = tmp_path / "package"
+    exported = run_cli("export-camtrap-dp", results, "-o", package, "--deployment-config", config, "--copy-media")
+    assert exported.returncode == 0, exported.stderr
+    assert package_errors(package) == []
+
+    reference = photos_dir / "lila_md_testset" / "megadetector_v5a_reference.json"  # MegaDetector's own
+    made = run_cli("report", reference, "--images", photos_dir / "lila_md_testset", "-o", tmp_path / "md.html")
+    assert made.returncode == 0 and "not readable here" not in made.stdout, made.stdout + made.stderr
+    assert "megadetector_v5_camonly" in (tmp_path / "md.html").read_text()
+    status = run_cli("status", reference, "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)["photos"] > 10
+    addax = photos_dir / "ecoassist_md_examples" / "output_original.json"  # AddaxAI's: absolute paths elsewhere
+    made = run_cli("report", addax, "--images", photos_dir / "ecoassist_md_examples", "-o", tmp_path / "ax.html")
+    assert made.returncode == 0, made.stderr
+    not_results = run_cli("report", config, "-o", tmp_path / "x.html")
+    assert not_results.returncode == 2 and "not a readable JSON file" in not_results.stderr
+    (tmp_path / "other.json").write_text('{"results": []}')
+    not_results = run_cli("report", tmp_path / "other.json", "-o", tmp_path / "x.html")
+    assert not_results.returncode == 2 and "not a MegaDetector results file" in not_results.stderr
+    assert "Traceback" not in not_results.stderr
