@@ -6,8 +6,11 @@ timezone of its clock. Photos carry none of this. Strict like the watch config: 
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from andi_edge.errors import ConfigError
 from andi_edge.results.clock import parse_timezone
@@ -105,6 +108,12 @@ class CamtrapConfig:
         def fail(message: str, hint: str | None = None) -> None:
             raise ConfigError(f"{message} (in {source})", hint)
 
+        placeholder = next(_placeholders(self, ""), None)
+        if placeholder is not None:
+            fail(
+                f"{placeholder} still holds the template's placeholder (TODO)",
+                "fill in every TODO of the file `--template` wrote, then export",
+            )
         if not self.project.title:
             fail("project.title is not set", "give the project (study) a title")
         if self.project.sampling_design not in SAMPLING_DESIGNS:
@@ -160,6 +169,22 @@ class CamtrapConfig:
             if negative:
                 fail(f"{where}: {negative[0]} must not be negative")
         return self
+
+
+def _placeholders(value: Any, where: str) -> Iterator[str]:
+    """Where ``value`` (a config section, recursively) still holds a ``TODO`` of the template."""
+    if isinstance(value, str):
+        if value.strip().upper().startswith("TODO"):
+            yield where
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _placeholders(getattr(value, f.name), f"{where}.{f.name}".lstrip("."))
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            yield from _placeholders(item, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _placeholders(item, f"{where}.{key}")
 
 
 def load_camtrap_config(path: Path) -> CamtrapConfig:

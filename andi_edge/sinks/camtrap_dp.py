@@ -228,8 +228,11 @@ def export_camtrap_dp(
         )
         stamps = [stamp for stamp, _ in timed]
         records = [record for _, record in timed]
-        start = _configured_time(d.start, zone, d.deployment_id) or min(stamps)
-        end = _configured_time(d.end, zone, d.deployment_id) or max(stamps)
+        # a file that could not be read has only its file time: it never stretches the deployment (a failed
+        # zero-byte file dated today did); outside the span it is counted below as a clock issue
+        read = [stamp for stamp, record in timed if record.failure is None] or stamps
+        start = _configured_time(d.start, zone, d.deployment_id) or min(read)
+        end = _configured_time(d.end, zone, d.deployment_id) or max(read)
         issues = clock_issues(records, options.now)
         outside = sum(1 for s in stamps if not start <= s <= end)
         if outside:

@@ -172,17 +172,22 @@ def test_deployments_rows(run: RunResults, tmp_path: Path) -> None:
     assert ser == {
         "deploymentID": "SER-1", "locationID": "L1", "locationName": "Kopje", "latitude": "-2.45",
         "longitude": "34.82", "coordinateUncertainty": "", "deploymentStart": "2024-05-01T00:00:00+03:00",
-        "deploymentEnd": "2024-05-01T09:30:00+03:00", "setupBy": "", "cameraID": "", "cameraModel": "RECONYX-HC600",
+        "deploymentEnd": "2024-05-01T09:00:00+03:00", "setupBy": "", "cameraID": "", "cameraModel": "RECONYX-HC600",
         "cameraDelay": "", "cameraHeight": "0.5", "cameraDepth": "", "cameraTilt": "", "cameraHeading": "",
-        "detectionDistance": "", "timestampIssues": "false", "baitUse": "false", "featureType": "trailGame",
-        "habitat": "", "deploymentGroups": "", "deploymentTags": "", "deploymentComments": "near water",
+        "detectionDistance": "", "timestampIssues": "true", "baitUse": "false", "featureType": "trailGame",
+        "habitat": "", "deploymentGroups": "", "deploymentTags": "",
+        "deploymentComments": "near water; clock: 1 photo(s) fall outside the deployment's start and end",
     }  # fmt: skip
+    # the failed photo (09:30) does not stretch the deployment: it ends with the last photo read (09:00)
     # no EXIF time: the file's time (08:00 UTC = 09:00 at +01:00), and the clock is flagged with the reason
     assert card2["deploymentStart"] == card2["deploymentEnd"] == "2024-05-02T09:00:00+01:00"
     assert card2["timestampIssues"] == "true" and card2["cameraModel"] == "Browning BTC-8E"
     assert card2["deploymentComments"].startswith("clock: 1 photo(s) have no EXIF capture time")
     assert summary.deployments == 2 and summary.media == 5
-    assert summary.warnings == ["CARD-2: " + card2["deploymentComments"].removeprefix("clock: ")]
+    assert summary.warnings == [
+        "SER-1: 1 photo(s) fall outside the deployment's start and end",
+        "CARD-2: " + card2["deploymentComments"].removeprefix("clock: "),
+    ]
 
 
 def test_media_rows(run: RunResults, tmp_path: Path) -> None:

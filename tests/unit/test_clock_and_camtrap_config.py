@@ -96,6 +96,9 @@ def test_the_example_deployment_config_loads_and_documents_every_key() -> None:
         ("deployments: [{deployment_id: A, cameras: [], latitude: 1, longitude: 0}]", "cameras is empty"),
         ("deployments: [{deployment_id: A, cameras: [c], latitude: 1, longitude: 0, colour: red}]", "unknown key"),
         ("observation_types: {dog: pet}", "observation_types.dog"),
+        ("project: {title: 'TODO: project title'}", r"project.title still holds the template's placeholder"),
+        ("contributors: [{title: 'TODO: your name'}]", r"contributors\[0\].title still holds"),
+        ("taxa: {zebra: TODO}", r"taxa.zebra still holds"),
     ],
 )
 def test_deployment_config_errors_name_the_key_and_the_file(tmp_path: Path, change: str, message: str) -> None:
