@@ -19,9 +19,6 @@ import yaml
 from andi_edge.config import INFERENCE_PRECISIONS, PIPELINE_MODES, ClassifierSettings, DetectorSettings
 from andi_edge.errors import ConfigError
 
-#: where `watch` keeps its journal when no state folder is given: OUTPUT/.andi-edge-state
-DEFAULT_STATE_NAME = ".andi-edge-state"
-
 
 @dataclass(frozen=True)
 class BackendSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that
     from andi_edge.pipeline import PipelinePlan
     from andi_edge.runtime.detector import Detector
     from andi_edge.settings import WatchConfig
+    from andi_edge.state.journal import Journal
 
 # -- watch / check / status -----------------------------------------------------------------------------------
 
@@ -41,7 +43,7 @@ def _watch_config(args: argparse.Namespace) -> WatchConfig:
 
 
 def _state_dir(config: WatchConfig) -> Path:
-    from andi_edge.settings import DEFAULT_STATE_NAME
+    from andi_edge.state.journal import DEFAULT_STATE_NAME
 
     return Path(config.state) if config.state else Path(config.output) / DEFAULT_STATE_NAME
 
@@ -194,16 +196,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     import shutil
 
     from andi_edge.cli.review import results_source
-    from andi_edge.settings import DEFAULT_STATE_NAME
+    from andi_edge.daemon.progress import iso_utc
+    from andi_edge.daemon.retry import retryable
     from andi_edge.sinks.names import display_text
-    from andi_edge.state.journal import DB_NAME, open_existing
+    from andi_edge.state.journal import find_state_dir, open_existing
 
     source = results_source(args)
     try:
         if source.is_file():
             return _results_file_status(source, args.json)
-        if not (source / DB_NAME).is_file() and (source / DEFAULT_STATE_NAME / DB_NAME).is_file():
-            source = source / DEFAULT_STATE_NAME  # the output folder of a watch without its own state folder
+        source = find_state_dir(source) or source  # an output folder names its daemon's state folder
     except PermissionError:
         pass  # a folder this user may not look into: open_existing says so
     args.state = source
@@ -213,52 +215,127 @@ def cmd_status(args: argparse.Namespace) -> int:
         last = journal.last_finished()
         failures = journal.recent_failures(args.failures)
         retrying = journal.retrying(args.failures)
+        found = _found_line(journal)
     finally:
         journal.close()
     disk_path = args.output or args.state
     usage = shutil.disk_usage(disk_path)
-    report = {
+    report: dict[str, Any] = {
         "state": str(args.state),
         "counts": counts,
         "last_photo": None
         if last is None
-        else {"card_id": last.card_id, "file": last.rel_path, "state": last.state, "at": last.updated_at},
-        "recent_failures": [{"card_id": f.card_id, "file": f.rel_path, "failure": f.failure} for f in failures],
+        else {"card_id": last.card_id, "file": last.rel_path, "state": last.state, "at": iso_utc(last.updated_at)},
+        "recent_failures": [
+            {"card_id": f.card_id, "file": f.rel_path, "failure": f.failure, "retryable": retryable(f.failure)}
+            for f in failures
+        ],
         "retrying": [
             {
                 "card_id": r.card_id,
                 "file": r.rel_path,
                 "error": r.last_error,
                 "attempts": r.attempts,
-                "next_at": r.retry_at,
+                "next_at": iso_utc(r.retry_at) if r.retry_at is not None else None,
             }
             for r in retrying
         ],
         "free_bytes": usage.free,
         "free_path": str(disk_path),
     }
+    daemon = _daemon_facts(args.state)
+    report["daemon"] = daemon
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
-    print("photos: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    waiting = counts.get("pending", 0) + counts.get("claimed", 0)
+    repeats = counts.get("duplicate", 0)
+    print(
+        f"photos: done {counts.get('done', 0)}, failed {counts.get('failed', 0)}, waiting {waiting}"
+        + (f", {repeats} already done before (a card inserted again)" if repeats else "")
+    )
+    if found is not None:
+        print(found)
+    print(_daemon_line(daemon))
     if last is not None:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.updated_at))
         print(f"last photo: {last.card_id}/{display_text(last.rel_path)} ({last.state}, {when})")
     for f in failures:
-        print(f"failed: {f.card_id}/{display_text(f.rel_path)}: {display_text(f.failure or '')}")
+        kind = "can be retried once fixed" if retryable(f.failure) else "final: the file itself"
+        print(f"failed ({kind}): {f.card_id}/{display_text(f.rel_path)}: {display_text(f.failure or '')}")
     for r in retrying:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.retry_at or 0))
         print(
             f"retrying: {r.card_id}/{display_text(r.rel_path)}: {display_text(r.last_error or '')} "
             f"({r.attempts} attempt(s) so far, next at {when})"
         )
-    if failures:
-        print(f"to try failed photos again: andi-edge retry-failed --state {args.state}")
+    if any(retryable(f.failure) for f in failures):
+        print(f"to try failed photos again once fixed: andi-edge retry-failed --state {args.state}")
     print(f"free disk at {disk_path}: {usage.free / (1 << 30):.2f} GiB")
     return EXIT_OK
 
 
+def _found_line(journal: Journal) -> str | None:
+    """What the finished photos show, at the run's typical threshold, in a reviewer's words."""
+    from andi_edge.results.records import record_from_row
+    from andi_edge.results.run import RunFacts
+
+    meta = journal.get_meta("run")
+    if meta is None:
+        return None
+    facts = RunFacts.from_meta(meta)
+    labels, threshold = facts.labels, facts.typical_threshold
+    per_label: dict[str, int] = {}
+    empty = 0
+    for card in journal.cards():
+        for row in journal.latest_finished(card):
+            if row.state != "done":
+                continue
+            record = record_from_row(row)
+            names = {
+                labels.name(labels.index(b.class_index, b.classifications)) for b in record.boxes if b.conf >= threshold
+            }
+            empty += not names
+            for name in names:
+                per_label[name] = per_label.get(name, 0) + 1
+    ranked = sorted(per_label.items(), key=lambda kv: -kv[1])
+    found = ", ".join(f"{n} with {name}" for name, n in ranked) or "no detections"
+    return f"at confidence >= {threshold:g}: {found}; {empty} empty"
+
+
+def _daemon_facts(state: Path) -> dict[str, object]:
+    import json
+
+    from andi_edge.daemon.progress import DAEMON_FILE
+    from andi_edge.daemon.service import daemon_running
+
+    running = daemon_running(state)
+    facts: dict[str, object] = {"running": running}
+    if running:
+        with contextlib.suppress(OSError, ValueError):
+            facts.update(json.loads((state / DAEMON_FILE).read_text()))
+    return facts
+
+
+def _daemon_line(facts: dict[str, object]) -> str:
+    if facts.get("running") is None:
+        return "daemon: cannot tell whether one is running (this user may not open the state folder's lock)"
+    if not facts.get("running"):
+        return "daemon: not running"
+    detail = ", ".join(
+        part
+        for part in (
+            f"pid {facts['pid']}" if "pid" in facts else "",
+            f"since {facts['started_at']}" if "started_at" in facts else "",
+            f"{facts['photos_per_s']} photos/s" if facts.get("photos_per_s") else "",
+        )
+        if part
+    )
+    return f"daemon: running ({detail})" if detail else "daemon: running"
+
+
 def cmd_retry_failed(args: argparse.Namespace) -> int:
+    from andi_edge.daemon.retry import RETRYABLE_FAILURES
     from andi_edge.daemon.service import state_lock_if_free
     from andi_edge.state.journal import needs_upgrade, open_existing
 
@@ -272,7 +349,9 @@ def cmd_retry_failed(args: argparse.Namespace) -> int:
             )
         journal = open_existing(args.state, writable=True)
         try:
-            n = journal.retry_failed(card_id=args.card, reason=args.reason)
+            reasons = args.reason or (None if args.all else RETRYABLE_FAILURES)
+            n = journal.retry_failed(card_id=args.card, reason=reasons)
+            left = 0 if reasons is None else journal.counts().get("failed", 0)
         finally:
             journal.close()
     scope = "".join(
@@ -284,7 +363,9 @@ def cmd_retry_failed(args: argparse.Namespace) -> int:
             "the next `andi-edge watch` does"
         )
     else:
-        print(f"no failed photos{scope} in {args.state}")
+        print(f"no failed photos{scope} to try again in {args.state}")
+    if left:
+        print(f"{left} failure(s) of the file itself left alone (corrupt, empty, not a photo): --all takes them too")
     return EXIT_OK
 
 
@@ -396,7 +477,13 @@ def register(commands: Any) -> None:
     )
     retry.add_argument("--state", type=Path, required=True, help="the daemon's state folder")
     retry.add_argument("--card", default=None, help="only photos of this card id (as in `status`)")
-    retry.add_argument("--reason", default=None, help="only failures starting with this, e.g. unreadable, decode_error")
+    retry.add_argument("--reason", default=None, help="only failures starting with this, e.g. unreadable, crashed")
+    retry.add_argument(
+        "--all",
+        action="store_true",
+        help="also failures of the file itself (corrupt, empty, not a photo), which would only fail again unless "
+        "the file was replaced",
+    )
     retry.set_defaults(handler=cmd_retry_failed)
 
     service = commands.add_parser(

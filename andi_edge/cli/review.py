@@ -34,9 +34,10 @@ def results_source(args: argparse.Namespace) -> Path:
 
 
 def load_source(args: argparse.Namespace) -> RunResults:
-    from andi_edge.results.run import load_results
+    from andi_edge.results.run import load_results, load_run
 
-    return load_results(results_source(args), args.images)
+    source = results_source(args)
+    return load_run(source) if args.state is not None else load_results(source, args.images)
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:

@@ -41,6 +41,15 @@ TRANSIENT_ERRNOS = frozenset(
 )
 
 
+#: failures that may pass once their cause is fixed (`retry-failed` takes these by default); the others are the
+#: file's own (corrupt, empty, not a photo, too large, the model raised on it) and would only fail again
+RETRYABLE_FAILURES = ("unreadable:", "out_of_memory:", "output_error:", "crashed:")
+
+
+def retryable(failure: str | None) -> bool:
+    return bool(failure) and str(failure).startswith(RETRYABLE_FAILURES)
+
+
 class PhotoFaultError(Exception):
     """What one photo did to its processing (raised in a worker thread, decided on by the policy)."""
 

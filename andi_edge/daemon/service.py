@@ -26,6 +26,7 @@ from andi_edge.daemon.ingest import Ingest
 from andi_edge.daemon.metrics import DaemonMetrics
 from andi_edge.daemon.notify import Notifier
 from andi_edge.daemon.processing import Processor, failure_entry
+from andi_edge.daemon.progress import DAEMON_FILE, Progress
 from andi_edge.daemon.rendering import Renderer
 from andi_edge.daemon.space import SpacePolicy
 from andi_edge.daemon.watcher import Discovery
@@ -33,9 +34,9 @@ from andi_edge.errors import JournalFullError, OutputError, UsageError
 from andi_edge.pipeline import PipelineSettings, label_space
 from andi_edge.runtime.detector import Detector
 from andi_edge.settings import WatchConfig
-from andi_edge.sinks.atomic import prove_writable, remove_stale_temp_files
+from andi_edge.sinks.atomic import prove_writable, remove_stale_temp_files, write_bytes_atomic
 from andi_edge.sinks.names import BATCH_JSON_NAME
-from andi_edge.state.journal import Journal, check_not_lost
+from andi_edge.state.journal import STATE_POINTER, Journal, check_not_lost
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,22 @@ def state_lock_if_free(state_dir: Path) -> Iterator[bool]:
             yield False
             return
         yield True
+
+
+def daemon_running(state_dir: Path) -> bool | None:
+    """Whether a `watch` holds this state folder now (None: this user cannot tell). Opens nothing for writing."""
+    try:
+        with (state_dir / LOCK_NAME).open("r") as lock_file:
+            try:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
 
 
 class StopBeforeStartError(Exception):
@@ -95,6 +112,7 @@ class WatchService:
         self.once = once
         self.notifier = notifier or Notifier()
         self.metrics = DaemonMetrics(started_at=time.time())
+        self.progress = Progress(state_dir)
         self._stop = threading.Event()
         self._last_metrics = 0.0
         self._lock_file: Any = None
@@ -159,6 +177,8 @@ class WatchService:
             self._back_up(journal)
             self._until_space(lambda: self._begin(journal))
             prove_writable(self.output_dir, "outputs", "output")  # a read-only output disk stops here, not per photo
+            state_dir = os.fsencode(os.path.abspath(self.state_dir))
+            write_bytes_atomic(self.output_dir / STATE_POINTER, state_dir + b"\n")
             # An earlier run may have died in the middle of an atomic write: its final files are whole, but its
             # temp file stays.
             swept = remove_stale_temp_files(self.output_dir)
@@ -181,6 +201,8 @@ class WatchService:
             counts = journal.counts()
             self._back_up(journal)
             journal.close()
+            with contextlib.suppress(OSError):
+                (self.state_dir / DAEMON_FILE).unlink()
             self.notifier.close()
             log.info("stopped: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
         return 0
@@ -303,6 +325,7 @@ class WatchService:
                 self.space.pause(exc.message, "state")
                 requeue = True
             self._write_metrics(journal)
+            self._say_progress(journal)
 
     def _wait_for_card(self, journal: Journal) -> None:
         if not self.metrics.paused_card:
@@ -318,6 +341,24 @@ class WatchService:
         if self.once and not self.discovery.available():
             log.error("the card at %s is gone and --once was given: stopping", self.root)
             self._stop.set()
+
+    def _say_progress(self, journal: Journal) -> None:
+        """The progress line, at least every PROGRESS_INTERVAL_S while photos are queued: log, STATUS, and the
+        daemon's facts for `status`."""
+        metrics = self.metrics
+        finished = metrics.processed_total + metrics.failed_total
+        if not self.progress.due():
+            return
+        counts = journal.counts()
+        line = self.progress.tick(counts, finished, metrics.failed_total)
+        if line is None:
+            return
+        log.info("%s", line)
+        self.notifier.status(line)
+        try:
+            self.progress.write_facts(counts, finished, line)
+        except OutputError as exc:
+            log.debug("could not write the daemon's facts: %s", exc)
 
     def _write_metrics(self, journal: Journal, force: bool = False) -> None:
         textfile = self.config.metrics.textfile

@@ -14,8 +14,8 @@ from andi_edge.errors import OutputError, UsageError
 from andi_edge.results.labels import LabelSpace
 from andi_edge.results.records import PhotoRecord, record_from_entry, record_from_row
 from andi_edge.results.review import Review, build_review
-from andi_edge.settings import DEFAULT_STATE_NAME, EventSettings, RepeatSettings
-from andi_edge.state.journal import DB_NAME, PhotoRow, open_existing
+from andi_edge.settings import EventSettings, RepeatSettings
+from andi_edge.state.journal import PhotoRow, find_state_dir, open_existing
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class RunFacts:
     species_threshold: float = 0.5
     #: the classifier as the run recorded it (name, file, sha256, card), when one ran
     classifier: dict[str, Any] | None = None
+    #: below the typical threshold, boxes at or above this are worth a reviewer's look (MegaDetector's "to review")
+    conservative_threshold: float = 0.1
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> RunFacts:
@@ -60,6 +62,7 @@ class RunFacts:
             species_names=tuple(meta.get("species_names", ())),
             species_threshold=float(meta.get("species_threshold", 0.5)),
             classifier=meta.get("classifier") or None,
+            conservative_threshold=float(meta.get("conservative_threshold", 0.1)),
         )
 
     @property
@@ -136,12 +139,13 @@ def load_results(source: Path, images: Path | None = None) -> RunResults:
     try:
         if source.is_file():
             return load_results_file(source, images)
-        if (source / DEFAULT_STATE_NAME / DB_NAME).is_file() and not (source / DB_NAME).is_file():
-            return load_run(source / DEFAULT_STATE_NAME)
-        if (source / DB_NAME).is_file() or not source.is_dir():
-            return load_run(source) if source.exists() else _no_source(source)
+        state = find_state_dir(source)
     except PermissionError:
         return load_run(source)  # a folder this user may not look into: open_existing says so
+    if state is not None:
+        return load_run(state)
+    if not source.exists():
+        return _no_source(source)
     if source.is_dir():
         raise UsageError(
             f"{source} holds no andi-edge journal",
@@ -206,6 +210,7 @@ def load_results_file(path: Path, images: Path | None = None) -> RunResults:
         repeats=RepeatSettings(),
         species_names=species,
         species_threshold=float(ours.get("species_threshold", 0.5)),
+        conservative_threshold=float(detector_meta.get("conservative_detection_threshold", min(0.1, float(typical)))),
     )
     review = build_review(records, facts.labels, facts.events, facts.repeats, facts.typical_threshold)
     failed = sum(1 for r in records if r.failure is not None)

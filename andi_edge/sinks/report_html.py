@@ -1,5 +1,8 @@
-"""One self-contained HTML page to eyeball a run: counts per class and per camera, a timeline of events, repeat
-patterns, and thumbnails with their boxes drawn for a sample of detections and of empty photos.
+"""One self-contained HTML page to review a run: counts per class and per camera (each saying the confidence that
+made it), a "to review" list (photos whose best box lies between the conservative and the typical threshold,
+which the counts call empty), a timeline of events, repeat patterns, thumbnails with their boxes drawn for a
+sample of detections and of empty photos, and every photo reachable by its label. Thumbnails and names open the
+photo itself where it is readable here.
 
 Self-contained means no network at all: styles inline, charts as inline SVG, thumbnails as data: URIs. It opens
 from a USB stick on a laptop in the field.
@@ -43,6 +46,8 @@ class ReportOptions:
     threshold: float
     detection_samples: int = 24
     empty_samples: int = 12
+    #: thumbnails shown of the photos to review (all of them are listed)
+    review_samples: int = 24
     thumbnail_width_px: int = 360
     thumbnail_quality: int = 70
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -83,6 +88,12 @@ class _Page:
         }
         self.with_boxes = [r for r in self.ok if self._kept[r.key]]
         self.empties = [r for r in self.ok if not self._kept[r.key]]
+        conservative = min(results.facts.conservative_threshold, options.threshold)
+        #: the empties whose best box is at or above the conservative threshold: most confident first
+        self.to_review = sorted(
+            (r for r in self.empties if _best_conf(r) >= conservative), key=lambda r: (-_best_conf(r), r.rel_path)
+        )
+        self.conservative = conservative
 
     def kept_boxes(self, record: PhotoRecord) -> list[tuple[int, int]]:
         return self._kept[record.key]
@@ -111,11 +122,13 @@ class _Page:
             '<section id="totals"><h2>Totals</h2><table class="totals">',
             *(f'<tr><th>{_e(k)}</th><td data-key="{_e(k)}">{v}</td></tr>' for k, v in self._totals(counts, events)),
             "</table></section>",
+            self._review_list(),
             self._classes(),
             self._cameras(),
             self._timeline(),
             self._repeats(),
             self._samples(),
+            self._every_photo(),
             self._failures(),
             f"<script>{_SCRIPT}</script>",
             "</body></html>",
@@ -128,8 +141,9 @@ class _Page:
             ("photos analysed", len(self.ok)),
             ("photos that failed", len(self.records) - len(self.ok)),
             ("photos still pending", counts.get("pending", 0) + counts.get("claimed", 0)),
-            ("photos with detections", len(self.with_boxes)),
-            ("empty photos", len(self.empties)),
+            (f"photos with detections (confidence \u2265 {self.options.threshold:g})", len(self.with_boxes)),
+            (f"empty photos (no box \u2265 {self.options.threshold:g})", len(self.empties)),
+            (f"to review (best box {self.conservative:g} to {self.options.threshold:g})", len(self.to_review)),
             ("events", len(events)),
             ("cameras", len({(r.card_id, r.camera_key) for r in self.records})),
             ("repeat patterns", len(self.review.patterns)),
@@ -158,8 +172,8 @@ class _Page:
         )
         chart = self._bars([(self.review.label_name(c), event_labels[c], self.colour[c]) for c in classes])
         return (
-            '<section id="classes"><h2>Per species or class</h2><div class="row"><table class="classes"><thead><tr>'
-            "<th>species or class</th>"
+            f'<section id="classes"><h2>Per species or class (confidence &ge; {self.options.threshold:g})</h2>'
+            '<div class="row"><table class="classes"><thead><tr><th>species or class</th>'
             "<th>events</th><th>photos</th><th>boxes</th></tr></thead><tbody>"
             + "".join(rows)
             + f"</tbody></table>{chart}</div></section>"
@@ -184,7 +198,7 @@ class _Page:
             )
         return (
             f'<svg class="chart" role="img" aria-label="events per class" width="{label_w + bar_w + 50}" '
-            f'height="{height}">{"".join(bars)}</svg>'
+            f'height="{height}" viewBox="0 0 {label_w + bar_w + 50} {height}">{"".join(bars)}</svg>'
         )
 
     def _cameras(self) -> str:
@@ -250,7 +264,7 @@ class _Page:
             '<section id="timeline"><h2>Timeline of events</h2><p class="note">One dot per event (camera-local '
             "time), larger for more photos; hover for details.</p>"
             f'<svg class="timeline" role="img" aria-label="timeline of events" width="{left + width + 20}" '
-            f'height="{height}">{"".join(shapes)}</svg></section>'
+            f'height="{height}" viewBox="0 0 {left + width + 20} {height}">{"".join(shapes)}</svg></section>'
         )
 
     def _repeats(self) -> str:
@@ -285,6 +299,55 @@ class _Page:
             '<div class="grid">' + "".join(self._figure(r) for r in empty_sample) + "</div></section>"
         )
 
+    def _review_list(self) -> str:
+        """The photos the counts call empty whose best box is still worth a look, most confident first: a few as
+        thumbnails, every one listed."""
+        shown = self.to_review[: self.options.review_samples]
+        low, high = self.conservative, self.options.threshold
+        items = "".join(f"<li>{self._link(r)} &middot; best box {_best_conf(r):.2f}</li>" for r in self.to_review)
+        return (
+            f'<section id="review"><h2>To review: {_plural(len(self.to_review), "photo")} with a box between '
+            f"{low:g} and {high:g}</h2><p class=\"note\">Counted as empty at {high:g}, but the detector saw "
+            f"something at or above {low:g} (MegaDetector's conservative threshold): an animal at the edge, at "
+            "night, or far away is often here. Most confident first.</p>"
+            '<div class="grid">' + "".join(self._figure(r, every_box=True) for r in shown) + "</div>"
+            + (f'<details><summary>all {len(self.to_review)}</summary><ol class="files">{items}</ol></details>'
+               if self.to_review else "")
+            + "</section>"
+        )  # fmt: skip
+
+    def _every_photo(self) -> str:
+        """Every photo, by its label at the threshold (collapsed lists: a card of 100,000 photos stays readable)."""
+        by_label: dict[str, list[PhotoRecord]] = defaultdict(list)
+        for record in self.records:
+            if record.failure is not None:
+                by_label["failed"].append(record)
+            elif not self.kept_boxes(record):
+                by_label["empty"].append(record)
+            else:
+                for name in sorted({self.review.label_name(c) for _, c in self.kept_boxes(record)}):
+                    by_label[name].append(record)
+        blocks = "".join(
+            f'<details data-label="{_e(name)}"><summary>{_e(name)}: {_plural(len(records), "photo")}</summary>'
+            f'<ol class="files">{"".join(f"<li>{self._link(r)}</li>" for r in records)}</ol></details>'
+            for name, records in sorted(by_label.items(), key=lambda kv: (kv[0] in ("empty", "failed"), kv[0]))
+        )
+        return (
+            f'<section id="all"><h2>Every photo, by label (confidence &ge; {self.options.threshold:g})</h2>'
+            f'<p class="note">Names open the photo where it is readable from here.</p>{blocks}</section>'
+        )
+
+    def _frame_open(self, record: PhotoRecord) -> str:
+        """The thumbnail's frame: a link that opens the photo (a thumbnail exists only where the photo is read)."""
+        path = self.results.photo_path(record)
+        href = f' href="{_e(path.absolute().as_uri())}"' if path is not None else ""
+        return f'<a class="frame"{href} title="open the photo">'
+
+    def _link(self, record: PhotoRecord) -> str:
+        name = _e(f"{record.card_id}/{record.rel_path}")
+        path = self.results.photo_path(record)
+        return f'<a href="{_e(path.absolute().as_uri())}">{name}</a>' if path is not None else name
+
     def _top_class(self, record: PhotoRecord) -> int:
         kept = self.kept_boxes(record)
         return max(kept, key=lambda ic: record.boxes[ic[0]].conf)[1]
@@ -298,11 +361,15 @@ class _Page:
 
     # -- thumbnails ---------------------------------------------------------------------------------------------
 
-    def _figure(self, record: PhotoRecord, only_box: int | None = None) -> str:
-        caption = _e(f"{record.card_id}/{record.rel_path}")
+    def _figure(self, record: PhotoRecord, only_box: int | None = None, every_box: bool = False) -> str:
+        """``every_box``: draw the boxes below the threshold too (the photos to review have none above it)."""
+        caption = self._link(record)
         event = self.review.event_of(record.key)
         if event is not None:
-            caption += f" &middot; event {_e(self.review.label_name(event.label_index))} ({len(event.photos)} photos)"
+            caption += (
+                f" &middot; event {_e(self.review.label_name(event.label_index))} "
+                f"({_plural(len(event.photos), 'photo')})"
+            )
         thumbnail = self._thumbnail(record)
         if thumbnail is None:
             return (
@@ -310,7 +377,12 @@ class _Page:
                 f"available here (card not mounted?)</div><figcaption>{caption}</figcaption></figure>"
             )
         data, width, height = thumbnail
-        indices = [only_box] if only_box is not None else [i for i, _ in self.kept_boxes(record)]
+        if only_box is not None:
+            indices = [only_box]
+        elif every_box:
+            indices = [i for i, b in enumerate(record.boxes) if b.conf >= self.conservative]
+        else:
+            indices = [i for i, _ in self.kept_boxes(record)]
         rects = []
         for i in indices:
             box = record.boxes[i]
@@ -326,9 +398,9 @@ class _Page:
                 f"{_e(name)} {box.conf:.2f}</text>"
             )
         return (
-            f'<figure class="thumb" data-file="{_e(record.rel_path)}"><div class="frame">'
+            f'<figure class="thumb" data-file="{_e(record.rel_path)}">{self._frame_open(record)}'
             f'<img alt="{_e(record.rel_path)}" width="{width}" height="{height}" src="data:image/jpeg;base64,{data}">'
-            f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}">{"".join(rects)}</svg></div>'
+            f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}">{"".join(rects)}</svg></a>'
             f"<figcaption>{caption}</figcaption></figure>"
         )
 
@@ -357,6 +429,14 @@ class _Page:
         image.save(buffer, format="JPEG", quality=self.options.thumbnail_quality)
         self.thumbnails += 1
         return base64.b64encode(buffer.getvalue()).decode("ascii"), width, height
+
+
+def _best_conf(record: PhotoRecord) -> float:
+    return max((b.conf for b in record.boxes), default=0.0)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _evenly(items: list[PhotoRecord], n: int) -> list[PhotoRecord]:
@@ -390,6 +470,8 @@ def write_report(results: RunResults, path: Path, options: ReportOptions) -> Rep
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
+table{max-width:100%}td,th{overflow-wrap:anywhere}svg.chart,svg.timeline{max-width:100%;height:auto}
+details{margin:.3em 0}summary{cursor:pointer}ol.files{font-size:.85em;overflow-wrap:anywhere}
 h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 .meta,.note{color:#555;font-size:.9em}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
@@ -399,7 +481,7 @@ svg text{font-size:12px;font-family:system-ui,sans-serif}
 .timeline .grid{stroke:#eee}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
 figure.thumb{margin:0;width:360px}figure.thumb figcaption{font-size:.75em;color:#555;word-break:break-all}
-.frame{position:relative;line-height:0}.frame img{display:block;max-width:100%;height:auto}
+.frame{display:block;position:relative;line-height:0}.frame img{display:block;max-width:100%;height:auto}
 .frame svg{position:absolute;left:0;top:0;width:100%;height:100%}
 rect.box{fill:none;stroke-width:3}rect.box.repeat{stroke-dasharray:6 4}
 text.label{font-size:13px;font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3px}
@@ -411,7 +493,9 @@ text.label{font-size:13px;font-weight:bold;paint-order:stroke;stroke:#fff;stroke
 _SCRIPT = """
 addEventListener('load',function(){document.querySelectorAll('figure.thumb img').forEach(function(i){
   var ok=i.complete&&i.naturalWidth>0;i.closest('figure').classList.toggle('broken',!ok);
-  i.setAttribute('data-decoded',ok?'yes':'no');});document.body.setAttribute('data-ready','yes');});
+  i.setAttribute('data-decoded',ok?'yes':'no');});var w=document.documentElement;
+  document.body.setAttribute('data-overflow',w.scrollWidth>w.clientWidth?'yes':'no');
+  document.body.setAttribute('data-ready','yes');});
 """
 
 #: the Content-Security-Policy source that allows exactly ``_SCRIPT`` and nothing else

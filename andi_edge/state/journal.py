@@ -506,9 +506,10 @@ class Journal:
         )
         return [_row(r) for r in rows.fetchall()]
 
-    def retry_failed(self, card_id: str | None = None, reason: str | None = None) -> int:
-        """Failed photos (of one card, whose failure starts with ``reason``, if given) back to pending, with
-        their attempts reset: `andi-edge retry-failed`, after a card was cleaned or a file made readable."""
+    def retry_failed(self, card_id: str | None = None, reason: str | tuple[str, ...] | None = None) -> int:
+        """Failed photos (of one card, whose failure starts with ``reason`` or one of them, if given) back to
+        pending, with their attempts reset: `andi-edge retry-failed`, after a card was cleaned or a file made
+        readable."""
         where, params = "state='failed'", []
         if card_id is not None:
             where += " AND card_id=?"
@@ -710,6 +711,27 @@ def check_not_lost(state_dir: Path, output_dir: Path) -> None:
             hint="is --state the folder the daemon used before? If the journal is really gone, start with "
             "--new-journal: every photo is processed again and its outputs rewritten in place",
         )
+
+
+#: in an output folder: where the journal of the daemon writing it lives (written by `watch` at start), so that
+#: `status OUTPUT` and the review commands find it whatever --state was
+STATE_POINTER = ".andi-edge-state-dir"
+#: the state folder inside the output folder when none was given
+DEFAULT_STATE_NAME = ".andi-edge-state"
+
+
+def find_state_dir(folder: Path) -> Path | None:
+    """The state folder a user means by ``folder``: itself, its ``.andi-edge-state``, or the one the output
+    folder's pointer names; None when it is none of these. PermissionError where it may not be looked into."""
+    if (folder / DB_NAME).is_file():
+        return folder
+    if (folder / DEFAULT_STATE_NAME / DB_NAME).is_file():
+        return folder / DEFAULT_STATE_NAME
+    try:
+        named = Path(os.fsdecode((folder / STATE_POINTER).read_bytes().rstrip(b"\n")))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return named if named.is_absolute() and (named / DB_NAME).is_file() else None
 
 
 def needs_upgrade(state_dir: Path) -> bool:

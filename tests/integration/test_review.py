@@ -262,6 +262,13 @@ def test_camtrap_dp_export_explains_what_is_missing(run: Run, tmp_path: Path) ->
     unfilled = run_cli(
         "export-camtrap-dp", "--state", run.daemon.state, "-o", tmp_path / "p", "--deployment-config", template
     )
+    assert unfilled.returncode == 2 and "still holds the template's placeholder" in unfilled.stderr, unfilled.stderr
+    filled = tmp_path / "filled.yaml"  # every TODO filled in but the coordinates, left empty
+    text = re.sub(r'"TODO: [^"]*"', '"Someone"', text).replace("timezone: null", "timezone: UTC")
+    filled.write_text(re.sub(r"(?m)^#.*TODO.*$\n?", "", text))
+    unfilled = run_cli(
+        "export-camtrap-dp", "--state", run.daemon.state, "-o", tmp_path / "p", "--deployment-config", filled
+    )
     assert unfilled.returncode == 2 and "latitude must be set" in unfilled.stderr, unfilled.stderr
     assert "Traceback" not in unfilled.stderr
     partial = yaml.safe_load(_deployment_config(tmp_path / "d.yaml").read_text())
@@ -328,7 +335,7 @@ def _chromium() -> str:
     pytest.fail("headless Chromium is missing: `make test` installs it (apt-get install chromium-headless-shell)")
 
 
-def _render(html_file: Path, screenshot: Path) -> str:
+def _render(html_file: Path, screenshot: Path, width: int = 1400) -> str:
     browser = _chromium()
     common = [
         "--headless",
@@ -338,7 +345,7 @@ def _render(html_file: Path, screenshot: Path) -> str:
         "--disable-component-update",
         "--no-first-run",
         "--virtual-time-budget=5000",
-        "--window-size=1400,2400",
+        f"--window-size={width},2400",
     ]
     dom = subprocess.run(
         [browser, *common, "--dump-dom", html_file.as_uri()], capture_output=True, text=True, timeout=120, check=True
@@ -357,9 +364,14 @@ def test_html_report_rendered_in_headless_chromium_shows_the_run(run: Run, tmp_p
     made = run_cli("report", "--state", run.daemon.state, "-o", report, "--samples", "10", "--empty-samples", "6")
     assert made.returncode == 0, made.stderr
     source = report.read_text()
-    for attribute in ("src=", "href="):  # self-contained: nothing is fetched
-        for chunk in source.split(attribute)[1:]:
-            assert chunk[1:].startswith("data:"), chunk[:80]
+    for chunk in source.split("src=")[1:]:  # self-contained: nothing is fetched
+        assert chunk[1:].startswith("data:"), chunk[:80]
+    for chunk in source.split("href=")[1:]:  # links open a photo on this machine, when clicked
+        assert chunk[1:].startswith(("data:", "file:///")), chunk[:80]
+    for width in (800, 1400):  # tables and charts fit the window: no sideways scrolling
+        narrow = _Dom()
+        narrow.feed(_render(report, tmp_path / f"shot-{width}.png", width))
+        assert narrow.find("body")[0].get("data-overflow") == "no", width
     rendered = _render(report, tmp_path / "shot.png")
     dom = _Dom()
     dom.feed(rendered)
@@ -394,6 +406,18 @@ def test_html_report_rendered_in_headless_chromium_shows_the_run(run: Run, tmp_p
     events = {e["event"]["id"] for e in batch.values() if "event" in e and e["event"]["start"]}
     assert {a["data-event"] for a in dom.find("circle", "data-event")} == events, "one timeline dot per timed event"
     assert dom.find("div", "data-pattern"), "the squirrel pattern is shown"
+    # the photos counted as empty whose best box is between the conservative and typical thresholds, to review
+    conservative = run.daemon.batch()["info"]["detector_metadata"]["conservative_detection_threshold"]
+    to_review = [
+        f for f in empties if max((d["conf"] for d in batch[f].get("detections") or []), default=0) >= conservative
+    ]
+    review = rendered.split('id="review"', 1)[1].split("</section>", 1)[0]
+    assert f"To review: {len(to_review)} photo" in review
+    assert set(re.findall(r"<li><a href=\"file://[^\"]+\">local/([^<]+)</a>", review)) == set(to_review)
+    # every photo is reachable by its label
+    every = rendered.split('id="all"', 1)[1].split("</section>", 1)[0]
+    listed = [int(n) for n in re.findall(r": (\d+) photos?</summary>", every)]
+    assert sum(listed) >= len(batch), "a photo with two labels is under both"
     # the screenshot is a real rendering, not a blank page
     with Image.open(tmp_path / "shot.png") as shot:
         colours = shot.convert("RGB").resize((64, 64)).getcolors(64 * 64)

@@ -202,12 +202,12 @@ def test_retry_failed_does_not_upgrade_a_journal_under_a_running_older_daemon(
         db.execute("ALTER TABLE photos DROP COLUMN crashes")
     with (daemon.state / "watch.lock").open("a+") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # that daemon, running
-        refused = run_cli("retry-failed", "--state", daemon.state)
+        refused = run_cli("retry-failed", "--state", daemon.state, "--all")
         fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     assert refused.returncode == 2 and "would upgrade it under that daemon" in refused.stderr
     with sqlite3.connect(journal) as db:
         assert "crashes" not in {row[1] for row in db.execute("PRAGMA table_info(photos)")}
-    done = run_cli("retry-failed", "--state", daemon.state)
+    done = run_cli("retry-failed", "--state", daemon.state, "--all")
     assert done.returncode == 0 and "1 failed photo(s)" in done.stdout, done.stderr
 
 
@@ -316,3 +316,35 @@ def test_a_copy_that_stalls_mid_file_is_not_a_failure(tmp_path: Path, photos_dir
     assert entry["file"] == "DCIM/IMG_0001.JPG" and "failure" not in entry
     status = run_cli("status", "--state", daemon.state)
     assert "done 1, failed 0" in status.stdout, status.stdout
+
+
+def test_the_daemon_says_what_it_is_doing(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """A progress line (done of total, photos/s, failures) in the log while photos are queued, and `status` says
+    a daemon is running (pid, since when, rate) in a reviewer's words; it was silent from start to stop."""
+    daemon = make_daemon(tmp_path, model_320)
+    photos = sorted((photos_dir / SERENGETI).glob("*.JPG"))
+    for i in range(40):
+        (daemon.card / f"IMG_{i:04d}.JPG").write_bytes(photos[i % len(photos)].read_bytes() + f"#{i}".encode())
+    (daemon.card / "BROKEN.JPG").write_bytes(b"\xff\xd8 not a photo")
+    proc = daemon.start()
+    try:
+        wait_until(lambda: "progress: 41 of 41 photos done" in daemon.log.read_text(), 120, "the progress line")
+        status = run_cli("status", daemon.out)  # the output folder, as a user would give it
+        assert status.returncode == 0, status.stderr
+        assert f"daemon: running (pid {proc.pid}, since " in status.stdout, status.stdout
+        facts = json.loads(run_cli("status", daemon.state, "--json").stdout)
+        assert facts["daemon"]["running"] is True and facts["daemon"]["photos_per_s"] > 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    line = next(x for x in daemon.log.read_text().splitlines() if "progress: 41 of 41" in x)
+    assert "photos/s" in line and "1 failed this run" in line
+    status = run_cli("status", daemon.out).stdout
+    assert "photos: done 40, failed 1, waiting 0" in status and "daemon: not running" in status
+    assert "at confidence >= 0.25:" in status and "with animal" in status
+    assert "failed (final: the file itself): local/BROKEN.JPG: unsupported_format" in status
+    assert "retry-failed" not in status  # nothing that retrying could mend
+    kept = run_cli("retry-failed", "--state", daemon.state)
+    assert "no failed photos to try again" in kept.stdout and "left alone" in kept.stdout
+    assert "1 failed photo(s) back in the queue" in run_cli("retry-failed", "--state", daemon.state, "--all").stdout

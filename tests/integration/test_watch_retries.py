@@ -85,7 +85,7 @@ def test_retries_are_bounded_then_a_failure_that_retry_failed_puts_back(
     assert "unreadable" in (rows[rel][2] or "") and "after 3 attempts" in (rows[rel][2] or "")
     assert rows[broken_rel][0] == "failed" and rows[broken_rel][1] == 1  # a decode error is final at once
     status = run_cli("status", "--state", daemon.state)
-    assert f"failed: local/{rel}: unreadable" in status.stdout
+    assert f"failed (can be retried once fixed): local/{rel}: unreadable" in status.stdout
     assert f"andi-edge retry-failed --state {daemon.state}" in status.stdout
     entry = next(i for i in daemon.batch()["images"] if i["file"] == rel)
     assert "failure" in entry

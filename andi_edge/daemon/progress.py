@@ -1,0 +1,93 @@
+"""What the daemon says while it works: a progress line at least every ``PROGRESS_INTERVAL_S`` while photos are
+queued (done of total, photos/s, time left, failures), in the log and in systemd's STATUS, and the daemon's own
+facts (pid, since when, rate) in ``daemon.json`` in the state folder, which `andi-edge status` reads while the
+daemon holds the folder's lock.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from andi_edge.sinks.atomic import write_json_atomic
+
+PROGRESS_INTERVAL_S = 10.0
+#: how often the journal's counts are looked at for it
+CHECK_INTERVAL_S = 1.0
+DAEMON_FILE = "daemon.json"
+
+
+def iso_utc(epoch_s: float) -> str:
+    """The one time format of what the daemon and its card script write: ISO 8601, UTC."""
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass
+class Progress:
+    """The rate is measured over this run: photos finished since the daemon started, per second of work."""
+
+    state_dir: Path
+    started_at: float = field(default_factory=time.time)
+    interval_s: float = PROGRESS_INTERVAL_S
+    _last_line: float = field(default_factory=time.monotonic)
+    _last_check: float = 0.0
+    _first_done: float | None = None
+    _busy: bool = False
+
+    def due(self) -> bool:
+        """Whether to look at the journal's counts now: at most once a second (``tick`` decides what to say)."""
+        now = time.monotonic()
+        if now - self._last_check < CHECK_INTERVAL_S:
+            return False
+        self._last_check = now
+        return True
+
+    def tick(self, counts: dict[str, int], finished_this_run: int, failed_this_run: int) -> str | None:
+        """The progress line when one is due (work queued, or the queue just emptied), else None."""
+        now = time.monotonic()
+        queued = counts.get("pending", 0) + counts.get("claimed", 0)
+        if finished_this_run and self._first_done is None:
+            self._first_done = now
+        emptied = self._busy and not queued
+        self._busy = bool(queued)
+        if not (emptied or (queued and now - self._last_line >= self.interval_s)):
+            return None
+        self._last_line = now
+        rate = self.rate(finished_this_run, now)
+        done = counts.get("done", 0) + counts.get("failed", 0) + counts.get("duplicate", 0)
+        parts = [f"{done:,} of {done + queued:,} photos done", f"{rate:.1f} photos/s"]
+        if queued and rate > 0:
+            parts.append(f"about {duration_text(queued / rate)} left")
+        parts.append(f"{failed_this_run} failed this run" if failed_this_run else "none failed")
+        return "progress: " + ", ".join(parts)
+
+    def rate(self, finished_this_run: int, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        if self._first_done is None or finished_this_run < 2:
+            return 0.0
+        return (finished_this_run - 1) / max(now - self._first_done, 1e-6)
+
+    def write_facts(self, counts: dict[str, int], finished_this_run: int, status: str) -> None:
+        """``daemon.json``: who is working on this state folder, since when, how fast, doing what."""
+        facts: dict[str, Any] = {
+            "pid": os.getpid(),
+            "started_at": iso_utc(self.started_at),
+            "updated_at": iso_utc(time.time()),
+            "photos_per_s": round(self.rate(finished_this_run), 2),
+            "finished_this_run": finished_this_run,
+            "queued": counts.get("pending", 0) + counts.get("claimed", 0),
+            "status": status,
+        }
+        write_json_atomic(self.state_dir / DAEMON_FILE, facts)
