@@ -222,8 +222,10 @@ def detect_many(
         failure = photo_failure(exc)
         if failure is None:
             raise exc
+        # a failure names the photo once, as the results do: relative to the folder given
+        failure = failure.replace(str(source.path), source.relative)
         if isinstance(exc, PhotoError):
-            log.warning("%s", exc.message)
+            log.warning("%s", failure)
         else:
-            log.error("unexpected error while decoding %s", source.path, exc_info=exc)
+            log.error("unexpected error while decoding %s", source.relative, exc_info=exc)
         yield source, ImageResult(path=source.path, failure=failure)

@@ -174,7 +174,7 @@ def finetune(workdir: Path, epochs: int) -> dict[str, Any]:
     for number, (name, extra) in enumerate(variants.items()):
         run = workdir / f"run-{number}"
         start = time.perf_counter()
-        proc = subprocess.run([*cli, "train", "--data", str(split), "--model", "yolov5n", "--weights", str(WEIGHTS),
+        proc = subprocess.run([*cli, "train", "--data", str(split), "--arch", "yolov5n", "--weights", str(WEIGHTS),
                                "--epochs", str(epochs), "--imgsz", "320", "--batch", "16", "--allow-worse",
                                "-o", str(run), *extra], check=False, capture_output=True, text=True)  # fmt: skip
         if proc.returncode != 0:

@@ -133,7 +133,7 @@ def main() -> None:
         training = json.loads((run / "run.json").read_text())
         for name, path in variants:
             report_path = work / f"eval-{path.stem}.json"
-            cli("classifier", "eval", path, "--crops", crops, "--split", "test", "--json", report_path)
+            cli("classifier", "eval", path, "--crops", crops, "--split", "test", "-o", report_path)
             report = json.loads(report_path.read_text())
             row = {
                 "classifier": name,

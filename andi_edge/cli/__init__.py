@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from andi_edge import __version__
 from andi_edge.cli import classifier, detection, field, review, workstation
-from andi_edge.cli.options import EXIT_OK
+from andi_edge.cli.options import EXIT_OK, HelpFormatter
 from andi_edge.errors import AndiEdgeError
 from andi_edge.logs import configure_logging
 from andi_edge.process import limit_malloc_arenas
@@ -47,7 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     review.register(commands)
     workstation.register(commands)
     classifier.register(commands)
+    for command in _every_parser(parser):
+        command.formatter_class = HelpFormatter
+        if command is not parser and not any("--log-level" in a.option_strings for a in command._actions):
+            # global options are accepted after the command too
+            command.add_argument(
+                "--log-level",
+                default=argparse.SUPPRESS,
+                choices=["debug", "info", "warning", "error"],
+                help="as before the command: how much to log (default: warning; watch: info)",
+            )
     return parser
+
+
+def _every_parser(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _every_parser(sub)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from andi_edge.cli.options import EXIT_OK, class_list
+from andi_edge.cli.options import EXIT_OK, add_renamed, class_list
 from andi_edge.errors import UsageError
 
 log = logging.getLogger("andi_edge")
@@ -208,21 +208,23 @@ def register(commands: Any) -> None:
     ds.add_argument("--no-square", action="store_true", help="keep the box's shape (default: square crops)")
     ds.add_argument("--max-side", type=int, default=448, help="stored crops' long side at most (px, default 448)")
     ds.add_argument("--by", choices=("location", "class"), default="location", help="split by location (default)")
-    ds.add_argument("--val", type=float, default=0.15)
-    ds.add_argument("--test", type=float, default=0.15)
-    ds.add_argument("--seed", type=int, default=0)
+    ds.add_argument("--val", type=float, default=0.15, help="share of the locations (or crops) for validation")
+    ds.add_argument("--test", type=float, default=0.15, help="share of the locations (or crops) for the test split")
+    ds.add_argument("--seed", type=int, default=0, help="random seed of the split")
     ds.add_argument("-o", "--output", type=Path, required=True, help="the crops dataset folder")
     ds.set_defaults(handler=cmd_dataset)
 
     tr = actions.add_parser("train", help="train a torchvision classifier on a crops dataset")
     tr.add_argument("--crops", type=Path, required=True, help="a crops dataset (andi-edge classifier dataset)")
-    tr.add_argument("--arch", choices=CLASSIFIER_ARCHITECTURES, default="mobilenet_v3_small")
+    tr.add_argument(
+        "--arch", choices=CLASSIFIER_ARCHITECTURES, default="mobilenet_v3_small", help="the architecture to train"
+    )
     tr.add_argument("--imgsz", type=int, default=224, help="input size (px, square; default 224)")
-    tr.add_argument("--epochs", type=int, default=30)
-    tr.add_argument("--batch", type=int, default=32)
-    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--epochs", type=int, default=30, help="most epochs (early stopping on val F1-macro)")
+    tr.add_argument("--batch", type=int, default=32, help="crops per training step")
+    tr.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
     tr.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better val F1")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="random seed")
     tr.add_argument(
         "--pretrained",
         choices=PRETRAINED_MODES,
@@ -238,24 +240,29 @@ def register(commands: Any) -> None:
 
     ex = actions.add_parser("export", help="a trained classifier to ONNX with its card")
     ex.add_argument("checkpoint", type=Path, help="best.pt from `andi-edge classifier train`")
-    ex.add_argument("-o", "--output", type=Path, required=True)
+    ex.add_argument("-o", "--output", type=Path, required=True, help="the ONNX file to write")
     ex.set_defaults(handler=cmd_export)
 
     ev = actions.add_parser("eval", help="top-1, F1-macro, per-label P/R, confusion; seen vs unseen locations")
     ev.add_argument("model", type=Path, help="the classifier (ONNX)")
-    ev.add_argument("--crops", type=Path, required=True)
-    ev.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
+    ev.add_argument("--crops", type=Path, required=True, help="a crops dataset (`classifier dataset`)")
+    ev.add_argument(
+        "--split", choices=("train", "val", "test", "all"), default="test", help="which of its crops to score"
+    )
     ev.add_argument("--card", type=Path, default=None, help="YAML card of a classifier whose ONNX file has none")
     ev.add_argument("--reference", type=Path, default=None, help="compare with this classifier (e.g. the fp32)")
     ev.add_argument("--confusion", type=Path, default=None, help="write the confusion matrix as a PNG")
-    ev.add_argument("--json", type=Path, default=None, help="write the full report as JSON")
+    ev.add_argument("--output", "-o", dest="json", type=Path, default=None, help="write the full report as JSON")
+    add_renamed(ev, "--output", "--json")
     ev.set_defaults(handler=cmd_eval)
 
     qu = actions.add_parser("quantize", help="static INT8, calibrated on training crops, gated on F1-macro")
-    qu.add_argument("model", type=Path)
-    qu.add_argument("--crops", type=Path, required=True)
-    qu.add_argument("-o", "--output", type=Path, required=True)
+    qu.add_argument("model", type=Path, help="the classifier's ONNX file")
+    qu.add_argument("--crops", type=Path, required=True, help="a crops dataset: calibration and gate")
+    qu.add_argument("-o", "--output", type=Path, required=True, help="the INT8 ONNX file to write")
     qu.add_argument("--max-crops", type=int, default=128, help="calibration crops (default 128)")
-    qu.add_argument("--gate-split", choices=("train", "val", "test", "all"), default="val")
+    qu.add_argument(
+        "--gate-split", choices=("train", "val", "test", "all"), default="val", help="crops the F1-macro gate scores"
+    )
     qu.add_argument("--max-loss", type=float, default=0.02, help="largest F1-macro loss allowed (default 0.02)")
     qu.set_defaults(handler=cmd_quantize)

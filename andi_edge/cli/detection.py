@@ -12,6 +12,7 @@ from typing import Any
 
 from andi_edge.cli.options import (
     EXIT_OK,
+    add_renamed,
     add_runtime_options,
     build_detector,
     classifier_settings,
@@ -30,6 +31,7 @@ DETECT_SHARD_PHOTOS = 64
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from andi_edge.batch.shards import ShardStore, file_identity, run_identity
     from andi_edge.photos import find_photos
@@ -62,7 +64,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     progress = tqdm(total=len(sources), initial=len(sources) - len(todo), unit="photo", disable=not show_progress,
                     dynamic_ncols=True)  # fmt: skip
     pending: list[tuple[str, dict[str, Any]]] = []
-    with progress:
+    # warnings are printed above the bar, not into it
+    with progress, logging_redirect_tqdm(loggers=[logging.getLogger("andi_edge")]):
         for source, result in detect_many(detector, todo, plan.settings):
             pending.append((source.relative, image_entry(result, source.relative)))
             if len(pending) >= DETECT_SHARD_PHOTOS:
@@ -308,10 +311,35 @@ def cmd_info(args: argparse.Namespace) -> int:
     backend = create_backend("ort")
     if args.model.is_file() and CLASSIFIER_CARD_KEY in backend.load(args.model, BackendOptions()).metadata:
         classifier = Classifier(args.model, backend=backend)
-        print(json.dumps({"classifier_card": asdict(classifier.card), "runtime": classifier.provenance()}, indent=2))
+        if args.json:
+            print(
+                json.dumps({"classifier_card": asdict(classifier.card), "runtime": classifier.provenance()}, indent=2)
+            )
+            return EXIT_OK
+        c = classifier.card
+        labels = ", ".join(c.labels[:12]) + (f", ... ({len(c.labels)} in all)" if len(c.labels) > 12 else "")
+        print(f"{args.model}: species classifier {c.name} ({c.architecture}), {c.input_width_px}x{c.input_height_px}")
+        print(f"labels: {labels}")
+        print(f"trained on: {c.training_data}; licence: {c.licence}")
+        print("the whole card: andi-edge info MODEL --json")
         return EXIT_OK
     detector = Detector(args.model, backend=backend)
-    print(json.dumps({"card": asdict(detector.card), "runtime": detector.provenance()}, indent=2))
+    if args.json:
+        print(json.dumps({"card": asdict(detector.card), "runtime": detector.provenance()}, indent=2))
+        return EXIT_OK
+    card = detector.card
+    shape = f"{card.input_width}x{card.input_height}" + (", rectangular inference" if card.rect else "")
+    t = card.thresholds
+    print(f"{args.model}: detector {card.name} ({card.head} head, {shape}, {card.precision})")
+    print(
+        f"reports: {', '.join(detector.class_names)}"
+        + (f" (from {card.num_classes} classes)" if detector.categories else "")
+    )
+    print(f"thresholds: typical {t.typical:g}, conservative {t.conservative:g}, results kept from {t.conf:g}")
+    print(f"trained on: {card.training_data}; licence: {card.licence}; from {card.source_weights}")
+    loaded = detector.loaded
+    print(f"runs here on {loaded.backend} {loaded.backend_version} [{', '.join(loaded.execution_providers)}]")
+    print("the whole card: andi-edge info MODEL --json")
     return EXIT_OK
 
 
@@ -346,8 +374,18 @@ def register(commands: Any) -> None:
     bench_cmd.add_argument("--max-photos", type=int, default=200, help="use at most this many photos (default 200)")
     bench_cmd.add_argument("--runs", type=int, default=3, help="passes over the photos after warm-up (default 3)")
     bench_cmd.add_argument("--warmup", type=int, default=3, help="warm-up photos / inferences (default 3)")
-    bench_cmd.add_argument("--compare", type=Path, action="append", default=[], metavar="OTHER.onnx")
-    bench_cmd.add_argument("--json", type=Path, default=None, help="write everything measured to this file")
+    bench_cmd.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="OTHER.onnx",
+        help="another model to measure beside it",
+    )
+    bench_cmd.add_argument(
+        "--output", "-o", dest="json", type=Path, default=None, help="write everything measured to this JSON file"
+    )
+    add_renamed(bench_cmd, "--output", "--json")
     bench_cmd.set_defaults(handler=cmd_bench)
 
     batch = commands.add_parser(
@@ -363,7 +401,9 @@ def register(commands: Any) -> None:
     )
     batch.add_argument("paths", nargs="+", type=Path, metavar="ROOT", help="photo files or folders")
     batch.add_argument("--output", "-o", type=Path, required=True, help="results JSON to write")
-    batch.add_argument("--engine", choices=["local", "ray"], default="local")
+    batch.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="local worker processes, or a Ray instance"
+    )
     batch.add_argument("--workers", type=int, default=0, help="worker processes / actors (default: cores / 2)")
     batch.add_argument("--ray-address", default=None, help="a running Ray cluster (default: start a local one)")
     batch.add_argument("--chunk-size", type=int, default=16, help="photos per unit of work (default 16)")
@@ -373,6 +413,7 @@ def register(commands: Any) -> None:
     add_runtime_options(batch)
     batch.set_defaults(handler=cmd_batch)
 
-    info = commands.add_parser("info", help="print an ONNX model's card and how it would run here")
+    info = commands.add_parser("info", help="what an ONNX model is and how it would run here (--json: its whole card)")
     info.add_argument("model", type=Path, help="ONNX model")
+    info.add_argument("--json", action="store_true", help="print the whole card and runtime as JSON")
     info.set_defaults(handler=cmd_info)

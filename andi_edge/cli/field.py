@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi_edge.cli.options import EXIT_OK, add_category_options, add_classifier_options, classifier_overrides
+from andi_edge.cli.options import (
+    EXIT_OK,
+    add_category_options,
+    add_classifier_options,
+    add_renamed,
+    classifier_overrides,
+)
 from andi_edge.errors import UsageError
 from andi_edge.logs import configure_logging
 
@@ -462,7 +468,14 @@ def register(commands: Any) -> None:
         help="a watch output or state folder, or a results file (detect's -o, MegaDetector's, AddaxAI's)",
     )
     status.add_argument("--state", type=Path, default=None, help="the daemon's state folder (the same as SOURCE)")
-    status.add_argument("--output", "-o", type=Path, default=None, help="output folder (for the free-space line)")
+    status.add_argument(
+        "--disk",
+        dest="output",
+        type=Path,
+        default=None,
+        help="the folder whose free space to say (default: the state's)",
+    )
+    add_renamed(status, "--disk", "--output", "-o")
     status.add_argument("--failures", type=int, default=10, help="how many recent failures to list")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
@@ -497,7 +510,7 @@ def register(commands: Any) -> None:
             "config and data unless --purge."
         ),
     )
-    service.add_argument("action", choices=["install", "uninstall"])
+    service.add_argument("action", choices=["install", "uninstall"], help="install or remove the service")
     service.add_argument("--watch", type=Path, help="folder or card mount point to watch (install)")
     service.add_argument("--model", "-m", type=Path, help="ONNX model to install (install)")
     service.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,60 @@ if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that
     from andi_edge.toolchain.gate import Gate
 
 EXIT_OK = 0
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help shows its default (unless it says one already, or has none worth saying)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "default" in text.lower()
+            or not action.option_strings
+            or default in (None, False, argparse.SUPPRESS, [], ())
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _RenamedOption(argparse.Action):
+    """An option's old name, still accepted for a release: it says so and stores into the new option's place."""
+
+    def __init__(self, option_strings: list[str], dest: str, new_name: str = "", **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new_name = new_name
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"andi-edge: warning: {option_string} is now {self.new_name}; the old name goes in a later release",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_renamed(parser: argparse.ArgumentParser, new: str, *old: str) -> None:
+    """Accept the ``old`` names (not shown in --help) of the option already added as ``new``."""
+    action = next(a for a in parser._actions if new in a.option_strings)
+    extra: dict[str, Any] = {"type": action.type} if action.type is not None else {}
+    parser.add_argument(
+        *old,
+        dest=action.dest,
+        action=_RenamedOption,
+        new_name=new,
+        metavar=action.metavar,
+        help=argparse.SUPPRESS,
+        **extra,
+    )
+
+
 log = logging.getLogger("andi_edge")
 
 
@@ -99,22 +154,42 @@ def add_classifier_options(parser: argparse.ArgumentParser) -> None:
         help="the card of a classifier whose ONNX file has none: labels, input_size, normalisation "
         "(default: CLS.yaml beside it)",
     )
+    # the flags are the config's classifier keys (classifier.min_conf -> --classifier-min-conf)
     group.add_argument(
-        "--classify-conf", type=float, default=None, help="classify boxes at or above this confidence (default 0.2)"
+        "--classifier-min-conf",
+        dest="classify_conf",
+        metavar="CONF",
+        type=float,
+        default=None,
+        help="classify boxes at or above this detector confidence (default 0.2)",
     )
     group.add_argument(
-        "--classify-classes",
+        "--classifier-classes",
+        dest="classify_classes",
         default=None,
         metavar="A,B",
         help="detector classes whose boxes are classified (default: animal; 'all' for every box)",
     )
-    group.add_argument("--classify-top-k", type=int, default=None, help="labels kept per box, best first (default 3)")
     group.add_argument(
-        "--species-threshold",
+        "--classifier-top-k",
+        dest="classify_top_k",
+        metavar="K",
+        type=int,
+        default=None,
+        help="labels kept per box, best first (default 3)",
+    )
+    group.add_argument(
+        "--classifier-label-threshold",
+        dest="species_threshold",
+        metavar="CONF",
         type=float,
         default=None,
         help="a species names a box, its crop folder and its event at or above this confidence (default 0.5)",
     )
+    add_renamed(parser, "--classifier-min-conf", "--classify-conf")
+    add_renamed(parser, "--classifier-classes", "--classify-classes")
+    add_renamed(parser, "--classifier-top-k", "--classify-top-k")
+    add_renamed(parser, "--classifier-label-threshold", "--species-threshold")
 
 
 def classifier_overrides(args: argparse.Namespace) -> dict[str, Any]:

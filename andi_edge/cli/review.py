@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi_edge.cli.options import EXIT_OK
+from andi_edge.cli.options import EXIT_OK, add_renamed
 from andi_edge.errors import UsageError
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def _threshold(args: argparse.Namespace, default: float) -> float:
     value = default if args.threshold is None else float(args.threshold)
     if not 0 <= value <= 1:
-        raise UsageError(f"--threshold must be between 0 and 1, got {value}")
+        raise UsageError(f"--conf must be between 0 and 1, got {value}")
     return value
 
 
@@ -182,7 +182,10 @@ def register(commands: Any) -> None:
     )
     add_source_arguments(report)
     report.add_argument("--output", "-o", type=Path, required=True, help="the HTML file to write")
-    report.add_argument("--threshold", type=float, default=None, help="confidence to count and draw (default: model's)")
+    report.add_argument(
+        "--conf", dest="threshold", type=float, default=None, help="confidence to count and draw (default: model's)"
+    )
+    add_renamed(report, "--conf", "--threshold")
     report.add_argument("--samples", type=int, default=24, help="photos with detections to show")
     report.add_argument("--empty-samples", type=int, default=12, help="empty photos to show")
     report.set_defaults(handler=cmd_report)
@@ -200,7 +203,10 @@ def register(commands: Any) -> None:
     export.add_argument("--output", "-o", type=Path, default=None, help="package folder to write")
     export.add_argument("--deployment-config", type=Path, default=None, help="project, people, deployments (YAML)")
     export.add_argument("--template", type=Path, default=None, help="write a deployment config to fill in, and stop")
-    export.add_argument("--threshold", type=float, default=None, help="confidence for observations (default: model's)")
+    export.add_argument(
+        "--conf", dest="threshold", type=float, default=None, help="confidence for observations (default: model's)"
+    )
+    add_renamed(export, "--conf", "--threshold")
     export.add_argument(
         "--media-base", default="media/", help="prefix of media.filePath: a folder in the package or a URL"
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
-from andi_edge.cli.options import EXIT_OK, add_gate_options, gate_from_args
+from andi_edge.cli.options import EXIT_OK, add_gate_options, add_renamed, gate_from_args
 from andi_edge.errors import UsageError
 
 # -- export / info --------------------------------------------------------------------------------------------
@@ -62,6 +63,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         )
     )
     print(f"quantized {args.model} -> {output} ({output.stat().st_size / 1e6:.1f} MB)")
+    from andi_edge.runtime.detector import Detector
+
+    outcome = Detector(output).card.quantize_gate
+    if outcome:
+        print(
+            f"accuracy gate passed: mAP@0.5 {outcome['before']:.4f} -> {outcome['after']:.4f} on {outcome['images']} "
+            f"photos (loss allowed {outcome['max_loss']}): a device with backend.prefer_int8 runs it"
+        )
+    else:
+        print("no accuracy gate (--eval DATASET): a device keeps the fp32 model until one has passed")
     print(f"measure what it costs: andi-edge bench --model {args.model} --images {args.calib} --compare {output}")
     return EXIT_OK
 
@@ -84,6 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from andi_edge.toolchain import require_toolchain
 
     require_toolchain()
+    if getattr(args, "log_level", None) is None:  # each epoch's loss and val mAP@0.5, unless asked otherwise
+        logging.getLogger("andi_edge.toolchain").setLevel(logging.INFO)
     from andi_edge.toolchain.train import TrainRequest, train
 
     result = train(
@@ -211,8 +224,6 @@ def cmd_dataset_balance(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
     from andi_edge.sinks.atomic import write_json_atomic
     from andi_edge.toolchain.dataset import load_dataset
     from andi_edge.toolchain.evaluate import load_class_map, run_eval
@@ -230,15 +241,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"inference per image: mean {timing['mean']:.1f} ms, p50 {timing['p50']:.1f} ms")
     if "against_reference" in report:
         ref = report["against_reference"]
+        small = ref["small_object_recall"]
         print(
             f"against {ref['reference']}: mAP@0.5 {ref['map50']:.4f}, recall {ref['recall_at_typical']:.4f}, "
-            f"small-object recall {ref['small_object_recall']}"
+            f"small-object recall {'n/a (no small objects)' if small is None else f'{small:.4f}'}"
         )
+    print("F1 per class (all images): " + ", ".join(
+        f"{name} {value:.4f}" if isinstance(value, float) else f"{name} n/a"
+        for name, value in report["overall"]["f1_per_class"].items()
+    ))  # fmt: skip
     if args.json:
         write_json_atomic(args.json, report, indent=2)
-        print(f"json: {args.json}")
-    else:
-        print(json.dumps(report["overall"]["f1_per_class"]))
+        print(f"the whole report: {args.json}")
     return EXIT_OK
 
 
@@ -295,10 +309,12 @@ def register(commands: Any) -> None:
     )
     split.add_argument("data", type=Path, help="COCO Camera Traps JSON, or a YOLO dataset folder")
     split.add_argument("--images", type=Path, default=None, help="image root for a CCT JSON's file_name paths")
-    split.add_argument("--by", choices=["location", "class"], default="location")
-    split.add_argument("--val", type=float, default=0.25)
-    split.add_argument("--test", type=float, default=0.10)
-    split.add_argument("--seed", type=int, default=0)
+    split.add_argument(
+        "--by", choices=["location", "class"], default="location", help="split whole locations (unseen ones) or photos"
+    )
+    split.add_argument("--val", type=float, default=0.25, help="share of the locations for validation")
+    split.add_argument("--test", type=float, default=0.10, help="share of the locations for the test split")
+    split.add_argument("--seed", type=int, default=0, help="random seed of the split")
     split.add_argument("--output", "-o", type=Path, required=True, help="split folder to write")
     split.set_defaults(handler=cmd_dataset_split)
     bal = dataset_actions.add_parser(
@@ -316,7 +332,7 @@ def register(commands: Any) -> None:
     bal.add_argument("--max-factor", type=int, default=2, help="at most this many times a class's images (2)")
     bal.add_argument("--copy-paste", type=int, default=0, help="make K object-isolation images")
     bal.add_argument("--jitter", type=float, default=0.0, help="colour jitter amount for new images, e.g. 0.2")
-    bal.add_argument("--seed", type=int, default=0)
+    bal.add_argument("--seed", type=int, default=0, help="random seed")
     bal.set_defaults(handler=cmd_dataset_balance)
 
     tr = commands.add_parser(
@@ -335,7 +351,14 @@ def register(commands: Any) -> None:
         ),
     )
     tr.add_argument("--data", type=Path, required=True, help="SPLIT_DIR (holds data.yaml)")
-    tr.add_argument("--model", choices=["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"], default="yolov5n")
+    tr.add_argument(
+        "--arch",
+        dest="model",
+        choices=["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"],
+        default="yolov5n",
+        help="the architecture to train",
+    )
+    add_renamed(tr, "--arch", "--model")
     tr.add_argument(
         "--weights",
         default=None,
@@ -347,11 +370,11 @@ def register(commands: Any) -> None:
         action="store_true",
         help="no pretrained weights on this machine: train from the architecture alone (random weights)",
     )
-    tr.add_argument("--epochs", type=int, default=50)
-    tr.add_argument("--imgsz", type=int, default=320)
-    tr.add_argument("--batch", type=int, default=16)
+    tr.add_argument("--epochs", type=int, default=50, help="most epochs (early stopping: --patience)")
+    tr.add_argument("--imgsz", type=int, default=320, help="input size in pixels, a multiple of 32")
+    tr.add_argument("--batch", type=int, default=16, help="photos per training step")
     tr.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (the study used 5)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="random seed")
     tr.add_argument(
         "--freeze",
         type=int,
@@ -366,8 +389,13 @@ def register(commands: Any) -> None:
         "(animal from COCO's animal classes, box and objectness kept); new: Ultralytics' YOLOv5u, head from scratch",
     )
     tr.add_argument(
-        "--lr0", type=float, default=0.001, help="initial learning rate of the warm head path (default 0.001)"
+        "--lr",
+        dest="lr0",
+        type=float,
+        default=0.001,
+        help="initial learning rate of the warm head path (default 0.001)",
     )
+    add_renamed(tr, "--lr", "--lr0")
     tr.add_argument("--output", "-o", type=Path, required=True, help="RUN_DIR")
     gate = tr.add_argument_group("against the starting model (seen vs unseen locations)")
     gate.add_argument(
@@ -405,8 +433,8 @@ def register(commands: Any) -> None:
     )
     pr.add_argument("--data", type=Path, required=True, help="SPLIT_DIR for recovery fine-tuning")
     pr.add_argument("--epochs", type=int, default=10, help="recovery epochs (0: none)")
-    pr.add_argument("--imgsz", type=int, default=320)
-    pr.add_argument("--batch", type=int, default=16)
+    pr.add_argument("--imgsz", type=int, default=320, help="input size in pixels for recovery fine-tuning")
+    pr.add_argument("--batch", type=int, default=16, help="photos per recovery step")
     pr.add_argument("--output", "-o", type=Path, required=True, help="PRUNED.pt")
     add_gate_options(pr)
     pr.set_defaults(handler=cmd_prune)
@@ -445,11 +473,15 @@ def register(commands: Any) -> None:
             "With --reference: mAP@0.5, recall and small-object recall against the reference model's own boxes."
         ),
     )
-    ev.add_argument("--model", "-m", type=Path, required=True)
-    ev.add_argument("--data", type=Path, required=True, help="COCO Camera Traps JSON, or a YOLO dataset folder")
+    ev.add_argument("--model", "-m", type=Path, required=True, help="the ONNX model to score")
+    ev.add_argument(
+        "--dataset", dest="data", type=Path, required=True, help="COCO Camera Traps JSON, or a YOLO dataset folder"
+    )
+    add_renamed(ev, "--dataset", "--data")
     ev.add_argument("--images", type=Path, default=None, help="image root for a CCT JSON")
     ev.add_argument("--split-manifest", type=Path, default=None, help="SPLIT_DIR from `andi-edge dataset split`")
     ev.add_argument("--reference", type=Path, default=None, help="reference ONNX model (e.g. the fp32 one)")
     ev.add_argument("--class-map", default=None, help="model -> dataset class names: YAML, or coco-to-megadetector")
-    ev.add_argument("--json", type=Path, default=None, help="write the report here")
+    ev.add_argument("--output", "-o", dest="json", type=Path, default=None, help="write the report here (JSON)")
+    add_renamed(ev, "--output", "--json")
     ev.set_defaults(handler=cmd_eval)

@@ -10,7 +10,7 @@ from tests.integration.cli_runner import run_cli
 
 def test_model_only(tmp_path: Path, model_320: Path) -> None:
     out = tmp_path / "b.json"
-    proc = run_cli("bench", "--model", model_320, "--runs", "1", "--warmup", "1", "--json", out)
+    proc = run_cli("bench", "--model", model_320, "--runs", "1", "--warmup", "1", "-o", out)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert "photos" not in report
@@ -42,7 +42,7 @@ def test_real_photos_and_compare(tmp_path: Path, model_320: Path, photos_dir: Pa
         model_320,
         "--compare",
         smaller,
-        "--json",
+        "-o",
         out,
     )
     assert proc.returncode == 0, proc.stderr

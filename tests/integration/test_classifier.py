@@ -155,7 +155,7 @@ def test_eval_reports_seen_and_unseen_locations_and_a_confusion_matrix(
     report_path, png = tmp_path / "eval.json", tmp_path / "confusion.png"
     done = run_cli(
         "classifier", "eval", species_classifier["model"], "--crops", species_classifier["crops"], "--split", "all",
-        "--json", report_path, "--confusion", png,
+        "-o", report_path, "--confusion", png,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(report_path.read_text())
@@ -190,7 +190,7 @@ def test_int8_classifier_is_gated_and_compared_with_its_source(
     assert extra["quantize_gate"]["metric"] == "f1_macro"
     compared = run_cli(
         "classifier", "eval", int8, "--crops", species_classifier["crops"], "--split", "all",
-        "--reference", species_classifier["model"], "--json", tmp_path / "r.json",
+        "--reference", species_classifier["model"], "-o", tmp_path / "r.json",
     )  # fmt: skip
     assert compared.returncode == 0, compared.stderr
     against = json.loads((tmp_path / "r.json").read_text())["against_reference"]
@@ -283,7 +283,7 @@ def test_bench_reports_the_classify_stage(
     out = tmp_path / "bench.json"
     done = run_cli(
         "bench", "-m", model_320, "--images", owls, "--classifier", species_classifier["model"], "--runs", "1",
-        "--warmup", "1", "--json", out,
+        "--warmup", "1", "-o", out,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     photos = json.loads(out.read_text())["photos"]
@@ -339,8 +339,8 @@ def test_a_classifier_someone_else_trained_plugs_in_with_a_yaml_card(
         shutil.copy2(source, photos / source.name)
     out = tmp_path / "md.json"
     done = run_cli(
-        "detect", photos, "-m", model_320, "--classifier", model, "--classify-conf", "0.1", "--classify-classes",
-        "all", "--full-decode", "-o", out,
+        "detect", photos, "-m", model_320, "--classifier", model, "--classifier-min-conf", "0.1",
+        "--classifier-classes", "all", "--full-decode", "-o", out,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     document = json.loads(out.read_text())
@@ -381,7 +381,7 @@ def test_classifier_mistakes_are_clear_errors(
     assert failed.returncode != 0 and "no classifier card" in failed.stderr and "bare.yaml" in failed.stderr
     wrong_class = run_cli(
         "detect", photo, "-m", model_320, "--classifier", species_classifier["model"],
-        "--classify-classes", "deer", "-o", tmp_path / "b.json",
+        "--classifier-classes", "deer", "-o", tmp_path / "b.json",
     )  # fmt: skip
     assert wrong_class.returncode != 0 and "no such class" in wrong_class.stderr
     (tmp_path / "bad.yaml").write_text("labels: [a, a]\ninput_size: 64\n")
@@ -400,9 +400,10 @@ def test_classifier_mistakes_are_clear_errors(
     assert swapped.returncode != 0 and "is a crop classifier, not a detector" in swapped.stderr
     for result in (failed, wrong_class, bad_card, mismatch, swapped):
         assert "Traceback" not in result.stderr
-    info = run_cli("info", species_classifier["model"])
+    info = run_cli("info", species_classifier["model"], "--json")
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["classifier_card"]["labels"] == [OWL, SQUIRREL]
+    assert f"labels: {OWL}, {SQUIRREL}" in run_cli("info", species_classifier["model"]).stdout
     assert not any((tmp_path / n).exists() for n in ("a.json", "b.json", "c.json", "d.json", "e.json"))
 
 

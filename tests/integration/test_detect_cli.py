@@ -90,7 +90,7 @@ def test_files_walked_relative_and_filtered(odd_results: dict) -> None:  # type:
 
 def test_failures_recorded_and_the_run_goes_on(odd_results: dict) -> None:  # type: ignore[type-arg]
     by_file = {image["file"]: image for image in odd_results["images"]}
-    assert by_file["DCIM/100RECNX/truncated.jpg"]["failure"].startswith("corrupt:")
+    assert by_file["DCIM/100RECNX/truncated.jpg"]["failure"].startswith("corrupt: DCIM/100RECNX/truncated.jpg: ")
     assert by_file["DCIM/100RECNX/zero.jpg"]["failure"].startswith("empty_file:")
     assert by_file["DCIM/100RECNX/notes.jpg"]["failure"].startswith("unsupported_format:")
     for name in ("truncated.jpg", "zero.jpg", "notes.jpg"):

@@ -41,7 +41,10 @@ def test_export_cli_by_registry_name(tmp_path: Path, weights_path: Path) -> None
     proc = run_cli("export", "yolov5n", "--imgsz", "256", "-o", out, "--name", "nano-256", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "yolov5 head, 80 classes reported as animal/person/vehicle, stride 32, 256 px" in proc.stdout
-    info = run_cli("info", out)
+    summary = run_cli("info", out)  # a short summary for people
+    assert summary.returncode == 0 and "detector nano-256 (yolov5 head, 256x256, fp32)" in summary.stdout
+    assert "reports: animal, person, vehicle (from 80 classes)" in summary.stdout and len(summary.stdout) < 800
+    info = run_cli("info", out, "--json")
     assert info.returncode == 0, info.stderr
     described = json.loads(info.stdout)
     assert described["card"]["name"] == "nano-256" and described["card"]["input_height"] == 256

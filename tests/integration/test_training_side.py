@@ -80,8 +80,8 @@ def test_eval_reports_seen_unseen_and_reference(
     tmp_path: Path, cct: Path, split_dir: Path, photos_dir: Path, model_320: Path
 ) -> None:
     out = tmp_path / "eval.json"
-    proc = run_cli("eval", "-m", model_320, "--data", cct, "--images", photos_dir, "--split-manifest", split_dir,
-                   "--reference", model_320, "--class-map", "coco-to-megadetector", "--json", out)  # fmt: skip
+    proc = run_cli("eval", "-m", model_320, "--dataset", cct, "--images", photos_dir, "--split-manifest", split_dir,
+                   "--reference", model_320, "--class-map", "coco-to-megadetector", "-o", out)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     overall = report["overall"]
@@ -100,7 +100,7 @@ def test_eval_reports_seen_unseen_and_reference(
 def test_eval_needs_matching_classes(cct: Path, photos_dir: Path, model_320_native: Path) -> None:
     """A model whose card keeps COCO's classes (export --native-classes) cannot be scored on animal/vehicle
     labels until a class map says how."""
-    proc = run_cli("eval", "-m", model_320_native, "--data", cct, "--images", photos_dir)
+    proc = run_cli("eval", "-m", model_320_native, "--dataset", cct, "--images", photos_dir)
     assert proc.returncode == 2 and "no class for dataset class(es): animal, vehicle" in proc.stderr
     assert "--class-map" in proc.stderr
 
@@ -176,7 +176,7 @@ def test_chain_split_train_export_prune_quantize_eval(
     from andi_edge.runtime.detector import Detector
 
     run = tmp_path / "run"
-    proc = run_cli("train", "--data", split_dir, "--model", "yolov5n", "--weights", weights_path, "--epochs", "1",
+    proc = run_cli("train", "--data", split_dir, "--arch", "yolov5n", "--weights", weights_path, "--epochs", "1",
                    "--imgsz", "160", "--batch", "8", "--head", "new", "-o", run)  # fmt: skip
     # one epoch with a fresh head is far worse than the COCO model it started from on unseen locations: refused
     assert proc.returncode == 7, proc.stderr
@@ -214,8 +214,8 @@ def test_chain_split_train_export_prune_quantize_eval(
     proc = run_cli("quantize", pruned_onnx, "--calib", photos_dir / "lila_md_testset", "--calib-count", "8", "-o", int8)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "eval.json"
-    proc = run_cli("eval", "-m", int8, "--data", cct, "--images", photos_dir, "--split-manifest", split_dir,
-                   "--reference", fp32, "--json", out)  # fmt: skip
+    proc = run_cli("eval", "-m", int8, "--dataset", cct, "--images", photos_dir, "--split-manifest", split_dir,
+                   "--reference", fp32, "-o", out)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert "empty" in report["overall"]["f1_per_class"] and report["unseen_locations"]["images"] > 0
@@ -279,7 +279,7 @@ def test_train_a_larger_layout_from_its_architecture_alone_warns_loudly(tmp_path
     from random weights and exited 0 with mAP 0); with it, it trains from random weights, says so, and cannot be
     compared with a starting model."""
     run = tmp_path / "run-s"
-    args = ("train", "--data", split_dir, "--model", "yolov5s", "--epochs", "1", "--imgsz", "64", "--batch", "8")
+    args = ("train", "--data", split_dir, "--arch", "yolov5s", "--epochs", "1", "--imgsz", "64", "--batch", "8")
     refused = run_cli(*args, "-o", run, cwd=tmp_path)  # from another folder than the checkout
     assert refused.returncode == 2 and "no pretrained weights to start from" in refused.stderr, refused.stderr
     assert "--from-scratch" in refused.stderr and "yolov5s.pt" in refused.stderr and not run.exists()
@@ -306,6 +306,7 @@ def test_warm_head_keeps_what_the_pretrained_model_knew(tmp_path: Path, split_di
                    "--batch", "16", "--freeze", "10", "-o", run)  # fmt: skip
     assert proc.returncode in (0, 7), proc.stderr
     assert "head warm-started: animal combined from 10, person copied, vehicle combined from 5" in proc.stdout
+    assert "epoch 1/2: loss" in proc.stderr and "epoch 2/2: loss" in proc.stderr  # progress as it trains
     config = json.loads((run / "run_config.json").read_text())
     assert config["head"] == "warm" and config["tensors_carried"] == config["tensors_in_source"] - 6
     unseen = config["against_start"]["scores"]["unseen"]
