@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,6 +120,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
         pipeline=plan.settings,
     )
     service.install_signal_handlers()
+    if sys.stderr.isatty() and not os.environ.get("JOURNAL_STREAM"):  # a person at a terminal: a bar, logs above
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        service.show_bar = True
+        with logging_redirect_tqdm(loggers=[logging.getLogger()]):
+            return service.run()
     return service.run()
 
 

@@ -45,6 +45,25 @@ class Progress:
     _last_check: float = 0.0
     _first_done: float | None = None
     _busy: bool = False
+    #: a progress bar, on a terminal (``show_bar``)
+    _bar: Any = None
+
+    def show_bar(self, counts: dict[str, int]) -> None:
+        """On a terminal: done of total as a bar, updated at each check (the log lines print above it)."""
+        from tqdm import tqdm
+
+        queued = counts.get("pending", 0) + counts.get("claimed", 0)
+        done = sum(counts.get(k, 0) for k in ("done", "failed", "duplicate"))
+        if self._bar is None:
+            self._bar = tqdm(total=done + queued, initial=done, unit="photo", dynamic_ncols=True)
+        self._bar.total = done + queued
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def due(self) -> bool:
         """Whether to look at the journal's counts now: at most once a second (``tick`` decides what to say)."""
@@ -54,14 +73,19 @@ class Progress:
         self._last_check = now
         return True
 
-    def tick(self, counts: dict[str, int], finished_this_run: int, failed_this_run: int) -> str | None:
-        """The progress line when one is due (work queued, or the queue just emptied), else None."""
+    def tick(
+        self, counts: dict[str, int], finished_this_run: int, failed_this_run: int, final: bool = False
+    ) -> str | None:
+        """The progress line when one is due (work queued, or the queue just emptied; ``final``: the run ends
+        and did some work), else None."""
         now = time.monotonic()
         queued = counts.get("pending", 0) + counts.get("claimed", 0)
         if finished_this_run and self._first_done is None:
             self._first_done = now
         emptied = self._busy and not queued
         self._busy = bool(queued)
+        if final:
+            emptied = finished_this_run > 0
         if not (emptied or (queued and now - self._last_line >= self.interval_s)):
             return None
         self._last_line = now

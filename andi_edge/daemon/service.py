@@ -113,6 +113,8 @@ class WatchService:
         self.notifier = notifier or Notifier()
         self.metrics = DaemonMetrics(started_at=time.time())
         self.progress = Progress(state_dir)
+        #: a progress bar on the terminal (the CLI sets it when stderr is one)
+        self.show_bar = False
         self._stop = threading.Event()
         self._last_metrics = 0.0
         self._lock_file: Any = None
@@ -197,12 +199,14 @@ class WatchService:
             with contextlib.suppress(OutputError):
                 self.renderer.render(journal, force=True)
                 self._write_metrics(journal, force=True)
+            self._say_progress(journal, final=True)
             self.renderer.close()
             counts = journal.counts()
             self._back_up(journal)
             journal.close()
             with contextlib.suppress(OSError):
                 (self.state_dir / DAEMON_FILE).unlink()
+            self.progress.close_bar()
             self.notifier.close()
             log.info("stopped: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
         return 0
@@ -342,15 +346,17 @@ class WatchService:
             log.error("the card at %s is gone and --once was given: stopping", self.root)
             self._stop.set()
 
-    def _say_progress(self, journal: Journal) -> None:
-        """The progress line, at least every PROGRESS_INTERVAL_S while photos are queued: log, STATUS, and the
-        daemon's facts for `status`."""
+    def _say_progress(self, journal: Journal, final: bool = False) -> None:
+        """The progress line, at least every PROGRESS_INTERVAL_S while photos are queued (and once at the end of
+        a run that did work): log, STATUS, and the daemon's facts for `status`."""
         metrics = self.metrics
         finished = metrics.processed_total + metrics.failed_total
-        if not self.progress.due():
+        if not (final or self.progress.due()):
             return
         counts = journal.counts()
-        line = self.progress.tick(counts, finished, metrics.failed_total)
+        if self.show_bar:
+            self.progress.show_bar(counts)
+        line = self.progress.tick(counts, finished, metrics.failed_total, final=final)
         if line is None:
             return
         log.info("%s", line)

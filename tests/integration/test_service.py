@@ -268,7 +268,7 @@ def test_card_trigger_processes_a_folder_standing_in_for_a_card(
         ["bash", str(CARD_SCRIPT), "process", "sdz1"], env=env, capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stderr
-    assert "andi-edge-card sdz1: done: photos: pending 0, claimed 0, done 3" in proc.stdout
+    assert "andi-edge-card sdz1: done: photos: done 3, failed 0, waiting 0" in proc.stdout
     status = json.loads((tmp_path / "cards" / "sdz1.status.json").read_text())
     assert status["result"] == "done" and status["journal"]["counts"]["done"] == 3
     batch = json.loads((tmp_path / "cards" / "local" / "megadetector_results.json").read_text())
@@ -287,3 +287,10 @@ def test_card_trigger_skips_a_card_without_photos_and_refuses_bad_input(tmp_path
     for args, message in ((["eject", "sdz2"], "unknown action"), (["process", "../etc"], "bad device name")):
         bad = subprocess.run(["bash", str(CARD_SCRIPT), *args], env=env, capture_output=True, text=True, check=False)
         assert bad.returncode == 2 and message in bad.stderr
+    gone = _card_env(tmp_path, tmp_path / "never-mounted", model_320)  # "does not exist" is said as such
+    proc = subprocess.run(
+        ["bash", str(CARD_SCRIPT), "process", "sdz3"], env=gone, capture_output=True, text=True, check=False
+    )
+    status = json.loads((tmp_path / "cards" / "sdz3.status.json").read_text())
+    assert proc.returncode == 3 and "does not exist" in status["reason"] and "cannot read" not in status["reason"]
+    assert status["finished_at"].endswith("Z")
