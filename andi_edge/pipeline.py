@@ -153,10 +153,20 @@ def backend_options_for(
     )
 
 
+class ItemTimeoutError(TimeoutError):
+    """An item's work did not finish within the time allowed (a read stuck on a card that stopped answering)."""
+
+
 def prefetch_ordered(
-    items: Iterable[Item], prepare: Callable[[Item], Prepared], settings: PipelineSettings
+    items: Iterable[Item],
+    prepare: Callable[[Item], Prepared],
+    settings: PipelineSettings,
+    timeout_s: float | None = None,
 ) -> Iterator[tuple[Item, Future[Prepared]]]:
-    """Run ``prepare`` ahead on worker threads; yield each item with its finished (or failed) future, in order."""
+    """Run ``prepare`` ahead on worker threads; yield each item with its finished (or failed) future, in order.
+
+    ``timeout_s``: an item whose work takes longer is yielded with an ItemTimeoutError and given up on (its thread,
+    stuck in a read the kernel does not interrupt, is left behind: the others go on)."""
     if settings.decode_workers == 0:
         for item in items:
             future: Future[Prepared] = Future()
@@ -166,7 +176,9 @@ def prefetch_ordered(
                 future.set_exception(exc)
             yield item, future
         return
-    with ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="andi-decode") as pool:
+    pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="andi-decode")
+    abandoned = False
+    try:
         pending: deque[tuple[Item, Future[Prepared]]] = deque()
         remaining = iter(items)
         for item in remaining:
@@ -178,8 +190,16 @@ def prefetch_ordered(
             upcoming = next(remaining, None)
             if upcoming is not None:
                 pending.append((upcoming, pool.submit(prepare, upcoming)))
-            future.exception()  # wait here, so the consumer's work never overlaps an unfinished decode
+            try:
+                future.exception(timeout=timeout_s)  # wait here, so the consumer's work never overlaps a decode
+            except TimeoutError:
+                abandoned = True
+                given_up: Future[Prepared] = Future()
+                given_up.set_exception(ItemTimeoutError(f"no answer within {timeout_s:g} s"))
+                future = given_up
             yield item, future
+    finally:
+        pool.shutdown(wait=not abandoned, cancel_futures=abandoned)
 
 
 def label_space(detector: Detector) -> LabelSpace:

@@ -81,6 +81,9 @@ class RetrySettings:
     #: a photo being processed each time the daemon died (a decoder crash, an OOM kill, a read hung until the
     #: watchdog) is recorded as failed ("crashed") at the start after this many, and the card goes on
     max_crashes: int = 3
+    #: a photo whose read, decode and inference take longer than this is given up on for now and tried again
+    #: later (a read stuck on a card that stopped answering); below the unit's WatchdogSec (120 s)
+    read_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ class WatchConfig:
             (self.disk.once_give_up_s >= 0, "disk.once_give_up_s must not be negative"),
             (self.retry.max_attempts >= 1, "retry.max_attempts must be at least 1"),
             (self.retry.max_crashes >= 1, "retry.max_crashes must be at least 1"),
+            (0 < self.retry.read_timeout_s <= 110, "retry.read_timeout_s must be in (0, 110]: below the watchdog"),
             (0 < self.retry.backoff_s <= self.retry.max_backoff_s, "retry: 0 < backoff_s <= max_backoff_s"),
             (self.pipeline.decode_workers >= 0, "pipeline.decode_workers must be >= 0"),
             (self.pipeline.mode in PIPELINE_MODES, f"pipeline.mode must be one of {', '.join(PIPELINE_MODES)}"),

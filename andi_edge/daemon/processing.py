@@ -125,7 +125,7 @@ class Processor:
         """Decode ahead (threads; parallel: they infer too), infer here (split), write outputs behind (writer
         thread), commit here, in order."""
         settings = self.pipeline
-        results = prefetch_ordered(rows, self._load, settings)
+        results = prefetch_ordered(rows, self._load, settings, timeout_s=self.config.retry.read_timeout_s)
         writes: deque[_PendingWrite] = deque()
         handed_back = False
         for row, future in results:

@@ -43,7 +43,7 @@ TRANSIENT_ERRNOS = frozenset(
 
 #: failures that may pass once their cause is fixed (`retry-failed` takes these by default); the others are the
 #: file's own (corrupt, empty, not a photo, too large, the model raised on it) and would only fail again
-RETRYABLE_FAILURES = ("unreadable:", "out_of_memory:", "output_error:", "crashed:")
+RETRYABLE_FAILURES = ("unreadable:", "out_of_memory:", "output_error:", "crashed:", "read_timeout:")
 
 
 def retryable(failure: str | None) -> bool:
@@ -73,6 +73,8 @@ def fault_of(exc: BaseException, name: str) -> PhotoFaultError:
         return exc
     if isinstance(exc, PhotoError):
         return PhotoFaultError(f"{exc.reason}: {exc.message}", transient=False)
+    if isinstance(exc, TimeoutError):
+        return PhotoFaultError(f"read_timeout: {name}: {exc} (a card that stopped answering?)", transient=True)
     if isinstance(exc, MemoryError):
         return PhotoFaultError(f"out_of_memory: {name}: not enough memory to process it at the moment", transient=True)
     if isinstance(exc, OutputError):

@@ -340,11 +340,11 @@ def test_the_daemon_says_what_it_is_doing(tmp_path: Path, photos_dir: Path, mode
         proc.kill()
     line = next(x for x in daemon.log.read_text().splitlines() if "progress: 41 of 41" in x)
     assert "photos/s" in line and "1 failed this run" in line
-    status = run_cli("status", daemon.out).stdout
-    assert "photos: done 40, failed 1, waiting 0" in status and "daemon: not running" in status
-    assert "at confidence >= 0.25:" in status and "with animal" in status
-    assert "failed (final: the file itself): local/BROKEN.JPG: unsupported_format" in status
-    assert "retry-failed" not in status  # nothing that retrying could mend
+    after = run_cli("status", daemon.out).stdout
+    assert "photos: done 40, failed 1, waiting 0" in after and "daemon: not running" in after
+    assert "at confidence >= 0.25:" in after and "with animal" in after
+    assert "failed (final: the file itself): local/BROKEN.JPG: unsupported_format" in after
+    assert "retry-failed" not in after  # nothing that retrying could mend
     kept = run_cli("retry-failed", "--state", daemon.state)
     assert "no failed photos to try again" in kept.stdout and "left alone" in kept.stdout
     assert "1 failed photo(s) back in the queue" in run_cli("retry-failed", "--state", daemon.state, "--all").stdout

@@ -71,3 +71,33 @@ def test_a_chosen_worker_count_and_bad_settings() -> None:
         PipelineSettings(mode="fast")
     with pytest.raises(ValueError, match="workers must be >= 0"):
         PipelineSettings(workers=-1)
+
+
+def test_an_item_that_hangs_is_given_up_on_and_the_others_go_on() -> None:
+    """A read stuck on a card that stopped answering (D state: no signal ends it) must not hold the loop until
+    the watchdog kills the daemon: past the timeout the item fails with ItemTimeoutError, the rest are done."""
+    import threading
+    import time
+
+    from andi_edge.daemon.retry import fault_of
+    from andi_edge.pipeline import ItemTimeoutError, PipelineSettings, prefetch_ordered
+
+    release = threading.Event()
+
+    def prepare(item: int) -> int:
+        if item == 2:
+            release.wait(30)  # the stuck read
+        return item * 10
+
+    started = time.monotonic()
+    try:
+        results = []
+        for item, future in prefetch_ordered(range(6), prepare, PipelineSettings(decode_workers=2), timeout_s=0.3):
+            error = future.exception()
+            results.append((item, type(error).__name__ if error else future.result()))
+        assert results == [(0, 0), (1, 10), (2, "ItemTimeoutError"), (3, 30), (4, 40), (5, 50)]
+        assert time.monotonic() - started < 10, "the run did not wait for the stuck item"
+    finally:
+        release.set()
+    fault = fault_of(ItemTimeoutError("no answer within 60 s"), "DCIM/IMG_0001.JPG")
+    assert fault.transient and fault.message.startswith("read_timeout: DCIM/IMG_0001.JPG: no answer within 60 s")
