@@ -10,6 +10,8 @@ from pathlib import Path
 from andi_edge.errors import UsageError
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+#: clips trail cameras write: found and counted, so that a card in video mode is not "0 photos" without a word
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".mpg", ".mpeg", ".wmv"})
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ def is_photo_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in PHOTO_SUFFIXES
 
 
+def is_video_name(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_SUFFIXES
+
+
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())
@@ -40,11 +46,13 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, videos: list[Path] | None = None) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if not is_photo_name(name):
+                if videos is not None and is_video_name(name):
+                    videos.append(Path(dirpath) / name)
                 continue
             path = Path(dirpath) / name
             if path.is_symlink() and not _inside(path, root):
@@ -52,13 +60,15 @@ def _walk(root: Path) -> Iterator[Path]:
             yield path
 
 
-def walk_photos(root: Path) -> list[Path]:
-    """Photos under ``root`` sorted by relative path, skipping hidden folders; symlinks never lead outside ``root``."""
-    return sorted(_walk(root), key=lambda p: p.relative_to(root).as_posix())
+def walk_photos(root: Path, videos: list[Path] | None = None) -> list[Path]:
+    """Photos under ``root`` sorted by relative path, skipping hidden folders; symlinks never lead outside ``root``.
+    ``videos``: the clips found on the way are added to it (they are not photos)."""
+    return sorted(_walk(root, videos), key=lambda p: p.relative_to(root).as_posix())
 
 
-def find_photos(paths: Iterable[Path]) -> tuple[Path, list[PhotoSource]]:
-    """Photos from files and folders given on a command line, and the common root they are reported under."""
+def find_photos(paths: Iterable[Path], videos: list[Path] | None = None) -> tuple[Path, list[PhotoSource]]:
+    """Photos from files and folders given on a command line, and the common root they are reported under.
+    ``videos``: the clips found under the folders are added to it."""
     given = list(paths)
     if not given:
         raise UsageError("no photos or folders given")
@@ -72,7 +82,7 @@ def find_photos(paths: Iterable[Path]) -> tuple[Path, list[PhotoSource]]:
     sources: list[PhotoSource] = []
     seen: set[Path] = set()
     for p in given:
-        candidates = walk_photos(p) if p.is_dir() else [p]
+        candidates = walk_photos(p, videos) if p.is_dir() else [p]
         for photo in candidates:
             absolute = photo.resolve() if not photo.is_symlink() else photo.absolute()
             if absolute in seen:

@@ -42,7 +42,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.output.is_dir():
         raise UsageError(f"-o {args.output} is a folder; give a file name such as {args.output / 'results.json'}")
     prove_writable(args.output.parent, "results", "-o")
-    root, sources = find_photos(args.paths)
+    videos: list[Path] = []
+    root, sources = find_photos(args.paths, videos)
+    if videos:
+        log.warning(
+            "%d video clip(s) found (e.g. %s): andi-edge does not process videos yet; they are not in the results",
+            len(videos),
+            videos[0],
+        )
     plan = pipeline_plan(args)
     detector = build_detector(args, plan)
     if not sources:
@@ -96,6 +103,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     store.remove()
     rate = len(todo) / elapsed if elapsed > 0 else 0.0
     print(_detect_summary(entries, label_space(detector), typical, len(todo), elapsed, rate))
+    if videos:
+        print(f"{len(videos)} video clip(s) not processed (andi-edge reads photos only for now)")
     print(f"results: {args.output}")
     return EXIT_OK
 

@@ -10,7 +10,6 @@ its own).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from andi_edge.daemon.rendering import Renderer
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.errors import JournalFullError
+from andi_edge.runtime.model_meta import file_sha256
 from andi_edge.state.journal import FINGERPRINT_BYTES, Journal, PhotoRow, fingerprint
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Ingest:
         path = self.discovery.root / row.rel_path
         try:
             tail = _read_tail(path)
-            same = fingerprint(tail) == row.fingerprint if row.fingerprint else _sha256(path) == row.sha256
+            same = fingerprint(tail) == row.fingerprint if row.fingerprint else file_sha256(path) == row.sha256
         except OSError:
             return 0  # looked at again at the next full scan
         if same:
@@ -68,14 +68,6 @@ class Ingest:
         log.warning("%s was rewritten in place (same size and time, other content): processing it again", row.rel_path)
         journal.enqueue_rewritten(row, ctime_ns)
         return 1
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_tail(path: Path) -> bytes:

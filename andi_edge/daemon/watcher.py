@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from andi_edge.daemon.card import Mount, card_id_for, read_mounts
-from andi_edge.photos import is_photo_name
+from andi_edge.photos import is_photo_name, is_video_name
 from andi_edge.settings import DiscoverySettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ class Discovery:
         self._observer: object | None = None
         self._card_ids: dict[Path, str] = {}
         self._mounts: list[Mount] = []
+        #: video clips seen at the last full scan, and how many were last reported (they are not processed yet)
+        self._videos = 0
+        self._videos_reported = 0
 
     # -- inotify ------------------------------------------------------------------------------------------
 
@@ -164,7 +167,15 @@ class Discovery:
             if full:
                 self._last_full_scan = now
                 self._folders.clear()
+                self._videos = 0
                 candidates.update(self._list_tree(str(self.root)))
+                said, self._videos_reported = self._videos_reported, self._videos
+                if self._videos and self._videos != said:
+                    log.warning(
+                        "%d video clip(s) on the card at %s: andi-edge does not process videos yet",
+                        self._videos,
+                        self.root,
+                    )
             else:
                 candidates.update(self._list_changed())
         candidates.update(self._observing)
@@ -195,6 +206,8 @@ class Discovery:
                         subfolders.append(entry.path)
                     elif is_photo_name(entry.name):
                         photos.append(Path(entry.path))
+                    elif is_video_name(entry.name):
+                        self._videos += 1
         except OSError as exc:
             if folder == str(self.root):
                 log.warning("cannot scan %s: %s", self.root, exc)

@@ -293,3 +293,15 @@ def test_detect_resumes_and_keeps_its_work_when_the_final_write_fails(
     reference = tmp_path / "reference.json"
     assert run_cli("detect", photos_dir, "-m", model_320, "-o", reference, "-q").returncode == 0
     assert json.loads(results.read_text())["images"] == json.loads(reference.read_text())["images"]
+
+
+def test_video_clips_are_counted_and_said(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """A card in video mode gave "0 photos" without a word about its clips."""
+    card = tmp_path / "card"
+    card.mkdir()
+    shutil.copy2(sorted((photos_dir / "burrowing_owl").glob("*.JPG"))[0], card / "IMG_0001.JPG")
+    for name in ("CLIP0001.MP4", "CLIP0002.avi"):
+        (card / name).write_bytes(b"\0\0\0\x18ftypmp42")
+    done = run_cli("detect", card, "-m", model_320, "-o", tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr
+    assert "2 video clip(s) found" in done.stderr and "2 video clip(s) not processed" in done.stdout

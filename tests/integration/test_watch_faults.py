@@ -326,6 +326,7 @@ def test_the_daemon_says_what_it_is_doing(tmp_path: Path, photos_dir: Path, mode
     for i in range(40):
         (daemon.card / f"IMG_{i:04d}.JPG").write_bytes(photos[i % len(photos)].read_bytes() + f"#{i}".encode())
     (daemon.card / "BROKEN.JPG").write_bytes(b"\xff\xd8 not a photo")
+    (daemon.card / "CLIP0001.MP4").write_bytes(b"\0\0\0\x18ftypmp42")  # not processed yet, but said
     proc = daemon.start()
     try:
         wait_until(lambda: "progress: 41 of 41 photos done" in daemon.log.read_text(), 120, "the progress line")
@@ -338,6 +339,7 @@ def test_the_daemon_says_what_it_is_doing(tmp_path: Path, photos_dir: Path, mode
         assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
+    assert "1 video clip(s) on the card at" in daemon.log.read_text()
     line = next(x for x in daemon.log.read_text().splitlines() if "progress: 41 of 41" in x)
     assert "photos/s" in line and "1 failed this run" in line
     after = run_cli("status", daemon.out).stdout
