@@ -274,9 +274,7 @@ class Processor:
         if failure is None:
             return
         log.error("%s", failure)
-        journal.mark_failed(
-            row.id, image_entry(ImageResult(path=Path(row.rel_path), failure=failure), row.rel_path), failure
-        )
+        journal.mark_failed(row.id, failure_entry(row, failure), failure)
         self.metrics.failed_total += 1
         self.renderer.changed(row.card_id)
 
