@@ -262,6 +262,7 @@ class WatchService:
             "watch_root": str(self.root),
             "output_dir": str(Path(os.path.abspath(self.output_dir))),
             "events": dataclasses.asdict(self.config.events),
+            "crop_threshold": self.config.outputs.crop_threshold if self.config.outputs.crops else None,
             "repeats": dataclasses.asdict(self.config.repeats),
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }

@@ -40,6 +40,8 @@ class RunFacts:
     classifier: dict[str, Any] | None = None
     #: below the typical threshold, boxes at or above this are worth a reviewer's look (MegaDetector's "to review")
     conservative_threshold: float = 0.1
+    #: the confidence the daemon cut crops at (None: no crops, or not a watch run)
+    crop_threshold: float | None = None
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> RunFacts:
@@ -63,6 +65,7 @@ class RunFacts:
             species_threshold=float(meta.get("species_threshold", 0.5)),
             classifier=meta.get("classifier") or None,
             conservative_threshold=float(meta.get("conservative_threshold", 0.1)),
+            crop_threshold=None if meta.get("crop_threshold") is None else float(meta["crop_threshold"]),
         )
 
     @property

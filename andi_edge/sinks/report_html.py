@@ -118,7 +118,9 @@ class _Page:
             '<p class="meta">',
             f"Model <b>{_e(facts.classified_by)}</b>; run started {_e(facts.started_at)}; detections counted at "
             f"confidence &ge; {self.options.threshold:g}; events split at gaps over {facts.events.gap_s:g} s. "
-            f"Report made {_e(self.options.now.isoformat(timespec='seconds'))} by andi-edge {_e(__version__)}.</p>",
+            f"Report made {_e(self.options.now.isoformat(timespec='seconds'))} by andi-edge {_e(__version__)}."
+            + self._crops_note()
+            + "</p>",
             '<section id="totals"><h2>Totals</h2><table class="totals">',
             *(f'<tr><th>{_e(k)}</th><td data-key="{_e(k)}">{v}</td></tr>' for k, v in self._totals(counts, events)),
             "</table></section>",
@@ -134,6 +136,16 @@ class _Page:
             "</body></html>",
         ]
         return "\n".join(parts)
+
+    def _crops_note(self) -> str:
+        """The crops folder counts at its own threshold: say so where it differs from the report's."""
+        crops = self.results.facts.crop_threshold
+        if crops is None or abs(crops - self.options.threshold) < 1e-9:
+            return ""
+        return (
+            f' <span class="crops-note">The daemon cut crops (crops/) at confidence &ge; {crops:g}, so they count '
+            f"{'more' if crops < self.options.threshold else 'fewer'} boxes than this report.</span>"
+        )
 
     def _totals(self, counts: dict[str, int], events: list[Event]) -> list[tuple[str, int]]:
         return [

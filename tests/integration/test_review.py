@@ -364,6 +364,8 @@ def test_html_report_rendered_in_headless_chromium_shows_the_run(run: Run, tmp_p
     made = run_cli("report", "--state", run.daemon.state, "-o", report, "--samples", "10", "--empty-samples", "6")
     assert made.returncode == 0, made.stderr
     source = report.read_text()
+    # the crops were cut at another confidence than the report counts at (0.3 vs 0.25): it says so
+    assert "The daemon cut crops (crops/) at confidence &ge; 0.3, so they count fewer boxes" in source
     for chunk in source.split("src=")[1:]:  # self-contained: nothing is fetched
         assert chunk[1:].startswith("data:"), chunk[:80]
     for chunk in source.split("href=")[1:]:  # links open a photo on this machine, when clicked
