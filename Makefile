@@ -22,7 +22,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
 .PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate pi-emulation classifier-bench \
-	kill-soak
+	kill-soak cli-reference
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos, write the report"
@@ -38,6 +38,7 @@ help:
 	@echo "              (about 25 minutes on 2 cores)"
 	@echo "make kill-soak - kill -9 the daemon 24 times mid-batch on a 1,000-photo card, classifier on; checks every"
 	@echo "              photo exactly once -> benchmarks/results/kill_soak.md (about 2 minutes)"
+	@echo "make cli-reference - docs/cli.md made again from the parsers (a test checks it is current)"
 	@echo "make model  - only build $(MODEL)"
 	@echo "make clean  - remove build outputs (keeps the virtualenv)"
 
@@ -106,6 +107,9 @@ mutate: $(STAMP)
 
 accuracy: $(STAMP)
 	$(PY) benchmarks/camera_trap_accuracy.py --finetune
+
+cli-reference: $(STAMP)
+	$(PY) -m andi_edge.cli.reference > docs/cli.md
 
 kill-soak: $(STAMP)
 	$(PY) benchmarks/kill_soak.py
