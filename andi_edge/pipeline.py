@@ -5,8 +5,8 @@ Two ways to use the cores (``plan_pipeline`` picks one):
 - **parallel**: each worker thread reads, decodes and infers one photo, so several photos are in inference at
   once, each on one ONNX Runtime thread. ONNX Runtime runs concurrent calls on one session (weights loaded once),
   and decoding, letterboxing and inference release the GIL, so two workers keep two cores busy whichever stage is
-  slower. The most photos/s on CPUs: on 2 cores with YOLOv5n at 640 px, one inference on 2 threads takes ~26 ms
-  but two on one thread each ~40 ms, i.e. 20 ms a photo.
+  slower. The most photos/s on CPUs: two inferences on one thread each finish more photos per second than one
+  inference on two threads (the measurements: benchmarks/results/).
 - **split**: decode workers decode ahead while one inference at a time runs on the remaining cores. For
   backends that run one inference at a time (OpenVINO's request, DeepSparse) and for GPUs.
 
@@ -139,9 +139,7 @@ def backend_options_for(
     """Inference threads that leave the decode workers their cores.
 
     ``threads=0`` (auto) gives inference the cores the decoders do not use, and stops ONNX Runtime's threads
-    from spinning while they wait, which would steal those cores. Measured on 2 cores with YOLOv5n at 320 px
-    on 120 real photos: ONNX Runtime's defaults 44 photos/s; 1 inference thread, no spinning, 1 decode
-    worker 72 photos/s (see benchmarks/README.md).
+    from spinning while they wait, which would steal those cores (the measurements: benchmarks/results/).
     """
     if threads > 0:
         return BackendOptions(intra_op_threads=threads, providers=providers)

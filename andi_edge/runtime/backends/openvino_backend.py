@@ -4,10 +4,9 @@ Optional (`pip install 'andi-edge[openvino]'`), skipped with a clear message whe
 ``metadata_props`` (the model card) come through as OpenVINO's ``framework`` runtime info.
 
 Precision: f32 by default, the same numbers as ONNX Runtime. ``bf16`` (``--precision bf16``) lets a CPU with
-AMX or AVX512-BF16 infer in bfloat16: measured here (Xeon with AMX, YOLOv5n at 640 px) 14 ms a photo with two
-streams against ONNX Runtime's 22 (f32) and 17 (INT8), and against ONNX Runtime's f32 boxes >= 0.25 on the 185
-sample photos mAP@0.5 0.9998 and recall 0.99 (its INT8 model: 0.92 and 0.79). A CPU without bf16 units runs
-f32 whatever the hint; the log says which precision was compiled.
+AMX or AVX512-BF16 infer in bfloat16 (its speed and its boxes against ONNX Runtime's f32 ones: the bench rows in
+benchmarks/results/). A CPU without bf16 units runs f32 whatever the hint; the log says which precision was
+compiled.
 
 Concurrency: with ``concurrent_runs`` > 1 (the parallel pipeline) the model is compiled for throughput with one
 CPU stream per run, and each ``run`` takes one of as many inference requests.
