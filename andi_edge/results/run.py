@@ -193,6 +193,9 @@ def load_results_file(path: Path, images: Path | None = None) -> RunResults:
             rel_path = str(entry["file"])
             if common is not None:
                 rel_path = PurePosixPath(rel_path).relative_to(common).as_posix()
+            parts = PurePosixPath(rel_path).parts
+            if not parts or PurePosixPath(rel_path).is_absolute() or ".." in parts:
+                raise ValueError(f"its file {rel_path!r} leads outside the folder of the photos")
             stat_ns = _mtime_ns(root / rel_path)
             records.append(record_from_entry(card_id, rel_path, None, stat_ns, entry))
         except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -640,6 +640,11 @@ def test_review_from_any_results_file(tmp_path: Path, photos_dir: Path, model_32
     assert made.returncode == 0, made.stderr
     not_results = run_cli("report", config, "-o", tmp_path / "x.html")
     assert not_results.returncode == 2 and "not a readable JSON file" in not_results.stderr
+    escaping = tmp_path / "escaping.json"  # a results file from a stranger may not reach past its photos' folder
+    escaping.write_text(json.dumps({"images": [{"file": "a.jpg"}, {"file": "../../etc/passwd", "detections": []}],
+                                    "detection_categories": {"1": "animal"}}))  # fmt: skip
+    refused = run_cli("export-camtrap-dp", escaping, "--template", tmp_path / "t.yaml")
+    assert refused.returncode == 2 and "leads outside the folder of the photos" in refused.stderr, refused.stderr
     (tmp_path / "other.json").write_text('{"results": []}')
     not_results = run_cli("report", tmp_path / "other.json", "-o", tmp_path / "x.html")
     assert not_results.returncode == 2 and "not a MegaDetector results file" in not_results.stderr
