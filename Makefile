@@ -26,7 +26,7 @@ export YOLO_AUTOINSTALL := false
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos, write the report"
-	@echo "make test   - set up, then lint, type-check, import contracts and the whole test suite"
+	@echo "make test   - set up, then lint, type-check, import contracts, the demo as the README runs it, and the suite"
 	@echo "make bench  - the benchmark suite -> benchmarks/results/ (about 10 minutes)"
 	@echo "make accuracy - agreement with MDv5a: categories, input size, decode, fine-tuning (20-30 minutes)"
 	@echo "make mutate - mutation testing (mutmut) of runtime geometry, heads, NMS, batch JSON, Camtrap DP, journal"
@@ -84,7 +84,7 @@ tools:
 	@command -v mkfs.vfat >/dev/null || { echo "installing mkfs.vfat (package dosfstools) for the card-trigger test"; \
 	  $(APT_INSTALL) dosfstools >/dev/null; }
 
-test: lint typecheck tools
+test: lint typecheck tools demo
 	$(BIN)/pytest
 
 clean:
