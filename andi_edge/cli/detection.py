@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -113,26 +112,18 @@ def _detect_summary(
     entries: list[dict[str, Any]], labels: LabelSpace, typical: float, processed: int, elapsed: float, rate: float
 ) -> str:
     """What a run found, in a biologist's words, from the results themselves (resumed photos included)."""
+    from andi_edge.results.labels import count_photos
     from andi_edge.results.records import record_from_entry
 
-    failures = with_detections = 0
-    photos_per_class: Counter[str] = Counter()
-    for entry in entries:
-        record = record_from_entry("", str(entry.get("file", "")), None, 0, entry)
-        if record.failure is not None:
-            failures += 1
-            continue
-        found = [b for b in record.boxes if b.conf >= typical]
-        if found:
-            with_detections += 1
-            photos_per_class.update({labels.name(labels.index(b.class_index, b.classifications)) for b in found})
-    per_class = ", ".join(f"{name} {n}" for name, n in photos_per_class.most_common())
+    records = (record_from_entry("", str(entry.get("file", "")), None, 0, entry) for entry in entries)
+    counts = count_photos(records, labels, typical)
+    per_class = ", ".join(f"{name} {n}" for name, n in counts.ranked())
     resumed = len(entries) - processed
     return (
         f"{len(entries)} photos ({processed} processed in {elapsed:.1f} s, {rate:.1f} photos/s"
         + (f"; {resumed} from an interrupted run" if resumed else "")
-        + f"): {with_detections} with a detection >= {typical}{f' ({per_class})' if per_class else ''}, "
-        f"{len(entries) - failures - with_detections} empty, {failures} failed"
+        + f"): {counts.with_detections} with a detection >= {typical}{f' ({per_class})' if per_class else ''}, "
+        f"{counts.empty} empty, {counts.failed} failed"
     )
 
 

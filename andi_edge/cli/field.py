@@ -169,36 +169,31 @@ def _results_file_status(path: Path, as_json: bool) -> int:
     """`status` of a results file: what it holds, in a reviewer's words."""
     import json
 
+    from andi_edge.results.labels import count_photos
     from andi_edge.results.run import load_results_file
     from andi_edge.sinks.names import display_text
 
     results = load_results_file(path)
     threshold = results.facts.typical_threshold
-    labels = results.facts.labels
-    per_label: dict[str, int] = {}
-    empty = 0
+    counts = count_photos(results.records, results.facts.labels, threshold)
     failures = [r for r in results.records if r.failure is not None]
-    for record in results.records:
-        found = {
-            labels.name(labels.index(b.class_index, b.classifications)) for b in record.boxes if b.conf >= threshold
-        }
-        empty += record.failure is None and not found
-        for name in found:
-            per_label[name] = per_label.get(name, 0) + 1
     report = {
         "source": str(path),
         "photos": len(results.records),
         "threshold": threshold,
-        "photos_with": per_label,
-        "empty": empty,
+        "photos_with": counts.per_label,
+        "empty": counts.empty,
         "failed": [{"file": r.rel_path, "failure": r.failure} for r in failures],
     }
     if as_json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
-    with_text = ", ".join(f"{n} with {name}" for name, n in sorted(per_label.items(), key=lambda kv: -kv[1]))
+    with_text = ", ".join(f"{n} with {name}" for name, n in counts.ranked())
     print(f"{path}: {len(results.records)} photos by {results.facts.model_name}")
-    print(f"at confidence >= {threshold:g}: {with_text or 'no detections'}; {empty} empty; {len(failures)} unreadable")
+    print(
+        f"at confidence >= {threshold:g}: {with_text or 'no detections'}; {counts.empty} empty; "
+        f"{counts.failed} unreadable"
+    )
     for record in failures[:10]:
         print(f"unreadable: {display_text(record.rel_path)}: {display_text(record.failure or '')}")
     return EXIT_OK
@@ -290,6 +285,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _found_line(journal: Journal) -> str | None:
     """What the finished photos show, at the run's typical threshold, in a reviewer's words."""
+    from andi_edge.results.labels import count_photos
     from andi_edge.results.records import record_from_row
     from andi_edge.results.run import RunFacts
 
@@ -297,23 +293,13 @@ def _found_line(journal: Journal) -> str | None:
     if meta is None:
         return None
     facts = RunFacts.from_meta(meta)
-    labels, threshold = facts.labels, facts.typical_threshold
-    per_label: dict[str, int] = {}
-    empty = 0
-    for card in journal.cards():
-        for row in journal.latest_finished(card):
-            if row.state != "done":
-                continue
-            record = record_from_row(row)
-            names = {
-                labels.name(labels.index(b.class_index, b.classifications)) for b in record.boxes if b.conf >= threshold
-            }
-            empty += not names
-            for name in names:
-                per_label[name] = per_label.get(name, 0) + 1
-    ranked = sorted(per_label.items(), key=lambda kv: -kv[1])
-    found = ", ".join(f"{n} with {name}" for name, n in ranked) or "no detections"
-    return f"at confidence >= {threshold:g}: {found}; {empty} empty"
+    threshold = facts.typical_threshold
+    done = (
+        record_from_row(row) for card in journal.cards() for row in journal.latest_finished(card) if row.state == "done"
+    )
+    counts = count_photos(done, facts.labels, threshold)
+    found = ", ".join(f"{n} with {name}" for name, n in counts.ranked()) or "no detections"
+    return f"at confidence >= {threshold:g}: {found}; {counts.empty} empty"
 
 
 def _daemon_facts(state: Path) -> dict[str, object]:

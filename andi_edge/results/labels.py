@@ -8,10 +8,14 @@ event or a report row holds one index whichever named it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from andi_edge.results.observation_types import observation_type
+
+if TYPE_CHECKING:
+    from andi_edge.results.records import PhotoRecord
 
 EMPTY_LABEL = "empty"
 
@@ -63,3 +67,37 @@ class LabelSpace:
 
     def is_species(self, index: int) -> bool:
         return index >= len(self.class_names)
+
+
+@dataclass(frozen=True)
+class PhotoCounts:
+    """What photos show at a confidence threshold, in a reviewer's words."""
+
+    #: photos with at least one box of the label (a photo with two labels counts under both)
+    per_label: dict[str, int]
+    with_detections: int
+    empty: int
+    failed: int
+
+    def ranked(self) -> list[tuple[str, int]]:
+        return sorted(self.per_label.items(), key=lambda kv: -kv[1])
+
+
+def count_photos(records: Iterable[PhotoRecord], labels: LabelSpace, threshold: float) -> PhotoCounts:
+    """Per label, empty and failed photos among ``records``, boxes counted at or above ``threshold``."""
+    per_label: dict[str, int] = {}
+    with_detections = empty = failed = 0
+    for record in records:
+        if record.failure is not None:
+            failed += 1
+            continue
+        names = {
+            labels.name(labels.index(b.class_index, b.classifications)) for b in record.boxes if b.conf >= threshold
+        }
+        if not names:
+            empty += 1
+            continue
+        with_detections += 1
+        for name in names:
+            per_label[name] = per_label.get(name, 0) + 1
+    return PhotoCounts(per_label, with_detections, empty, failed)
