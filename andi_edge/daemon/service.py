@@ -362,6 +362,8 @@ class WatchService:
             return
         log.info("%s", line)
         self.notifier.status(line)
+        if final:  # the daemon's facts are removed as it stops: nothing to write
+            return
         try:
             self.progress.write_facts(counts, finished, line)
         except OutputError as exc:
