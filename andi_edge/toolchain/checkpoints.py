@@ -70,7 +70,7 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 )
 
 #: modules whose classes may be named when the class is a torch layer (checked after the lookup)
-_LAYER_MODULE_PREFIXES = ("torch.nn.modules.", "torch.nn.", "ultralytics.nn.")
+_LAYER_MODULE_PREFIXES = ("torch.nn.", "ultralytics.nn.")
 
 
 class CheckpointRefusedError(ModelError):
