@@ -147,18 +147,12 @@ def load_results(source: Path, images: Path | None = None) -> RunResults:
         return load_run(source)  # a folder this user may not look into: open_existing says so
     if state is not None:
         return load_run(state)
-    if not source.exists():
-        return _no_source(source)
     if source.is_dir():
         raise UsageError(
             f"{source} holds no andi-edge journal",
             hint="give a watch output or state folder, or a results file (detect's -o, a MegaDetector or AddaxAI "
             "results .json)",
         )
-    return _no_source(source)
-
-
-def _no_source(source: Path) -> RunResults:
     raise UsageError(f"{source}: no such results file or folder")
 
 
