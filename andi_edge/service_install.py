@@ -27,7 +27,6 @@ from andi_edge.sinks.atomic import write_bytes_atomic
 #: what the installer writes, shipped inside the package (a wheel install has no checkout beside it)
 ASSETS = Path(__file__).resolve().parent / "assets"
 SYSTEMD_TEMPLATES = ASSETS / "systemd"
-DEPLOY_DIR = ASSETS
 PROFILES_DIR = ASSETS / "profiles"
 
 SERVICE_USER = "andi-edge"
@@ -131,7 +130,7 @@ def _template(name: str, folder: Path = SYSTEMD_TEMPLATES) -> str:
 
 def render_config(watch: Path, model: Path, output: Path, profile: str | None, classifier: Path | None = None) -> str:
     """The example config, every key with its comment, with the site's paths and the device profile applied."""
-    example = _template("config.example.yaml", DEPLOY_DIR)
+    example = _template("config.example.yaml", ASSETS)
     values: dict[str, Any] = {
         "watch": str(watch),
         "model": str(model),
@@ -274,7 +273,7 @@ def plan_install(
     add(Action("file", str(UNIT_DIR / UNITS[0]), service.encode()))
     add(Action("file", str(UNIT_DIR / UNITS[1]), card.encode()))
     add(Action("file", str(UDEV_DIR / UDEV_RULE), rule.encode()))
-    add(Action("file", str(LIBEXEC / CARD_SCRIPT), _template(CARD_SCRIPT, DEPLOY_DIR).encode(), mode=0o755))
+    add(Action("file", str(LIBEXEC / CARD_SCRIPT), _template(CARD_SCRIPT, ASSETS).encode(), mode=0o755))
     add(Action("file", str(CONFIG_DIR / "config.yaml"), config_text.encode(), mode=0o640, keep_if_edited=True))
     add(Action("copy", str(installed_model), source=model))
     if profile_prefers_int8(profile):  # the device runs the gated INT8 model beside the model: it goes with it
