@@ -76,6 +76,7 @@ class _Page:
         self.colour = {i: PALETTE[i % len(PALETTE)] for i in range(len(names))}
         self.thumbnails = 0
         self.missing = 0
+        self._paths: dict[tuple[str, str], Path | None] = {}
         #: (box index, label index) of each photo's boxes that count: at or above threshold, not suppressed; the
         #: label is the box's species when the classifier named it, else its category
         self._kept = {
@@ -349,15 +350,21 @@ class _Page:
             f'<p class="note">Names open the photo where it is readable from here.</p>{blocks}</section>'
         )
 
+    def _photo_path(self, record: PhotoRecord) -> Path | None:
+        """The photo, where readable here; looked up once per photo (it is linked from several sections)."""
+        if record.key not in self._paths:
+            self._paths[record.key] = self.results.photo_path(record)
+        return self._paths[record.key]
+
     def _frame_open(self, record: PhotoRecord) -> str:
         """The thumbnail's frame: a link that opens the photo (a thumbnail exists only where the photo is read)."""
-        path = self.results.photo_path(record)
+        path = self._photo_path(record)
         href = f' href="{_e(path.absolute().as_uri())}"' if path is not None else ""
         return f'<a class="frame"{href} title="open the photo">'
 
     def _link(self, record: PhotoRecord) -> str:
         name = _e(f"{record.card_id}/{record.rel_path}")
-        path = self.results.photo_path(record)
+        path = self._photo_path(record)
         return f'<a href="{_e(path.absolute().as_uri())}">{name}</a>' if path is not None else name
 
     def _top_class(self, record: PhotoRecord) -> int:
@@ -417,7 +424,7 @@ class _Page:
         )
 
     def _thumbnail(self, record: PhotoRecord) -> tuple[str, int, int] | None:
-        path = self.results.photo_path(record)
+        path = self._photo_path(record)
         if path is None:
             self.missing += 1
             return None
