@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from andi_edge.boxes import box_area
+from andi_edge.boxes import pairwise_iou
 
 
 def nms_xyxy(
@@ -26,12 +26,8 @@ def nms_xyxy(
         raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
     if len(boxes) == 0:
         return np.zeros((0,), dtype=np.intp)
-    if class_ids is not None:
-        # Shift each class into its own region of the plane so boxes of different classes never overlap.
-        span = float(np.abs(boxes).max()) + 1.0
-        boxes = boxes + (np.asarray(class_ids, dtype=np.float32).reshape(-1, 1) * span)
+    classes = None if class_ids is None else np.asarray(class_ids, dtype=np.int64).reshape(-1)
     order = np.argsort(-scores, kind="stable")
-    areas = box_area(boxes)
     keep: list[int] = []
     limit = len(order) if max_keep is None else max_keep
     while order.size and len(keep) < limit:
@@ -40,11 +36,10 @@ def nms_xyxy(
         rest = order[1:]
         if rest.size == 0:
             break
-        top_left = np.maximum(boxes[best, :2], boxes[rest, :2])
-        bottom_right = np.minimum(boxes[best, 2:], boxes[rest, 2:])
-        wh = np.clip(bottom_right - top_left, 0, None)
-        inter = wh[:, 0] * wh[:, 1]
-        union = areas[best] + areas[rest] - inter
-        iou = np.where(union > 0, inter / np.maximum(union, np.finfo(np.float32).tiny), 0.0)
-        order = rest[iou <= iou_threshold]
+        # the one IoU of the package (boxes.pairwise_iou), on the boxes as given: boxes of other classes are told
+        # apart by their class, not by moving them apart (which rounds their corners, and ties at the threshold)
+        suppressed = pairwise_iou(boxes[best : best + 1], boxes[rest])[0] > iou_threshold
+        if classes is not None:
+            suppressed &= classes[rest] == classes[best]
+        order = rest[~suppressed]
     return np.asarray(keep, dtype=np.intp)
