@@ -22,9 +22,10 @@ import numpy.typing as npt
 
 from andi_edge import __version__
 from andi_edge.accuracy import evaluate
+from andi_edge.config import PipelineSettings
 from andi_edge.detections import STAGES, Detections
 from andi_edge.photos import PhotoSource
-from andi_edge.pipeline import PipelineSettings, available_cpus, detect_many
+from andi_edge.pipeline import available_cpus, detect_many
 from andi_edge.runtime.backends import BackendOptions
 from andi_edge.runtime.detector import Detector
 from andi_edge.sinks.md_batch import image_entry

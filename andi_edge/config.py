@@ -1,12 +1,14 @@
-"""Typed settings for detection. Validated once, at construction; no I/O here.
-
-Defaults come from the model card; anything set here overrides the card.
+"""Typed settings for running a detector: the detector, its classifier, the backend and the pipeline. Each setting is
+declared once (``andi_edge.declare``): the config keys, the command-line flags of `detect`, `batch`, `bench`,
+`watch` and `check`, the checks and the docs' config reference come from these classes. Validated at construction;
+no I/O here. Where a detector setting is None, the model card's value holds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from andi_edge.declare import check, setting
 from andi_edge.errors import ConfigError
 
 #: MegaDetector's batch default: keep very low-confidence boxes, consumers choose their own threshold.
@@ -34,34 +36,75 @@ DEFAULT_DECODE_OVERSAMPLE = 1.0
 class DetectorSettings:
     """How a detector runs. ``None`` means: take the model card's value."""
 
-    conf_threshold: float | None = None
-    iou_threshold: float | None = None
-    max_detections: int = DEFAULT_MAX_DETECTIONS
-    class_agnostic_nms: bool = False
-    #: use DCT-scaled JPEG decoding when the photo is much larger than the model input (fast path)
-    reduced_decode: bool = True
-    decode_oversample: float = DEFAULT_DECODE_OVERSAMPLE
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    #: the memory one photo's decode may take, in MiB (estimated before decoding; see runtime.decode)
-    max_decode_mb: int = DEFAULT_MAX_DECODE_MB
-    #: report the network's own classes (e.g. COCO's 80) instead of the card's camera-trap categories
-    native_classes: bool = False
-    #: with categories: also record each box's best native class as a MegaDetector ``classifications`` entry
-    native_classifications: bool = False
+    conf_threshold: float | None = setting(
+        None,
+        "keep boxes at or above this confidence (MegaDetector's batch default keeps weak ones: reviewers choose "
+        "their own threshold)",
+        min=0,
+        max=1,
+        flag="--conf",
+        none_means="the model card's (0.005)",
+    )
+    iou_threshold: float | None = setting(
+        None,
+        "non-maximum suppression: a box overlapping a more confident one of its class this much (IoU) is dropped",
+        min=0,
+        max=1,
+        flag="--iou",
+        none_means="the model card's (0.45)",
+    )
+    max_detections: int = setting(
+        DEFAULT_MAX_DETECTIONS,
+        "at most this many boxes per photo, the most confident",
+        min=1,
+        max=MAX_DETECTIONS_LIMIT,
+        flag="--max-det",
+    )
+    class_agnostic_nms: bool = setting(
+        False,
+        "non-maximum suppression across classes: of two overlapping boxes of different classes only the more "
+        "confident is kept",
+    )
+    reduced_decode: bool = setting(
+        True,
+        "decode a JPEG much larger than the model input at a reduced DCT scale (fast); the flag turns it off: every "
+        "photo decoded in full (slower)",
+        flag="--full-decode",
+        flag_style="off",
+    )
+    decode_oversample: float = setting(
+        DEFAULT_DECODE_OVERSAMPLE,
+        "a reduced decode keeps at least this many decoded pixels per model-input pixel along each side",
+        min=1,
+    )
+    max_image_pixels: int = setting(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        "the largest photo decoded, in pixels (trail cameras reach about 40 MP; larger is a decompression bomb)",
+        min=1,
+    )
+    max_decode_mb: int = setting(
+        DEFAULT_MAX_DECODE_MB,
+        "the memory one photo's decode may take, in MiB (estimated before decoding, and fitted to the service's "
+        "MemoryMax when it has one); a file larger than this is not read",
+        min=1,
+    )
+    native_classes: bool = setting(
+        False,
+        "report the network's own classes (e.g. COCO's 80) instead of the model card's camera-trap categories "
+        "(animal, person, vehicle)",
+        flag="--native-classes",
+        flag_style="on",
+    )
+    native_classifications: bool = setting(
+        False,
+        "with categories: also record each box's best native class (e.g. bird) as a MegaDetector per-detection "
+        "classification",
+        flag="--native-classifications",
+        flag_style="on",
+    )
 
     def __post_init__(self) -> None:
-        for name in ("conf_threshold", "iou_threshold"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must be between 0 and 1, got {value}")
-        if not 1 <= self.max_detections <= MAX_DETECTIONS_LIMIT:
-            raise ConfigError(f"max_detections must be 1..{MAX_DETECTIONS_LIMIT}, got {self.max_detections}")
-        if self.decode_oversample < 1.0:
-            raise ConfigError(f"decode_oversample must be at least 1.0, got {self.decode_oversample}")
-        if self.max_image_pixels < 1:
-            raise ConfigError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
-        if self.max_decode_mb < 1:
-            raise ConfigError(f"max_decode_mb must be positive, got {self.max_decode_mb}")
+        check(self, "detector")
 
     @property
     def max_decode_bytes(self) -> int:
@@ -80,28 +123,128 @@ DEFAULT_CLASSIFY_CLASSES = ("animal",)
 class ClassifierSettings:
     """How the second stage runs: which boxes it classifies, how many labels it keeps, when a label names a box."""
 
-    #: the classifier's ONNX file (empty: no second stage)
-    model: str = ""
-    #: its YAML card, for a classifier whose ONNX file carries none (empty: the file's own, or MODEL.yaml beside it)
-    card: str = ""
-    #: boxes at or above this detector confidence are classified
-    min_conf: float = 0.2
-    #: detector categories whose boxes are classified (empty = every box)
-    classes: tuple[str, ...] = DEFAULT_CLASSIFY_CLASSES
-    #: the most boxes of one photo that are classified (the most confident first): a herd stays affordable
-    max_crops: int = 20
-    #: labels kept per box, best first (MegaDetector's ``classifications``)
-    top_k: int = 3
-    #: a box, its crop folder and its event are named by the species only at or above this confidence; below it
-    #: they keep the detector's category (animal)
-    label_threshold: float = 0.5
+    model: str = setting(
+        "",
+        "the species classifier's ONNX file, run on the detector's boxes (from `andi-edge classifier export`, or "
+        "your own with a YAML card); empty: no second stage",
+        flag="--classifier",
+        metavar="CLS.onnx",
+    )
+    card: str = setting(
+        "",
+        "the YAML card of a classifier whose ONNX file has none: labels, input_size, normalisation (empty: the "
+        "file's own, or CLS.yaml beside it)",
+        flag="--classifier-card",
+        metavar="CARD.yaml",
+    )
+    min_conf: float = setting(
+        0.2,
+        "boxes at or above this detector confidence are classified",
+        min=0,
+        max=1,
+        flag="--classifier-min-conf",
+        metavar="CONF",
+    )
+    classes: tuple[str, ...] = setting(
+        DEFAULT_CLASSIFY_CLASSES,
+        "detector categories whose boxes are classified (flag: A,B or 'all'; config: a list, empty for every box)",
+        flag="--classifier-classes",
+        flag_style="list",
+        metavar="A,B",
+    )
+    max_crops: int = setting(
+        20,
+        "the most boxes of one photo that are classified, the most confident first (a herd stays affordable)",
+        min=1,
+        max=MAX_CROPS_LIMIT,
+    )
+    top_k: int = setting(
+        3,
+        "labels kept per box, best first (MegaDetector's classifications)",
+        min=1,
+        flag="--classifier-top-k",
+        metavar="K",
+    )
+    label_threshold: float = setting(
+        0.5,
+        "a species names a box, its crop folder and its event at or above this confidence; below it they keep the "
+        "detector's category (animal)",
+        min=0,
+        max=1,
+        flag="--classifier-label-threshold",
+        metavar="CONF",
+    )
 
     def __post_init__(self) -> None:
-        for name in ("min_conf", "label_threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"classifier {name} must be between 0 and 1, got {value}")
-        if not 1 <= self.max_crops <= MAX_CROPS_LIMIT:
-            raise ConfigError(f"classifier max_crops must be 1..{MAX_CROPS_LIMIT}, got {self.max_crops}")
-        if self.top_k < 1:
-            raise ConfigError(f"classifier top_k must be at least 1, got {self.top_k}")
+        check(self, "classifier")
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Which inference engine runs the model, where, with how many threads."""
+
+    name: str = setting(
+        "ort", "inference backend: ort (ONNX Runtime) or openvino (the optional extra)", flag="--backend"
+    )
+    threads: int = setting(
+        0,
+        "inference threads per inference (0: 1 in parallel mode, else the cores the decode workers leave)",
+        min=0,
+        flag="--threads",
+    )
+    providers: tuple[str, ...] = setting(
+        (),
+        "ONNX Runtime execution providers to try first, e.g. CUDAExecutionProvider (the flag repeats; the CPU is "
+        "always the fallback)",
+        flag="--provider",
+        flag_style="append",
+        metavar="EP",
+    )
+    prefer_int8: bool = setting(
+        False, "run MODEL-int8.onnx beside the model when its card says it passed the accuracy gate"
+    )
+    precision: str = setting(
+        "f32",
+        "inference arithmetic: f32, or bf16 (OpenVINO on a CPU with AMX or AVX512-BF16: about half the time at "
+        "640 px, the same boxes within noise)",
+        choices=INFERENCE_PRECISIONS,
+        flag="--precision",
+    )
+
+    def __post_init__(self) -> None:
+        check(self, "backend")
+        if self.precision != "f32" and self.name != "openvino":
+            raise ConfigError(
+                f"backend.precision {self.precision} needs backend.name: openvino (ONNX Runtime's CPU kernels are f32)"
+            )
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How a run uses the cores; ``pipeline.plan_pipeline`` resolves it for the backend."""
+
+    mode: str = setting(
+        "auto",
+        "parallel: several photos decoded and inferred at once, one inference thread each (the most photos/s on "
+        "CPUs); split: decoding ahead of one inference at a time; auto: parallel where the inference runs on the CPU",
+        choices=PIPELINE_MODES,
+        flag="--pipeline",
+    )
+    workers: int = setting(
+        0,
+        "parallel: photos in the works at once (0: one per core this run may use)",
+        min=0,
+        flag="--pipeline-workers",
+    )
+    decode_workers: int = setting(
+        1,
+        "split: threads decoding ahead of inference (0: decoding in the inference thread)",
+        min=0,
+        flag="--decode-workers",
+    )
+    max_in_flight: int = setting(4, "photos decoded ahead of inference at most (bounds memory)", min=1)
+    #: set by ``plan_pipeline``, never by a user: the workers also infer
+    parallel: bool = False
+
+    def __post_init__(self) -> None:
+        check(self, "pipeline")

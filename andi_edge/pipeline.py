@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from andi_edge.config import PIPELINE_MODES
+from andi_edge.config import PipelineSettings
 from andi_edge.detections import ImageResult
 from andi_edge.errors import PhotoError
 from andi_edge.photos import PhotoSource
@@ -33,8 +33,6 @@ from andi_edge.runtime.detector import Detector, PreparedPhoto
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DECODE_WORKERS = 1
-DEFAULT_MAX_IN_FLIGHT = 4
 
 Item = TypeVar("Item")
 Prepared = TypeVar("Prepared")
@@ -42,28 +40,6 @@ Prepared = TypeVar("Prepared")
 
 #: ONNX Runtime providers that run concurrent calls on the CPU cores themselves
 _CPU_PROVIDERS = frozenset({"", "CPUExecutionProvider"})
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    decode_workers: int = DEFAULT_DECODE_WORKERS
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    #: auto (parallel where the backend runs concurrent inferences on the CPU, else split), parallel or split
-    mode: str = "auto"
-    #: parallel: photos read, decoded and inferred at once (0 = one per core)
-    workers: int = 0
-    #: set by ``plan_pipeline``: the workers also infer
-    parallel: bool = False
-
-    def __post_init__(self) -> None:
-        if self.decode_workers < 0:
-            raise ValueError("decode_workers must be >= 0 (0 decodes in the calling thread)")
-        if self.max_in_flight < 1:
-            raise ValueError("max_in_flight must be >= 1")
-        if self.mode not in PIPELINE_MODES:
-            raise ValueError(f"pipeline mode must be one of {', '.join(PIPELINE_MODES)}, not {self.mode!r}")
-        if self.workers < 0:
-            raise ValueError("workers must be >= 0 (0 = one per core)")
 
 
 @dataclass(frozen=True)

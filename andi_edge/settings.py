@@ -16,57 +16,71 @@ from typing import Any
 
 import yaml
 
-from andi_edge.config import INFERENCE_PRECISIONS, PIPELINE_MODES, ClassifierSettings, DetectorSettings
+from andi_edge.config import BackendSettings, ClassifierSettings, DetectorSettings, PipelineSettings
+from andi_edge.declare import check, declaration, setting
 from andi_edge.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class BackendSettings:
-    name: str = "ort"
-    #: inference threads (0 = auto: the cores the decode workers leave, without spinning)
-    threads: int = 0
-    providers: tuple[str, ...] = ()
-    #: run MODEL-int8.onnx beside the model when its card says it passed the accuracy gate (runtime.model_choice)
-    prefer_int8: bool = False
-    #: inference arithmetic (config.INFERENCE_PRECISIONS): bf16 needs the openvino backend
-    precision: str = "f32"
-
-
-@dataclass(frozen=True)
 class DiscoverySettings:
-    #: use inotify (watchdog) for low-latency discovery; periodic rescans run regardless
-    inotify: bool = True
-    #: how often folders are looked at for new photos (catches what events miss: FAT/exFAT cards, network
-    #: mounts). Only folders whose mtime changed are listed again, so a big card costs a stat per folder.
-    poll_interval_s: float = 5.0
-    #: how often every file is looked at again (a photo rewritten in place, which leaves its folder's mtime alone)
-    full_rescan_s: float = 600.0
-    #: a file is read once its size and mtime have not changed for this long (or it was closed after writing)
-    stable_s: float = 2.0
+    """How new photos are found on the card."""
+
+    inotify: bool = setting(True, "use inotify for low-latency discovery; periodic rescans run regardless")
+    poll_interval_s: float = setting(
+        5.0,
+        "how often folders are looked at for new photos (what events miss: FAT/exFAT cards, network mounts); only "
+        "folders whose mtime changed are listed again, so a big card costs a stat per folder",
+        above=0,
+    )
+    full_rescan_s: float = setting(
+        600.0,
+        "how often every file is looked at again (a photo rewritten in place leaves its folder's mtime alone); at "
+        "least poll_interval_s",
+        above=0,
+    )
+    stable_s: float = setting(
+        2.0,
+        "a file is read once its size and mtime have not changed for this long (or it was closed after writing)",
+        min=0,
+    )
+
+    def __post_init__(self) -> None:
+        check(self, "discovery")
 
 
 @dataclass(frozen=True)
 class OutputSettings:
-    sidecars: bool = True
-    crops: bool = True
-    #: crops are cut for detections at or above this confidence
-    crop_threshold: float = 0.2
-    #: padding around each crop, as a fraction of the box's larger side
-    crop_padding: float = 0.1
-    crop_jpeg_quality: int = 90
-    #: the MegaDetector batch JSON of each card is re-rendered from the journal this often (and at exit)
-    batch_json_interval_s: float = 60.0
+    """What is written beside each card's batch file."""
+
+    sidecars: bool = setting(True, "a JSON file beside each photo's place in the output folder, with its result")
+    crops: bool = setting(True, "a JPEG crop of each box above crop_threshold, in crops/<label>/")
+    crop_threshold: float = setting(0.2, "crops are cut for detections at or above this confidence", min=0, max=1)
+    crop_padding: float = setting(0.1, "padding around each crop, as a fraction of the box's larger side", min=0, max=1)
+    crop_jpeg_quality: int = setting(90, "JPEG quality of the crops", min=1, max=100)
+    batch_json_interval_s: float = setting(
+        60.0,
+        "each card's MegaDetector batch JSON (and the sidecars whose event changed) is rendered from the journal "
+        "this often, and at exit",
+        above=0,
+    )
+
+    def __post_init__(self) -> None:
+        check(self, "outputs")
 
 
 @dataclass(frozen=True)
 class DiskSettings:
-    #: below this much free space in the output folder, crops stop first
-    crops_min_free_mb: int = 500
-    #: below this, nothing is written: the daemon pauses and retries
-    min_free_mb: int = 100
-    retry_interval_s: float = 10.0
-    #: `watch --once` (the card unit) gives up after waiting this long for space, with exit code 9
-    once_give_up_s: float = 600.0
+    """Full disks: crops stop first, then everything pauses (nothing is lost)."""
+
+    crops_min_free_mb: int = setting(500, "below this much free space in the output folder (MiB), crops stop", min=0)
+    min_free_mb: int = setting(100, "below this (MiB), nothing is written: the daemon pauses and retries", min=0)
+    retry_interval_s: float = setting(10.0, "how often a paused daemon looks for space again", above=0)
+    once_give_up_s: float = setting(
+        600.0, "`watch --once` (the card unit) gives up after waiting this long for space, with exit code 9", min=0
+    )
+
+    def __post_init__(self) -> None:
+        check(self, "disk")
 
 
 @dataclass(frozen=True)
@@ -75,79 +89,119 @@ class RetrySettings:
     tried again after a backoff, doubling each time; after ``max_attempts`` it is recorded as failed.
     A photo that was read but cannot be decoded fails at once (it will not get better)."""
 
-    max_attempts: int = 5
-    backoff_s: float = 30.0
-    max_backoff_s: float = 900.0
-    #: a photo being processed each time the daemon died (a decoder crash, an OOM kill, a read hung until the
-    #: watchdog) is recorded as failed ("crashed") at the start after this many, and the card goes on
-    max_crashes: int = 3
-    #: a photo whose read, decode and inference take longer than this is given up on for now and tried again
-    #: later (a read stuck on a card that stopped answering); below the unit's WatchdogSec (120 s)
-    read_timeout_s: float = 60.0
+    max_attempts: int = setting(5, "reads of a photo before it is recorded as failed", min=1)
+    backoff_s: float = setting(30.0, "the wait before the second attempt, doubling after each", above=0)
+    max_backoff_s: float = setting(900.0, "the longest wait between attempts (at least backoff_s)", above=0)
+    max_crashes: int = setting(
+        3,
+        "a photo being processed each time the daemon died (a decoder crash, an OOM kill, a read hung until the "
+        "watchdog) is recorded as failed ('crashed') at the start after this many, and the card goes on",
+        min=1,
+    )
+    read_timeout_s: float = setting(
+        60.0,
+        "a photo whose read, decode and inference take longer is given up on for now and tried again later (a read "
+        "stuck on a card that stopped answering); below the unit's WatchdogSec (120 s)",
+        above=0,
+        max=110,
+    )
 
-
-@dataclass(frozen=True)
-class PipelineSettingsSection:
-    #: auto, parallel or split (see andi_edge.pipeline)
-    mode: str = "auto"
-    #: parallel: photos read, decoded and inferred at once (0 = one per core)
-    workers: int = 0
-    #: split: threads decoding ahead of inference
-    decode_workers: int = 1
-    max_in_flight: int = 4
+    def __post_init__(self) -> None:
+        check(self, "retry")
 
 
 @dataclass(frozen=True)
 class MetricsSettings:
-    #: Prometheus text file (node_exporter textfile collector), rewritten atomically; empty = off
-    textfile: str = ""
-    interval_s: float = 15.0
+    textfile: str = setting(
+        "", "Prometheus text file (node_exporter's textfile collector), rewritten atomically; empty: off"
+    )
+    interval_s: float = setting(15.0, "how often the metrics file is rewritten", above=0)
+
+    def __post_init__(self) -> None:
+        check(self, "metrics")
 
 
 @dataclass(frozen=True)
 class LoggingSettings:
-    level: str = "info"
-    #: plain or json (one object per line; journald-friendly either way)
-    format: str = "plain"
+    level: str = setting("info", "log level", choices=("debug", "info", "warning", "error"))
+    format: str = setting(
+        "plain", "plain, or json: one object per line (journald-friendly either way)", choices=("plain", "json")
+    )
+
+    def __post_init__(self) -> None:
+        check(self, "logging")
 
 
 @dataclass(frozen=True)
 class EventSettings:
-    #: photos of one camera taken at most this far apart (EXIF capture time) belong to one event
-    gap_s: float = 60.0
-    #: an event is labelled with its highest-confidence detection at or above this (unset: the model's typical
-    #: threshold); none that high makes it an empty event
-    label_threshold: float | None = None
+    """Photos of one camera close in time are one event (a sequence, a visit)."""
+
+    gap_s: float = setting(
+        60.0, "photos of one camera taken at most this far apart (EXIF capture time) belong to one event", min=0
+    )
+    label_threshold: float | None = setting(
+        None,
+        "an event is labelled with its most confident detection at or above this; none that high makes it an "
+        "empty event",
+        min=0,
+        max=1,
+        none_means="the model's typical threshold",
+    )
+
+    def __post_init__(self) -> None:
+        check(self, "events")
 
 
 @dataclass(frozen=True)
 class RepeatSettings:
     """Boxes recurring at one place in many photos of one camera (a rock, a branch): probable false positives."""
 
-    enabled: bool = True
-    #: flag: mark them in every output, keep their confidence; suppress: also negate their confidence in the
-    #: MegaDetector outputs (MegaDetector's repeat-detection convention: viewers hide them at any threshold),
-    #: leave them out of event labels, Camtrap DP and the report's counts. Reversible either way.
-    action: str = "flag"
-    #: two boxes are "the same place" when their IoU is at least this
-    iou_threshold: float = 0.85
-    #: ...and a place is a repeat when it holds a box in at least this many photos of one camera
-    min_photos: int = 10
-    #: boxes below this confidence are not considered
-    min_conf: float = 0.1
-    #: boxes larger than this fraction of the photo are never flagged (an animal close up fills the frame)
-    max_area: float = 0.2
-    #: the daemon re-runs the search on a card at most this often (about a second per 10,000 photos on a
-    #: laptop core); always at start, at exit and when a card is pulled. Events are updated at every render.
-    interval_s: float = 300.0
+    enabled: bool = setting(True, "look for repeated boxes")
+    action: str = setting(
+        "flag",
+        "flag: mark them in every output, keep their confidence; suppress: also negate their confidence in the "
+        "MegaDetector outputs (MegaDetector's repeat-detection convention: viewers hide them at any threshold), and "
+        "leave them out of event labels, Camtrap DP and the report's counts. Reversible either way",
+        choices=("flag", "suppress"),
+    )
+    iou_threshold: float = setting(
+        0.85, "two boxes are 'the same place' when their IoU is at least this", above=0, max=1
+    )
+    min_photos: int = setting(
+        10, "a place is a repeat when it holds a box in at least this many photos of one camera", min=2
+    )
+    min_conf: float = setting(0.1, "boxes below this confidence are not considered", min=0, max=1)
+    max_area: float = setting(
+        0.2, "boxes larger than this fraction of the photo are never flagged (an animal close up)", above=0, max=1
+    )
+    interval_s: float = setting(
+        300.0,
+        "the daemon searches a card again at most this often (about a second per 10,000 photos on a laptop core); "
+        "always at start, at exit and when a card is pulled. Events are updated at every render",
+        min=0,
+    )
+
+    def __post_init__(self) -> None:
+        check(self, "repeats")
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """What runs a detector, the same for `detect`, `batch`, `bench` and `watch`: the model and four sections."""
+
+    model: str = setting("", "the detector's ONNX file (from `andi-edge export`)")
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    backend: BackendSettings = field(default_factory=BackendSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
 
 
 @dataclass(frozen=True)
 class WatchConfig:
-    watch: str = ""
-    model: str = ""
-    output: str = ""
-    state: str = ""
+    watch: str = setting("", "the folder watched: the card's mount point (flag: the DIR argument)")
+    model: str = setting("", "the detector's ONNX file (from `andi-edge export`)")
+    output: str = setting("", "where each card's results go: OUTPUT/CARD/megadetector_results.json, sidecars, crops")
+    state: str = setting("", "the journal's folder (empty: OUTPUT/.andi-edge-state)")
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     #: the second stage: a crop classifier naming the species (classifier.model empty: none)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
@@ -156,62 +210,28 @@ class WatchConfig:
     outputs: OutputSettings = field(default_factory=OutputSettings)
     disk: DiskSettings = field(default_factory=DiskSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
-    pipeline: PipelineSettingsSection = field(default_factory=PipelineSettingsSection)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     events: EventSettings = field(default_factory=EventSettings)
     repeats: RepeatSettings = field(default_factory=RepeatSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
+    @property
+    def detection(self) -> DetectionConfig:
+        return DetectionConfig(self.model, self.detector, self.classifier, self.backend, self.pipeline)
+
     def validate(self, source: str) -> WatchConfig:
-        """Range checks across fields; returns self so it chains."""
+        """What no single setting can check: the required keys, and settings bounded by each other (each setting's
+        own range is checked by its section, as declared). Returns self so it chains."""
         for name in ("watch", "model", "output"):
             if not getattr(self, name):
                 raise ConfigError(f"'{name}' is not set in {source}", hint=f"set it in the file or pass --{name}")
         checks = [
-            (0 <= self.outputs.crop_threshold <= 1, "outputs.crop_threshold must be between 0 and 1"),
-            (0 <= self.outputs.crop_padding <= 1, "outputs.crop_padding must be between 0 and 1"),
-            (1 <= self.outputs.crop_jpeg_quality <= 100, "outputs.crop_jpeg_quality must be 1..100"),
-            (self.outputs.batch_json_interval_s > 0, "outputs.batch_json_interval_s must be positive"),
-            (self.discovery.poll_interval_s > 0, "discovery.poll_interval_s must be positive"),
             (
                 self.discovery.full_rescan_s >= self.discovery.poll_interval_s,
                 "discovery.full_rescan_s must be at least discovery.poll_interval_s",
             ),
-            (self.discovery.stable_s >= 0, "discovery.stable_s must not be negative"),
-            (self.disk.min_free_mb >= 0 and self.disk.crops_min_free_mb >= 0, "disk thresholds must not be negative"),
-            (self.disk.retry_interval_s > 0, "disk.retry_interval_s must be positive"),
-            (self.disk.once_give_up_s >= 0, "disk.once_give_up_s must not be negative"),
-            (self.retry.max_attempts >= 1, "retry.max_attempts must be at least 1"),
-            (self.retry.max_crashes >= 1, "retry.max_crashes must be at least 1"),
-            (0 < self.retry.read_timeout_s <= 110, "retry.read_timeout_s must be in (0, 110]: below the watchdog"),
-            (0 < self.retry.backoff_s <= self.retry.max_backoff_s, "retry: 0 < backoff_s <= max_backoff_s"),
-            (self.pipeline.decode_workers >= 0, "pipeline.decode_workers must be >= 0"),
-            (self.pipeline.mode in PIPELINE_MODES, f"pipeline.mode must be one of {', '.join(PIPELINE_MODES)}"),
-            (self.pipeline.workers >= 0, "pipeline.workers must be >= 0 (0 = one per core)"),
-            (self.pipeline.max_in_flight >= 1, "pipeline.max_in_flight must be >= 1"),
-            (self.backend.threads >= 0, "backend.threads must be >= 0"),
-            (
-                self.backend.precision in INFERENCE_PRECISIONS,
-                f"backend.precision must be one of {', '.join(INFERENCE_PRECISIONS)}",
-            ),
-            (
-                self.backend.precision == "f32" or self.backend.name == "openvino",
-                "backend.precision bf16 needs backend.name: openvino (ONNX Runtime's CPU kernels are f32)",
-            ),
-            (self.logging.level in {"debug", "info", "warning", "error"}, "logging.level: debug|info|warning|error"),
-            (self.logging.format in {"plain", "json"}, "logging.format must be plain or json"),
-            (self.metrics.interval_s > 0, "metrics.interval_s must be positive"),
-            (self.events.gap_s >= 0, "events.gap_s must not be negative"),
-            (
-                self.events.label_threshold is None or 0 <= self.events.label_threshold <= 1,
-                "events.label_threshold must be between 0 and 1",
-            ),
-            (self.repeats.action in {"flag", "suppress"}, "repeats.action must be flag or suppress"),
-            (0 < self.repeats.iou_threshold <= 1, "repeats.iou_threshold must be in (0, 1]"),
-            (self.repeats.min_photos >= 2, "repeats.min_photos must be at least 2"),
-            (0 <= self.repeats.min_conf <= 1, "repeats.min_conf must be between 0 and 1"),
-            (0 < self.repeats.max_area <= 1, "repeats.max_area must be in (0, 1]"),
-            (self.repeats.interval_s >= 0, "repeats.interval_s must not be negative"),
+            (self.retry.backoff_s <= self.retry.max_backoff_s, "retry.backoff_s must be at most retry.max_backoff_s"),
         ]
         for ok, message in checks:
             if not ok:
@@ -257,10 +277,33 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
     return float(typing.cast(float, value)) if annotation is float else value
 
 
+def config_fields(cls: type[Any]) -> list[dataclasses.Field[Any]]:
+    """The fields of ``cls`` a config file may set. A class that declares its settings (``declare.setting``) takes
+    only those, and its sections: its other fields are the program's own (``PipelineSettings.parallel``); any other
+    class (the Camtrap DP deployment file's) takes each of its fields."""
+    hints = typing.get_type_hints(cls)
+    declares = any(declaration(f) is not None for f in fields(cls))
+    return [
+        f for f in fields(cls) if not declares or declaration(f) is not None or dataclasses.is_dataclass(hints[f.name])
+    ]
+
+
+def config_keys(cls: type[Any], prefix: str = "") -> list[str]:
+    """Every dotted key a config file of ``cls`` may set, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    keys: list[str] = []
+    for f in config_fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += config_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
 def build_strict(cls: type[Any], values: dict[str, Any], source: str, prefix: str = "") -> Any:
     """A dataclass from a mapping: unknown keys and wrong types are ConfigErrors naming the key and file."""
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
+    known = {f.name for f in config_fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(
@@ -291,13 +334,8 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def load_watch_config(path: Path | None, overrides: dict[str, Any] | None = None) -> WatchConfig:
-    """Read the YAML file (if any), apply command-line overrides (dotted keys), validate."""
-    raw: dict[str, Any] = {}
-    source = "command line"
-    if path is not None:
-        source = str(path)
-        raw = read_yaml_mapping(path)
+def _with_overrides(raw: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """``raw`` with the dotted keys of ``overrides`` set (None: not given, the file's or the default holds)."""
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -305,6 +343,22 @@ def load_watch_config(path: Path | None, overrides: dict[str, Any] | None = None
         *parents, leaf = dotted.split(".")
         for part in parents:
             section = section.setdefault(part, {})
-        section[leaf] = value
-    config: WatchConfig = build_strict(WatchConfig, raw, source)
+        section[leaf] = list(value) if isinstance(value, tuple) else value
+    return raw
+
+
+def load_watch_config(path: Path | None, overrides: dict[str, Any] | None = None) -> WatchConfig:
+    """Read the YAML file (if any), apply command-line overrides (dotted keys), validate."""
+    raw: dict[str, Any] = {}
+    source = "command line"
+    if path is not None:
+        source = str(path)
+        raw = read_yaml_mapping(path)
+    config: WatchConfig = build_strict(WatchConfig, _with_overrides(raw, overrides), source)
     return config.validate(source)
+
+
+def load_detection_config(overrides: dict[str, Any]) -> DetectionConfig:
+    """The detector's settings from command-line flags (dotted keys, as ``load_watch_config`` takes them)."""
+    config: DetectionConfig = build_strict(DetectionConfig, _with_overrides({}, overrides), "command line")
+    return config

@@ -76,12 +76,11 @@ def build_card(card: Path, photo: Path, n: int) -> list[str]:
 
 def fill_journal(state: Path, card: Path, rels: list[str], photo: Path, model: Path) -> None:
     """N finished rows, as the daemon leaves them (written in bulk: this is set-up, not what is measured)."""
+    from andi_edge.record import ResultRecord, dump_record
     from andi_edge.runtime.detector import Detector
-    from andi_edge.sinks.md_batch import image_entry
     from andi_edge.state.journal import Journal
 
-    result = Detector(model).detect(photo)
-    entry = image_entry(result, "X")
+    record_json = dump_record(ResultRecord(result=Detector(model).detect(photo)))
     # each row its own sha256, as on a real card (the hard links share bytes; the daemon never re-reads done rows)
     st = photo.stat()
     journal = Journal(state)
@@ -90,16 +89,9 @@ def fill_journal(state: Path, card: Path, rels: list[str], photo: Path, model: P
     journal.close()
     with sqlite3.connect(state / "journal.sqlite3") as db:
         db.executemany(
-            "UPDATE photos SET state='done', sha256=?, output_key=rel_path, result_json=? "
+            "UPDATE photos SET state='done', sha256=?, output_key=rel_path, record_json=? "
             "WHERE card_id='local' AND rel_path=?",
-            [
-                (
-                    hashlib.sha256(rel.encode()).hexdigest(),
-                    json.dumps({**entry, "file": rel}, separators=(",", ":")),
-                    rel,
-                )
-                for rel in rels
-            ],
+            [(hashlib.sha256(rel.encode()).hexdigest(), record_json, rel) for rel in rels],
         )
     # ...and the annotations their sidecars carry (events, repeat flags), as the daemon's first render leaves them
     from andi_edge.results.records import record_from_row
@@ -121,11 +113,34 @@ def fill_journal(state: Path, card: Path, rels: list[str], photo: Path, model: P
     )
     journal.set_annotations(
         [
-            (row.id, json.dumps(review.annotation(rec).to_json(), sort_keys=True))
+            (row.id, json.dumps(review.annotation(rec).to_json(), sort_keys=True), row.updated_at)
             for row, rec in zip(rows, records, strict=True)
         ]
     )
     journal.close()
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """big_card.md, from the JSON report (also rendered into the docs by benchmarks/pages.py)."""
+    m = report["machine"]
+    lines = [
+        "# Big cards",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cpus_available']} cores; {report['model']}; {report['when']}.",
+        f"Idle window {report['idle_window_s']:.0f} s; full rescan every {report['full_rescan_interval_s']:.0f} s "
+        f"(amortised into the idle share); target idle share <= {IDLE_TARGET_SHARE:.0%} of one core.",
+        "",
+        "| photos on the card | idle CPU (measured) | full rescan | idle CPU incl. rescans | poll | photos/s "
+        "processing new ones | render | longest watchdog gap |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['photos']:,} | {r['idle_cpu_share_measured']:.2%} | {r['full_rescan_s']:.2f} s | "
+            f"{r['idle_cpu_share_with_full_rescans']:.2%} | {r['incremental_poll_ms']:.1f} ms | "
+            f"{r['processing_photos_per_s']:.1f} | {r['render_s']:.2f} s | {r['render_longest_watchdog_gap_s']:.2f} s |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def cpu_s(pid: int) -> float:
@@ -192,6 +207,8 @@ def processing_rate(card: Path, state: Path, already: int, samples: list[Path]) 
 
 
 def measure(n: int, model: Path, photo: Path, workdir: Path, idle_s: float, full_rescan_s: float) -> dict[str, Any]:
+    from andi_edge.daemon.context import DaemonContext
+    from andi_edge.daemon.metrics import DaemonMetrics
     from andi_edge.daemon.notify import Notifier
     from andi_edge.daemon.rendering import Renderer
     from andi_edge.runtime.detector import Detector
@@ -223,10 +240,19 @@ def measure(n: int, model: Path, photo: Path, workdir: Path, idle_s: float, full
     pings = Pings()
     watch = WatchConfig(watch=str(card), model=str(model), output=str(out))
     with ThreadPoolExecutor(1) as writer:
-        renderer = Renderer(watch, detector, out, card, state, writer, pings, detector.provenance())
+        context = DaemonContext(
+            config=watch,
+            root=card,
+            output_dir=out,
+            state_dir=state,
+            notifier=pings,
+            metrics=DaemonMetrics(),
+            provenance=detector.provenance(),
+        )
+        renderer = Renderer(context=context, detector=detector, writer=writer)
         journal = Journal(state)
         renderer.start(journal)
-        renderer.changed("local")
+        renderer.changed({"local"})
         begin = time.monotonic()
         pings.times.append(begin)
         renderer.render(journal, force=True)
@@ -307,26 +333,8 @@ def main() -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "big_card.json").write_text(json.dumps(report, indent=2) + "\n")
-    m = report["machine"]
-    lines = [
-        "# Big cards",
-        "",
-        f"Machine: {m['cpu_model']}, {m['cpus_available']} cores; {args.model.name}; {report['when']}.",
-        f"Idle window {args.idle_s:.0f} s; full rescan every {args.full_rescan_s:.0f} s (amortised into the idle "
-        f"share); target idle share <= {IDLE_TARGET_SHARE:.0%} of one core.",
-        "",
-        "| photos on the card | idle CPU (measured) | full rescan | idle CPU incl. rescans | poll | photos/s "
-        "processing new ones | render | longest watchdog gap |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['photos']:,} | {r['idle_cpu_share_measured']:.2%} | {r['full_rescan_s']:.2f} s | "
-            f"{r['idle_cpu_share_with_full_rescans']:.2%} | {r['incremental_poll_ms']:.1f} ms | "
-            f"{r['processing_photos_per_s']:.1f} | {r['render_s']:.2f} s | {r['render_longest_watchdog_gap_s']:.2f} s |"
-        )
-    (RESULTS / "big_card.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    (RESULTS / "big_card.md").write_text(markdown(report))
+    print(markdown(report), end="")
     return 0
 
 

@@ -28,7 +28,7 @@ class _RayDetector:
     """One inference session per actor, built once."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = WorkerSpec(**{**spec, "providers": tuple(spec.get("providers", ()))})
+        self.spec = WorkerSpec(**spec)
         self.detector = self.spec.detector()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:

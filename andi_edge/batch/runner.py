@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from andi_edge.assemble import assemble, config_to_data, plan_for, with_absolute_paths
 from andi_edge.batch.shards import ShardStore, file_identity, load_previous_results, run_identity
 from andi_edge.batch.work import WorkerSpec
-from andi_edge.config import ClassifierSettings, DetectorSettings
 from andi_edge.errors import UsageError
 from andi_edge.photos import find_photos
 from andi_edge.pipeline import available_cpus
-from andi_edge.runtime.classifier import load_classifier
-from andi_edge.runtime.detector import Detector
+from andi_edge.settings import DetectionConfig
 from andi_edge.sinks.atomic import prove_writable
 from andi_edge.sinks.md_batch import batch_document, detection_categories, write_batch
 
@@ -29,23 +28,15 @@ DEFAULT_CHUNK_SIZE = 16
 @dataclass(frozen=True)
 class BatchRequest:
     roots: list[Path]
-    model: Path
     output: Path
+    #: the detector each worker runs, as `detect` would (``assemble``)
+    detection: DetectionConfig
     engine: str = "local"
     workers: int = 0  # 0 = one per two cores (a decode thread and an inference thread each)
     ray_address: str | None = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     previous_results: Path | None = None
     sidecar_dir: Path | None = None
-    settings: DetectorSettings = field(default_factory=DetectorSettings)
-    #: the second stage (``classifier.model`` empty: none)
-    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
-    threads: int = 0
-    providers: tuple[str, ...] = ()
-    #: each worker's pipeline (see pipeline.plan_pipeline) over the cores it is given
-    pipeline: str = "auto"
-    pipeline_workers: int = 0
-    decode_workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -75,15 +66,9 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
     prove_writable(request.output.parent, "results", "-o")
     start = time.perf_counter()
     root, sources = find_photos(request.roots)
-    classifier = request.classifier
-    if classifier.model:  # workers may run elsewhere (Ray): they get absolute paths
-        classifier = replace(
-            classifier,
-            model=str(Path(classifier.model).resolve()),
-            card=str(Path(classifier.card).resolve()) if classifier.card else "",
-        )
-    # validates the models before any worker starts
-    probe = Detector(request.model, settings=request.settings, classifier=load_classifier(classifier))
+    detection = with_absolute_paths(request.detection)  # workers may run elsewhere (Ray)
+    # validates the models (and the backend) before any worker starts
+    probe = assemble(detection, plan_for(detection, cpus=1)).detector
     provenance = probe.provenance()
     categories = detection_categories(probe.class_names)
     identity = run_identity(request.roots, provenance)
@@ -106,16 +91,9 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
     cpus = available_cpus()
     workers = request.workers or default_workers(cpus)
     spec = WorkerSpec(
-        model=str(request.model.resolve()),
-        settings=asdict(request.settings),
-        classifier=asdict(classifier) if classifier.model else None,
-        threads=request.threads,
-        providers=request.providers,
+        detection=config_to_data(detection),
         sidecar_dir=str(request.sidecar_dir.resolve()) if request.sidecar_dir else None,
         cpus=max(1, cpus // workers),
-        pipeline=request.pipeline,
-        workers=request.pipeline_workers,
-        decode_workers=request.decode_workers,
     )
     chunks = [todo[i : i + request.chunk_size] for i in range(0, len(todo), request.chunk_size)]
     finished = reused_shards + reused_previous

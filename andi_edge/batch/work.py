@@ -12,10 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from andi_edge.config import ClassifierSettings, DetectorSettings
+from andi_edge.assemble import assemble, config_from_data, plan_for
 from andi_edge.photos import PhotoSource
-from andi_edge.pipeline import PipelinePlan, PipelineSettings, detect_many, plan_pipeline
-from andi_edge.runtime.classifier import load_classifier
+from andi_edge.pipeline import PipelinePlan, detect_many
 from andi_edge.runtime.detector import Detector
 from andi_edge.sinks.md_batch import image_entry
 from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
@@ -23,32 +22,18 @@ from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    model: str
-    settings: dict[str, Any]
-    threads: int
-    decode_workers: int = 1
-    providers: tuple[str, ...] = ()
+    #: the detector's settings, as ``assemble.config_to_data`` writes them (model paths absolute)
+    detection: dict[str, Any]
     sidecar_dir: str | None = None
     #: cores this worker may use (auto thread policy); None = all the machine's
     cpus: int | None = None
-    #: auto, parallel or split (see pipeline.plan_pipeline), and parallel's workers (0 = one per core)
-    pipeline: str = "auto"
-    workers: int = 0
-    #: ``ClassifierSettings`` fields of the second stage, if any
-    classifier: dict[str, Any] | None = None
 
     def plan(self) -> PipelinePlan:
-        settings = PipelineSettings(decode_workers=self.decode_workers, mode=self.pipeline, workers=self.workers)
-        return plan_pipeline(settings, self.threads, self.providers, cpus=self.cpus)
+        return plan_for(config_from_data(self.detection), self.cpus)
 
     def detector(self) -> Detector:
-        options = self.plan().backend
-        classifier = None
-        if self.classifier is not None:
-            fields = {**self.classifier, "classes": tuple(self.classifier.get("classes", ()))}
-            classifier = load_classifier(ClassifierSettings(**fields), options)
-        settings = DetectorSettings(**self.settings)
-        return Detector(Path(self.model), settings=settings, backend_options=options, classifier=classifier)
+        config = config_from_data(self.detection)
+        return assemble(config, plan_for(config, self.cpus)).detector
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +64,7 @@ _WORKER: dict[str, tuple[Detector, WorkerSpec]] = {}
 def init_local_worker(spec_dict: dict[str, Any]) -> None:
     """Worker-process start-up: one inference session per worker, built once."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    spec = WorkerSpec(**{**spec_dict, "providers": tuple(spec_dict.get("providers", ()))})
+    spec = WorkerSpec(**spec_dict)
     _WORKER["session"] = (spec.detector(), spec)
 
 

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from andi_edge.cli.options import (
-    EXIT_OK,
-    add_renamed,
-    add_runtime_options,
-    build_detector,
-    classifier_settings,
-    detector_settings,
-    pipeline_plan,
-)
+from andi_edge.cli.options import EXIT_OK, add_detection_options, add_renamed, detection_config
 from andi_edge.errors import OutputError, UsageError
 from andi_edge.results.labels import LabelSpace
 
@@ -49,8 +42,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
             len(videos),
             videos[0],
         )
-    plan = pipeline_plan(args)
-    detector = build_detector(args, plan)
+    from andi_edge.assemble import assemble
+
+    assembled = assemble(detection_config(args))
+    detector, plan = assembled.detector, assembled.plan
     if not sources:
         log.warning("no photos (jpg, jpeg, png) found under %s", ", ".join(map(str, args.paths)))
     provenance = detector.provenance()
@@ -207,9 +202,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError(f"no photos (jpg, jpeg, png) under {args.images}")
     if args.compare and not photos:
         raise UsageError("--compare needs --images: accuracy is measured on real photos")
+    from andi_edge.assemble import assemble
+
+    config = detection_config(args)
     start = time.perf_counter()
-    plan = pipeline_plan(args)
-    detector = build_detector(args, plan)
+    assembled = assemble(config)
+    detector, plan = assembled.detector, assembled.plan
     session_ms = (time.perf_counter() - start) * 1000
     if photos:
         detector.detect(photos[0])
@@ -233,8 +231,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report["images"] = str(args.images)
     compared = []
     for other_path in args.compare:
-        other_args = argparse.Namespace(**{**vars(args), "model": other_path})
-        other = build_detector(other_args, plan)
+        other = assemble(dataclasses.replace(config, model=str(other_path)), plan).detector
         compared.append(
             {
                 "model": bench.model_info(other),
@@ -261,24 +258,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from andi_edge.batch.runner import BatchRequest, run_batch
 
-    settings = detector_settings(args)
     request = BatchRequest(
         roots=args.paths,
-        model=args.model,
         output=args.output,
+        detection=detection_config(args),
         engine=args.engine,
         workers=args.workers,
         ray_address=args.ray_address,
         chunk_size=args.chunk_size,
         previous_results=args.previous_results,
         sidecar_dir=args.sidecars,
-        settings=settings,
-        classifier=classifier_settings(args),
-        threads=args.threads,
-        providers=tuple(args.provider),
-        pipeline=args.pipeline,
-        pipeline_workers=args.pipeline_workers,
-        decode_workers=args.decode_workers,
     )
     bar = tqdm(unit="photo", disable=not sys.stderr.isatty() or args.quiet, dynamic_ncols=True)
 
@@ -356,7 +345,7 @@ def register(commands: Any) -> None:
     detect.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photo files or folders")
     detect.add_argument("--output", "-o", type=Path, required=True, help="results JSON to write")
     detect.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    add_runtime_options(detect)
+    add_detection_options(detect)
     detect.set_defaults(handler=cmd_detect)
 
     bench_cmd = commands.add_parser(
@@ -369,7 +358,7 @@ def register(commands: Any) -> None:
             "OTHER's speed and its accuracy against this model's boxes (mAP@0.5, recall)."
         ),
     )
-    add_runtime_options(bench_cmd)
+    add_detection_options(bench_cmd)
     bench_cmd.add_argument("--images", type=Path, default=None, help="folder of real photos (recursive)")
     bench_cmd.add_argument("--max-photos", type=int, default=200, help="use at most this many photos (default 200)")
     bench_cmd.add_argument("--runs", type=int, default=3, help="passes over the photos after warm-up (default 3)")
@@ -410,7 +399,7 @@ def register(commands: Any) -> None:
     batch.add_argument("--previous-results", type=Path, default=None, help="reuse an earlier results file's entries")
     batch.add_argument("--sidecars", type=Path, default=None, help="also write one sidecar JSON per photo here")
     batch.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    add_runtime_options(batch)
+    add_detection_options(batch)
     batch.set_defaults(handler=cmd_batch)
 
     info = commands.add_parser("info", help="what an ONNX model is and how it would run here (--json: its whole card)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import os
 import sys
@@ -12,21 +11,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi_edge.cli.options import (
-    EXIT_OK,
-    add_category_options,
-    add_classifier_options,
-    add_renamed,
-    classifier_overrides,
-)
-from andi_edge.errors import UsageError
+from andi_edge.cli.options import EXIT_OK, add_detection_options, add_renamed, detection_overrides, flag_words
+from andi_edge.errors import ConfigError, UsageError
 from andi_edge.logs import configure_logging
 
 log = logging.getLogger("andi_edge")
 
 if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that need them
-    from andi_edge.pipeline import PipelinePlan
-    from andi_edge.runtime.detector import Detector
+    from andi_edge.assemble import Assembled
     from andi_edge.settings import WatchConfig
     from andi_edge.state.journal import Journal
 
@@ -34,19 +26,19 @@ if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that
 
 
 def _watch_config(args: argparse.Namespace) -> WatchConfig:
+    """The config file, the flags over it: the detector's flags are the same as `detect`'s (one declaration each)."""
     from andi_edge.settings import load_watch_config
 
     overrides = {
         "watch": str(args.dir) if args.dir else None,
-        "model": str(args.model) if args.model else None,
         "output": str(args.output) if args.output else None,
         "state": str(args.state) if args.state else None,
-        "detector.native_classes": getattr(args, "native_classes", None),
-        "detector.native_classifications": getattr(args, "native_classifications", None),
+        **detection_overrides(args),
     }
-    for key, value in classifier_overrides(args).items():
-        overrides[f"classifier.{key}"] = list(value) if isinstance(value, tuple) else value
-    return load_watch_config(args.config, overrides)
+    try:
+        return load_watch_config(args.config, overrides)
+    except ConfigError as exc:
+        raise (flag_words(exc) if "(in command line)" in exc.message else exc) from exc
 
 
 def _state_dir(config: WatchConfig) -> Path:
@@ -55,46 +47,20 @@ def _state_dir(config: WatchConfig) -> Path:
     return Path(config.state) if config.state else Path(config.output) / DEFAULT_STATE_NAME
 
 
-def _watch_plan(config: WatchConfig) -> PipelinePlan:
-    from andi_edge.pipeline import PipelineSettings, plan_pipeline
+def _assemble(config: WatchConfig) -> Assembled:
+    from andi_edge.assemble import assemble
 
-    section = config.pipeline
-    settings = PipelineSettings(section.decode_workers, section.max_in_flight, section.mode, section.workers)
-    backend = config.backend
-    return plan_pipeline(settings, backend.threads, backend.providers, backend.name, precision=backend.precision)
-
-
-def _detector_from_config(config: WatchConfig, plan: PipelinePlan) -> tuple[Detector, str, str | None]:
-    """The detector, and why it runs the model files it runs (the configured ones, or their gated INT8): the
-    detector's, and the classifier's when there is one."""
-    from andi_edge.runtime.classifier import load_classifier
-    from andi_edge.runtime.detector import Detector
-    from andi_edge.runtime.model_choice import choose_model
-
-    choice = choose_model(Path(config.model), config.backend.prefer_int8)
-    log.info("model %s (%s)", choice.path, choice.reason)
-    options = plan.backend
-    classifier_settings = config.classifier
-    classifier_reason = None
-    if classifier_settings.model:
-        chosen = choose_model(Path(classifier_settings.model), config.backend.prefer_int8)
-        log.info("classifier %s (%s)", chosen.path, chosen.reason)
-        classifier_settings = dataclasses.replace(classifier_settings, model=str(chosen.path))
-        classifier_reason = chosen.reason
-    classifier = load_classifier(classifier_settings, options)
-    detector = Detector(
-        choice.path,
-        settings=config.detector,
-        backend=config.backend.name,
-        backend_options=options,
-        classifier=classifier,
-    )
-    return detector, choice.reason, classifier_reason
+    assembled = assemble(config.detection)
+    log.info("model %s (%s)", assembled.detector.model_path, assembled.model_reason)
+    classifier = assembled.detector.classifier
+    if classifier is not None:
+        log.info("classifier %s (%s)", classifier.model_path, assembled.classifier_reason)
+    return assembled
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from andi_edge.daemon.memory import fit_to_memory
-    from andi_edge.daemon.service import WatchService
+    from andi_edge.daemon.service import RunOptions, WatchService
 
     config = _watch_config(args)
     configure_logging(args.log_level or config.logging.level, args.log_format or config.logging.format)
@@ -105,19 +71,18 @@ def cmd_watch(args: argparse.Namespace) -> int:
         from andi_edge.daemon.card import card_name, read_volume_file
 
         card_id = card_name(read_volume_file(args.volume_file))
-    plan = _watch_plan(config)
-    detector, _, _ = _detector_from_config(config, plan)
+    assembled = _assemble(config)
+    detector, plan = assembled.detector, assembled.plan
     log.info("pipeline %s", plan.describe())
     fit_to_memory(detector, photos_at_once=plan.settings.decode_workers + 1)  # the decoders and the crop writer
     service = WatchService(
-        config,
-        detector,
-        _state_dir(config),
-        once=args.once,
-        new_journal=args.new_journal,
-        card_id=card_id,
-        wait_for_lock=args.wait_for_lock,
+        config=config,
+        detector=detector,
         pipeline=plan.settings,
+        state_dir=_state_dir(config),
+        options=RunOptions(
+            once=args.once, new_journal=args.new_journal, card_id=card_id, wait_for_lock=args.wait_for_lock
+        ),
     )
     service.install_signal_handlers()
     if sys.stderr.isatty() and not os.environ.get("JOURNAL_STREAM"):  # a person at a terminal: a bar, logs above
@@ -135,8 +100,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = _watch_config(args)
     check_device_model(Path(config.model), "model")
-    plan = _watch_plan(config)
-    detector, why, classifier_why = _detector_from_config(config, plan)
+    assembled = _assemble(config)
+    detector, plan = assembled.detector, assembled.plan
+    why, classifier_why = assembled.model_reason, assembled.classifier_reason
     watch = Path(config.watch)
     print(f"config ok: {args.config or 'command line'}")
     print(
@@ -404,7 +370,6 @@ def register(commands: Any) -> None:
         ),
     )
     watch.add_argument("dir", nargs="?", type=Path, help="folder to watch (or `watch:` in the config)")
-    watch.add_argument("--model", "-m", type=Path, help="ONNX model (or `model:` in the config)")
     watch.add_argument("--output", "-o", type=Path, help="where outputs go (or `output:` in the config)")
     watch.add_argument("--state", type=Path, help="journal folder (default: OUTPUT/.andi-edge-state)")
     watch.add_argument(
@@ -433,8 +398,7 @@ def register(commands: Any) -> None:
         "card script's privileged mount step): its card id comes from there, not from /dev (hidden in the sandbox)",
     )
     watch.add_argument("--log-format", choices=["plain", "json"], default=None, help="log line format")
-    add_category_options(watch, default=None)
-    add_classifier_options(watch)
+    add_detection_options(watch, model_required=False)
     watch.set_defaults(handler=cmd_watch)
 
     check = commands.add_parser(
@@ -442,10 +406,9 @@ def register(commands: Any) -> None:
     )
     check.add_argument("dir", nargs="?", type=Path, help="folder to watch (overrides the config)")
     check.add_argument("--config", "-c", type=Path, help="YAML config file")
-    check.add_argument("--model", "-m", type=Path, help="ONNX model (overrides the config)")
     check.add_argument("--output", "-o", type=Path, help="output folder (overrides the config)")
     check.add_argument("--state", type=Path, help="journal folder (overrides the config)")
-    add_classifier_options(check)
+    add_detection_options(check, model_required=False)
     check.set_defaults(handler=cmd_check)
 
     status = commands.add_parser(

@@ -1,19 +1,20 @@
-"""Options and objects several commands share: inference options, detector settings, the accuracy gate."""
+"""Options several commands share: the detector's flags (made from the settings' declarations), the accuracy gate."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi_edge.config import INFERENCE_PRECISIONS
+from andi_edge.declare import Declared, default_text, settings_fields
+from andi_edge.errors import ConfigError
 
 if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that need them
-    from andi_edge.config import ClassifierSettings, DetectorSettings
-    from andi_edge.pipeline import PipelinePlan
-    from andi_edge.runtime.detector import Detector
+    from andi_edge.settings import DetectionConfig
     from andi_edge.toolchain.gate import Gate
 
 EXIT_OK = 0
@@ -74,136 +75,117 @@ def add_renamed(parser: argparse.ArgumentParser, new: str, *old: str) -> None:
 log = logging.getLogger("andi_edge")
 
 
-def add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("inference")
-    group.add_argument("--model", "-m", type=Path, required=True, help="ONNX model (from `andi-edge export`)")
-    group.add_argument(
-        "--backend", default="ort", help="inference backend: ort (ONNX Runtime, default) or openvino (optional extra)"
-    )
-    group.add_argument(
-        "--provider",
-        action="append",
-        default=[],
-        metavar="EP",
-        help="ONNX Runtime execution provider to try first, e.g. CUDAExecutionProvider "
-        "(repeatable; CPU is always the fallback)",
-    )
-    group.add_argument(
-        "--precision",
-        choices=INFERENCE_PRECISIONS,
-        default="f32",
-        help="inference arithmetic: f32 (default) or bf16 (OpenVINO on a CPU with AMX/AVX512-BF16: about half "
-        "the time at 640 px, the same boxes within noise)",
-    )
-    group.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="inference threads per inference (default 0: 1 in parallel mode, else the cores the decode workers leave)",
-    )
-    group.add_argument(
-        "--conf",
-        type=float,
-        default=None,
-        help="keep boxes at or above this confidence (default: the model card's, 0.005)",
-    )
-    group.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the model card's, 0.45)")
-    group.add_argument("--max-det", type=int, default=100, help="at most this many boxes per photo (default: 100)")
-    group.add_argument(
-        "--full-decode",
-        action="store_true",
-        help="decode every JPEG at full resolution (slower; the fast path uses DCT-scaled decoding)",
-    )
-    group.add_argument(
-        "--pipeline",
-        choices=("auto", "parallel", "split"),
-        default="auto",
-        help="parallel: several photos decoded and inferred at once, one inference thread each (the most photos/s "
-        "on CPUs); split: decoding ahead of one inference at a time; auto (default): parallel where ONNX Runtime "
-        "runs on the CPU",
-    )
-    group.add_argument(
-        "--pipeline-workers",
-        type=int,
-        default=0,
-        help="parallel: photos in the works at once (default 0 = one per core this run may use)",
-    )
-    group.add_argument(
-        "--decode-workers", type=int, default=1, help="split: threads decoding ahead of inference (default: 1)"
-    )
-    add_category_options(group, default=False)
-    add_classifier_options(parser)
+def _metavar(field_type: Any, declared: Declared) -> str | None:
+    if declared.metavar is not None:
+        return declared.metavar
+    if declared.choices is not None or declared.flag is None:
+        return None
+    return declared.flag.lstrip("-").upper().replace("-", "_")
 
 
-def add_classifier_options(parser: argparse.ArgumentParser) -> None:
-    """The second stage: a crop classifier that names the species in the detector's boxes."""
-    group = parser.add_argument_group("species classifier (second stage)")
-    group.add_argument(
-        "--classifier",
+def _flag_help(section: str, field: dataclasses.Field[Any], declared: Declared) -> str:
+    default = default_text(field, declared)
+    if declared.flag_style == "off":
+        return f"{declared.help} (config: {section}.{field.name}: false)"
+    if declared.flag_style == "on":
+        return f"{declared.help} (config: {section}.{field.name}: true)"
+    shown = f"default: {default}; " if default not in ("", '""', "(none)") else ""
+    return f"{declared.help} ({shown}config: {section}.{field.name})"
+
+
+def add_declared_flags(group: argparse._ArgumentGroup, cls: type[Any], section: str) -> None:
+    """A flag for each setting of ``cls`` that declares one, storing into ``SECTION.NAME`` (None when not given:
+    the config file's value, or the declared default, holds)."""
+    hints = typing.get_type_hints(cls)
+    for field, declared in settings_fields(cls):
+        if declared is None or declared.flag is None:
+            continue
+        dest = f"{section}.{field.name}"
+        kwargs: dict[str, Any] = {"dest": dest, "default": None, "help": _flag_help(section, field, declared)}
+        style = declared.flag_style
+        if style in ("on", "off"):
+            kwargs.update(action="store_const", const=style == "on")
+        else:
+            if style == "append":
+                kwargs["action"] = "append"
+            elif style == "list":
+                kwargs["type"] = class_list
+            else:
+                base = [a for a in typing.get_args(hints[field.name]) if a is not type(None)] or [hints[field.name]]
+                kwargs["type"] = base[0]
+            if declared.choices is not None:
+                kwargs["choices"] = declared.choices
+            kwargs["metavar"] = _metavar(hints[field.name], declared)
+        group.add_argument(declared.flag, **kwargs)
+
+
+#: the sections of a DetectionConfig, with the help group their flags appear under
+_DETECTION_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("detector", "inference"),
+    ("backend", "inference"),
+    ("pipeline", "inference"),
+    ("classifier", "species classifier (second stage)"),
+)
+
+
+def add_detection_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
+    """The detector's flags, the same on every command that runs one (detect, batch, bench, watch, check): each
+    from its setting's declaration (``config``, ``settings``)."""
+    from andi_edge.settings import DetectionConfig
+
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    inference = groups["inference"] = parser.add_argument_group("inference")
+    inference.add_argument(
+        "--model",
+        "-m",
         type=Path,
+        required=model_required,
         default=None,
-        metavar="CLS.onnx",
-        help="classify the detector's boxes with this ONNX crop classifier (from `andi-edge classifier export`, "
-        "or your own with a YAML card)",
+        help="the detector's ONNX file (from `andi-edge export`)" + ("" if model_required else " (config: model)"),
     )
-    group.add_argument(
-        "--classifier-card",
-        type=Path,
-        default=None,
-        metavar="CARD.yaml",
-        help="the card of a classifier whose ONNX file has none: labels, input_size, normalisation "
-        "(default: CLS.yaml beside it)",
-    )
-    # the flags are the config's classifier keys (classifier.min_conf -> --classifier-min-conf)
-    group.add_argument(
-        "--classifier-min-conf",
-        dest="classify_conf",
-        metavar="CONF",
-        type=float,
-        default=None,
-        help="classify boxes at or above this detector confidence (default 0.2)",
-    )
-    group.add_argument(
-        "--classifier-classes",
-        dest="classify_classes",
-        default=None,
-        metavar="A,B",
-        help="detector classes whose boxes are classified (default: animal; 'all' for every box)",
-    )
-    group.add_argument(
-        "--classifier-top-k",
-        dest="classify_top_k",
-        metavar="K",
-        type=int,
-        default=None,
-        help="labels kept per box, best first (default 3)",
-    )
-    group.add_argument(
-        "--classifier-label-threshold",
-        dest="species_threshold",
-        metavar="CONF",
-        type=float,
-        default=None,
-        help="a species names a box, its crop folder and its event at or above this confidence (default 0.5)",
-    )
+    hints = typing.get_type_hints(DetectionConfig)
+    for section, title in _DETECTION_SECTIONS:
+        group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
+        add_declared_flags(group, hints[section], section)
     add_renamed(parser, "--classifier-min-conf", "--classify-conf")
     add_renamed(parser, "--classifier-classes", "--classify-classes")
     add_renamed(parser, "--classifier-top-k", "--classify-top-k")
     add_renamed(parser, "--classifier-label-threshold", "--species-threshold")
 
 
-def classifier_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The classifier options given on the command line, as ``ClassifierSettings`` fields."""
-    classes = getattr(args, "classify_classes", None)
-    values = {
-        "model": str(args.classifier) if getattr(args, "classifier", None) else None,
-        "card": str(args.classifier_card) if getattr(args, "classifier_card", None) else None,
-        "min_conf": getattr(args, "classify_conf", None),
-        "top_k": getattr(args, "classify_top_k", None),
-        "label_threshold": getattr(args, "species_threshold", None),
-        "classes": None if classes is None else class_list(classes),
-    }
-    return {k: v for k, v in values.items() if v is not None}
+def detection_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The detector settings given on the command line, as dotted config keys (``detector.conf_threshold``)."""
+    given: dict[str, Any] = {}
+    if getattr(args, "model", None) is not None:
+        given["model"] = str(args.model)
+    for key, value in vars(args).items():
+        if "." in key and key.split(".", 1)[0] in dict(_DETECTION_SECTIONS) and value is not None:
+            given[key] = tuple(value) if isinstance(value, list) else value
+    return given
+
+
+def flag_words(error: ConfigError) -> ConfigError:
+    """A settings error in the words of the command line: each config key named with its flag."""
+    from andi_edge.settings import DetectionConfig
+
+    message = error.message
+    hints = typing.get_type_hints(DetectionConfig)
+    for section, _ in _DETECTION_SECTIONS:
+        for field, declared in settings_fields(hints[section]):
+            key = f"{section}.{field.name}"
+            if declared is not None and declared.flag and key in message:
+                message = message.replace(key, f"{declared.flag} ({key})")
+    return ConfigError(message, error.hint)
+
+
+def detection_config(args: argparse.Namespace) -> DetectionConfig:
+    """The detector settings of `detect`, `batch` and `bench`: the flags over the declared defaults."""
+    from andi_edge.settings import load_detection_config
+
+    try:
+        return load_detection_config(detection_overrides(args))
+    except ConfigError as exc:
+        raise flag_words(exc) from exc
 
 
 def class_list(text: str) -> tuple[str, ...]:
@@ -211,70 +193,6 @@ def class_list(text: str) -> tuple[str, ...]:
     if text.strip().lower() == "all":
         return ()
     return tuple(c.strip() for c in text.split(",") if c.strip())
-
-
-def classifier_settings(args: argparse.Namespace) -> ClassifierSettings:
-    from andi_edge.config import ClassifierSettings
-
-    return ClassifierSettings(**classifier_overrides(args))
-
-
-def add_category_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: bool | None) -> None:
-    """What the output calls a box: the card's camera-trap categories, or the network's own classes."""
-    parser.add_argument(
-        "--native-classes",
-        action="store_const",
-        const=True,
-        default=default,
-        help="report the network's own classes (e.g. COCO's 80) instead of the model card's camera-trap "
-        "categories (animal, person, vehicle)",
-    )
-    parser.add_argument(
-        "--native-classifications",
-        action="store_const",
-        const=True,
-        default=default,
-        help="with categories: also record each box's best native class (e.g. bird) as a MegaDetector "
-        "per-detection classification",
-    )
-
-
-def detector_settings(args: argparse.Namespace) -> DetectorSettings:
-    from andi_edge.config import DetectorSettings
-
-    return DetectorSettings(
-        conf_threshold=args.conf,
-        iou_threshold=args.iou,
-        max_detections=args.max_det,
-        reduced_decode=not args.full_decode,
-        native_classes=args.native_classes,
-        native_classifications=args.native_classifications,
-    )
-
-
-def pipeline_plan(args: argparse.Namespace) -> PipelinePlan:
-    from andi_edge.pipeline import PipelineSettings, plan_pipeline
-
-    settings = PipelineSettings(decode_workers=args.decode_workers, mode=args.pipeline, workers=args.pipeline_workers)
-    return plan_pipeline(settings, args.threads, tuple(args.provider), args.backend, precision=args.precision)
-
-
-def build_detector(args: argparse.Namespace, plan: PipelinePlan | None = None) -> Detector:
-    """The detector (and its classifier, when asked for), its backend threaded for ``plan`` (``pipeline_plan(args)``
-    when not given)."""
-    from andi_edge.runtime.classifier import load_classifier
-    from andi_edge.runtime.detector import Detector
-
-    plan = plan or pipeline_plan(args)
-    log.debug("pipeline %s", plan.describe())
-    classifier = load_classifier(classifier_settings(args), plan.backend)
-    return Detector(
-        args.model,
-        settings=detector_settings(args),
-        backend=args.backend,
-        backend_options=plan.backend,
-        classifier=classifier,
-    )
 
 
 def add_gate_options(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,6 @@ import logging
 import os
 from pathlib import Path
 
-from andi_edge.daemon.rendering import Renderer
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.errors import JournalFullError
 from andi_edge.runtime.model_meta import file_sha256
@@ -24,10 +23,12 @@ log = logging.getLogger(__name__)
 
 
 class Ingest:
-    def __init__(self, discovery: Discovery, renderer: Renderer, root: str) -> None:
+    def __init__(self, *, discovery: Discovery, root: str) -> None:
+        """``root``: the watched folder, recorded in the journal as the image root of each card found there."""
         self.discovery = discovery
-        self.renderer = renderer
         self.root = root
+        #: cards whose image root this run has recorded
+        self._rooted: set[str] = set()
 
     def poll(self, journal: Journal, full_scan: bool) -> int:
         """Record what discovery found complete; returns how many were new to the journal.
@@ -38,10 +39,9 @@ class Ingest:
         if not found:
             return 0
         try:
-            for photo in found:
-                if not self.renderer.knows_root(photo.card_id):
-                    journal.set_card_root(photo.card_id, self.root)
-                    self.renderer.note_root(photo.card_id, self.root)
+            for card_id in {p.card_id for p in found} - self._rooted:
+                journal.set_card_root(card_id, self.root)
+                self._rooted.add(card_id)
             new, suspects = journal.enqueue_many(
                 [(p.card_id, p.rel_path, p.size_bytes, p.mtime_ns, p.ctime_ns) for p in found]
             )

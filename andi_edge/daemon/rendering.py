@@ -1,5 +1,6 @@
-"""The rendering part of the daemon: journal -> each card's MegaDetector batch JSON, events and repeat flags,
-and the sidecars whose event or repeat flags changed since they were written.
+"""The rendering part of the daemon: journal -> each card's MegaDetector batch JSON, events and repeat flags, and
+each finished photo's sidecar: written once when the photo is finished, and again only when its event or repeat
+flags change. Every output is rendered from the photos' records (``andi_edge.record``), never from another output.
 
 Everything here is derived from the journal and can be rebuilt from it at any time (and is, at every start).
 While the daemon runs, a render happens on a thread of its own, with its own read-only connection to the
@@ -21,18 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from andi_edge.daemon.notify import Notifier
+from andi_edge.daemon.context import DaemonContext
 from andi_edge.errors import OutputError
 from andi_edge.pipeline import label_space
+from andi_edge.record import ResultRecord
 from andi_edge.results.records import PhotoRecord, record_from_row
 from andi_edge.results.repeats import RepeatPattern
 from andi_edge.results.review import build_review, find_patterns
 from andi_edge.runtime.detector import Detector
-from andi_edge.settings import WatchConfig
-from andi_edge.sinks.md_batch import annotate_entry, batch_document, write_batch
+from andi_edge.sinks.md_batch import annotate_entry, batch_document, image_entry, write_batch
 from andi_edge.sinks.names import BATCH_JSON_NAME
-from andi_edge.sinks.sidecar import sidecar_path, update_sidecar
-from andi_edge.state.journal import Journal
+from andi_edge.sinks.sidecar import sidecar_path, sidecar_provenance, write_sidecar
+from andi_edge.state.journal import Journal, PhotoRow
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,15 @@ RENDER_SHARE = 0.1
 
 @dataclass
 class _SidecarRewrite:
-    """A finished photo whose event or repeat flags changed since its sidecar was written."""
+    """A finished photo whose sidecar is due: not written yet, or its event or repeat flags changed since."""
 
     photo_id: int
+    #: the row's updated_at when it was read: an annotation is committed only for a row that did not change since
+    updated_at: float
     annotation_json: str
     path: Path
     entry: dict[str, Any]
+    provenance: dict[str, Any]
     written: bool = False
 
 
@@ -73,26 +77,15 @@ class _PatternCache:
 
 
 class Renderer:
-    def __init__(
-        self,
-        config: WatchConfig,
-        detector: Detector,
-        output_dir: Path,
-        root: Path,
-        state_dir: Path,
-        writer: ThreadPoolExecutor,
-        notifier: Notifier,
-        provenance: dict[str, Any],
-    ) -> None:
-        self.config = config
+    def __init__(self, *, context: DaemonContext, detector: Detector, writer: ThreadPoolExecutor) -> None:
+        """``writer``: the thread sidecars are written on, behind the photos' crops."""
+        self.context = context
+        self.config = context.config
         self.detector = detector
         self.labels = label_space(detector)
-        self.output_dir = output_dir
-        self.root = root
-        self.state_dir = state_dir
-        self.notifier = notifier
+        self.output_dir = context.output_dir
+        self.notifier = context.notifier
         self._writer = writer
-        self._provenance = provenance
         self._dirty_cards: set[str] = set()
         self._last_render = -math.inf  # the first render (every card, at start) is due at once
         #: how long the last render took: renders are spaced so that they take at most RENDER_SHARE of the time
@@ -105,23 +98,16 @@ class Renderer:
         self._rendering: list[str] = []
         self._render_thread = ThreadPoolExecutor(1, thread_name_prefix="andi-render")
         self._patterns: dict[str, _PatternCache] = {}
-        #: each card's image root, as the journal has it (cards of one state folder may be watched at other roots)
-        self._card_roots: dict[str, str] = {}
+        #: the provenance of each run that produced records (kept in the journal), by its id
+        self._runs: dict[str, dict[str, Any]] = {context.run_id: context.provenance}
 
     def start(self, journal: Journal) -> None:
         """An earlier run may have died before its last render: every card is rebuilt from the journal."""
         self._kept_patterns = journal.kept_patterns()
-        self._card_roots = journal.card_roots()
         self._dirty_cards.update(journal.cards())
 
-    def changed(self, card_id: str) -> None:
-        self._dirty_cards.add(card_id)
-
-    def knows_root(self, card_id: str) -> bool:
-        return card_id in self._card_roots
-
-    def note_root(self, card_id: str, root: str) -> None:
-        self._card_roots[card_id] = root
+    def changed(self, cards: set[str]) -> None:
+        self._dirty_cards |= cards
 
     def render(self, journal: Journal, force: bool = False) -> None:
         """Re-derive events and repeat flags of changed cards; rewrite their batch JSON and changed sidecars.
@@ -161,7 +147,7 @@ class Renderer:
     def _render_apart(self, cards: list[str], kept: frozenset[str]) -> _Rendered:
         """The render thread: its own read-only connection (a Journal is used from one thread only); it does
         not feed the watchdog, which stays the main loop's to feed."""
-        journal = Journal(self.state_dir, read_only=True, live=True)
+        journal = Journal(self.context.state_dir, read_only=True, live=True)
         try:
             return self._render_cards(journal, cards, kept, False, lambda: None)
         finally:
@@ -214,6 +200,7 @@ class Renderer:
         ping: Callable[[], None],
     ) -> bool:
         rows = journal.latest_finished(card_id)
+        image_root = journal.card_roots().get(card_id, str(self.context.root))
         ping()
         records = [record_from_row(r) for r in rows]
         review = build_review(
@@ -231,21 +218,22 @@ class Renderer:
         for n, (row, record) in enumerate(zip(rows, records, strict=True)):
             if n % _HEARTBEAT_EVERY == 0:
                 ping()
-            if row.result is None:
+            if row.record is None:
                 continue
             annotation = review.annotation(record)
-            entry = annotate_entry(row.result, annotation)
+            entry = annotate_entry(image_entry(row.record.result, row.rel_path), annotation)
             entries.append(entry)
-            if row.state != "done" or not self.config.outputs.sidecars:
+            if not self.config.outputs.sidecars:
                 continue
             text = json.dumps(annotation.to_json(), sort_keys=True)
             if stored.get(row.id) != text:
                 target = sidecar_path(self.output_dir / card_id, record.output_key)
-                rewrites.append(_SidecarRewrite(row.id, text, target, entry))
+                provenance = self._sidecar_provenance(journal, row, row.record)
+                rewrites.append(_SidecarRewrite(row.id, row.updated_at, text, target, entry, provenance))
         document = batch_document(
             entries,
             self.detector.class_names,
-            {**self._provenance, "image_root": self._card_roots.get(card_id, str(self.root)), "card_id": card_id},
+            {**self.context.provenance, "image_root": image_root, "card_id": card_id},
             typical_threshold=self.detector.card.thresholds.typical,
             conservative_threshold=self.detector.card.thresholds.conservative,
             classification_names=self.detector.classification_names,
@@ -278,11 +266,21 @@ class Renderer:
             if cached.stale and (force or now - cached.searched_at >= self.config.repeats.interval_s)
         }
 
-    def _rewrite_sidecars(self, rewrites: list[_SidecarRewrite]) -> None:
-        provenance = {**self._provenance, "rewritten": True}
+    def _sidecar_provenance(self, journal: Journal, row: PhotoRow, record: ResultRecord) -> dict[str, Any]:
+        """What produced this photo's result (the run that processed it, which may be an earlier one) and how."""
+        run = self._runs.get(record.run_id or "")
+        if run is None and record.run_id is not None:
+            run = journal.get_meta(f"run:{record.run_id}")
+            if run is not None:
+                self._runs[record.run_id] = run
+        run = run if run is not None else self.context.provenance  # a record from before runs were kept
+        return sidecar_provenance(run, record, row.card_id, row.sha256, row.size_bytes)
+
+    @staticmethod
+    def _rewrite_sidecars(rewrites: list[_SidecarRewrite]) -> None:
         for rewrite in rewrites:
             try:
-                update_sidecar(rewrite.path, rewrite.entry, provenance)
+                write_sidecar(rewrite.path, rewrite.entry, rewrite.provenance)
             except OutputError as exc:  # tried again at the next render: its annotation is not committed
                 log.warning("could not update %s: %s", rewrite.path, exc)
                 return
@@ -302,4 +300,4 @@ class Renderer:
 
     @staticmethod
     def _commit_rewrites(journal: Journal, rewrites: list[_SidecarRewrite]) -> None:
-        journal.set_annotations([(r.photo_id, r.annotation_json) for r in rewrites if r.written])
+        journal.set_annotations([(r.photo_id, r.annotation_json, r.updated_at) for r in rewrites if r.written])

@@ -12,7 +12,6 @@ import fcntl
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,16 +21,18 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from andi_edge import __version__
+from andi_edge.config import PipelineSettings
+from andi_edge.daemon.context import DaemonContext
 from andi_edge.daemon.ingest import Ingest
 from andi_edge.daemon.metrics import DaemonMetrics
 from andi_edge.daemon.notify import Notifier
-from andi_edge.daemon.processing import Processor, failure_entry
+from andi_edge.daemon.processing import Processor
 from andi_edge.daemon.progress import DAEMON_FILE, Progress
 from andi_edge.daemon.rendering import Renderer
 from andi_edge.daemon.space import SpacePolicy
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.errors import JournalFullError, OutputError, UsageError
-from andi_edge.pipeline import PipelineSettings, label_space
+from andi_edge.pipeline import label_space
 from andi_edge.runtime.detector import Detector
 from andi_edge.settings import WatchConfig
 from andi_edge.sinks.atomic import prove_writable, remove_stale_temp_files, write_bytes_atomic
@@ -84,72 +85,72 @@ class StopBeforeStartError(Exception):
     """A stop was asked for before the run began (waiting for the state folder's lock, or for space)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How this run goes, beyond the config."""
+
+    #: process what is there, then stop (the card unit)
+    once: bool = False
+    #: begin a journal anew even where outputs of an earlier run exist (the documented recovery)
+    new_journal: bool = False
+    #: the card's id, from its volume (the card unit); None: discovery names it
+    card_id: str | None = None
+    #: another watch holds the state folder (a second card inserted): wait for it instead of failing
+    wait_for_lock: bool = False
+
+
 class WatchService:
     def __init__(
         self,
+        *,
         config: WatchConfig,
         detector: Detector,
-        state_dir: Path,
-        once: bool = False,
-        notifier: Notifier | None = None,
-        new_journal: bool = False,
-        card_id: str | None = None,
-        wait_for_lock: bool = False,
-        *,
         pipeline: PipelineSettings,
+        state_dir: Path,
+        options: RunOptions | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         """``pipeline``: as ``pipeline.plan_pipeline`` resolved it for the detector's backend."""
+        options = options or RunOptions()
         self.config = config
-        #: begin a journal anew even where outputs of an earlier run exist (the documented recovery)
-        self.new_journal = new_journal
-        #: another watch holds the state folder (a second card inserted): wait for it instead of failing
-        self.wait_for_lock = wait_for_lock
+        self.options = options
+        self.once = options.once
         self.detector = detector
         self.labels = label_space(detector)
         self.root = Path(os.path.abspath(config.watch))
         self.output_dir = Path(config.output)
         self.state_dir = state_dir
-        self.once = once
-        self.notifier = notifier or Notifier()
-        self.metrics = DaemonMetrics(started_at=time.time())
+        self.context = DaemonContext(
+            config=config,
+            root=self.root,
+            output_dir=self.output_dir,
+            state_dir=state_dir,
+            notifier=notifier or Notifier(),
+            metrics=DaemonMetrics(started_at=time.time()),
+            provenance=detector.provenance(),
+        )
+        self.notifier = self.context.notifier
+        self.metrics = self.context.metrics
+        self._stop = self.context.stop
         self.progress = Progress(state_dir)
         #: a progress bar on the terminal (the CLI sets it when stderr is one)
         self.show_bar = False
-        self._stop = threading.Event()
         self._last_metrics = 0.0
         self._lock_file: Any = None
         self._ready = False
         # Crops need a full-resolution decode and JPEG encodes: as costly as inference, so they run behind it.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="andi-write")
-        #: what produced the results, recorded in every output (one dict for every part)
-        self._provenance = detector.provenance()
-        self.discovery = Discovery(self.root, config.discovery, card_id=card_id)
-        self.space = SpacePolicy(config.disk, self.output_dir, once, self.notifier, self.metrics)
-        self.renderer = Renderer(
-            config,
-            detector,
-            self.output_dir,
-            self.root,
-            self.state_dir,
-            self._writer,
-            self.notifier,
-            self._provenance,
-        )
-        self.ingest = Ingest(self.discovery, self.renderer, str(self.root))
+        self.discovery = Discovery(self.root, config.discovery, card_id=options.card_id)
+        self.space = SpacePolicy(config.disk, self.output_dir, options.once, self.notifier, self.metrics)
+        self.renderer = Renderer(context=self.context, detector=detector, writer=self._writer)
+        self.ingest = Ingest(discovery=self.discovery, root=str(self.root))
         self.processor = Processor(
-            config,
-            detector,
-            self.root,
-            self.output_dir,
-            self.discovery,
-            self.space,
-            self.renderer,
-            self._writer,
-            self.metrics,
-            self.notifier,
-            self._stop,
-            self._provenance,
-            pipeline,
+            context=self.context,
+            detector=detector,
+            pipeline=pipeline,
+            discovery=self.discovery,
+            space=self.space,
+            writer=self._writer,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ class WatchService:
     def run(self) -> int:
         try:
             self._acquire_lock()
-            if not self.new_journal:
+            if not self.options.new_journal:
                 check_not_lost(self.state_dir, self.output_dir)
             # a damaged journal stops here, with the way back (JournalError); a full state volume waits
             journal = self._until_space(lambda: Journal(self.state_dir))
@@ -212,12 +213,13 @@ class WatchService:
         return 0
 
     def _begin(self, journal: Journal) -> None:
-        reaped, given_up = journal.reap_stale_claims(self.config.retry.max_crashes, failure_entry)
+        reaped, given_up = journal.reap_stale_claims(self.config.retry.max_crashes)
         if reaped:
             log.warning("re-queued %d photo(s) claimed by an earlier run that did not finish", reaped)
         for row in given_up:
             log.error("%s", row.failure)
         journal.set_meta("run", self._run_facts())
+        journal.set_meta(f"run:{self.context.run_id}", self.context.provenance)  # what each record names
         self.renderer.start(journal)
 
     def _say_ready(self, status: str) -> None:
@@ -252,7 +254,7 @@ class WatchService:
         """What `report` and `export-camtrap-dp` need to know about this run, kept in the journal."""
         card = self.detector.card
         return {
-            **self._provenance,
+            **self.context.provenance,
             "andi_edge_version": __version__,
             "class_names": list(self.detector.class_names),
             "species_names": list(self.labels.species_names),
@@ -279,7 +281,7 @@ class WatchService:
                 fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
-                if not self.wait_for_lock:
+                if not self.options.wait_for_lock:
                     raise UsageError(
                         f"another andi-edge watch is already using the state folder {self.state_dir}",
                         hint="stop it first, give this one its own --state folder, or pass --wait-for-lock",
@@ -316,7 +318,10 @@ class WatchService:
                 max_wait_s = self.config.retry.max_backoff_s
                 claimed = journal.claim(self.processor.pipeline.max_in_flight * 2, max_wait_s=max_wait_s)
                 if claimed:
-                    self.processor.process(journal, claimed)
+                    processed = self.processor.process(journal, claimed)
+                    self.renderer.changed(processed.cards)
+                    for rel_path in processed.vanished:
+                        self.discovery.hand_over_again(rel_path)
                 elif (
                     self.once
                     and self.discovery.settling() == 0

@@ -1,4 +1,5 @@
-"""Typed photo records rebuilt from the journal's MegaDetector entries."""
+"""A photo's result in the review's terms (events, repeats, labels, the report, Camtrap DP): from the journal's
+record, or from a MegaDetector batch file's entry (any producer's)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
+from andi_edge.boxes import clip_xyxy_px, xyxy_px_to_xywh_norm
 from andi_edge.state.journal import PhotoRow
 
 #: Camera folders under DCIM (``100RECNX``, ``101_BTCF``...) roll over every few thousand photos: one camera.
@@ -79,13 +81,12 @@ def record_from_entry(
         )
         for d in entry.get("detections") or ()
     )
-    capture = entry.get("datetime")
     return PhotoRecord(
         card_id=card_id,
         rel_path=rel_path,
         output_key=output_key or rel_path,
         camera_key=camera_key(rel_path, serial),
-        capture_time=datetime.fromisoformat(capture) if isinstance(capture, str) else None,
+        capture_time=_capture_time(entry.get("datetime")),
         file_mtime=datetime.fromtimestamp(mtime_ns / 1e9, UTC),
         width_px=entry.get("width"),
         height_px=entry.get("height"),
@@ -98,4 +99,48 @@ def record_from_entry(
 
 
 def record_from_row(row: PhotoRow) -> PhotoRecord:
-    return record_from_entry(row.card_id, row.rel_path, row.output_key, row.mtime_ns, row.result)
+    """A journal row's record, in the review's terms: boxes normalised to the photo, at full precision."""
+    stored = row.record
+    result = stored.result if stored is not None else None
+    photo = result.photo if result is not None else None
+    boxes: tuple[Box, ...] = ()
+    detections = result.detections if result is not None else None
+    if detections is not None and photo is not None and len(detections):
+        ordered = detections.sorted_by_confidence()
+        inside = clip_xyxy_px(ordered.xyxy_px, photo.width_px, photo.height_px)
+        xywh = xyxy_px_to_xywh_norm(inside, photo.width_px, photo.height_px)
+        boxes = tuple(
+            Box(
+                int(cls),
+                float(conf),
+                (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                tuple(ordered.classifications(i)),
+            )
+            for i, (b, conf, cls) in enumerate(zip(xywh, ordered.confidence, ordered.class_id, strict=True))
+        )
+    serial = photo.camera_serial if photo is not None else None
+    capture = photo.capture_time if photo is not None else None
+    return PhotoRecord(
+        card_id=row.card_id,
+        rel_path=row.rel_path,
+        output_key=row.output_key or row.rel_path,
+        camera_key=camera_key(row.rel_path, serial),
+        capture_time=_capture_time(capture),
+        file_mtime=datetime.fromtimestamp(row.mtime_ns / 1e9, UTC),
+        width_px=photo.width_px if photo is not None else None,
+        height_px=photo.height_px if photo is not None else None,
+        boxes=boxes,
+        failure=result.failure if result is not None else row.failure,
+        camera_make=photo.camera_make if photo is not None else None,
+        camera_model=photo.camera_model if photo is not None else None,
+        camera_serial=serial,
+    )
+
+
+def _capture_time(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None

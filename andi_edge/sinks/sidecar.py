@@ -1,11 +1,12 @@
-"""Per-photo sidecar JSON: the MegaDetector image entry plus where the result came from."""
+"""Per-photo sidecar JSON: the MegaDetector image entry (with its event and repeat flags) plus where the result came
+from, rendered from the photo's record."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from andi_edge.record import ResultRecord
 from andi_edge.sinks.atomic import write_json_atomic
 from andi_edge.sinks.names import SIDECAR_SUFFIX, mirrored_path
 
@@ -18,18 +19,29 @@ def sidecar_path(card_out: Path, output_key: str) -> Path:
     return card_out / mirrored_path(output_key, SIDECAR_SUFFIX)
 
 
+def sidecar_provenance(
+    run: dict[str, Any], record: ResultRecord, card_id: str, sha256: str | None, size_bytes: int
+) -> dict[str, Any]:
+    """The sidecar's ``andi_edge`` part: the run that produced the result (model, backend, thresholds), the file's
+    identity, the stage timings and the crops written for it."""
+    result = record.result
+    provenance: dict[str, Any] = {
+        **run,
+        "card_id": card_id,
+        "sha256": sha256,
+        "size_bytes": size_bytes,
+        "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
+        "crops": list(record.outputs.crops),
+    }
+    if record.outputs.crops_skipped is not None:
+        provenance["crops_skipped"] = record.outputs.crops_skipped
+    if record.outputs.crops_scale is not None:
+        provenance["crops_scale"] = record.outputs.crops_scale
+    if result.photo is not None:
+        provenance["camera_serial"] = result.photo.camera_serial
+    return provenance
+
+
 def write_sidecar(path: Path, image_entry: dict[str, Any], provenance: dict[str, Any]) -> None:
+    """The sidecar: the photo's MegaDetector entry (with its event and repeat flags) and its provenance."""
     write_json_atomic(path, {**image_entry, PROVENANCE_KEY: provenance})
-
-
-def update_sidecar(path: Path, image_entry: dict[str, Any], fallback_provenance: dict[str, Any]) -> None:
-    """Rewrite a sidecar with a newer entry (its event grew, a repeat was flagged), keeping the provenance it was
-    first written with (hash, timings, crops); a sidecar that is gone or unreadable is written anew."""
-    provenance = fallback_provenance
-    try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(existing, dict) and isinstance(existing.get(PROVENANCE_KEY), dict):
-            provenance = existing[PROVENANCE_KEY]
-    except (OSError, ValueError):
-        pass
-    write_sidecar(path, image_entry, provenance)

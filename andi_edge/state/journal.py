@@ -27,17 +27,19 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from andi_edge.errors import JournalError, JournalFullError, OutputError, is_disk_full
+from andi_edge.record import RecordError, ResultRecord, dump_record, failure_record, load_record
+from andi_edge.state.legacy import record_from_entry
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DB_NAME = "journal.sqlite3"
 #: the last journal that passed its integrity check, copied at each daemon start and stop (the documented way back)
 BACKUP_NAME = "journal.backup.sqlite3"
@@ -67,6 +69,9 @@ CREATE TABLE IF NOT EXISTS {name} (
     generation INTEGER NOT NULL DEFAULT 0,
     -- schema 4: how many times the process ended while this photo was claimed (a crash, an OOM kill, a hang)
     crashes INTEGER NOT NULL DEFAULT 0,
+    -- schema 5: the photo's record (andi_edge.record, its own versioned schema); result_json, which held a
+    -- MegaDetector entry up to schema 4, is read once into it when an older journal is migrated
+    record_json TEXT,
     UNIQUE (card_id, rel_path, size_bytes, mtime_ns, generation)
 );
 """
@@ -114,7 +119,8 @@ class PhotoRow:
     sha256: str | None
     state: str
     output_key: str | None
-    result: dict[str, Any] | None
+    #: the finished photo's record (None while it is in the works, or where a damaged one was left out)
+    record: ResultRecord | None
     failure: str | None
     attempts: int
     updated_at: float
@@ -161,7 +167,7 @@ def _row(r: sqlite3.Row) -> PhotoRow:
         sha256=r["sha256"],
         state=r["state"],
         output_key=None if r["output_key"] is None else text_from_db(r["output_key"]),
-        result=_stored_result(r["id"], r["result_json"]),
+        record=_stored_record(r, columns),
         failure=None if r["failure"] is None else text_from_db(r["failure"]),
         attempts=r["attempts"],
         updated_at=r["updated_at"],
@@ -224,14 +230,18 @@ class Journal:
 
     def _migrate(self) -> None:
         """Bring an older journal up to this schema, in place. Schema 2: the photos table is rebuilt (its unique
-        key changed), following SQLite's own recipe (foreign keys off, new table, copy, drop, rename); schema 3:
-        a column is added."""
+        key changed), following SQLite's own recipe (foreign keys off, new table, copy, drop, rename); schemas 3
+        and 4: a column is added; schema 5: the stored MegaDetector entries become records."""
         present = [row[1] for row in self._db.execute("PRAGMA table_info(photos)")]
-        if present and "generation" in present and "crashes" not in present:
-            with self._tx():
-                self._db.execute("ALTER TABLE photos ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+        if not present:
             return
-        if not present or "generation" in present:
+        if "generation" in present:
+            with self._tx():
+                if "crashes" not in present:
+                    self._db.execute("ALTER TABLE photos ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+                if "record_json" not in present:
+                    self._db.execute("ALTER TABLE photos ADD COLUMN record_json TEXT")
+            self._migrate_results()
             return
         self._db.execute("PRAGMA foreign_keys=OFF")
         try:
@@ -244,6 +254,24 @@ class Journal:
                 self._db.execute("ALTER TABLE photos_new RENAME TO photos")
         finally:
             self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate_results()
+
+    def _migrate_results(self) -> None:
+        """Schema 5: the MegaDetector entries older journals stored become records, in one transaction (a row
+        that cannot be read keeps its old text, and is left out of the outputs as before)."""
+        with self._tx():
+            rows = self._db.execute(
+                "SELECT * FROM photos WHERE record_json IS NULL AND result_json IS NOT NULL"
+            ).fetchall()
+            if not rows:
+                return
+            converted = []
+            for r in rows:
+                record = _stored_record(r, [])
+                if record is not None:
+                    converted.append((dump_record(record), r["id"]))
+            self._db.executemany("UPDATE photos SET record_json=?, result_json=NULL WHERE id=?", converted)
+        log.info("journal upgraded: %d stored result(s) moved to this version's records", len(converted))
 
     def _check_integrity(self) -> None:
         """SQLite's own quick check: a file that is not a database, or a damaged one, stops here with the way back."""
@@ -356,11 +384,9 @@ class Journal:
 
     # -- processing -----------------------------------------------------------------------------------------
 
-    def reap_stale_claims(
-        self, max_crashes: int | None = None, entry: Callable[[PhotoRow, str], dict[str, Any]] | None = None
-    ) -> tuple[int, list[PhotoRow]]:
+    def reap_stale_claims(self, max_crashes: int | None = None) -> tuple[int, list[PhotoRow]]:
         """Claims left by a process that ended go back to pending, each with one crash more; those that reach
-        ``max_crashes`` are recorded as failed instead (returned), with ``entry(row, failure)`` as their result,
+        ``max_crashes`` are recorded as failed instead (returned), with a failure record,
         so that a photo which kills the process (a decoder crash, an OOM kill, a read stuck until the watchdog)
         cannot stop the daemon for good. Call at start, under the state-folder lock. Returns how many went back,
         and the photos given up on."""
@@ -378,13 +404,13 @@ class Journal:
                 [(now, r.id) for r in stale if r.id not in gone],
             )
             self._db.executemany(
-                "UPDATE photos SET state='failed', crashes=?, failure=?, result_json=?, retry_at=NULL, updated_at=? "
+                "UPDATE photos SET state='failed', crashes=?, failure=?, record_json=?, retry_at=NULL, updated_at=? "
                 "WHERE id=?",
                 [
                     (
                         r.crashes,
                         text_to_db(r.failure or ""),
-                        None if entry is None else json.dumps(entry(r, r.failure or ""), separators=(",", ":")),
+                        dump_record(failure_record(Path(r.rel_path), r.failure or "")),
                         now,
                         r.id,
                     )
@@ -454,11 +480,10 @@ class Journal:
                 (sha256, text_to_db(output_key), fingerprint, time.time(), photo_id),
             )
 
-    def mark_done(self, photo_id: int, result: dict[str, Any]) -> None:
-        self._finish(photo_id, "done", json.dumps(result, separators=(",", ":")), None)
-
-    def mark_failed(self, photo_id: int, result: dict[str, Any], failure: str) -> None:
-        self._finish(photo_id, "failed", json.dumps(result, separators=(",", ":")), failure)
+    def mark_finished(self, photo_id: int, record: ResultRecord) -> None:
+        """The photo's record committed: done, or failed when the record holds a failure."""
+        failure = record.failure
+        self._finish(photo_id, "done" if failure is None else "failed", dump_record(record), failure)
 
     def mark_duplicate(self, photo_id: int) -> None:
         """The same bytes at the same path were already processed (a re-inserted card): nothing to do."""
@@ -519,7 +544,7 @@ class Journal:
             ids = [r["id"] for r in rows if reason is None or text_from_db(r["failure"] or "").startswith(reason)]
             self._db.executemany(
                 "UPDATE photos SET state='pending', attempts=0, crashes=0, retry_at=NULL, last_error=NULL, "
-                "failure=NULL, result_json=NULL, updated_at=? WHERE id=?",
+                "failure=NULL, record_json=NULL, updated_at=? WHERE id=?",
                 [(time.time(), i) for i in ids],
             )
         return len(ids)
@@ -542,13 +567,15 @@ class Journal:
         with self._tx():
             self._db.execute("DELETE FROM photos WHERE id=? AND state IN ('pending', 'claimed')", (photo_id,))
 
-    def _finish(self, photo_id: int, state: str, result_json: str | None, failure: str | None) -> None:
+    def _finish(self, photo_id: int, state: str, record_json: str | None, failure: str | None) -> None:
         with self._tx():
             self._db.execute(
-                "UPDATE photos SET state=?, result_json=?, failure=?, retry_at=NULL, last_error=NULL, updated_at=? "
+                "UPDATE photos SET state=?, record_json=?, failure=?, retry_at=NULL, last_error=NULL, updated_at=? "
                 "WHERE id=?",
-                (state, result_json, None if failure is None else text_to_db(failure), time.time(), photo_id),
+                (state, record_json, None if failure is None else text_to_db(failure), time.time(), photo_id),
             )
+            # what its sidecar last said belongs to an earlier result (a failed version read again): written anew
+            self._db.execute("DELETE FROM annotations WHERE photo_id=?", (photo_id,))
 
     # -- reporting ------------------------------------------------------------------------------------------
 
@@ -623,10 +650,15 @@ class Journal:
         )
         return {int(r[0]): str(r[1]) for r in rows}
 
-    def set_annotations(self, changed: list[tuple[int, str]]) -> None:
+    def set_annotations(self, changed: list[tuple[int, str, float]]) -> None:
+        """What each photo's sidecar now says: (photo id, annotation, the row's ``updated_at`` when it was read).
+        A row that changed since (superseded, tried again, finished anew) keeps no annotation: its sidecar is due
+        again."""
         with self._tx():
             self._db.executemany(
-                "INSERT OR REPLACE INTO annotations (photo_id, annotation_json) VALUES (?, ?)", changed
+                "INSERT OR REPLACE INTO annotations (photo_id, annotation_json) "
+                "SELECT id, ? FROM photos WHERE id=? AND updated_at=? AND state IN ('done', 'failed')",
+                [(text, photo_id, updated_at) for photo_id, text, updated_at in changed],
             )
 
     def kept_patterns(self) -> frozenset[str]:
@@ -645,17 +677,22 @@ class Journal:
         return cursor.rowcount == 1
 
 
-def _stored_result(photo_id: int, text: str | None) -> dict[str, Any] | None:
-    """A row's stored result; None, said in the log, where it cannot be read (a damaged row must not stop every
-    render of its card, at every start)."""
-    if not text:
-        return None
+def _stored_record(r: sqlite3.Row, columns: list[str]) -> ResultRecord | None:
+    """A row's record: schema 5's, else a MegaDetector entry an older journal stored (read as it stands, by a
+    read-only command on a journal not yet migrated). None, said in the log, where it cannot be read: a damaged
+    row must not stop every render of its card, at every start."""
+    path = Path(text_from_db(r["rel_path"]))
     try:
-        value = json.loads(text)
-    except ValueError as exc:
-        log.error("photo %d: its stored result cannot be read (%s); it is left out of the outputs", photo_id, exc)
-        return None
-    return value if isinstance(value, dict) else None
+        if "record_json" in columns and r["record_json"]:
+            return load_record(r["record_json"], path)
+        if r["result_json"]:
+            entry = json.loads(r["result_json"])
+            if not isinstance(entry, dict):
+                raise RecordError("not a JSON object")
+            return record_from_entry(entry, path)
+    except (RecordError, ValueError) as exc:
+        log.error("photo %d: its stored result cannot be read (%s); it is left out of the outputs", r["id"], exc)
+    return None
 
 
 def crashed_failure(row: PhotoRow) -> str:

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from andi_edge.boxes import pairwise_iou
-from andi_edge.pipeline import PipelineSettings, plan_pipeline
+from andi_edge.config import PipelineSettings
+from andi_edge.pipeline import plan_pipeline
 from andi_edge.runtime.detector import Detector
 from tests.integration.cli_runner import ANDI_EDGE, run_cli
 from tests.integration.daemon_harness import wait_until

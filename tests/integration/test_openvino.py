@@ -93,7 +93,9 @@ def test_bf16_on_onnx_runtime_from_the_command_line_is_a_clear_error(
 
     proc = run_cli("detect", photos_dir / "ecoassist_md_examples", "-m", model_320, "-o", tmp_path / "r.json",
                    "--precision", "bf16")  # fmt: skip
-    assert proc.returncode == 4 and "not bf16" in proc.stderr and "--backend openvino" in proc.stderr
+    # refused with the settings, before the model is loaded: the same check as a config file's
+    assert proc.returncode == 2 and "--precision (backend.precision) bf16 needs --backend" in proc.stderr, proc.stderr
+    assert "openvino" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "r.json").exists()
 
 

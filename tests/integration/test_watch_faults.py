@@ -27,8 +27,8 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from andi_edge.daemon.service import WatchService
-from andi_edge.pipeline import PipelineSettings, plan_pipeline
+from andi_edge.daemon.service import RunOptions, WatchService
+from andi_edge.pipeline import plan_pipeline
 from andi_edge.runtime.backends.fake import FakeBackend
 from andi_edge.runtime.detector import Detector
 from andi_edge.runtime.model_meta import CARD_KEY, ModelCard
@@ -77,9 +77,14 @@ def test_an_exception_in_inference_is_the_photos_outcome(tmp_path: Path, photos_
     )
     backend = FakeBackend(_raising_on_grey_levels, (1, 3, 320, 320), (1, 6300, 7), {CARD_KEY: CARD.to_json()})
     detector = Detector(model, backend=backend)
-    section = config.pipeline
-    plan = plan_pipeline(PipelineSettings(section.decode_workers, section.max_in_flight, mode, 2), 0, ())
-    service = WatchService(config, detector, tmp_path / "state", once=True, pipeline=plan.settings)
+    plan = plan_pipeline(dataclasses.replace(config.pipeline, workers=2), 0, ())
+    service = WatchService(
+        config=config,
+        detector=detector,
+        pipeline=plan.settings,
+        state_dir=tmp_path / "state",
+        options=RunOptions(once=True),
+    )
     assert service.run() == 0
     with sqlite3.connect(tmp_path / "state" / "journal.sqlite3") as db:
         rows = dict(db.execute("SELECT rel_path, state || ' ' || COALESCE(failure, '') FROM photos"))
@@ -183,7 +188,7 @@ def test_a_render_that_fails_does_not_stop_the_daemon(tmp_path: Path, photos_dir
         shutil.copy2(src, daemon.card / src.name)
     daemon.run_once()
     with sqlite3.connect(daemon.state / "journal.sqlite3") as db:
-        db.execute("UPDATE photos SET result_json='{not json' WHERE rel_path=?", (photos[0].name,))
+        db.execute("UPDATE photos SET record_json='{not json' WHERE rel_path=?", (photos[0].name,))
     shutil.copy2(photos[2], daemon.card / photos[2].name)
     daemon.run_once()
     assert daemon.counts() == {"done": 3}

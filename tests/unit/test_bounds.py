@@ -41,9 +41,9 @@ def test_a_classifier_card_out_of_bounds_is_refused(field: str, value: object, m
 
 
 def test_counts_a_config_may_ask_for_are_bounded() -> None:
-    with pytest.raises(ConfigError, match=r"max_detections must be 1\.\.1000"):
+    with pytest.raises(ConfigError, match=r"detector\.max_detections must be between 1 and 1000"):
         DetectorSettings(max_detections=100000)
-    with pytest.raises(ConfigError, match=r"max_crops must be 1\.\.200"):
+    with pytest.raises(ConfigError, match=r"classifier\.max_crops must be between 1 and 200"):
         ClassifierSettings(max_crops=100000)
 
 

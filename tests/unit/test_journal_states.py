@@ -16,9 +16,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from andi_edge.detections import Detections, ImageResult, PhotoInfo
 from andi_edge.errors import JournalError, JournalFullError, OutputError
+from andi_edge.record import ResultRecord, dump_record, failure_record
 from andi_edge.state.journal import (
     BACKUP_NAME,
     DB_NAME,
@@ -32,6 +35,18 @@ from tests.unit.test_retry import SCHEMA_2_PHOTOS
 from tests.volumes import small_volume
 
 CAFE = "DCIM/caf\udce9.JPG"  # a FAT name that is not UTF-8, as Python holds it
+
+
+def _done(boxes: int = 0) -> ResultRecord:
+    """A finished photo's record with ``boxes`` boxes."""
+    xyxy = np.array([[i, i, i + 10, i + 20] for i in range(boxes)], np.float32).reshape(-1, 4)
+    detections = Detections(xyxy, np.full(boxes, 0.5, np.float32), np.zeros(boxes, np.int64))
+    return ResultRecord(result=ImageResult(Path("x.jpg"), detections=detections, photo=PhotoInfo(640, 480)))
+
+
+def _boxes(row: PhotoRow) -> int:
+    assert row.record is not None and row.record.result.detections is not None
+    return len(row.record.result.detections)
 
 
 @pytest.fixture()
@@ -66,7 +81,7 @@ def _claim_one(j: Journal, rel: str = "a.jpg", card: str = "card", ctime_ns: int
 def test_a_new_journal_makes_its_folders_and_records_its_schema(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "var" / "lib" / "andi-edge")
     version = journal._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-    assert version == "4" and (tmp_path / "var" / "lib" / "andi-edge" / DB_NAME).is_file()
+    assert version == "5" and (tmp_path / "var" / "lib" / "andi-edge" / DB_NAME).is_file()
     journal.close()
 
 
@@ -114,7 +129,7 @@ def test_a_release_is_not_an_attempt_and_touches_only_claims(journal: Journal) -
     assert released.state == "pending" and released.attempts == 0
     [again] = journal.claim(1)
     assert _row(journal, again.id).attempts == 1
-    journal.mark_done(again.id, {"detections": []})
+    journal.mark_finished(again.id, _done())
     journal.release(again.id)
     assert _row(journal, again.id).state == "done", "a finished row is not given back"
     journal._db.execute("UPDATE photos SET state='claimed', attempts=0 WHERE id=?", (again.id,))
@@ -137,32 +152,33 @@ def test_retry_later_waits_until_its_time_and_says_why(journal: Journal) -> None
     assert journal.claim(10, now=now + 49) == []
     assert [r.rel_path for r in journal.claim(10, now=now + 50)] == ["b.jpg"], "due exactly at retry_at"
     assert [r.rel_path for r in journal.claim(10, now=now + 100)] == ["a.jpg"]
-    journal.mark_done(a.id, {"detections": []})
+    journal.mark_finished(a.id, _done())
     journal.retry_later(a.id, "late", now)
     done = _row(journal, a.id)
     assert done.state == "done" and done.retry_at is None and done.last_error is None, "only a claim waits"
     assert journal.next_retry_at() is None, "b was claimed again: nothing waits"
 
 
-def test_finishing_stores_the_result_and_clears_the_wait(journal: Journal) -> None:
+def test_finishing_stores_the_record_and_clears_the_wait(journal: Journal) -> None:
     a = _claim_one(journal, "a.jpg")
     journal.retry_later(a.id, "EIO", 0.0)
     [a] = journal.claim(1)
-    journal.mark_done(a.id, {"detections": [{"category": "1"}], "file": "a.jpg"})
+    record = _done(2)
+    journal.mark_finished(a.id, record)
     done = _row(journal, a.id)
-    assert done.state == "done" and done.result == {"detections": [{"category": "1"}], "file": "a.jpg"}
+    assert done.state == "done" and done.record is not None and _boxes(done) == 2
     assert done.failure is None and done.retry_at is None and done.last_error is None
-    stored = journal._db.execute("SELECT result_json FROM photos WHERE id=?", (a.id,)).fetchone()[0]
-    assert stored == '{"detections":[{"category":"1"}],"file":"a.jpg"}', "compact JSON"
+    stored = journal._db.execute("SELECT record_json, result_json FROM photos WHERE id=?", (a.id,)).fetchone()
+    assert tuple(stored) == (dump_record(record), None), "the record's own text; no output format"
     b = _claim_one(journal, "b.jpg")
-    journal.mark_failed(b.id, {"file": "b.jpg", "failure": "corrupt"}, "corrupt: caf\udce9 truncated")
+    journal.mark_finished(b.id, failure_record(Path("b.jpg"), "corrupt: caf\udce9 truncated"))
     failed = _row(journal, b.id)
     assert failed.state == "failed" and failed.failure == "corrupt: caf\udce9 truncated"
-    assert failed.result == {"file": "b.jpg", "failure": "corrupt"}
+    assert failed.record is not None and failed.record.failure == "corrupt: caf\udce9 truncated"
     c = _claim_one(journal, "c.jpg")
     journal.mark_duplicate(c.id)
     dup = _row(journal, c.id)
-    assert dup.state == "duplicate" and dup.result is None and dup.failure is None
+    assert dup.state == "duplicate" and dup.record is None and dup.failure is None
     assert journal.counts() == {"pending": 0, "claimed": 0, "done": 1, "failed": 1, "duplicate": 1}
 
 
@@ -174,13 +190,13 @@ def test_retry_failed_by_card_and_by_reason(journal: Journal) -> None:
         ("other", "c.jpg", "unreadable: EACCES"),
     ):
         row = _claim_one(journal, rel, card)
-        journal.mark_failed(row.id, {"file": rel}, failure)
+        journal.mark_finished(row.id, failure_record(Path(rel), failure))
         rows[rel] = row.id
     ok = _claim_one(journal, "d.jpg")
-    journal.mark_done(ok.id, {"detections": []})
+    journal.mark_finished(ok.id, _done())
     assert journal.retry_failed(card_id="card", reason="unreadable") == 1
     back = _row(journal, rows["a.jpg"])
-    assert back.state == "pending" and back.attempts == 0 and back.failure is None and back.result is None
+    assert back.state == "pending" and back.attempts == 0 and back.failure is None and back.record is None
     assert back.retry_at is None and back.last_error is None
     assert _row(journal, rows["b.jpg"]).state == "failed" and _row(journal, rows["c.jpg"]).state == "failed"
     assert journal.retry_failed(reason="unreadable") == 1, "the other card's unreadable one"
@@ -194,7 +210,7 @@ def test_forget_drops_only_rows_in_the_works(journal: Journal) -> None:
     assert pending
     claimed = _claim_one(journal, "c.jpg")
     done = _claim_one(journal, "d.jpg")
-    journal.mark_done(done.id, {})
+    journal.mark_finished(done.id, _done())
     [p] = [r for r in _all(journal) if r.rel_path == "p.jpg"]
     for row_id in (p.id, claimed.id, done.id):
         journal.forget(row_id)
@@ -205,7 +221,7 @@ def test_reaping_gives_every_claim_back(journal: Journal) -> None:
     for i in range(3):
         journal.enqueue("card", f"{i}.jpg", 1, i)
     claimed = journal.claim(2)
-    journal.mark_done(claimed[0].id, {})
+    journal.mark_finished(claimed[0].id, _done())
     assert journal.reap_stale_claims() == (1, [])
     assert journal.counts() == {"pending": 2, "claimed": 0, "done": 1, "failed": 0, "duplicate": 0}
     assert journal.reap_stale_claims() == (0, [])
@@ -229,7 +245,7 @@ def test_a_photo_that_keeps_ending_the_process_is_isolated_then_given_up(journal
             assert requeued == 0 and given_up.rel_path == "2.jpg" and given_up.state == "failed"
             assert given_up.failure is not None and given_up.failure.startswith("crashed: the daemon stopped 3 times")
             continue
-        journal.mark_done(alone.id, {})
+        journal.mark_finished(alone.id, _done())
     assert journal.counts() == {"pending": 0, "claimed": 0, "done": 3, "failed": 1, "duplicate": 0}
     assert journal.retry_failed(reason="crashed") == 1
     [again] = journal.claim(4)
@@ -267,7 +283,7 @@ def test_a_changed_ctime_is_recorded_or_reported_by_the_rows_state(journal: Jour
 def test_a_file_rewritten_in_place_gets_a_row_of_the_next_generation(journal: Journal) -> None:
     first = _claim_one(journal, CAFE, ctime_ns=50)
     journal.set_hash(first.id, "aa" * 32, CAFE, fingerprint(b"old"))
-    journal.mark_done(first.id, {"v": 1})
+    journal.mark_finished(first.id, _done(1))
     _, [suspect] = journal.enqueue_many([("card", CAFE, 100, 5, 99)])
     journal.enqueue_rewritten(suspect, 99)
     journal.enqueue_rewritten(suspect, 99)  # twice: still one new row
@@ -276,9 +292,9 @@ def test_a_file_rewritten_in_place_gets_a_row_of_the_next_generation(journal: Jo
     assert rows[1].rel_path == CAFE
     [second] = journal.claim(1)
     journal.set_hash(second.id, "bb" * 32, CAFE + "~2", fingerprint(b"new"))
-    journal.mark_done(second.id, {"v": 2})
-    assert [r.result for r in journal.finished("card")] == [{"v": 1}, {"v": 2}]
-    assert [r.result for r in journal.latest_finished("card")] == [{"v": 2}], "the newest of a path"
+    journal.mark_finished(second.id, _done(2))
+    assert [_boxes(r) for r in journal.finished("card")] == [1, 2]
+    assert [_boxes(r) for r in journal.latest_finished("card")] == [2], "the newest of a path"
     _, [again] = journal.enqueue_many([("card", CAFE, 100, 5, 100)])
     assert again.generation == 1, "the newest generation is the one compared"
 
@@ -291,7 +307,7 @@ def test_hashes_output_names_and_duplicates(journal: Journal) -> None:
     assert journal.output_key_owner("card", "DCIM/caf\udce9.JPG~2") == "cd" * 32, "a claim owns its name"
     assert journal.output_key_owner("other", "DCIM/caf\udce9.JPG~2") is None
     assert journal.done_with_hash("card", "cd" * 32, CAFE) is None, "not finished yet"
-    journal.mark_done(row.id, {})
+    journal.mark_finished(row.id, _done())
     found = journal.done_with_hash("card", "cd" * 32, CAFE)
     assert found is not None and found.id == row.id
     assert journal.done_with_hash("card", "cd" * 32, "elsewhere.jpg") is None
@@ -302,7 +318,7 @@ def test_hashes_output_names_and_duplicates(journal: Journal) -> None:
     journal.enqueue_rewritten(suspect, 7)
     [second] = journal.claim(1)
     journal.set_hash(second.id, "ee" * 32, CAFE + "~2")
-    journal.mark_done(second.id, {})
+    journal.mark_finished(second.id, _done())
     assert journal.done_with_hash("card", "cd" * 32, CAFE) is None, "its results now come from other bytes"
     assert journal.done_with_hash("card", "ee" * 32, CAFE) is not None
     pending = _claim_one(journal, "p.jpg")
@@ -317,7 +333,7 @@ def test_reporting_queries(journal: Journal) -> None:
         row = _claim_one(journal, rel, card)
         if rel == "w.jpg":
             continue  # still claimed
-        journal.mark_failed(row.id, {}, f"bad {rel}") if rel != "x.jpg" else journal.mark_done(row.id, {})
+        journal.mark_finished(row.id, failure_record(Path(rel), f"bad {rel}") if rel != "x.jpg" else _done())
         time.sleep(0.002)
     assert journal.cards() == ["a-card", "b-card"]
     assert [r.rel_path for r in journal.finished("a-card")] == ["x.jpg", "y.jpg"]
@@ -340,10 +356,19 @@ def test_meta_card_roots_annotations_and_verdicts(journal: Journal) -> None:
     assert journal.card_roots() == {"card": "/media/caf\udce9", "other": "/media/b"}
     a = _claim_one(journal, "a.jpg")
     b = _claim_one(journal, "b.jpg", "other")
-    journal.set_annotations([(a.id, '{"event": 1}'), (b.id, '{"event": 2}')])
-    journal.set_annotations([(a.id, '{"event": 3}')])
-    assert journal.annotations("card") == {a.id: '{"event": 3}'}
+    c = _claim_one(journal, "c.jpg")
+    for row in (a, b, c):
+        journal.mark_finished(row.id, _done())
+    a, b, c = (_row(journal, row.id) for row in (a, b, c))
+    journal.set_annotations([(a.id, '{"event": 1}', a.updated_at), (b.id, '{"event": 2}', b.updated_at)])
+    journal.set_annotations([(a.id, '{"event": 3}', a.updated_at), (999, "{}", 0.0)])
+    journal.retry_failed()  # (nothing failed)
+    journal._db.execute("UPDATE photos SET updated_at=updated_at+1 WHERE id=?", (c.id,))
+    journal.set_annotations([(c.id, '{"event": 4}', c.updated_at)])
+    assert journal.annotations("card") == {a.id: '{"event": 3}'}, "c changed since it was read; 999 is no row"
     assert journal.annotations("other") == {b.id: '{"event": 2}'}
+    journal.mark_finished(a.id, _done(1))
+    assert journal.annotations("card") == {}, "finished anew: its sidecar is due again"
     assert journal.kept_patterns() == frozenset()
     journal.keep_pattern("rp-1")
     journal.keep_pattern("rp-2")
@@ -448,7 +473,8 @@ def test_a_schema_2_journal_can_be_read_without_being_upgraded(tmp_path: Path) -
         db.executescript(SCHEMA_2_PHOTOS)
     reader = open_existing(tmp_path)
     [done] = reader.finished("local")
-    assert (done.id, done.sha256, done.output_key, done.result, done.failure) == (7, "ab", "a.JPG", {}, None)
+    assert (done.id, done.sha256, done.output_key, done.failure) == (7, "ab", "a.JPG", None)
+    assert done.record is not None, "its stored entry read as a record"
     assert (done.retry_at, done.last_error, done.ctime_ns, done.fingerprint, done.generation) == (None,) * 4 + (0,)
     assert done.crashes == 0
     assert reader.retrying() == [] and reader.counts()["done"] == 1  # what `status` asks: no error

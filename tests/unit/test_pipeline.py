@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from andi_edge.pipeline import PipelineSettings, backend_options_for, plan_pipeline, prefetch_ordered
+from andi_edge.config import PipelineSettings
+from andi_edge.errors import ConfigError
+from andi_edge.pipeline import backend_options_for, plan_pipeline, prefetch_ordered
 
 
 def test_auto_threads_leave_the_decoders_their_cores() -> None:
@@ -67,9 +69,9 @@ def test_the_plan_uses_the_cores_the_way_the_backend_can(row: str) -> None:
 def test_a_chosen_worker_count_and_bad_settings() -> None:
     plan = plan_pipeline(PipelineSettings(mode="parallel", workers=3, max_in_flight=10), 0, (), cpus=2)
     assert (plan.settings.decode_workers, plan.settings.max_in_flight) == (3, 10)
-    with pytest.raises(ValueError, match="pipeline mode must be one of auto, parallel, split, not 'fast'"):
+    with pytest.raises(ConfigError, match=r"pipeline\.mode must be one of auto, parallel, split, got 'fast'"):
         PipelineSettings(mode="fast")
-    with pytest.raises(ValueError, match="workers must be >= 0"):
+    with pytest.raises(ConfigError, match=r"pipeline\.workers must be at least 0, got -1"):
         PipelineSettings(workers=-1)
 
 
@@ -79,8 +81,9 @@ def test_an_item_that_hangs_is_given_up_on_and_the_others_go_on() -> None:
     import threading
     import time
 
+    from andi_edge.config import PipelineSettings
     from andi_edge.daemon.retry import fault_of
-    from andi_edge.pipeline import ItemTimeoutError, PipelineSettings, prefetch_ordered
+    from andi_edge.pipeline import ItemTimeoutError, prefetch_ordered
 
     release = threading.Event()
 

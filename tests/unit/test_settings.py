@@ -1,25 +1,14 @@
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from andi_edge.errors import ConfigError
-from andi_edge.settings import WatchConfig, load_watch_config
+from andi_edge.settings import WatchConfig, config_keys, load_watch_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "andi_edge" / "assets" / "config.example.yaml"
-
-
-def _keys(cls: type, prefix: str = "") -> set[str]:
-    keys = set()
-    for f in dataclasses.fields(cls):
-        if isinstance(f.default_factory, type):
-            keys |= _keys(f.default_factory, f"{prefix}{f.name}.")
-        else:
-            keys.add(prefix + f.name)
-    return keys
 
 
 def _flatten(mapping: dict, prefix: str = "") -> set[str]:  # type: ignore[type-arg]
@@ -31,7 +20,7 @@ def _flatten(mapping: dict, prefix: str = "") -> set[str]:  # type: ignore[type-
 
 def test_example_config_is_valid_complete_and_shows_the_defaults() -> None:
     config = load_watch_config(EXAMPLE)
-    assert _flatten(yaml.safe_load(EXAMPLE.read_text())) == _keys(WatchConfig), "document every key, no more"
+    assert _flatten(yaml.safe_load(EXAMPLE.read_text())) == set(config_keys(WatchConfig)), "every key, no more"
     defaults = WatchConfig()
     for section in (
         "detector",
@@ -54,15 +43,18 @@ def test_errors_name_key_and_file(tmp_path: Path) -> None:
     base = "watch: /x\nmodel: m.onnx\noutput: /o\n"
     cases = {
         "outputs:\n  crop_treshold: 0.3\n": "unknown key 'outputs.crop_treshold'",
-        "detector:\n  conf_threshold: 2\n": "conf_threshold must be between 0 and 1",
+        "detector:\n  conf_threshold: 2\n": "detector.conf_threshold must be between 0 and 1, got 2.0",
         "discovery:\n  inotify: maybe\n": "'discovery.inotify' .* must be bool",
         "disk: 5\n": "'disk' .* must be a mapping",
-        "logging:\n  format: xml\n": "logging.format must be plain or json",
-        "repeats:\n  action: delete\n": "repeats.action must be flag or suppress",
-        "repeats:\n  min_photos: 1\n": "repeats.min_photos must be at least 2",
-        "events:\n  gap_s: -1\n": "events.gap_s must not be negative",
+        "logging:\n  format: xml\n": "logging.format must be one of plain, json, got 'xml'",
+        "repeats:\n  action: delete\n": "repeats.action must be one of flag, suppress",
+        "repeats:\n  min_photos: 1\n": "repeats.min_photos must be at least 2, got 1",
+        "events:\n  gap_s: -1\n": "events.gap_s must be at least 0, got -1.0",
+        "retry:\n  read_timeout_s: 200\n": "retry.read_timeout_s must be positive and at most 110, got 200.0",
+        "retry:\n  backoff_s: 60\n  max_backoff_s: 30\n": "retry.backoff_s must be at most retry.max_backoff_s",
+        "pipeline:\n  parallel: true\n": "unknown key 'pipeline.parallel'",
         "backend:\n  providers: [1]\n": "'backend.providers\\[0\\]' .* must be str",
-        "backend:\n  precision: fp16\n": "backend.precision must be one of f32, bf16",
+        "backend:\n  precision: fp16\n": "backend.precision must be one of f32, bf16, got 'fp16'",
         "backend:\n  precision: bf16\n": "backend.precision bf16 needs backend.name: openvino",
     }
     for extra, message in cases.items():
@@ -97,11 +89,9 @@ def test_non_finite_numbers_are_refused(tmp_path: Path, value: str) -> None:
 def test_the_device_profiles_load_and_plan_their_pipeline(profile: str) -> None:
     """Each profile is a valid config, and the pipeline it asks for is the one the device gets: parallel on a
     CPU, split on the Jetson's GPU providers."""
-    from andi_edge.pipeline import PipelineSettings, plan_pipeline
+    from andi_edge.pipeline import plan_pipeline
 
     path = EXAMPLE.parent / "profiles" / profile
     config = load_watch_config(path, {"watch": "/card", "output": "/out", "model": "/m.onnx"})
-    section = config.pipeline
-    settings = PipelineSettings(section.decode_workers, section.max_in_flight, section.mode, section.workers)
-    plan = plan_pipeline(settings, config.backend.threads, config.backend.providers, config.backend.name, cpus=4)
+    plan = plan_pipeline(config.pipeline, config.backend.threads, config.backend.providers, config.backend.name, cpus=4)
     assert plan.parallel == (profile != "jetson.yaml"), plan.describe()
