@@ -42,9 +42,9 @@ def cost(detector_path: Path, classifier: Path | None) -> dict[str, Any]:
     """One stream over every sample photo (stage ms from each result), then pipelined photos/s."""
     import numpy as np
 
-    from andi_edge.config import ClassifierSettings
+    from andi_edge.config import ClassifierSettings, PipelineSettings
     from andi_edge.photos import find_photos
-    from andi_edge.pipeline import PipelineSettings, detect_many, plan_pipeline
+    from andi_edge.pipeline import detect_many, plan_pipeline
     from andi_edge.runtime.classifier import load_classifier
     from andi_edge.runtime.detector import Detector
 
