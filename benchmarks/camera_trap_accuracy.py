@@ -222,7 +222,8 @@ def finetune_verdict(finetune_rows: dict[str, Any]) -> str:
     return text + ": `make model` keeps the mapped COCO model as the demo's default."
 
 
-def write_markdown(report: dict[str, Any], path: Path) -> None:
+def markdown(report: dict[str, Any]) -> str:
+    """The results page, from the JSON report (also rendered into the docs by benchmarks/pages.py)."""
     lines = [
         "# Camera-trap accuracy (agreement with MDv5a)",
         "",
@@ -259,7 +260,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                     f"{s['f1_macro']:.3f} / {s['map50']:.3f} | {f['f1_macro']:.3f} / {f['map50']:.3f} |"
                 )
         lines += ["", report.get("finetune_verdict", ""), ""]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -286,7 +287,7 @@ def main() -> int:
             report["finetune_verdict"] = finetune_verdict(report["finetune"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "camera_trap_accuracy.json").write_text(json.dumps(report, indent=1) + "\n")
-    write_markdown(report, RESULTS / "camera_trap_accuracy.md")
+    (RESULTS / "camera_trap_accuracy.md").write_text(markdown(report))
     log(f"wrote {RESULTS / 'camera_trap_accuracy.md'}")
     return 0
 

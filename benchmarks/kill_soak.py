@@ -192,6 +192,11 @@ def check(card: Path, out: Path, journal: Path, hashes: dict[str, str], logfile:
 def write(result: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "kill_soak.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "kill_soak.md").write_text(markdown(result))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """kill_soak.md, from the JSON result (also rendered into the docs by benchmarks/pages.py)."""
     verdict = "every photo exactly once" if result["exactly_once"] else "FAILED: " + "; ".join(result["problems"])
     lines = [
         "# kill -9 soak, classifier on",
@@ -209,7 +214,7 @@ def write(result: dict[str, Any]) -> None:
         "by a kill is counted as a crash of its photo (journal schema 4); such a photo is processed alone next, so "
         "no photo reached `retry.max_crashes` here.",
     ]
-    (RESULTS / "kill_soak.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

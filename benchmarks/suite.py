@@ -110,7 +110,8 @@ def export_models(workdir: Path) -> dict[str, Path]:
 
 def planned(backend: str = "ort", mode: str = "auto", precision: str = "f32") -> Any:
     """The pipeline `detect` plans by default (mode auto) on this machine, or the mode asked for."""
-    from andi_edge.pipeline import PipelineSettings, plan_pipeline
+    from andi_edge.config import PipelineSettings
+    from andi_edge.pipeline import plan_pipeline
 
     return plan_pipeline(PipelineSettings(mode=mode), 0, (), backend, precision=precision)
 
@@ -356,7 +357,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def write_markdown(report: dict[str, Any], path: Path) -> None:
+def markdown(report: dict[str, Any]) -> str:
+    """RESULTS.md, from the JSON report (also rendered into the docs by benchmarks/pages.py)."""
     m = report["machine"]
     n320 = report["andi_edge"]["yolov5n-320"]["photos"]
     tp = n320["throughput_photos_per_s"]
@@ -459,7 +461,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         *[f"- {t}" for t in report["targets"]],
         "",
     ]
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def targets(report: dict[str, Any]) -> list[str]:
@@ -647,7 +649,7 @@ def main() -> int:
         report["detect_peak_rss_mb_640"], _ = detect_process_numbers(models["yolov5n-640"], work)
     report["targets"] = targets(report)
     (args.out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(report, args.out / "RESULTS.md")
+    (args.out / "RESULTS.md").write_text(markdown(report))
     plot(report, args.out / "throughput.png")
     log(f"wrote {args.out / 'latest.json'}, RESULTS.md, throughput.png")
     for line in report["targets"]:
