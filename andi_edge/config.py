@@ -26,7 +26,7 @@ DEFAULT_MAX_DECODE_MB = 384
 #: how a run uses the cores (andi_edge.pipeline.plan_pipeline): auto, parallel or split
 PIPELINE_MODES = ("auto", "parallel", "split")
 #: the arithmetic inference may use where the backend offers a choice (OpenVINO on the CPU): f32, or bf16 on
-#: CPUs with AMX or AVX512-BF16 (about half the time at 640 px here, the same boxes within noise: README)
+#: CPUs with AMX or AVX512-BF16 (about half the time at 640 px, the same boxes within noise: docs/benchmarks.md)
 INFERENCE_PRECISIONS = ("f32", "bf16")
 #: DCT-scaled JPEG decode keeps at least this many decoded pixels per model-input pixel along each side.
 DEFAULT_DECODE_OVERSAMPLE = 1.0

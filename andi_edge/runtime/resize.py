@@ -2,7 +2,7 @@
 
 Half-pixel centres, edge clamping, no antialiasing: the resize the YOLOv5/Ultralytics loaders use (cv2), so
 the network sees what it was trained on. Results match cv2 within 1 grey level (cv2 rounds in fixed point).
-Keeping OpenCV off the device saves ~58 MB of resident memory and a large wheel on a Raspberry Pi.
+Keeping OpenCV off the device saves its resident memory and a large wheel on a Raspberry Pi (benchmarks).
 Only the source rows and columns the output needs are touched, so a big photo costs little.
 """
 
@@ -32,7 +32,7 @@ def resize_bilinear(image: npt.NDArray[np.uint8], width: int, height: int) -> np
 
 
 #: output rows resized at a time: each band's temporaries (a few hundred KiB) stay in cache, and the whole
-#: resize never holds more than one band's (at 640 px, ~25 MB less at the peak than all rows at once)
+#: resize never holds more than one band's temporaries at once
 BAND_ROWS = 32
 
 

@@ -27,7 +27,7 @@ class BackendOptions:
     #: let worker threads spin while waiting for work: lower latency, but steals CPU from decode threads
     allow_spinning: bool = True
     #: ONNX Runtime's memory pattern: one block planned for a run's buffers. Each concurrent run keeps its own,
-    #: so the parallel pipeline turns it off: measured on 2 cores, -15 to -20 MB RSS for ~4% inference time
+    #: so the parallel pipeline turns it off (less memory for a little inference time: see the benchmarks)
     memory_pattern: bool = True
     #: inference arithmetic, one of config.INFERENCE_PRECISIONS: OpenVINO takes it as its precision hint;
     #: ONNX Runtime's CPU kernels are f32 (INT8 comes as a model of its own) and refuse anything else
