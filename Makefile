@@ -22,7 +22,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
 .PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate pi-emulation classifier-bench \
-	kill-soak cli-reference
+	kill-soak cli-reference docs
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos, write the report"
@@ -38,7 +38,9 @@ help:
 	@echo "              (about 25 minutes on 2 cores)"
 	@echo "make kill-soak - kill -9 the daemon 24 times mid-batch on a 1,000-photo card, classifier on; checks every"
 	@echo "              photo exactly once -> benchmarks/results/kill_soak.md (about 2 minutes)"
-	@echo "make cli-reference - docs/cli.md made again from the parsers (a test checks it is current)"
+	@echo "make docs   - the documentation site in $(BUILD)/site (mkdocs --strict), with the report's pictures"
+	@echo "make cli-reference - the generated pages made again: docs/cli.md (parsers), the config reference"
+	@echo "             (declarations), docs/benchmarks.md (benchmarks/results): tests check they are current"
 	@echo "make model  - only build $(MODEL)"
 	@echo "make clean  - remove build outputs (keeps the virtualenv)"
 
@@ -84,8 +86,15 @@ tools:
 	@command -v mkfs.vfat >/dev/null || { echo "installing mkfs.vfat (package dosfstools) for the card-trigger test"; \
 	  $(APT_INSTALL) dosfstools >/dev/null; }
 
-test: lint typecheck tools demo
+test: lint typecheck tools demo docs
 	$(BIN)/pytest
+
+# The documentation site: the report's pictures made from the demo's run, then every page built; --strict makes a
+# broken link or a page missing from the navigation an error (not with --quiet, which hides them). Open
+# build/site/index.html.
+docs: demo
+	$(PY) docs/scripts/screenshots.py $(BUILD)/demo/report.html docs/img
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(BUILD)/site
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache
@@ -109,7 +118,9 @@ accuracy: $(STAMP)
 	$(PY) benchmarks/camera_trap_accuracy.py --finetune
 
 cli-reference: $(STAMP)
-	$(PY) -m andi_edge.cli.reference > docs/cli.md
+	$(PY) -m andi_edge.cli.reference cli > docs/cli.md
+	$(PY) -m andi_edge.cli.reference config > docs/field/config-reference.md
+	$(PY) -m benchmarks.pages > docs/benchmarks.md
 
 kill-soak: $(STAMP)
 	$(PY) benchmarks/kill_soak.py

@@ -84,7 +84,7 @@ def unit_value(value: str | Path, exec_line: bool = False, program: bool = False
     if program and any(c in text for c in "\"'\\"):
         raise UsageError(
             f"{text}: systemd does not start a program whose path holds a quote or a backslash",
-            hint="install andi-edge into a folder with a plain name, such as /opt/andi-edge (deploy/README.md)",
+            hint="install andi-edge into a folder with a plain name, such as /opt/andi-edge (docs/field/install.md)",
         )
     escaped = text.replace("%", "%%")
     if exec_line and not program:
@@ -252,7 +252,7 @@ def plan_install(
     if andi_edge.is_relative_to("/home") or andi_edge.is_relative_to("/root"):
         raise UsageError(
             f"{andi_edge} lies under /home or /root, which the sandboxed service cannot read (ProtectHome=yes)",
-            hint="install andi-edge into /opt/andi-edge (deploy/README.md)",
+            hint="install andi-edge into /opt/andi-edge (docs/field/install.md)",
         )
     output = output or DEFAULT_OUTPUT
     installed_model = MODELS_DIR / model.name

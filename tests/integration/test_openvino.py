@@ -102,7 +102,7 @@ def test_bf16_on_onnx_runtime_from_the_command_line_is_a_clear_error(
 def test_deepsparse_is_reported_unavailable_when_absent(model_320: Path, photos_dir: Path, tmp_path: Path) -> None:
     """DeepSparse is never installed by andi-edge (end-of-life, evaluation licence): it must fail cleanly.
 
-    Its present path was run by hand in a separate venv with deepsparse 1.8.0 (README: same boxes as ONNX
+    Its present path was run by hand in a separate venv with deepsparse 1.8.0 (docs: same boxes as ONNX
     Runtime on the EcoAssist examples); that venv is not part of CI.
     """
     import importlib.util

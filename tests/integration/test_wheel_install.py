@@ -1,4 +1,4 @@
-"""The device path from a wheel, as deploy/README.md documents it: `pip install .` (not editable), then
+"""The device path from a wheel, as docs/field/install.md documents it: `pip install .` (not editable), then
 `service install`, `check` and `detect` run from another folder, with no checkout in reach. Everything they need
 (unit templates, the card script, the example config and profiles, the weights registry) ships in the wheel.
 

@@ -14,7 +14,13 @@ import pytest
 from andi_edge.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = ["README.md", "deploy/README.md", "models/README.md"]
+#: the README, the pages beside the code, and every page of the docs site
+DOCS = [
+    "README.md",
+    "deploy/README.md",
+    "models/README.md",
+    *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").rglob("*.md")),
+]
 _BLOCK = re.compile(r"```(?:bash|sh|console)?\n(.*?)```", re.S)
 #: a line that runs andi-edge (sudo, or by a path to it, allowed)
 _COMMAND = re.compile(r"^(?:sudo\s+)?(?:\S*/)?andi-edge\s+(.*)$")
