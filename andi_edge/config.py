@@ -64,6 +64,8 @@ class DetectorSettings:
         False,
         "non-maximum suppression across classes: of two overlapping boxes of different classes only the more "
         "confident is kept",
+        flag="--agnostic-nms",
+        flag_style="on",
     )
     reduced_decode: bool = setting(
         True,
