@@ -141,7 +141,13 @@ class WatchService:
         # Crops need a full-resolution decode and JPEG encodes: as costly as inference, so they run behind it.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="andi-write")
         self.discovery = Discovery(self.root, config.discovery, card_id=options.card_id)
-        self.space = SpacePolicy(config.disk, self.output_dir, options.once, self.notifier, self.metrics)
+        self.space = SpacePolicy(
+            settings=config.disk,
+            output_dir=self.output_dir,
+            once=options.once,
+            notifier=self.notifier,
+            metrics=self.metrics,
+        )
         self.renderer = Renderer(context=self.context, detector=detector, writer=self._writer)
         self.ingest = Ingest(discovery=self.discovery, root=str(self.root))
         self.processor = Processor(

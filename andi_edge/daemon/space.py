@@ -34,7 +34,7 @@ class DiskFullError(Exception):
 
 class SpacePolicy:
     def __init__(
-        self, settings: DiskSettings, output_dir: Path, once: bool, notifier: Notifier, metrics: DaemonMetrics
+        self, *, settings: DiskSettings, output_dir: Path, once: bool, notifier: Notifier, metrics: DaemonMetrics
     ) -> None:
         self.settings = settings
         self.output_dir = output_dir
