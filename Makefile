@@ -13,6 +13,8 @@ MODEL ?= $(BUILD)/yolov5n-$(IMGSZ).onnx
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # Tests only: the classic YOLOv5 model definitions (P6 yamls, s-x), without its requirements (they pin old torch).
 YOLOV5_SPEC ?= yolov5==7.0.14
+# Tests only: MegaDetector's batch-file validator, without its requirements (torch, opencv, ...).
+MEGADETECTOR_SPEC ?= megadetector==10.0.28
 
 export ANDI_EDGE_MODELS_DIR ?= $(SHARED)/models
 # the tests and benchmarks find ../shared through this (a clone elsewhere: make test SHARED=/path/to/shared)
@@ -49,7 +51,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e '.[toolchain,ray,openvino,dev]'
-	$(PY) -m pip install --quiet --no-deps $(YOLOV5_SPEC)
+	$(PY) -m pip install --quiet --no-deps $(YOLOV5_SPEC) $(MEGADETECTOR_SPEC)
 	touch $@
 
 venv: $(STAMP)

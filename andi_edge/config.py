@@ -250,3 +250,57 @@ class PipelineSettings:
 
     def __post_init__(self) -> None:
         check(self, "pipeline")
+
+
+#: which files a run processes: photos and clips, photos only, or clips only
+MEDIA_KINDS = ("all", "photos", "videos")
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """How a clip is sampled: frames by time (or every Nth), each detected as a photo is."""
+
+    sample_fps: float = setting(
+        1.0,
+        "frames analysed per second of video (each one detected as a photo is)",
+        above=0,
+        max=120,
+        flag="--sample-fps",
+    )
+    every_nth_frame: int = setting(
+        0,
+        "analyse every Nth decoded frame instead of sampling by time (0: by time, sample_fps)",
+        min=0,
+        flag="--every-nth-frame",
+        metavar="N",
+    )
+    max_frames: int = setting(
+        600,
+        "the most frames analysed in one clip (a 10-hour clip cannot run for days): the first ones sampled",
+        min=1,
+        max=100_000,
+        flag="--max-frames",
+        metavar="N",
+    )
+    all_frames: bool = setting(
+        False,
+        "the batch file keeps every analysed frame's boxes; by default a clip keeps its most confident detection "
+        "of each category (MegaDetector's video convention); sidecars always hold every frame",
+        flag="--all-frames",
+        flag_style="on",
+    )
+    decode_timeout_s: float = setting(
+        600.0,
+        "a clip whose decoding takes longer is given up on with a reason (its decoder process is stopped)",
+        above=0,
+    )
+    max_long_side_px: int = setting(
+        1280,
+        "frames are decoded at most this large along their long side (never larger than the clip): enough for the "
+        "detector and for crops, and a 4K clip's frames stay small in memory",
+        min=64,
+        max=8192,
+    )
+
+    def __post_init__(self) -> None:
+        check(self, "video")

@@ -114,15 +114,50 @@ class PhotoInfo:
     exif_orientation: int = 1
 
 
+@dataclass(frozen=True)
+class ClipInfo:
+    """What we know of a video clip: its upright frame size, its rate, and what was analysed of it."""
+
+    width_px: int
+    height_px: int
+    #: frames per second as the container declares it (0.0 when it declares none that makes sense)
+    frame_rate: float
+    #: the clip's length, when known
+    duration_s: float | None = None
+    codec: str | None = None
+    #: the container's creation time (ISO-8601, as written), else None
+    creation_time: str | None = None
+    #: the rotation applied to its frames (the clip's display matrix), degrees counterclockwise
+    rotation: int = 0
+    #: set when decoding stopped before the end (a truncated clip): why; the frames before it were analysed
+    partial: str | None = None
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One analysed frame of a clip: its number (0-based, in decoding order), its time, and its boxes (in the
+    upright frame's pixels, at the clip's full size)."""
+
+    frame_number: int
+    time_s: float
+    detections: Detections
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
 @dataclass
 class ImageResult:
-    """The outcome for one file: detections and photo info, or a failure reason. Never both."""
+    """The outcome for one file: detections and photo info, or a failure reason. Never both.
+
+    A video clip's result also has its ``clip`` facts and each analysed frame's boxes (``frames``); its
+    ``detections`` are those of its poster frame (the frame of its most confident box), which the review counts."""
 
     path: Path
     detections: Detections | None = None
     photo: PhotoInfo | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     failure: str | None = None
+    clip: ClipInfo | None = None
+    frames: tuple[FrameResult, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.detections is None) == (self.failure is None):
@@ -133,5 +168,16 @@ class ImageResult:
         return self.failure is None
 
     @property
+    def poster_frame(self) -> FrameResult | None:
+        return poster_frame(self.frames)
+
+    @property
     def total_ms(self) -> float:
         return float(sum(self.timings_ms.values()))
+
+
+def poster_frame(frames: tuple[FrameResult, ...]) -> FrameResult | None:
+    """A clip's frame with its most confident box (its first frame when none has a box)."""
+    if not frames:
+        return None
+    return max(frames, key=lambda f: float(f.detections.confidence.max()) if len(f.detections) else -1.0)

@@ -6,12 +6,13 @@ produced it. The journal stores ``dump_record``'s text and gives back ``load_rec
 output (sidecar, MegaDetector batch JSON, Camtrap DP, report, events, repeats) is rendered from it, so output
 formats, with their rounding and their conventions, never come back in.
 
-Schema history: 1, a photo. A later schema adds a kind (a clip and its frames); ``load_record`` reads every
-schema it knows and refuses one from a newer andi-edge (``RecordError``).
+Schema history: 1, a photo; 2, the kind ``clip``: a video clip's facts and each analysed frame's boxes.
+``load_record`` reads every schema it knows and refuses one from a newer andi-edge (``RecordError``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from andi_edge.detections import Detections, ImageResult, PhotoInfo
+from andi_edge.detections import ClipInfo, Detections, FrameResult, ImageResult, PhotoInfo
 
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2
 #: the kinds of processed file a record can hold
-RECORD_KINDS = ("photo",)
+RECORD_KINDS = ("photo", "clip")
 
 
 class RecordError(ValueError):
@@ -51,7 +52,10 @@ class ResultRecord:
     outputs: OutputFacts = field(default_factory=OutputFacts)
     #: the key of the run facts (model, backend, thresholds) that produced it, as the journal keeps them
     run_id: str | None = None
-    kind: str = "photo"
+
+    @property
+    def kind(self) -> str:
+        return "clip" if self.result.clip is not None or self.result.frames else "photo"
 
     @property
     def failure(self) -> str | None:
@@ -71,6 +75,18 @@ def dump_record(record: ResultRecord) -> str:
         data["detections"] = _detections_json(result.detections)
     if result.timings_ms:
         data["timings_ms"] = {k: float(v) for k, v in result.timings_ms.items()}
+    if result.clip is not None:
+        data["clip"] = dataclasses.asdict(result.clip)
+    if result.frames:
+        data["frames"] = [
+            {
+                "frame_number": f.frame_number,
+                "time_s": float(f.time_s),
+                "detections": _detections_json(f.detections),
+                "timings_ms": {k: float(v) for k, v in f.timings_ms.items()},
+            }
+            for f in result.frames
+        ]
     outputs = record.outputs
     if outputs.crops:
         data["crops"] = list(outputs.crops)
@@ -102,8 +118,24 @@ def load_record(text: str, path: Path) -> ResultRecord:
         photo = _photo_from(data["photo"]) if "photo" in data else None
         detections = _detections_from(data["detections"]) if "detections" in data else None
         timings = {str(k): float(v) for k, v in (data.get("timings_ms") or {}).items()}
+        clip = _clip_from(data["clip"]) if "clip" in data else None
+        frames = tuple(
+            FrameResult(
+                frame_number=_int(f["frame_number"]),
+                time_s=float(f["time_s"]),
+                detections=_detections_from(f["detections"]),
+                timings_ms={str(k): float(v) for k, v in (f.get("timings_ms") or {}).items()},
+            )
+            for f in data.get("frames") or ()
+        )
         result = ImageResult(
-            path=path, detections=detections, photo=photo, timings_ms=timings, failure=data.get("failure")
+            path=path,
+            detections=detections,
+            photo=photo,
+            timings_ms=timings,
+            failure=data.get("failure"),
+            clip=clip,
+            frames=frames,
         )
         scale = data.get("crops_scale")
         outputs = OutputFacts(
@@ -114,7 +146,10 @@ def load_record(text: str, path: Path) -> ResultRecord:
     except (KeyError, TypeError, ValueError) as exc:  # ValueError: what Detections and ImageResult refuse
         raise RecordError(f"damaged record: {exc}") from exc
     run = data.get("run")
-    return ResultRecord(result=result, outputs=outputs, run_id=run if isinstance(run, str) else None, kind=kind)
+    record = ResultRecord(result=result, outputs=outputs, run_id=run if isinstance(run, str) else None)
+    if record.kind != kind:
+        raise RecordError(f"a record of kind {kind!r} holds a {record.kind}")
+    return record
 
 
 def failure_record(path: Path, failure: str, run_id: str | None = None) -> ResultRecord:
@@ -147,6 +182,24 @@ def _photo_from(data: dict[str, Any]) -> PhotoInfo:
         width_px=_int(data["width_px"]),
         height_px=_int(data["height_px"]),
         exif_orientation=_int(data.get("exif_orientation", 1)),
+        **text,
+    )
+
+
+def _clip_from(data: dict[str, Any]) -> ClipInfo:
+    duration = data.get("duration_s")
+    text = {}
+    for name in ("codec", "creation_time", "partial"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"clip {name} must be text")
+        text[name] = value
+    return ClipInfo(
+        width_px=_int(data["width_px"]),
+        height_px=_int(data["height_px"]),
+        frame_rate=float(data["frame_rate"]),
+        duration_s=None if duration is None else float(duration),
+        rotation=_int(data.get("rotation", 0)),
         **text,
     )
 

@@ -16,7 +16,14 @@ from typing import Any
 
 import yaml
 
-from andi_edge.config import BackendSettings, ClassifierSettings, DetectorSettings, PipelineSettings
+from andi_edge.config import (
+    MEDIA_KINDS,
+    BackendSettings,
+    ClassifierSettings,
+    DetectorSettings,
+    PipelineSettings,
+    VideoSettings,
+)
 from andi_edge.declare import check, declaration, setting
 from andi_edge.errors import ConfigError
 
@@ -190,10 +197,17 @@ class DetectionConfig:
     """What runs a detector, the same for `detect`, `batch`, `bench` and `watch`: the model and four sections."""
 
     model: str = setting("", "the detector's ONNX file (from `andi-edge export`)")
+    media: str = setting(
+        "all",
+        "which files are processed: photos and video clips, photos only, or clips only",
+        choices=MEDIA_KINDS,
+        flag="--media",
+    )
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     backend: BackendSettings = field(default_factory=BackendSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    video: VideoSettings = field(default_factory=VideoSettings)
 
 
 @dataclass(frozen=True)
@@ -218,7 +232,13 @@ class WatchConfig:
 
     @property
     def detection(self) -> DetectionConfig:
-        return DetectionConfig(self.model, self.detector, self.classifier, self.backend, self.pipeline)
+        return DetectionConfig(
+            model=self.model,
+            detector=self.detector,
+            classifier=self.classifier,
+            backend=self.backend,
+            pipeline=self.pipeline,
+        )
 
     def validate(self, source: str) -> WatchConfig:
         """What no single setting can check: the required keys, and settings bounded by each other (each setting's

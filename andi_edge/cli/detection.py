@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from andi_edge.cli.options import EXIT_OK, add_detection_options, add_renamed, detection_config
+from andi_edge.cli.options import EXIT_OK, add_detection_options, add_media_options, add_renamed, detection_config
 from andi_edge.errors import OutputError, UsageError
 from andi_edge.results.labels import LabelSpace
 
@@ -19,65 +20,87 @@ log = logging.getLogger("andi_edge")
 
 #: photos between two saves of what `detect` has done (an interrupted or failed run resumes from them)
 DETECT_SHARD_PHOTOS = 64
+#: what a run looked for, in words, by its media setting
+_MEDIA_WORDS = {"all": "photos (jpg, jpeg, png) or video clips", "photos": "photos (jpg, jpeg, png)",
+                "videos": "video clips"}  # fmt: skip
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from andi_edge.assemble import assemble
     from andi_edge.batch.shards import ShardStore, file_identity, run_identity
-    from andi_edge.photos import find_photos
+    from andi_edge.photos import PhotoSource, find_photos
     from andi_edge.pipeline import detect_many, label_space
+    from andi_edge.runtime.clips import detect_clip
+    from andi_edge.runtime.video import looks_like_video
     from andi_edge.sinks.atomic import prove_writable
-    from andi_edge.sinks.md_batch import batch_document, image_entry, write_batch
+    from andi_edge.sinks.md_batch import batch_document, clip_entry, image_entry, write_batch
 
     if args.output.is_dir():
         raise UsageError(f"-o {args.output} is a folder; give a file name such as {args.output / 'results.json'}")
     prove_writable(args.output.parent, "results", "-o")
+    config = detection_config(args)
     videos: list[Path] = []
-    root, sources = find_photos(args.paths, videos)
-    if videos:
-        log.warning(
-            "%d video clip(s) found (e.g. %s): andi-edge does not process videos yet; they are not in the results",
-            len(videos),
-            videos[0],
-        )
-    from andi_edge.assemble import assemble
-
-    assembled = assemble(detection_config(args))
+    root, photos = find_photos(args.paths, videos)
+    sources = photos if config.media != "videos" else []
+    clips = [PhotoSource(root, Path(os.path.abspath(v))) for v in videos] if config.media != "photos" else []
+    assembled = assemble(config)
     detector, plan = assembled.detector, assembled.plan
-    if not sources:
-        log.warning("no photos (jpg, jpeg, png) found under %s", ", ".join(map(str, args.paths)))
+    if not sources and not clips:
+        log.warning("no %s found under %s", _MEDIA_WORDS[config.media], ", ".join(map(str, args.paths)))
     provenance = detector.provenance()
     # what is done is saved as it goes: a run interrupted, or one whose final write fails, resumes from it
+    everything = sorted([*sources, *clips], key=lambda s: s.relative)
     store = ShardStore(
-        args.output, run_identity(list(args.paths), provenance), {s.relative: file_identity(s.path) for s in sources}
+        args.output,
+        run_identity(list(args.paths), {**provenance, "media": config.media, "video": repr(config.video)}),
+        {s.relative: file_identity(s.path) for s in everything},
     )
     done = store.load()
     todo = [s for s in sources if s.relative not in done]
+    clips_todo = [s for s in clips if s.relative not in done]
     if done:
         log.info(
-            "%d photo(s) done by an interrupted run of this command: not processed again", len(sources) - len(todo)
+            "%d file(s) done by an interrupted run of this command: not processed again",
+            len(everything) - len(todo) - len(clips_todo),
         )
     typical = detector.card.thresholds.typical
     start = time.perf_counter()
     show_progress = sys.stderr.isatty() and not args.quiet
-    progress = tqdm(total=len(sources), initial=len(sources) - len(todo), unit="photo", disable=not show_progress,
-                    dynamic_ncols=True)  # fmt: skip
+    progress = tqdm(total=len(everything), initial=len(everything) - len(todo) - len(clips_todo), unit="file",
+                    disable=not show_progress, dynamic_ncols=True)  # fmt: skip
     pending: list[tuple[str, dict[str, Any]]] = []
+    all_frames = config.video.all_frames
     # warnings are printed above the bar, not into it
     with progress, logging_redirect_tqdm(loggers=[logging.getLogger("andi_edge")]):
         for source, result in detect_many(detector, todo, plan.settings):
-            pending.append((source.relative, image_entry(result, source.relative)))
+            if (
+                result.failure is not None
+                and result.failure.startswith("unsupported_format")
+                and (config.media != "photos" and looks_like_video(source.path))
+            ):  # a clip named like a photo: found by its content
+                clip = detect_clip(detector, source.path, config.video)
+                pending.append((source.relative, clip_entry(clip, source.relative, all_frames)))
+            else:
+                pending.append((source.relative, image_entry(result, source.relative)))
             if len(pending) >= DETECT_SHARD_PHOTOS:
                 store.save(pending)
                 done.update(pending)
                 pending = []
             progress.update()
+        for source in clips_todo:  # one at a time: a clip's frames are inferred one after the other
+            result = detect_clip(detector, source.path, config.video)
+            pending.append((source.relative, clip_entry(result, source.relative, all_frames)))
+            store.save(pending)
+            done.update(pending)
+            pending = []
+            progress.update()
     store.save(pending)
     done.update(pending)
     elapsed = time.perf_counter() - start
-    entries = [done[s.relative] for s in sources]
+    entries = [done[s.relative] for s in everything]
     document = batch_document(
         entries,
         detector.class_names,
@@ -95,10 +118,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
             "processing the photos again",
         ) from exc
     store.remove()
-    rate = len(todo) / elapsed if elapsed > 0 else 0.0
-    print(_detect_summary(entries, label_space(detector), typical, len(todo), elapsed, rate))
-    if videos:
-        print(f"{len(videos)} video clip(s) not processed (andi-edge reads photos only for now)")
+    processed = len(todo) + len(clips_todo)
+    rate = processed / elapsed if elapsed > 0 else 0.0
+    print(_detect_summary(entries, label_space(detector), typical, processed, elapsed, rate))
+    if config.media == "photos" and videos:
+        print(f"{len(videos)} video clip(s) left out (--media photos)")
     print(f"results: {args.output}")
     return EXIT_OK
 
@@ -110,12 +134,14 @@ def _detect_summary(
     from andi_edge.results.labels import count_photos
     from andi_edge.results.records import record_from_entry
 
-    records = (record_from_entry("", str(entry.get("file", "")), None, 0, entry) for entry in entries)
+    records = [record_from_entry("", str(entry.get("file", "")), None, 0, entry) for entry in entries]
     counts = count_photos(records, labels, typical)
     per_class = ", ".join(f"{name} {n}" for name, n in counts.ranked())
     resumed = len(entries) - processed
+    clips = sum(1 for entry in entries if "frames_processed" in entry)
+    what = f"{len(entries) - clips} photos" + (f" and {clips} video clip(s)" if clips else "")
     return (
-        f"{len(entries)} photos ({processed} processed in {elapsed:.1f} s, {rate:.1f} photos/s"
+        f"{what} ({processed} processed in {elapsed:.1f} s, {rate:.1f} files/s"
         + (f"; {resumed} from an interrupted run" if resumed else "")
         + f"): {counts.with_detections} with a detection >= {typical}{f' ({per_class})' if per_class else ''}, "
         f"{counts.empty} empty, {counts.failed} failed"
@@ -346,6 +372,7 @@ def register(commands: Any) -> None:
     detect.add_argument("--output", "-o", type=Path, required=True, help="results JSON to write")
     detect.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_detection_options(detect)
+    add_media_options(detect)
     detect.set_defaults(handler=cmd_detect)
 
     bench_cmd = commands.add_parser(

@@ -153,13 +153,37 @@ def add_detection_options(parser: argparse.ArgumentParser, model_required: bool 
     add_renamed(parser, "--classifier-label-threshold", "--species-threshold")
 
 
+def add_media_options(parser: argparse.ArgumentParser) -> None:
+    """Which files a run takes (photos, video clips) and how clips are sampled: the media and video settings'
+    flags, from their declarations."""
+    from andi_edge.config import VideoSettings
+    from andi_edge.settings import DetectionConfig
+
+    group = parser.add_argument_group("video clips")
+    media = next(f for f in dataclasses.fields(DetectionConfig) if f.name == "media")
+    declared = settings_fields(DetectionConfig)
+    media_declared = next(d for f, d in declared if f.name == "media")
+    assert media_declared is not None and media_declared.flag is not None
+    group.add_argument(
+        media_declared.flag,
+        dest="media",
+        choices=media_declared.choices,
+        default=None,
+        help=f"{media_declared.help} (default: {default_text(media, media_declared)}; config: media)",
+    )
+    add_declared_flags(group, VideoSettings, "video")
+
+
 def detection_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The detector settings given on the command line, as dotted config keys (``detector.conf_threshold``)."""
     given: dict[str, Any] = {}
     if getattr(args, "model", None) is not None:
         given["model"] = str(args.model)
+    if getattr(args, "media", None) is not None:
+        given["media"] = args.media
+    sections = {*dict(_DETECTION_SECTIONS), "video"}
     for key, value in vars(args).items():
-        if "." in key and key.split(".", 1)[0] in dict(_DETECTION_SECTIONS) and value is not None:
+        if "." in key and key.split(".", 1)[0] in sections and value is not None:
             given[key] = tuple(value) if isinstance(value, list) else value
     return given
 

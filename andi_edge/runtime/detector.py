@@ -229,6 +229,29 @@ class Detector:
             pixels=pixels,
         )
 
+    def prepare_frame(
+        self, rgb: npt.NDArray[np.uint8], info: PhotoInfo, path: Path, decode_ms: float = 0.0
+    ) -> PreparedPhoto:
+        """A decoded video frame (upright RGB, possibly scaled down from ``info``'s size) ready for the network:
+        letterboxed from the full size, as a photo decoded at a reduced DCT scale is, so its boxes come out in the
+        full frame's pixels. No classifier crops are cut from frames."""
+        card = self.card
+        start = time.perf_counter()
+        if card.rect:
+            geometry = LetterboxGeometry.fit_rect(
+                info.width_px, info.height_px, max(card.input_width, card.input_height), card.stride
+            )
+        else:
+            geometry = LetterboxGeometry.fit(info.width_px, info.height_px, card.input_width, card.input_height)
+        tensor = letterbox_tensor(rgb, geometry)
+        return PreparedPhoto(
+            path=path,
+            tensor=tensor,
+            geometry=geometry,
+            info=info,
+            timings_ms={"read": 0.0, "decode": decode_ms, "letterbox": _ms_since(start)},
+        )
+
     def infer(self, prepared: PreparedPhoto) -> ImageResult:
         start = time.perf_counter()
         raw = self._backend.run(prepared.tensor)

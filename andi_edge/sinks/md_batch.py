@@ -15,9 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from andi_edge import __version__
 from andi_edge.boxes import clip_xyxy_px, xyxy_px_to_xywh_norm
-from andi_edge.detections import ImageResult
+from andi_edge.detections import Detections, ImageResult
 from andi_edge.results.review import PhotoAnnotation
 from andi_edge.sinks.atomic import json_text, write_text_atomic
 
@@ -34,8 +37,75 @@ def detection_categories(class_names: Iterable[str]) -> dict[str, str]:
     return {category_id(i): name for i, name in enumerate(class_names)}
 
 
+def _detection_json(
+    detections: Detections, i: int, box: npt.NDArray[np.float32] | list[float], frame_number: int | None = None
+) -> dict[str, Any]:
+    detection: dict[str, Any] = {
+        "category": category_id(int(detections.class_id[i])),
+        "conf": round(float(detections.confidence[i]), CONF_DECIMALS),
+        "bbox": [round(float(v), BBOX_DECIMALS) for v in box],
+    }
+    if frame_number is not None:
+        detection["frame_number"] = frame_number
+    classifications = detections.classifications(i)
+    if classifications:
+        detection["classifications"] = [
+            [category_id(label), round(label_conf, CONF_DECIMALS)] for label, label_conf in classifications
+        ]
+    return detection
+
+
+def _normalised(detections: Detections, width_px: int, height_px: int) -> npt.NDArray[np.float32]:
+    # corners clipped to the photo first: clipping x and w apart would leave a box that starts left of the photo
+    # too wide by the part that was outside
+    inside = clip_xyxy_px(detections.xyxy_px, width_px, height_px)
+    return xyxy_px_to_xywh_norm(inside, width_px, height_px)
+
+
+def clip_entry(result: ImageResult, relative_file: str, all_frames: bool = False) -> dict[str, Any]:
+    """A video clip's ``images[]`` entry, in MegaDetector's video convention (what Timelapse reads): the clip's
+    ``frame_rate``, the ``frames_processed`` (the frame numbers analysed) and a ``frame_number`` on each detection;
+    by default the most confident detection of each category over the clip (as MegaDetector's
+    ``frame_results_to_video_results`` keeps), with ``all_frames`` every analysed frame's boxes. A failed clip has
+    ``frame_rate`` -1, no frames and null detections, as MegaDetector writes one."""
+    entry: dict[str, Any] = {"file": relative_file}
+    clip = result.clip
+    if result.failure is not None or clip is None:
+        entry.update(failure=result.failure, frame_rate=-1.0, frames_processed=[], detections=None)
+        return entry
+    entry["frame_rate"] = round(clip.frame_rate, 3)
+    entry["frames_processed"] = sorted(f.frame_number for f in result.frames)
+    found: list[tuple[float, int, dict[str, Any]]] = []
+    for frame in result.frames:
+        detections = frame.detections
+        boxes = _normalised(detections, clip.width_px, clip.height_px)
+        for i in range(len(detections)):
+            found.append(
+                (
+                    float(detections.confidence[i]),
+                    int(detections.class_id[i]),
+                    _detection_json(detections, i, boxes[i], frame.frame_number),
+                )
+            )
+    if not all_frames:
+        best: dict[int, tuple[float, int, dict[str, Any]]] = {}
+        for item in found:
+            if item[1] not in best or item[0] > best[item[1]][0]:
+                best[item[1]] = item
+        found = list(best.values())
+    found.sort(key=lambda item: (-item[0], item[2]["frame_number"]))
+    entry["detections"] = [item[2] for item in found]
+    entry["width"] = clip.width_px
+    entry["height"] = clip.height_px
+    if clip.partial is not None:
+        entry["partial"] = clip.partial  # an extra field: readers ignore it
+    return entry
+
+
 def image_entry(result: ImageResult, relative_file: str, include_photo_info: bool = True) -> dict[str, Any]:
-    """One ``images[]`` entry."""
+    """One ``images[]`` entry (a clip's in the video convention: ``clip_entry``)."""
+    if result.clip is not None:
+        return clip_entry(result, relative_file)
     entry: dict[str, Any] = {"file": relative_file}
     if result.failure is not None or result.detections is None:
         entry["failure"] = result.failure
@@ -43,25 +113,10 @@ def image_entry(result: ImageResult, relative_file: str, include_photo_info: boo
     photo = result.photo
     detections = result.detections.sorted_by_confidence()
     if photo is not None and len(detections):
-        # corners clipped to the photo first: clipping x and w apart would leave a box that starts left of the
-        # photo too wide by the part that was outside
-        inside = clip_xyxy_px(detections.xyxy_px, photo.width_px, photo.height_px)
-        bboxes = xyxy_px_to_xywh_norm(inside, photo.width_px, photo.height_px)
+        bboxes = _normalised(detections, photo.width_px, photo.height_px)
     else:
         bboxes = detections.xyxy_px
-    entry["detections"] = []
-    for i, (box, conf, cls) in enumerate(zip(bboxes, detections.confidence, detections.class_id, strict=True)):
-        detection: dict[str, Any] = {
-            "category": category_id(int(cls)),
-            "conf": round(float(conf), CONF_DECIMALS),
-            "bbox": [round(float(v), BBOX_DECIMALS) for v in box],
-        }
-        classifications = detections.classifications(i)
-        if classifications:
-            detection["classifications"] = [
-                [category_id(label), round(label_conf, CONF_DECIMALS)] for label, label_conf in classifications
-            ]
-        entry["detections"].append(detection)
+    entry["detections"] = [_detection_json(detections, i, bboxes[i]) for i in range(len(detections))]
     if include_photo_info and photo is not None:
         entry["width"] = photo.width_px
         entry["height"] = photo.height_px

@@ -50,7 +50,7 @@ def odd_results(odd_card: Path, model_320: Path, tmp_path_factory: pytest.TempPa
     out = tmp_path_factory.mktemp("results") / "results.json"
     proc = run_cli("detect", odd_card, "--model", model_320, "-o", out)
     assert proc.returncode == 0, proc.stderr
-    assert "results:" in proc.stdout and "3 failed" in proc.stdout
+    assert "results:" in proc.stdout and "4 failed" in proc.stdout, "3 bad photos and video.mp4, a broken clip"
     assert "Traceback" not in proc.stderr
     return json.loads(out.read_text())  # type: ignore[no-any-return]
 
@@ -84,6 +84,7 @@ def test_files_walked_relative_and_filtered(odd_results: dict) -> None:  # type:
         "DCIM/100RECNX/reconyx.JPG",
         "DCIM/100RECNX/tiny.jpg",
         "DCIM/100RECNX/truncated.jpg",
+        "DCIM/100RECNX/video.mp4",  # a clip (a broken one), in the same file as the photos
         "DCIM/100RECNX/zero.jpg",
         "car.jpeg",
     ]
@@ -296,8 +297,9 @@ def test_detect_resumes_and_keeps_its_work_when_the_final_write_fails(
     assert json.loads(results.read_text())["images"] == json.loads(reference.read_text())["images"]
 
 
-def test_video_clips_are_counted_and_said(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
-    """A card in video mode gave "0 photos" without a word about its clips."""
+def test_video_clips_are_processed_and_counted_apart(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """A card in video mode gave "0 photos" without a word about its clips; now each clip is processed, and a clip
+    that is only a header is that clip's failure, in MegaDetector's video convention."""
     card = tmp_path / "card"
     card.mkdir()
     shutil.copy2(sorted((photos_dir / "burrowing_owl").glob("*.JPG"))[0], card / "IMG_0001.JPG")
@@ -305,4 +307,7 @@ def test_video_clips_are_counted_and_said(tmp_path: Path, photos_dir: Path, mode
         (card / name).write_bytes(b"\0\0\0\x18ftypmp42")
     done = run_cli("detect", card, "-m", model_320, "-o", tmp_path / "r.json")
     assert done.returncode == 0, done.stderr
-    assert "2 video clip(s) found" in done.stderr and "2 video clip(s) not processed" in done.stdout
+    assert "1 photos and 2 video clip(s)" in done.stdout and "2 failed" in done.stdout, done.stdout
+    by_file = {e["file"]: e for e in json.loads((tmp_path / "r.json").read_text())["images"]}
+    for name in ("CLIP0001.MP4", "CLIP0002.avi"):
+        assert by_file[name]["failure"] and by_file[name]["frame_rate"] == -1.0, by_file[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from andi_edge.detections import Detections, ImageResult, PhotoInfo
+from andi_edge.detections import ClipInfo, Detections, FrameResult, ImageResult, PhotoInfo
 from andi_edge.record import RECORD_SCHEMA, OutputFacts, RecordError, ResultRecord, dump_record, load_record
 from andi_edge.state.journal import DB_NAME, Journal, open_existing
 
@@ -41,7 +42,29 @@ def detections(draw: st.DrawFn) -> Detections:
 @st.composite
 def records(draw: st.DrawFn) -> ResultRecord:
     path = Path("DCIM/100RECNX") / (draw(text) or "x")
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)) == 0:  # a clip: its facts and every analysed frame's boxes
+        clip = ClipInfo(
+            width_px=draw(st.integers(2, 8000)),
+            height_px=draw(st.integers(2, 8000)),
+            frame_rate=draw(st.floats(0, 240)),
+            duration_s=draw(st.none() | st.floats(0, 36000)),
+            codec=draw(st.none() | st.sampled_from(["h264", "mjpeg", "hevc"])),
+            creation_time=draw(st.none() | st.just("2024-05-01T03:12:00.000000Z")),
+            rotation=draw(st.sampled_from([0, 90, -90, 180])),
+            partial=draw(st.none() | text),
+        )
+        frames = tuple(
+            FrameResult(n * 30, n * 1.0, draw(detections()), {"inference": draw(st.floats(0, 100))})
+            for n in range(draw(st.integers(1, 4)))
+        )
+        result = ImageResult(
+            path=path,
+            detections=frames[0].detections,
+            photo=PhotoInfo(clip.width_px, clip.height_px, "h264"),
+            clip=clip,
+            frames=frames,
+        )
+    elif draw(st.booleans()):
         result = ImageResult(path=path, failure="corrupt: " + draw(text))
     else:
         photo = PhotoInfo(
@@ -69,10 +92,18 @@ def _same(a: ResultRecord, b: ResultRecord) -> None:
     assert (a.outputs, a.run_id, a.kind) == (b.outputs, b.run_id, b.kind)
     ra, rb = a.result, b.result
     assert (ra.path, ra.photo, ra.failure, ra.timings_ms) == (rb.path, rb.photo, rb.failure, rb.timings_ms)
-    assert (ra.detections is None) == (rb.detections is None)
-    if ra.detections is not None and rb.detections is not None:
+    assert (ra.clip, len(ra.frames)) == (rb.clip, len(rb.frames))
+    _same_detections(ra.detections, rb.detections)
+    for fa, fb in zip(ra.frames, rb.frames, strict=True):
+        assert (fa.frame_number, fa.time_s, fa.timings_ms) == (fb.frame_number, fb.time_s, fb.timings_ms)
+        _same_detections(fa.detections, fb.detections)
+
+
+def _same_detections(da: Detections | None, db: Detections | None) -> None:
+    assert (da is None) == (db is None)
+    if da is not None and db is not None:
         for name in ("xyxy_px", "confidence", "class_id", "classification_id", "classification_conf"):
-            x, y = getattr(ra.detections, name), getattr(rb.detections, name)
+            x, y = getattr(da, name), getattr(db, name)
             assert (x is None) == (y is None), name
             if x is not None:
                 assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), name
@@ -97,13 +128,7 @@ def test_a_record_survives_the_journal_bit_for_bit(
         journal.mark_finished(
             row.id,
             ResultRecord(
-                result=ImageResult(
-                    Path(row.rel_path),
-                    record.result.detections,
-                    record.result.photo,
-                    record.result.timings_ms,
-                    record.result.failure,
-                ),
+                result=dataclasses.replace(record.result, path=Path(row.rel_path)),
                 outputs=record.outputs,
                 run_id=record.run_id,
             ),
@@ -119,13 +144,7 @@ def test_a_record_survives_the_journal_bit_for_bit(
         stored = row.record
         assert stored.result.path == Path(row.rel_path)
         expected = ResultRecord(
-            result=ImageResult(
-                stored.result.path,
-                record.result.detections,
-                record.result.photo,
-                record.result.timings_ms,
-                record.result.failure,
-            ),
+            result=dataclasses.replace(record.result, path=stored.result.path),
             outputs=record.outputs,
             run_id=record.run_id,
         )

@@ -1,0 +1,140 @@
+"""Video clips on a card: found by name or content, sampled frames detected as photos are, written in
+MegaDetector's video convention (checked by MegaDetector's own validator), and each bad clip that clip's failure.
+The clips are made from the sample photos by tests/clips.py: real encodes, real decoding, real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from andi_edge.config import VideoSettings
+from andi_edge.errors import PhotoError
+from andi_edge.runtime.clips import detect_clip
+from andi_edge.runtime.detector import Detector
+from andi_edge.runtime.video import ClipReader
+from tests import clips
+from tests.integration.cli_runner import run_cli
+
+SERENGETI = "serengeti_S1_D04_R6_sequence"
+
+
+@pytest.fixture(scope="module")
+def photos(photos_dir: Path) -> list[Path]:
+    return sorted((photos_dir / SERENGETI).glob("*.JPG"))[:3]
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory: pytest.TempPathFactory, photos: list[Path], photos_dir: Path) -> Path:
+    """A card in hybrid mode: photos, clips of each kind cameras write, and the clips a card gets wrong."""
+    card = tmp_path_factory.mktemp("card") / "DCIM" / "100MEDIA"
+    card.mkdir(parents=True)
+    for photo in photos:
+        shutil.copy2(photo, card / photo.name)
+    clips.h264(card / "CLIP0001.MP4", photos)
+    clips.h264(card / "CLIP0002.MOV", photos, seconds=2, rate=15, size=(480, 360))
+    clips.mjpeg_422_then_420(card / "CLIP0003.AVI", photos)
+    clips.h264(card / "CLIP0004.MP4", photos, size=(640, 360), rotation=90)
+    clips.truncated(clips.h264(card.parent / "whole.mp4", photos, seconds=4), card / "CUT_INDEX.MP4", 0.6)
+    clips.truncated(clips.h264(card.parent / "fast.mp4", photos, seconds=4, faststart=True), card / "CUT_FAST.MP4", 0.6)
+    clips.audio_only(card / "AUDIO.MP4")
+    (card / "ZERO.AVI").write_bytes(b"")
+    (card / "NOTES.MP4").write_text("not a video, whatever its name says")
+    shutil.copy2(card / "CLIP0001.MP4", card / "IMG_9999.JPG")  # a clip named like a photo
+    (card.parent / "whole.mp4").unlink()
+    (card.parent / "fast.mp4").unlink()
+    return card.parent.parent
+
+
+def _detect(card: Path, out: Path, model: Path, *extra: str) -> dict[str, dict[str, Any]]:
+    proc = run_cli("detect", card, "-m", model, "-o", out, *extra)
+    assert proc.returncode == 0, proc.stderr
+    return {e["file"]: e for e in json.loads(out.read_text())["images"]}
+
+
+def test_a_hybrid_card_gives_one_batch_file_in_megadetectors_video_convention(
+    card: Path, model_320: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.json"
+    proc = run_cli("detect", card, "-m", model_320, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 photos and 10 video clip(s)" in proc.stdout, proc.stdout
+    by_file = {e["file"]: e for e in json.loads(out.read_text())["images"]}
+    d = "DCIM/100MEDIA/"
+
+    clip = by_file[d + "CLIP0001.MP4"]
+    assert clip["frame_rate"] == 10.0 and clip["frames_processed"] == [0, 10, 20], "1 frame a second, by time"
+    assert clip["detections"] and all("frame_number" in det for det in clip["detections"])
+    categories = [det["category"] for det in clip["detections"]]
+    assert len(categories) == len(set(categories)), "by default the most confident detection of each category"
+    assert clip["detections"][0]["conf"] > 0.5, "the Serengeti animals are found in the frames"
+    assert (clip["width"], clip["height"]) == (640, 480)
+    assert by_file[d + "CLIP0002.MOV"]["frames_processed"] == [0, 15]
+    assert by_file[d + "CLIP0003.AVI"]["frames_processed"] == [0, 5], "4:2:2 then 4:2:0, each frame converted"
+    rotated = by_file[d + "CLIP0004.MP4"]
+    assert (rotated["width"], rotated["height"]) == (360, 640), "the display rotation is honoured"
+    assert by_file[d + "IMG_9999.JPG"]["frames_processed"] == [0, 10, 20], "found by its content"
+
+    cut_fast = by_file[d + "CUT_FAST.MP4"]
+    assert cut_fast.get("partial", "").startswith("partial: ") and cut_fast["frames_processed"], cut_fast
+    cut_index = by_file[d + "CUT_INDEX.MP4"]
+    assert "failure" in cut_index or "partial" in cut_index, cut_index
+    for name, reason in (("ZERO.AVI", "empty_file"), ("NOTES.MP4", "not_a_video"), ("AUDIO.MP4", "no_video")):
+        entry = by_file[d + name]
+        assert entry["failure"].startswith(reason + ":"), entry
+        assert (entry["frame_rate"], entry["frames_processed"], entry["detections"]) == (-1.0, [], None)
+    for photo in ("S1_D04_R6_PICT0020.JPG",):
+        assert "frames_processed" not in by_file[d + photo] and by_file[d + photo]["detections"]
+
+    from megadetector.postprocessing.validate_batch_results import (
+        ValidateBatchResultsOptions,
+        validate_batch_results,
+    )
+
+    options = ValidateBatchResultsOptions()
+    options.check_image_existence = True
+    options.relative_path_base = str(card)
+    options.raise_errors = True
+    validated = validate_batch_results(str(out), options)["validation_results"]
+    assert validated["errors"] == [], validated["errors"]
+    photo_failures = [w for w in validated["warnings"] if "null detections array" not in w]
+    assert photo_failures == [], validated["warnings"]
+
+
+def test_sampling_all_frames_and_media_choices(card: Path, model_320: Path, tmp_path: Path) -> None:
+    one = card / "DCIM" / "100MEDIA" / "CLIP0001.MP4"
+    every = _detect(one, tmp_path / "a.json", model_320, "--every-nth-frame", "5", "--all-frames")
+    entry = every["CLIP0001.MP4"]
+    assert entry["frames_processed"] == [0, 5, 10, 15, 20, 25]
+    assert len({det["frame_number"] for det in entry["detections"]}) > 1, "every analysed frame's boxes"
+    capped = _detect(one, tmp_path / "b.json", model_320, "--sample-fps", "5", "--max-frames", "4")
+    assert capped["CLIP0001.MP4"]["frames_processed"] == [0, 2, 4, 6]
+    photos_only = _detect(card, tmp_path / "c.json", model_320, "--media", "photos")
+    assert not any("frames_processed" in e for e in photos_only.values()) and len(photos_only) == 4
+    videos_only = _detect(card, tmp_path / "d.json", model_320, "--media", "videos")
+    assert all("frames_processed" in e for e in videos_only.values()) and len(videos_only) == 9
+
+
+def test_a_decoder_that_hangs_or_dies_is_that_clips_failure(card: Path, model_320: Path, tmp_path: Path) -> None:
+    """FFmpeg runs in a child process: a clip it hangs on (a FIFO that never delivers, as a stalled card read) is
+    stopped at the time limit, and one whose decoder is killed (as a native crash or the OOM killer would) is
+    recorded as crashed; the parent goes on."""
+    detector = Detector(model_320)
+    fifo = tmp_path / "STALLED.MP4"
+    os.mkfifo(fifo)
+    hung = detect_clip(detector, fifo, VideoSettings(decode_timeout_s=2.0))
+    assert hung.failure is not None and hung.failure.startswith("timeout: "), hung.failure
+    clip = card / "DCIM" / "100MEDIA" / "CLIP0001.MP4"
+    with ClipReader(clip, VideoSettings()) as reader:
+        assert reader.pid is not None
+        os.kill(reader.pid, signal.SIGKILL)
+        with pytest.raises(PhotoError) as died:
+            list(reader.frames())
+    assert died.value.reason == "crashed" and "signal 9" in died.value.message
+    after = detect_clip(detector, clip, VideoSettings())
+    assert after.failure is None and len(after.frames) == 3, "the next clip decodes as before"
