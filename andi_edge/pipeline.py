@@ -135,12 +135,13 @@ def prefetch_ordered(
     items: Iterable[Item],
     prepare: Callable[[Item], Prepared],
     settings: PipelineSettings,
-    timeout_s: float | None = None,
+    timeout_s: float | Callable[[Item], float | None] | None = None,
 ) -> Iterator[tuple[Item, Future[Prepared]]]:
     """Run ``prepare`` ahead on worker threads; yield each item with its finished (or failed) future, in order.
 
-    ``timeout_s``: an item whose work takes longer is yielded with an ItemTimeoutError and given up on (its thread,
-    stuck in a read the kernel does not interrupt, is left behind: the others go on)."""
+    ``timeout_s``: an item whose work takes longer (a number, or each item's own: a video clip's decoding has a
+    limit of its own) is yielded with an ItemTimeoutError and given up on (its thread, stuck in a read the kernel
+    does not interrupt, is left behind: the others go on)."""
     if settings.decode_workers == 0:
         for item in items:
             future: Future[Prepared] = Future()
@@ -164,12 +165,13 @@ def prefetch_ordered(
             upcoming = next(remaining, None)
             if upcoming is not None:
                 pending.append((upcoming, pool.submit(prepare, upcoming)))
+            limit = timeout_s(item) if callable(timeout_s) else timeout_s
             try:
-                future.exception(timeout=timeout_s)  # wait here, so the consumer's work never overlaps a decode
+                future.exception(timeout=limit)  # wait here, so the consumer's work never overlaps a decode
             except TimeoutError:
                 abandoned = True
                 given_up: Future[Prepared] = Future()
-                given_up.set_exception(ItemTimeoutError(f"no answer within {timeout_s:g} s"))
+                given_up.set_exception(ItemTimeoutError(f"no answer within {limit:g} s"))
                 future = given_up
             yield item, future
     finally:

@@ -216,6 +216,9 @@ class WatchConfig:
     model: str = setting("", "the detector's ONNX file (from `andi-edge export`)")
     output: str = setting("", "where each card's results go: OUTPUT/CARD/megadetector_results.json, sidecars, crops")
     state: str = setting("", "the journal's folder (empty: OUTPUT/.andi-edge-state)")
+    media: str = setting(
+        "all", "which files are processed: photos and video clips, photos only, or clips only", choices=MEDIA_KINDS
+    )
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     #: the second stage: a crop classifier naming the species (classifier.model empty: none)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
@@ -225,6 +228,7 @@ class WatchConfig:
     disk: DiskSettings = field(default_factory=DiskSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    video: VideoSettings = field(default_factory=VideoSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     events: EventSettings = field(default_factory=EventSettings)
     repeats: RepeatSettings = field(default_factory=RepeatSettings)
@@ -234,10 +238,12 @@ class WatchConfig:
     def detection(self) -> DetectionConfig:
         return DetectionConfig(
             model=self.model,
+            media=self.media,
             detector=self.detector,
             classifier=self.classifier,
             backend=self.backend,
             pipeline=self.pipeline,
+            video=self.video,
         )
 
     def validate(self, source: str) -> WatchConfig:

@@ -10,6 +10,7 @@ from andi_edge.cli.options import EXIT_OK, add_renamed
 from andi_edge.errors import UsageError
 
 if TYPE_CHECKING:
+    from andi_edge.results.records import PhotoRecord
     from andi_edge.results.run import RunResults
 
 
@@ -71,7 +72,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     summary = write_report(results, args.output, options)
     print(
-        f"wrote {summary.path}: {len(results.records)} photos, {len(results.review.events)} events, "
+        f"wrote {summary.path}: {_media_words(results.records)}, {len(results.review.events)} events, "
         f"{summary.thumbnails} thumbnails"
         + (
             f" ({summary.missing_photos} photo(s) not readable here: shown as placeholders)"
@@ -226,3 +227,9 @@ def register(commands: Any) -> None:
     repeats.add_argument("--keep", action="append", default=[], metavar="ID", help="this pattern is real")
     repeats.add_argument("--unkeep", action="append", default=[], metavar="ID", help="flag this pattern again")
     repeats.set_defaults(handler=cmd_repeats)
+
+
+def _media_words(records: list[PhotoRecord]) -> str:
+    """How many photos and video clips, in words."""
+    clips = sum(1 for r in records if r.is_clip)
+    return f"{len(records) - clips} photos" + (f" and {clips} video clip(s)" if clips else "")

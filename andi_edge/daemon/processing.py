@@ -33,12 +33,15 @@ from andi_edge.daemon.space import MIB, DiskFullError, SpacePolicy
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.detections import ImageResult
 from andi_edge.errors import OutputError, PhotoError, is_disk_full
+from andi_edge.photos import is_video_name
 from andi_edge.pipeline import label_space, prefetch_ordered
 from andi_edge.record import OutputFacts, ResultRecord, failure_record
+from andi_edge.runtime.clips import detect_clip_with_poster
 from andi_edge.runtime.decode import decode_photo, read_bounded
 from andi_edge.runtime.detector import Detector, PreparedPhoto
+from andi_edge.runtime.video import looks_like_video
 from andi_edge.sinks.crops import write_crops
-from andi_edge.state.journal import Journal, PhotoRow, fingerprint
+from andi_edge.state.journal import FINGERPRINT_BYTES, Journal, PhotoRow, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +102,16 @@ class _Loaded:
     sha256: str
     prepared: PreparedPhoto | None
     failure: str | None
-    #: the detections, when the pipeline is parallel (the worker inferred too)
+    #: the detections, when the pipeline is parallel (the worker inferred too), or a clip's
     result: ImageResult | None = None
+    #: a clip (never read into memory): its fingerprint, and its poster frame's pixels, for its crops
+    clip_fingerprint: str | None = None
+    poster_rgb: npt.NDArray[np.uint8] | None = None
 
     @property
     def fingerprint(self) -> str | None:
+        if self.clip_fingerprint is not None:
+            return self.clip_fingerprint
         return fingerprint(self.data) if self.data else None
 
 
@@ -136,7 +144,7 @@ class Processor:
         """Decode ahead (threads; parallel: they infer too), infer here (split), write crops behind (writer
         thread), commit here, in order."""
         settings = self.pipeline
-        results = prefetch_ordered(rows, self._load, settings, timeout_s=self.config.retry.read_timeout_s)
+        results = prefetch_ordered(rows, self._load, settings, timeout_s=self._timeout_s)
         writes: deque[_PendingWrite] = deque()
         handed_back = False
         for row, future in results:
@@ -215,8 +223,11 @@ class Processor:
     # -- one photo ------------------------------------------------------------------------------------------
 
     def _load(self, row: PhotoRow) -> _Loaded:
-        """Decode thread: read, hash, decode, letterbox; and infer, when the pipeline is parallel."""
+        """Decode thread: read, hash, decode, letterbox; and infer, when the pipeline is parallel. A video clip:
+        hashed as it streams, its sampled frames decoded in a child process and inferred here."""
         path = self.context.root / row.rel_path
+        if self.config.media != "photos" and is_video_name(path.name):
+            return self._load_clip(row, path)
         try:
             data = read_bounded(path, self.detector.settings.max_decode_bytes)
         except FileNotFoundError:
@@ -234,11 +245,36 @@ class Processor:
             prepared = self.detector.prepare_bytes(data, path)
             result = self.detector.infer(prepared) if self.pipeline.parallel else None
         except Exception as exc:  # whatever a photo does to the decoder, the model or the classifier
+            if isinstance(exc, PhotoError) and exc.reason == "unsupported_format" and self._clip_inside(path):
+                return self._load_clip(row, path)  # a clip named like a photo: found by its content
             fault = fault_of(exc, row.rel_path)
             if fault.transient:
                 raise fault from exc
             return _Loaded(data, sha256, None, fault.message)
         return _Loaded(data, sha256, prepared, None, result)
+
+    def _clip_inside(self, path: Path) -> bool:
+        return self.config.media != "photos" and looks_like_video(path)
+
+    def _load_clip(self, row: PhotoRow, path: Path) -> _Loaded:
+        try:
+            sha256, tail = _stream_hash(path)
+        except FileNotFoundError:
+            raise CardGoneError(row.rel_path) from None
+        except OSError as exc:
+            if not self.discovery.available():
+                raise CardGoneError(row.rel_path) from exc
+            raise unreadable(exc, row.rel_path) from exc
+        result, poster = detect_clip_with_poster(self.detector, path, self.config.video)
+        if result.failure is not None and result.failure.startswith(("crashed:", "timeout:")):
+            log.warning("%s: %s", row.rel_path, result.failure)
+        return _Loaded(b"", sha256, None, None, result, clip_fingerprint=fingerprint(tail), poster_rgb=poster)
+
+    def _timeout_s(self, row: PhotoRow) -> float:
+        """How long one item may take: a photo's read, or a clip's decoding (its own limit, and the hashing)."""
+        if self.config.media != "photos" and is_video_name(row.rel_path):
+            return self.config.video.decode_timeout_s + self.config.retry.read_timeout_s
+        return self.config.retry.read_timeout_s
 
     def _finish(self, journal: Journal, row: PhotoRow, future: Future[_Loaded]) -> Outcome | _PendingWrite:
         """Infer on a decoded photo and hand its crops to the writer; or the outcome, when there is nothing to
@@ -266,12 +302,12 @@ class Processor:
             log.info("%s: read again after an incomplete copy; this version replaces the failed one", row.rel_path)
         output_key = self._output_key(journal, row, loaded.sha256)
         journal.set_hash(row.id, loaded.sha256, output_key, loaded.fingerprint)
-        if loaded.failure is not None or loaded.prepared is None:
+        if loaded.result is not None:  # inferred by the decode worker (a photo in parallel mode, or a clip)
+            result = loaded.result
+        elif loaded.failure is not None or loaded.prepared is None:
             failure = loaded.failure or "internal_error: nothing decoded"
             log.warning("%s: %s", row.rel_path, failure)
             result = ImageResult(path=Path(row.rel_path), failure=failure)
-        elif loaded.result is not None:
-            result = loaded.result
         else:
             try:
                 result = self.detector.infer(loaded.prepared)
@@ -296,6 +332,38 @@ class Processor:
             log.error("%s", decision.failure)
         record = failure_record(Path(row.rel_path), decision.failure, self.context.run_id)
         return Outcome("finished", record=record)
+
+    def _write_clip_crops(
+        self, card_out: Path, output_key: str, loaded: _Loaded, result: ImageResult, free: int
+    ) -> OutputFacts:
+        """A clip's crops: its poster frame's boxes above the crop threshold, cut from that frame (named with the
+        clip and the frame number)."""
+        outputs = self.config.outputs
+        poster = result.poster_frame
+        if not outputs.crops or poster is None or loaded.poster_rgb is None or result.clip is None:
+            return OutputFacts()
+        wanted = poster.detections.above(outputs.crop_threshold)
+        if not len(wanted):
+            return OutputFacts()
+        if not self.space.crops_allowed(free):
+            log.warning("%s: low on disk space (%d MiB free): crops skipped", output_key, free // MIB)
+            return OutputFacts()
+        scale = loaded.poster_rgb.shape[1] / result.clip.width_px
+        if scale != 1.0:
+            wanted = dataclasses.replace(wanted, xyxy_px=wanted.xyxy_px * np.float32(scale))
+        stem, dot, suffix = output_key.rpartition(".")
+        key = (
+            f"{stem}_frame{poster.frame_number:06d}.{suffix}" if dot else f"{output_key}_frame{poster.frame_number:06d}"
+        )
+        try:
+            crops = write_crops(
+                card_out, key, loaded.poster_rgb, wanted, self.labels, outputs.crop_padding, outputs.crop_jpeg_quality
+            )
+        except OutputError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(str(exc)) from exc
+            raise
+        return OutputFacts(crops=tuple(crops), crops_scale=None if scale == 1.0 else round(scale, 4))
 
     def _decode_for_crops(self, data: bytes, name: str, result: ImageResult) -> tuple[npt.NDArray[np.uint8], float]:
         """The upright photo for cutting crops, and its scale against the original: full resolution when its
@@ -345,6 +413,8 @@ class Processor:
         are removed and DiskFullError raised."""
         outputs = self.config.outputs
         free = self.space.check_outputs()
+        if result.clip is not None:
+            return self._write_clip_crops(card_out, output_key, loaded, result, free)
         detections = result.detections
         if not outputs.crops or detections is None or not len(detections.above(outputs.crop_threshold)):
             return OutputFacts()
@@ -368,3 +438,14 @@ class Processor:
                 raise DiskFullError(str(exc)) from exc
             raise
         return OutputFacts(crops=tuple(crops), crops_scale=None if scale == 1.0 else round(scale, 4))
+
+
+def _stream_hash(path: Path) -> tuple[str, bytes]:
+    """A file's sha256, read in pieces (a clip is never held in memory), and its last FINGERPRINT_BYTES."""
+    digest = hashlib.sha256()
+    tail = b""
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            tail = (tail + chunk)[-FINGERPRINT_BYTES:]
+    return digest.hexdigest(), tail

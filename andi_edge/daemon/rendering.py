@@ -221,10 +221,15 @@ class Renderer:
             if row.record is None:
                 continue
             annotation = review.annotation(record)
-            entry = annotate_entry(image_entry(row.record.result, row.rel_path), annotation)
+            result = row.record.result
+            entry = annotate_entry(
+                image_entry(result, row.rel_path, all_frames=self.config.video.all_frames), annotation
+            )
             entries.append(entry)
             if not self.config.outputs.sidecars:
                 continue
+            if result.clip is not None:  # a clip's sidecar holds every analysed frame's boxes
+                entry = annotate_entry(image_entry(result, row.rel_path, all_frames=True), annotation)
             text = json.dumps(annotation.to_json(), sort_keys=True)
             if stored.get(row.id) != text:
                 target = sidecar_path(self.output_dir / card_id, record.output_key)

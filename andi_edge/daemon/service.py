@@ -140,7 +140,7 @@ class WatchService:
         self._ready = False
         # Crops need a full-resolution decode and JPEG encodes: as costly as inference, so they run behind it.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="andi-write")
-        self.discovery = Discovery(self.root, config.discovery, card_id=options.card_id)
+        self.discovery = Discovery(self.root, config.discovery, card_id=options.card_id, media=config.media)
         self.space = SpacePolicy(
             settings=config.disk,
             output_dir=self.output_dir,

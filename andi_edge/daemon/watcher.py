@@ -58,9 +58,11 @@ class _Observation:
 
 
 class Discovery:
-    def __init__(self, root: Path, settings: DiscoverySettings, card_id: str | None = None) -> None:
+    def __init__(self, root: Path, settings: DiscoverySettings, card_id: str | None = None, media: str = "all") -> None:
+        """``media``: which files are handed over: photos and video clips (all), photos, or videos."""
         self.root = Path(os.path.abspath(root))
         self.settings = settings
+        self.media = media
         #: every photo under root is on this card (the card unit hands over the volume it mounted)
         self.card_id = card_id
         self._observing: dict[Path, _Observation] = {}
@@ -79,9 +81,16 @@ class Discovery:
         self._observer: object | None = None
         self._card_ids: dict[Path, str] = {}
         self._mounts: list[Mount] = []
-        #: video clips seen at the last full scan, and how many were last reported (they are not processed yet)
+        #: files left out by the media setting (clips, with media: photos) at the last full scan, and how many were
+        #: last reported
         self._videos = 0
         self._videos_reported = 0
+
+    def wanted(self, name: str) -> bool:
+        """Whether a file of this name is handed over: a photo, or a video clip, as the media setting asks."""
+        if self.media != "videos" and is_photo_name(name):
+            return True
+        return self.media != "photos" and is_video_name(name)
 
     # -- inotify ------------------------------------------------------------------------------------------
 
@@ -104,7 +113,7 @@ class Discovery:
                     if not raw:
                         continue
                     path = Path(os.fsdecode(raw))
-                    if is_photo_name(path.name):
+                    if discovery.wanted(path.name):
                         discovery._note_event(path, closed=event.event_type in ("closed", "moved"))
 
         try:
@@ -171,11 +180,7 @@ class Discovery:
                 candidates.update(self._list_tree(str(self.root)))
                 said, self._videos_reported = self._videos_reported, self._videos
                 if self._videos and self._videos != said:
-                    log.warning(
-                        "%d video clip(s) on the card at %s: andi-edge does not process videos yet",
-                        self._videos,
-                        self.root,
-                    )
+                    log.warning("%d video clip(s) on the card at %s left out (media: photos)", self._videos, self.root)
             else:
                 candidates.update(self._list_changed())
         candidates.update(self._observing)
@@ -204,7 +209,7 @@ class Discovery:
                         continue
                     if is_folder:
                         subfolders.append(entry.path)
-                    elif is_photo_name(entry.name):
+                    elif self.wanted(entry.name):
                         photos.append(Path(entry.path))
                     elif is_video_name(entry.name):
                         self._videos += 1

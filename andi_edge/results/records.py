@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from andi_edge.boxes import clip_xyxy_px, xyxy_px_to_xywh_norm
+from andi_edge.detections import ImageResult
 from andi_edge.state.journal import PhotoRow
 
 #: Camera folders under DCIM (``100RECNX``, ``101_BTCF``...) roll over every few thousand photos: one camera.
@@ -49,6 +50,12 @@ class PhotoRecord:
     camera_make: str | None = None
     camera_model: str | None = None
     camera_serial: str | None = None
+    #: a video clip: the number of its poster frame (the frame of its most confident box), whose boxes these are
+    poster_frame: int | None = None
+
+    @property
+    def is_clip(self) -> bool:
+        return self.poster_frame is not None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -68,10 +75,17 @@ def camera_key(rel_path: str, serial: str | None) -> str:
 def record_from_entry(
     card_id: str, rel_path: str, output_key: str | None, mtime_ns: int, entry: dict[str, Any] | None
 ) -> PhotoRecord:
-    """One journal row's MegaDetector ``images[]`` entry (as ``sinks.md_batch.image_entry`` wrote it)."""
+    """An ``images[]`` entry of a MegaDetector batch file (any producer's). A clip's entry (its frames' boxes, in
+    MegaDetector's video convention) is known by its poster frame: the boxes of its most confident box's frame."""
     entry = entry or {}
     exif = entry.get("exif_metadata") or {}
     serial = exif.get("SerialNumber")
+    found = list(entry.get("detections") or ())
+    poster = None
+    if "frames_processed" in entry:  # a clip (MegaDetector's video convention): its most confident box's frame
+        frames = entry.get("frames_processed") or [0]
+        poster = int(max(found, key=lambda d: abs(float(d["conf"])))["frame_number"]) if found else int(frames[0])
+        found = [d for d in found if d.get("frame_number") == poster]
     boxes = tuple(
         Box(
             int(d["category"]) - 1,
@@ -79,7 +93,7 @@ def record_from_entry(
             (d["bbox"][0], d["bbox"][1], d["bbox"][2], d["bbox"][3]),
             tuple((int(label) - 1, float(conf)) for label, conf in d.get("classifications") or ()),
         )
-        for d in entry.get("detections") or ()
+        for d in found
     )
     return PhotoRecord(
         card_id=card_id,
@@ -95,6 +109,7 @@ def record_from_entry(
         camera_make=exif.get("Make"),
         camera_model=exif.get("Model"),
         camera_serial=serial,
+        poster_frame=poster,
     )
 
 
@@ -134,7 +149,15 @@ def record_from_row(row: PhotoRow) -> PhotoRecord:
         camera_make=photo.camera_make if photo is not None else None,
         camera_model=photo.camera_model if photo is not None else None,
         camera_serial=serial,
+        poster_frame=_poster_number(result),
     )
+
+
+def _poster_number(result: ImageResult | None) -> int | None:
+    poster = result.poster_frame if result is not None else None
+    if poster is not None:
+        return poster.frame_number
+    return 0 if result is not None and result.clip is not None else None
 
 
 def _capture_time(text: object) -> datetime | None:

@@ -8,6 +8,9 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from andi_edge.config import VideoSettings
 from andi_edge.detections import FrameResult, ImageResult, PhotoInfo, poster_frame
 from andi_edge.errors import PhotoError
@@ -20,7 +23,17 @@ log = logging.getLogger(__name__)
 def detect_clip(detector: Detector, path: Path, settings: VideoSettings) -> ImageResult:
     """The clip's result; a clip that cannot be analysed is a failure result, never an exception. A clip read only
     in part (truncated: its battery died) keeps the frames that decoded, and says so in ``clip.partial``."""
+    return detect_clip_with_poster(detector, path, settings)[0]
+
+
+def detect_clip_with_poster(
+    detector: Detector, path: Path, settings: VideoSettings
+) -> tuple[ImageResult, npt.NDArray[np.uint8] | None]:
+    """``detect_clip``, and the pixels of its poster frame (the frame of its most confident box) as decoded, for
+    its crops and its picture; only that one frame's pixels are kept while the clip runs."""
     start = time.perf_counter()
+    poster_rgb: npt.NDArray[np.uint8] | None = None
+    best = -2.0
     frames: list[FrameResult] = []
     try:
         if path.is_file() and path.stat().st_size == 0:
@@ -33,14 +46,17 @@ def detect_clip(detector: Detector, path: Path, settings: VideoSettings) -> Imag
                 result = detector.infer(detector.prepare_frame(sampled.rgb, info, path, decode_ms))
                 assert result.detections is not None
                 frames.append(FrameResult(sampled.number, sampled.time_s, result.detections, result.timings_ms))
+                score = float(result.detections.confidence.max()) if len(result.detections) else -1.0
+                if score > best:  # the same choice as poster_frame: the first frame of the highest score
+                    best, poster_rgb = score, sampled.rgb
                 waited = time.perf_counter()
             clip = reader.info
             partial = reader.partial
     except PhotoError as exc:
         log.warning("%s", exc.message)
-        return ImageResult(path=path, failure=f"{exc.reason}: {exc.message}")
+        return ImageResult(path=path, failure=f"{exc.reason}: {exc.message}"), None
     if clip is None or not frames:
-        return ImageResult(path=path, failure=f"no_frames: {path}: no frame was analysed")
+        return ImageResult(path=path, failure=f"no_frames: {path}: no frame was analysed"), None
     if partial is not None:
         log.warning("%s: %s", path, partial)
         clip = dataclasses.replace(clip, partial=partial)
@@ -52,6 +68,7 @@ def detect_clip(detector: Detector, path: Path, settings: VideoSettings) -> Imag
     timings["read"] = (time.perf_counter() - start) * 1000 - sum(timings.values())  # start-up, waiting, the rest
     poster = poster_frame(tuple(frames))
     assert poster is not None
-    return ImageResult(
+    result = ImageResult(
         path=path, detections=poster.detections, photo=photo, timings_ms=timings, clip=clip, frames=tuple(frames)
     )
+    return result, poster_rgb

@@ -264,6 +264,21 @@ class ClipReader:
         return "the decoder stopped"
 
 
+def poster_frame_rgb(path: Path, frame_number: int, long_side_px: int) -> npt.NDArray[np.uint8]:
+    """One frame of a clip (its poster frame, for a picture), upright, at most ``long_side_px`` along its long side;
+    PhotoError when it cannot be decoded."""
+    settings = VideoSettings(
+        every_nth_frame=max(frame_number, 1),
+        max_frames=2 if frame_number else 1,
+        max_long_side_px=max(64, long_side_px),
+    )
+    with ClipReader(path, settings) as reader:
+        for sampled, _, _ in reader.frames():
+            if sampled.number == frame_number:
+                return sampled.rgb
+    raise clip_failure("no_frames", f"{path}: frame {frame_number} does not decode")
+
+
 def looks_like_video(path: Path) -> bool:
     """Whether the file at ``path`` starts like a video container (``probe_is_video``); False when unreadable."""
     try:

@@ -102,10 +102,12 @@ def clip_entry(result: ImageResult, relative_file: str, all_frames: bool = False
     return entry
 
 
-def image_entry(result: ImageResult, relative_file: str, include_photo_info: bool = True) -> dict[str, Any]:
-    """One ``images[]`` entry (a clip's in the video convention: ``clip_entry``)."""
+def image_entry(
+    result: ImageResult, relative_file: str, include_photo_info: bool = True, all_frames: bool = False
+) -> dict[str, Any]:
+    """One ``images[]`` entry (a clip's in the video convention: ``clip_entry``, with ``all_frames``)."""
     if result.clip is not None:
-        return clip_entry(result, relative_file)
+        return clip_entry(result, relative_file, all_frames)
     entry: dict[str, Any] = {"file": relative_file}
     if result.failure is not None or result.detections is None:
         entry["failure"] = result.failure
@@ -196,7 +198,7 @@ def annotate_entry(entry: dict[str, Any], annotation: PhotoAnnotation) -> dict[s
     if event is not None:
         out["event"] = event
     detections = out.get("detections")
-    if detections:
+    if detections and "frames_processed" not in out:  # a clip's boxes are its frames': no repeat patterns yet
         annotated = []
         for i, detection in enumerate(detections):
             d = {k: v for k, v in detection.items() if k != "repeat"}

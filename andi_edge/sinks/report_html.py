@@ -31,6 +31,7 @@ from andi_edge.results.events import Event
 from andi_edge.results.records import PhotoRecord
 from andi_edge.results.run import RunResults
 from andi_edge.runtime.decode import decode_photo
+from andi_edge.runtime.video import poster_frame_rgb
 from andi_edge.sinks.atomic import write_bytes_atomic
 from andi_edge.sinks.names import display_text
 
@@ -149,8 +150,10 @@ class _Page:
         )
 
     def _totals(self, counts: dict[str, int], events: list[Event]) -> list[tuple[str, int]]:
+        clips = sum(1 for r in self.records if r.is_clip)
         return [
-            ("photos", len(self.records)),
+            ("photos", len(self.records) - clips),
+            ("video clips (each counted as a photo below, by its poster frame)", clips),
             ("photos analysed", len(self.ok)),
             ("photos that failed", len(self.records) - len(self.ok)),
             ("photos still pending", counts.get("pending", 0) + counts.get("claimed", 0)),
@@ -429,18 +432,20 @@ class _Page:
             self.missing += 1
             return None
         try:
-            data = path.read_bytes()
-            decoded = decode_photo(
-                data,
-                target_long_side_px=self.options.thumbnail_width_px,
-                max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
-                name=record.rel_path,
-            )
+            if record.poster_frame is not None:  # a clip: its poster frame, decoded again (in a child process)
+                rgb = poster_frame_rgb(path, record.poster_frame, self.options.thumbnail_width_px)
+            else:
+                rgb = decode_photo(
+                    path.read_bytes(),
+                    target_long_side_px=self.options.thumbnail_width_px,
+                    max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+                    name=record.rel_path,
+                ).rgb
         except (OSError, AndiEdgeError) as exc:
             log.info("no thumbnail for %s: %s", path, exc)
             self.missing += 1
             return None
-        image = Image.fromarray(decoded.rgb)
+        image = Image.fromarray(rgb)
         width = self.options.thumbnail_width_px
         height = max(1, round(image.height * width / image.width))
         image = image.resize((width, height), Image.Resampling.BILINEAR)

@@ -39,6 +39,10 @@ def sidecar_provenance(
         provenance["crops_scale"] = record.outputs.crops_scale
     if result.photo is not None:
         provenance["camera_serial"] = result.photo.camera_serial
+    if result.frames:  # a clip: each analysed frame's stage timings, by frame number
+        provenance["frame_timings_ms"] = {
+            str(f.frame_number): {k: round(v, 3) for k, v in f.timings_ms.items()} for f in result.frames
+        }
     return provenance
 
 

@@ -96,6 +96,13 @@ def test_a_hybrid_card_gives_one_batch_file_in_megadetectors_video_convention(
         validate_batch_results,
     )
 
+    report = run_cli("report", out, "--images", card, "-o", tmp_path / "report.html")
+    assert report.returncode == 0, report.stderr
+    assert "3 photos and 10 video clip(s)" in report.stdout, report.stdout
+    html = (tmp_path / "report.html").read_text()
+    assert '<figure class="thumb" data-file="DCIM/100MEDIA/CLIP0001.MP4"' in html, "its poster frame, not a placeholder"
+    assert "video clips (each counted as a photo below" in html
+
     options = ValidateBatchResultsOptions()
     options.check_image_existence = True
     options.relative_path_base = str(card)

@@ -30,6 +30,7 @@ def test_example_config_is_valid_complete_and_shows_the_defaults() -> None:
         "outputs",
         "disk",
         "pipeline",
+        "video",
         "metrics",
         "events",
         "repeats",
