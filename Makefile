@@ -24,7 +24,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
 .PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate pi-emulation classifier-bench \
-	kill-soak cli-reference docs
+	kill-soak cli-reference docs video-bench
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos, write the report"
@@ -123,6 +123,9 @@ cli-reference: $(STAMP)
 	$(PY) -m andi_edge.cli.reference cli > docs/cli.md
 	$(PY) -m andi_edge.cli.reference config > docs/field/config-reference.md
 	$(PY) -m benchmarks.pages > docs/benchmarks.md
+
+video-bench: $(STAMP)
+	$(PY) -m benchmarks.video
 
 kill-soak: $(STAMP)
 	$(PY) benchmarks/kill_soak.py

@@ -21,6 +21,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("classifier.json", "benchmarks.classifier", "make classifier-bench"),
     ("sparse.json", "benchmarks.sparse", "python -m benchmarks.sparse"),
     ("big_card.json", "benchmarks.big_card", "python -m benchmarks.big_card"),
+    ("video.json", "benchmarks.video", "make video-bench"),
     ("kill_soak.json", "benchmarks.kill_soak", "make kill-soak"),
     ("aarch64_emulation.json", "benchmarks.aarch64_emulation", "make pi-emulation"),
     ("mutation.json", "benchmarks.mutation", "make mutate"),

@@ -4,6 +4,7 @@ damaged as cards damage them (cut short by a dying battery)."""
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -82,4 +83,26 @@ def truncated(source: Path, path: Path, keep: float) -> Path:
     """The first ``keep`` share of a clip's bytes: a recording cut short (an MP4's index, at the end, is lost)."""
     data = source.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def patched_avi(
+    source: Path,
+    path: Path,
+    *,
+    size: tuple[int, int] | None = None,
+    rate: tuple[int, int] | None = None,
+) -> Path:
+    """An AVI whose headers claim another frame size (``size``: avih and the stream's BITMAPINFOHEADER) or frame
+    rate (``rate``: the stream header's dwRate/dwScale), as a damaged or hostile card's clip would."""
+    data = bytearray(source.read_bytes())
+    if size is not None:
+        avih = data.find(b"avih") + 8
+        struct.pack_into("<II", data, avih + 32, *size)
+        strf = data.find(b"strf") + 8
+        struct.pack_into("<ii", data, strf + 4, *size)
+    if rate is not None:
+        strh = data.find(b"strh") + 8
+        struct.pack_into("<II", data, strh + 20, rate[1], rate[0])  # dwScale, dwRate: rate = dwRate / dwScale
+    path.write_bytes(bytes(data))
     return path

@@ -145,7 +145,8 @@ def _results_file_status(path: Path, as_json: bool) -> int:
     failures = [r for r in results.records if r.failure is not None]
     report = {
         "source": str(path),
-        "photos": len(results.records),
+        "photos": sum(1 for r in results.records if not r.is_clip),
+        "video_clips": sum(1 for r in results.records if r.is_clip),
         "threshold": threshold,
         "photos_with": counts.per_label,
         "empty": counts.empty,
@@ -155,7 +156,9 @@ def _results_file_status(path: Path, as_json: bool) -> int:
         print(json.dumps(report, indent=2))
         return EXIT_OK
     with_text = ", ".join(f"{n} with {name}" for name, n in counts.ranked())
-    print(f"{path}: {len(results.records)} photos by {results.facts.model_name}")
+    clips = sum(1 for r in results.records if r.is_clip)
+    media = f"{len(results.records) - clips} photos" + (f" and {clips} video clip(s)" if clips else "")
+    print(f"{path}: {media} by {results.facts.model_name}")
     print(
         f"at confidence >= {threshold:g}: {with_text or 'no detections'}; {counts.empty} empty; "
         f"{counts.failed} unreadable"

@@ -52,6 +52,9 @@ class PhotoRecord:
     camera_serial: str | None = None
     #: a video clip: the number of its poster frame (the frame of its most confident box), whose boxes these are
     poster_frame: int | None = None
+    #: a video clip: the poster frame's time and the clip's length, in seconds from its start
+    poster_time_s: float = 0.0
+    clip_duration_s: float = 0.0
 
     @property
     def is_clip(self) -> bool:
@@ -82,10 +85,14 @@ def record_from_entry(
     serial = exif.get("SerialNumber")
     found = list(entry.get("detections") or ())
     poster = None
+    poster_s = duration_s = 0.0
     if "frames_processed" in entry:  # a clip (MegaDetector's video convention): its most confident box's frame
         frames = entry.get("frames_processed") or [0]
         poster = int(max(found, key=lambda d: abs(float(d["conf"])))["frame_number"]) if found else int(frames[0])
         found = [d for d in found if d.get("frame_number") == poster]
+        rate = float(entry.get("frame_rate") or 0.0)
+        if rate > 0:
+            poster_s, duration_s = poster / rate, max(int(n) for n in frames) / rate
     boxes = tuple(
         Box(
             int(d["category"]) - 1,
@@ -110,6 +117,8 @@ def record_from_entry(
         camera_model=exif.get("Model"),
         camera_serial=serial,
         poster_frame=poster,
+        poster_time_s=poster_s,
+        clip_duration_s=duration_s,
     )
 
 
@@ -150,6 +159,8 @@ def record_from_row(row: PhotoRow) -> PhotoRecord:
         camera_model=photo.camera_model if photo is not None else None,
         camera_serial=serial,
         poster_frame=_poster_number(result),
+        poster_time_s=poster.time_s if (poster := result.poster_frame if result is not None else None) else 0.0,
+        clip_duration_s=_duration(result),
     )
 
 
@@ -158,6 +169,14 @@ def _poster_number(result: ImageResult | None) -> int | None:
     if poster is not None:
         return poster.frame_number
     return 0 if result is not None and result.clip is not None else None
+
+
+def _duration(result: ImageResult | None) -> float:
+    if result is None or result.clip is None:
+        return 0.0
+    last = max((f.time_s for f in result.frames), default=0.0)
+    declared = result.clip.duration_s
+    return float(declared) if declared is not None and declared >= last and not result.clip.partial else last
 
 
 def _capture_time(text: object) -> datetime | None:

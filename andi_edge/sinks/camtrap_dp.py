@@ -14,6 +14,7 @@ Wildlife Insights and camtrapdp (R).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -25,7 +26,7 @@ import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -134,8 +135,17 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _mediatype(path: Path | None, rel_path: str) -> str:
-    """By content when the photo can be read (a PNG named .JPG happens), else by name."""
+def _mediatype(path: Path | None, rel_path: str, clip: bool = False) -> str:
+    """By content when the photo can be read (a PNG named .JPG happens), else by name; a clip is ``video/*``."""
+    if clip:
+        guessed, _ = mimetypes.guess_type(rel_path)
+        if guessed and guessed.startswith("video/"):
+            return guessed
+        head = b""
+        if path is not None:
+            with contextlib.suppress(OSError), path.open("rb") as f:
+                head = f.read(12)
+        return "video/x-msvideo" if head[:4] == b"RIFF" else "video/mp4"
     head = b""
     if path is not None:
         try:
@@ -287,7 +297,7 @@ def export_camtrap_dp(
                     "filePath": f"{options.media_base}{record.card_id}/{package_path(record.rel_path)}",
                     "filePublic": not private,
                     "fileName": Path(record.rel_path).name,
-                    "fileMediatype": _mediatype(path, record.rel_path),
+                    "fileMediatype": _mediatype(path, record.rel_path, record.is_clip),
                     "exifData": _exif_json(record),
                     "favorite": None,
                     "mediaComments": f"not analysed: {record.failure}" if record.failure else None,
@@ -313,17 +323,22 @@ def export_camtrap_dp(
                 for i, box in enumerate(record.boxes)
                 if box.conf >= options.threshold and not review.suppressed((record.key, i))
             ]
+            # a clip's boxes are its poster frame's: seen at that frame's time; a clip without any, blank throughout
+            seen = stamp + timedelta(seconds=record.poster_time_s)
+            until = stamp + timedelta(seconds=record.clip_duration_s)
             base = {
                 "deploymentID": d.deployment_id,
                 "mediaID": media_id,
                 "eventID": event_id,
-                "eventStart": _stamp(stamp),
-                "eventEnd": _stamp(stamp),
+                "eventStart": _stamp(seen),
+                "eventEnd": _stamp(seen),
                 "observationLevel": "media",
             }
+            blank_end = _stamp(until) if record.is_clip else _stamp(stamp)
             if not boxes:
+                blank = {**base, "eventStart": _stamp(stamp), "eventEnd": blank_end}
                 observation_rows.append(
-                    machine({**base, "observationID": media_id + "-blank", "observationType": "blank"}, None, None)
+                    machine({**blank, "observationID": media_id + "-blank", "observationType": "blank"}, None, None)
                 )
             for i, box in boxes:
                 label = review.box_label(box)

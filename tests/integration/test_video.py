@@ -4,10 +4,13 @@ The clips are made from the sample photos by tests/clips.py: real encodes, real 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import shutil
 import signal
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +148,58 @@ def test_a_decoder_that_hangs_or_dies_is_that_clips_failure(card: Path, model_32
     assert died.value.reason == "crashed" and "signal 9" in died.value.message
     after = detect_clip(detector, clip, VideoSettings())
     assert after.failure is None and len(after.frames) == 3, "the next clip decodes as before"
+
+
+def test_clips_that_lie_in_their_headers_are_failures_or_processed_never_the_end_of_the_run(
+    photos: list[Path], model_320: Path, tmp_path: Path
+) -> None:
+    """Absurd declared sizes (30000x30000) and frame rates (0, 1e9) in an AVI's headers: each clip is a recorded
+    failure with a reason, or is processed correctly; the photo beside them always is."""
+    card = tmp_path / "card"
+    card.mkdir()
+    shutil.copy2(photos[0], card / "IMG_0001.JPG")
+    good = clips.mjpeg_422_then_420(tmp_path / "good.avi", photos)
+    clips.patched_avi(good, card / "HUGE.AVI", size=(30000, 30000))
+    clips.patched_avi(good, card / "RATE0.AVI", rate=(0, 1))
+    clips.patched_avi(good, card / "RATE1E9.AVI", rate=(1_000_000_000, 1))
+    by_file = _detect(card, tmp_path / "r.json", model_320)
+    assert by_file["IMG_0001.JPG"]["detections"], "the photo is processed whatever the clips beside it do"
+    for name in ("HUGE.AVI", "RATE0.AVI", "RATE1E9.AVI"):
+        entry = by_file[name]
+        if "failure" in entry:
+            assert entry["failure"].split(":")[0] in {"too_large", "corrupt", "not_a_video", "no_frames"}, entry
+            assert entry["frame_rate"] == -1.0
+        else:
+            assert entry["frames_processed"] and entry["frame_rate"] >= 0, entry
+            assert 0 <= entry["frame_rate"] <= 1000, "a rate no camera records is not passed on"
+
+
+def test_camtrap_dp_lists_clips_as_video_media_with_frame_times(card: Path, model_320: Path, tmp_path: Path) -> None:
+    from tests.camtrap_validation import package_errors
+
+    out = tmp_path / "r.json"
+    _detect(card, out, model_320)
+    template = tmp_path / "t.yaml"
+    made = run_cli("export-camtrap-dp", out, "--images", card, "--template", template)
+    assert made.returncode == 0, made.stderr
+    text = re.sub(r'"TODO: [^"]*"', '"Someone"', template.read_text()).replace("timezone: null", "timezone: UTC")
+    text = text.replace("latitude: null", "latitude: -2.3").replace("longitude: null", "longitude: 34.8")
+    (tmp_path / "d.yaml").write_text(text)
+    package = tmp_path / "package"
+    done = run_cli(
+        "export-camtrap-dp", out, "--images", card, "--deployment-config", tmp_path / "d.yaml", "-o", package
+    )
+    assert done.returncode == 0, done.stderr
+    assert package_errors(package) == []
+    with (package / "media.csv").open() as f:
+        media = {row["fileName"]: row for row in csv.DictReader(f)}
+    assert media["CLIP0001.MP4"]["fileMediatype"] == "video/mp4"
+    assert media["CLIP0003.AVI"]["fileMediatype"] == "video/x-msvideo"
+    assert media["IMG_9999.JPG"]["fileMediatype"] == "video/mp4", "a clip named like a photo, by its content"
+    assert media["S1_D04_R6_PICT0020.JPG"]["fileMediatype"] == "image/jpeg"
+    with (package / "observations.csv").open() as f:
+        rows = [row for row in csv.DictReader(f) if row["mediaID"] == media["CLIP0001.MP4"]["mediaID"]]
+    start = datetime.fromisoformat(media["CLIP0001.MP4"]["timestamp"].replace("Z", "+00:00"))
+    animal = next(row for row in rows if row["observationType"] == "animal")
+    seen = datetime.fromisoformat(animal["eventStart"].replace("Z", "+00:00"))
+    assert timedelta(0) <= seen - start <= timedelta(seconds=3), "seen at its poster frame's time in the clip"

@@ -52,7 +52,9 @@ def _record(card: str, rel: str, at: datetime | None, boxes: tuple[tuple[int, fl
         height_px=1536,
         boxes=tuple(Box(c, conf, (0.1 * (k + 1), 0.2, 0.25, 0.125)) for k, (c, conf) in enumerate(boxes)),
         failure=failure,
-        **exif,
+        camera_make=exif.get("camera_make"),
+        camera_model=exif.get("camera_model"),
+        camera_serial=exif.get("camera_serial"),
     )
 
 
