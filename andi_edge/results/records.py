@@ -130,6 +130,7 @@ def record_from_row(row: PhotoRow) -> PhotoRecord:
     boxes: tuple[Box, ...] = ()
     detections = result.detections if result is not None else None
     if detections is not None and photo is not None and len(detections):
+        votes = _species_votes(result) if result is not None else {}
         ordered = detections.sorted_by_confidence()
         inside = clip_xyxy_px(ordered.xyxy_px, photo.width_px, photo.height_px)
         xywh = xyxy_px_to_xywh_norm(inside, photo.width_px, photo.height_px)
@@ -138,7 +139,7 @@ def record_from_row(row: PhotoRow) -> PhotoRecord:
                 int(cls),
                 float(conf),
                 (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
-                tuple(ordered.classifications(i)),
+                votes.get(int(cls)) or tuple(ordered.classifications(i)),
             )
             for i, (b, conf, cls) in enumerate(zip(xywh, ordered.confidence, ordered.class_id, strict=True))
         )
@@ -162,6 +163,26 @@ def record_from_row(row: PhotoRow) -> PhotoRecord:
         poster_time_s=poster.time_s if (poster := result.poster_frame if result is not None else None) else 0.0,
         clip_duration_s=_duration(result),
     )
+
+
+def _species_votes(result: ImageResult) -> dict[int, tuple[tuple[int, float], ...]]:
+    """A clip's species by vote over its frames: for each detector class, each classifier label's mean confidence
+    over every box of that class in every analysed frame, best first. One odd frame does not name the clip."""
+    sums: dict[int, dict[int, float]] = {}
+    boxes: dict[int, int] = {}
+    for frame in result.frames:
+        detections = frame.detections
+        for i, cls in enumerate(detections.class_id):
+            labels = detections.classifications(i)
+            if not labels:
+                continue
+            boxes[int(cls)] = boxes.get(int(cls), 0) + 1
+            for label, conf in labels:
+                sums.setdefault(int(cls), {})[label] = sums.get(int(cls), {}).get(label, 0.0) + conf
+    return {
+        cls: tuple(sorted(((label, total / boxes[cls]) for label, total in by_label.items()), key=lambda x: -x[1]))
+        for cls, by_label in sums.items()
+    }
 
 
 def _poster_number(result: ImageResult | None) -> int | None:

@@ -116,7 +116,7 @@ class PhotoPixels:
     def at_scale(self, wanted: float) -> tuple[npt.NDArray[np.uint8], float]:
         """Pixels at ``wanted`` decoded pixels per photo pixel or more (1.0 at most), and their scale."""
         decoded = self.decoded
-        if decoded.scale >= min(wanted, 1.0) - 1e-6:
+        if decoded.scale >= min(wanted, 1.0) - 1e-6 or not self.data:  # (a video frame: no bytes to decode again)
             return decoded.rgb, decoded.scale
         long_side = max(decoded.info.width_px, decoded.info.height_px)
         target = min(long_side, math.ceil(long_side * wanted))

@@ -23,7 +23,7 @@ from andi_edge.runtime.backends import Backend, BackendOptions, create_backend
 from andi_edge.runtime.categories import CategoryMap, preset_for
 from andi_edge.runtime.classifier import Classifier, PhotoPixels
 from andi_edge.runtime.classifier_card import CLASSIFIER_CARD_KEY
-from andi_edge.runtime.decode import decode_photo, read_photo_bytes
+from andi_edge.runtime.decode import DecodedPhoto, decode_photo, read_photo_bytes
 from andi_edge.runtime.heads import decode_head
 from andi_edge.runtime.letterbox import LetterboxGeometry, letterbox_tensor
 from andi_edge.runtime.model_meta import CategorySpec, ModelCard, card_from_metadata, file_sha256
@@ -234,7 +234,7 @@ class Detector:
     ) -> PreparedPhoto:
         """A decoded video frame (upright RGB, possibly scaled down from ``info``'s size) ready for the network:
         letterboxed from the full size, as a photo decoded at a reduced DCT scale is, so its boxes come out in the
-        full frame's pixels. No classifier crops are cut from frames."""
+        full frame's pixels; a classifier's crops are cut from the frame as decoded."""
         card = self.card
         start = time.perf_counter()
         if card.rect:
@@ -244,12 +244,17 @@ class Detector:
         else:
             geometry = LetterboxGeometry.fit(info.width_px, info.height_px, card.input_width, card.input_height)
         tensor = letterbox_tensor(rgb, geometry)
+        pixels = None
+        if self.classifier is not None:  # crops cut from the frame as decoded (there are no bytes to decode again)
+            decoded = DecodedPhoto(rgb, info)
+            pixels = PhotoPixels(decoded, b"", str(path), self.settings.max_image_pixels, self.decode_budget_bytes)
         return PreparedPhoto(
             path=path,
             tensor=tensor,
             geometry=geometry,
             info=info,
             timings_ms={"read": 0.0, "decode": decode_ms, "letterbox": _ms_since(start)},
+            pixels=pixels,
         )
 
     def infer(self, prepared: PreparedPhoto) -> ImageResult:

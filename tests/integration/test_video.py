@@ -203,3 +203,29 @@ def test_camtrap_dp_lists_clips_as_video_media_with_frame_times(card: Path, mode
     animal = next(row for row in rows if row["observationType"] == "animal")
     seen = datetime.fromisoformat(animal["eventStart"].replace("Z", "+00:00"))
     assert timedelta(0) <= seen - start <= timedelta(seconds=3), "seen at its poster frame's time in the clip"
+
+
+def test_a_classifier_names_a_clip_by_vote_over_its_frames(
+    photos_dir: Path, model_320: Path, species_classifier: dict[str, Path], tmp_path: Path
+) -> None:
+    """The classifier runs on each frame's animal boxes (crops cut from the frame as decoded); the clip's entry
+    carries each box's classifications, and the review names the clip by the mean over its frames."""
+    from andi_edge.results.run import load_results_file
+
+    owls = sorted((photos_dir / "burrowing_owl").glob("*.JPG"))[:4]
+    card = tmp_path / "card"
+    card.mkdir()
+    clips.h264(card / "OWLS.MP4", owls, seconds=4, rate=5, size=(960, 720))
+    out = tmp_path / "r.json"
+    done = run_cli("detect", card, "-m", model_320, "--classifier", species_classifier["model"], "-o", out)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(out.read_text())
+    [entry] = document["images"]
+    assert "classification_categories" in document and entry["frames_processed"] == [0, 5, 10, 15]
+    classified = [d for d in entry["detections"] if d.get("classifications")]
+    assert classified, "animal boxes of the frames are classified"
+    results = load_results_file(out, card)
+    [record] = results.records
+    assert record.is_clip and record.boxes
+    species = {results.review.label_name(results.review.box_label(box)) for box in record.boxes if box.conf >= 0.25}
+    assert "burrowing owl" in species, species
