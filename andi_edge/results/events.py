@@ -13,7 +13,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from andi_edge.results.records import Box, PhotoRecord
 
@@ -37,6 +37,12 @@ class Event:
     label_conf: float | None
     #: the most boxes of the label seen in one photo of the event
     label_count: int
+
+
+def _end(members: list[PhotoRecord]) -> datetime | None:
+    """When an event ends: its last photo's time, or the end of a clip that lasts beyond it."""
+    ends = [m.capture_time + timedelta(seconds=m.clip_duration_s) for m in members if m.capture_time is not None]
+    return max(ends) if ends else None
 
 
 def _event_id(card_id: str, camera: str, first: PhotoRecord) -> str:
@@ -107,11 +113,14 @@ def group_events(
         groups: list[list[PhotoRecord]] = []
         last_time: datetime | None = None
         for taken, photo in timed:
+            # a clip is one capture that lasts: the gap to the next is counted from its end
+            ends = taken + timedelta(seconds=photo.clip_duration_s)
             if last_time is not None and (taken - last_time).total_seconds() <= gap_s:
                 groups[-1].append(photo)
+                last_time = max(last_time, ends)
             else:
                 groups.append([photo])
-            last_time = taken
+                last_time = ends
         groups.extend([p] for p in sorted(photos, key=lambda p: p.rel_path) if p.capture_time is None)
         for members in groups:
             label_index, label_conf, count = _label(members, label_threshold, ignored, label_of)
@@ -121,7 +130,7 @@ def group_events(
                     card_id=card_id,
                     camera_key=camera,
                     start=members[0].capture_time,
-                    end=members[-1].capture_time,
+                    end=_end(members),
                     photos=tuple(m.key for m in members),
                     label_index=label_index,
                     label_conf=label_conf,

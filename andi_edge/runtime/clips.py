@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,21 @@ from andi_edge.runtime.detector import Detector
 from andi_edge.runtime.video import ClipReader
 
 log = logging.getLogger(__name__)
+
+
+def camera_time(creation_time: str | None) -> str | None:
+    """A container's creation time as the camera's clock, as EXIF gives a photo's (ISO-8601, no offset): the time as
+    written, its offset dropped. Trail cameras write their local clock there, labelled UTC or not at all, so this
+    places a clip among the photos of the same camera; None when there is none, or it does not parse."""
+    if not creation_time:
+        return None
+    try:
+        moment = datetime.fromisoformat(creation_time.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.year < 1990:  # 1904/1970: an unset clock written as the epoch, not a time
+        return None
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def detect_clip(detector: Detector, path: Path, settings: VideoSettings) -> ImageResult:
@@ -60,7 +76,12 @@ def detect_clip_with_poster(
     if partial is not None:
         log.warning("%s: %s", path, partial)
         clip = dataclasses.replace(clip, partial=partial)
-    photo = PhotoInfo(width_px=clip.width_px, height_px=clip.height_px, format=clip.codec)
+    photo = PhotoInfo(
+        width_px=clip.width_px,
+        height_px=clip.height_px,
+        format=clip.codec,
+        capture_time=camera_time(clip.creation_time),
+    )
     timings = {"decode": 0.0, "letterbox": 0.0, "inference": 0.0, "postprocess": 0.0}
     for frame in frames:
         for stage in timings:

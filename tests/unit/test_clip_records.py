@@ -67,3 +67,43 @@ def test_a_megadetector_video_entry_is_known_by_its_most_confident_boxs_frame() 
     assert record.clip_duration_s == 2.0
     photo = record_from_entry("card", "IMG.JPG", None, 0, {"file": "IMG.JPG", "detections": []})
     assert not photo.is_clip
+
+
+def test_a_clip_is_one_capture_that_lasts_in_its_cameras_events() -> None:
+    """A photo, then a 100 s clip starting 10 s later, then a photo 40 s after the clip ends: one event (the gap is
+    counted from the clip's end), ending with the last photo; a photo 61 s after that starts another."""
+    from datetime import datetime, timedelta
+
+    from andi_edge.results.events import group_events
+    from andi_edge.results.records import PhotoRecord
+
+    t0 = datetime(2024, 5, 1, 3, 0, 0)
+
+    def record(name: str, at: datetime, duration_s: float = 0.0) -> PhotoRecord:
+        return PhotoRecord(
+            card_id="card", rel_path=f"DCIM/100MEDIA/{name}", output_key=name, camera_key="folder:DCIM",
+            capture_time=at, file_mtime=at, width_px=640, height_px=480, boxes=(), failure=None,
+            poster_frame=0 if duration_s else None, clip_duration_s=duration_s,
+        )  # fmt: skip
+
+    records = [
+        record("IMG_0001.JPG", t0),
+        record("CLIP0002.MP4", t0 + timedelta(seconds=10), duration_s=100),
+        record("IMG_0003.JPG", t0 + timedelta(seconds=150)),
+        record("IMG_0004.JPG", t0 + timedelta(seconds=211)),
+    ]
+    first, second = group_events(records, gap_s=60, label_threshold=0.2)
+    assert [key[1].rsplit("/", 1)[1] for key in first.photos] == ["IMG_0001.JPG", "CLIP0002.MP4", "IMG_0003.JPG"]
+    assert (first.start, first.end) == (t0, t0 + timedelta(seconds=150))
+    assert [key[1].rsplit("/", 1)[1] for key in second.photos] == ["IMG_0004.JPG"]
+    lone = group_events([record("CLIP0009.MP4", t0, duration_s=30)], gap_s=60, label_threshold=0.2)
+    assert lone[0].end == t0 + timedelta(seconds=30), "a clip's event lasts as long as the clip"
+
+
+def test_a_containers_creation_time_is_the_cameras_clock() -> None:
+    from andi_edge.runtime.clips import camera_time
+
+    assert camera_time("2024-05-01T03:12:00.000000Z") == "2024-05-01T03:12:00"
+    assert camera_time("2024-05-01 03:12:00+02:00") == "2024-05-01T03:12:00"
+    assert camera_time("1970-01-01T00:00:00Z") is None and camera_time("1904-01-01T00:00:00Z") is None
+    assert camera_time("soon") is None and camera_time(None) is None
