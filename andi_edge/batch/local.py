@@ -20,8 +20,10 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from andi_edge.batch.work import WorkerSpec, init_local_worker, run_local_chunk
+from andi_edge.detections import ImageResult
 from andi_edge.errors import AndiEdgeError, BackendError
-from andi_edge.photos import PhotoSource
+from andi_edge.photos import PhotoSource, is_video_name
+from andi_edge.sinks.md_batch import clip_entry, image_entry
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,9 @@ def run_local(
 
     def spawn() -> None:
         parent, child = context.Pipe()
-        process = context.Process(target=_worker_main, args=(spec.to_dict(), child), daemon=True)
+        # not daemonic: a worker starts a decoder process of its own for each video clip (a daemonic process may
+        # have no children); the finally below stops every worker however the run ends
+        process = context.Process(target=_worker_main, args=(spec.to_dict(), child), daemon=False)
         process.start()
         child.close()
         pool.append(_Worker(process, parent))
@@ -81,7 +85,7 @@ def run_local(
                     work[retry] = ([task], 1)
                     queue.appendleft(retry)
             else:
-                on_chunk([(t.relative, {"file": t.relative, "failure": WORKER_DIED}) for t in tasks])
+                on_chunk([(t.relative, _died_entry(t)) for t in tasks])
         spawn()
 
     for _ in range(max(1, min(workers, len(chunks)))):
@@ -120,3 +124,9 @@ def run_local(
             worker.process.join(timeout=10)
             if worker.process.is_alive():
                 worker.process.kill()
+
+
+def _died_entry(task: PhotoSource) -> dict[str, Any]:
+    """The entry of a photo or clip whose worker died twice on it (a clip's in MegaDetector's video convention)."""
+    failed = ImageResult(path=task.path, failure=WORKER_DIED)
+    return clip_entry(failed, task.relative) if is_video_name(task.path.name) else image_entry(failed, task.relative)

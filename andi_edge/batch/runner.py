@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from andi_edge.assemble import assemble, config_to_data, plan_for, with_absolute
 from andi_edge.batch.shards import ShardStore, file_identity, load_previous_results, run_identity
 from andi_edge.batch.work import WorkerSpec
 from andi_edge.errors import UsageError
-from andi_edge.photos import find_photos
+from andi_edge.photos import PhotoSource, find_photos, is_video_name
 from andi_edge.pipeline import available_cpus
 from andi_edge.settings import DetectionConfig
 from andi_edge.sinks.atomic import prove_writable
@@ -65,13 +66,20 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
         raise UsageError(f"-o {request.output} is a folder; give a file name such as {request.output / 'results.json'}")
     prove_writable(request.output.parent, "results", "-o")
     start = time.perf_counter()
-    root, sources = find_photos(request.roots)
+    videos: list[Path] = []
+    root, photos = find_photos(request.roots, videos)
+    media = request.detection.media
+    sources = photos if media != "videos" else []
+    clips = [PhotoSource(root, Path(os.path.abspath(v))) for v in videos] if media != "photos" else []
+    sources = sorted([*sources, *clips], key=lambda s: s.relative)
     detection = with_absolute_paths(request.detection)  # workers may run elsewhere (Ray)
     # validates the models (and the backend) before any worker starts
     probe = assemble(detection, plan_for(detection, cpus=1)).detector
     provenance = probe.provenance()
     categories = detection_categories(probe.class_names)
-    identity = run_identity(request.roots, provenance)
+    identity = run_identity(
+        request.roots, {**provenance, "media": request.detection.media, "video": repr(request.detection.video)}
+    )
     # each file's identity when the run starts: a shard's entry is reused only for the same file
     store = ShardStore(request.output, identity, {s.relative: file_identity(s.path) for s in sources})
     done = store.load()
@@ -95,7 +103,10 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
         sidecar_dir=str(request.sidecar_dir.resolve()) if request.sidecar_dir else None,
         cpus=max(1, cpus // workers),
     )
-    chunks = [todo[i : i + request.chunk_size] for i in range(0, len(todo), request.chunk_size)]
+    todo_photos = [s for s in todo if not is_video_name(s.path.name)]
+    # photos in chunks; each clip a chunk of its own (its frames are the work), so the workers share them out
+    chunks = [todo_photos[i : i + request.chunk_size] for i in range(0, len(todo_photos), request.chunk_size)]
+    chunks += [[s] for s in todo if is_video_name(s.path.name)]
     finished = reused_shards + reused_previous
     if progress:
         progress(finished, len(sources))

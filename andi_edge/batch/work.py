@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from andi_edge.assemble import assemble, config_from_data, plan_for
-from andi_edge.photos import PhotoSource
+from andi_edge.detections import ImageResult
+from andi_edge.photos import PhotoSource, is_video_name
 from andi_edge.pipeline import PipelinePlan, detect_many
+from andi_edge.runtime.clips import detect_clip
 from andi_edge.runtime.detector import Detector
+from andi_edge.runtime.video import looks_like_video
 from andi_edge.sinks.md_batch import image_entry
 from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
 
@@ -40,16 +43,34 @@ class WorkerSpec:
 
 
 def run_chunk(detector: Detector, spec: WorkerSpec, sources: list[PhotoSource]) -> list[tuple[str, dict[str, Any]]]:
-    """(relative file, MegaDetector entry) for each photo; a bad photo is a failure entry, never an exception."""
+    """(relative file, MegaDetector entry) for each photo or video clip; a bad one is a failure entry, never an
+    exception. A clip (by name, or a file named like a photo whose content is a clip) is sampled and detected as
+    ``detect`` does, its entry in MegaDetector's video convention."""
+    config = config_from_data(spec.detection)
+    clips = [s for s in sources if is_video_name(s.path.name)]
+    photos = [s for s in sources if not is_video_name(s.path.name)]
+    results: list[tuple[PhotoSource, ImageResult]] = []
+    for source, result in detect_many(detector, photos, spec.plan().settings):
+        if (
+            result.failure is not None
+            and result.failure.startswith("unsupported_format")
+            and (config.media != "photos" and looks_like_video(source.path))
+        ):
+            result = detect_clip(detector, source.path, config.video)  # noqa: PLW2901 - the same file, as a clip
+        results.append((source, result))
+    results += [(source, detect_clip(detector, source.path, config.video)) for source in clips]
     out = []
     provenance = None
-    for source, result in detect_many(detector, sources, spec.plan().settings):
-        entry = image_entry(result, source.relative)
+    for source, result in results:
+        entry = image_entry(result, source.relative, all_frames=config.video.all_frames)
         if spec.sidecar_dir is not None:
             provenance = provenance or detector.provenance()
             timings = {k: round(v, 3) for k, v in result.timings_ms.items()}
+            sidecar_entry = image_entry(result, source.relative, all_frames=True)  # a clip's: every frame
             write_sidecar(
-                sidecar_path(Path(spec.sidecar_dir), source.relative), entry, {**provenance, "timings_ms": timings}
+                sidecar_path(Path(spec.sidecar_dir), source.relative),
+                sidecar_entry,
+                {**provenance, "timings_ms": timings},
             )
         out.append((source.relative, entry))
     return out

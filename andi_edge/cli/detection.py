@@ -427,6 +427,7 @@ def register(commands: Any) -> None:
     batch.add_argument("--sidecars", type=Path, default=None, help="also write one sidecar JSON per photo here")
     batch.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_detection_options(batch)
+    add_media_options(batch)
     batch.set_defaults(handler=cmd_batch)
 
     info = commands.add_parser("info", help="what an ONNX model is and how it would run here (--json: its whole card)")

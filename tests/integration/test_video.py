@@ -229,3 +229,17 @@ def test_a_classifier_names_a_clip_by_vote_over_its_frames(
     assert record.is_clip and record.boxes
     species = {results.review.label_name(results.review.box_label(box)) for box in record.boxes if box.conf >= 0.25}
     assert "burrowing owl" in species, species
+
+
+def test_batch_gives_detects_results_for_clips_on_both_workers(card: Path, model_320: Path, tmp_path: Path) -> None:
+    by_detect = _detect(card, tmp_path / "d.json", model_320)
+    proc = run_cli("batch", card, "-m", model_320, "-o", tmp_path / "b.json", "--workers", "2", "--chunk-size", "2")
+    assert proc.returncode == 0, proc.stderr
+    by_batch = {e["file"]: e for e in json.loads((tmp_path / "b.json").read_text())["images"]}
+    assert set(by_batch) == set(by_detect)
+    for name, entry in by_detect.items():
+        if "frames_processed" in entry and "failure" not in entry:
+            assert by_batch[name]["frames_processed"] == entry["frames_processed"], name
+            assert by_batch[name]["detections"] == entry["detections"], name
+        elif "failure" in entry:
+            assert by_batch[name]["failure"].split(":")[0] == entry["failure"].split(":")[0], name
