@@ -106,3 +106,12 @@ def patched_avi(
         struct.pack_into("<II", data, strh + 20, rate[1], rate[0])  # dwScale, dwRate: rate = dwRate / dwScale
     path.write_bytes(bytes(data))
     return path
+
+
+def no_frames(path: Path) -> Path:
+    """A container with a video stream and not one frame in it (a recording that stopped before its first)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuvj420p"
+        container.start_encoding()  # the header, and no packet after it
+    return path

@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi_edge.cli.options import EXIT_OK, add_detection_options, add_renamed, detection_overrides, flag_words
+from andi_edge.cli.options import (
+    EXIT_OK,
+    add_detection_options,
+    add_media_options,
+    add_renamed,
+    detection_overrides,
+    flag_words,
+)
 from andi_edge.errors import ConfigError, UsageError
 from andi_edge.logs import configure_logging
 
@@ -189,6 +196,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     journal = open_existing(args.state)
     try:
         counts = journal.counts()
+        clips = journal.finished_clips()
         last = journal.last_finished()
         failures = journal.recent_failures(args.failures)
         retrying = journal.retrying(args.failures)
@@ -219,6 +227,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ],
         "free_bytes": usage.free,
         "free_path": str(disk_path),
+        "finished_video_clips": clips,
     }
     daemon = _daemon_facts(args.state)
     report["daemon"] = daemon
@@ -230,6 +239,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(
         f"photos: done {counts.get('done', 0)}, failed {counts.get('failed', 0)}, waiting {waiting}"
         + (f", {repeats} already done before (a card inserted again)" if repeats else "")
+        + (f" (of the done ones, {clips} video clip(s))" if clips else "")
     )
     if found is not None:
         print(found)
@@ -402,6 +412,7 @@ def register(commands: Any) -> None:
     )
     watch.add_argument("--log-format", choices=["plain", "json"], default=None, help="log line format")
     add_detection_options(watch, model_required=False)
+    add_media_options(watch)
     watch.set_defaults(handler=cmd_watch)
 
     check = commands.add_parser(

@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS repeat_verdicts (
 """
 )
 #: failures an incomplete copy gives: a later version of the file at that path supersedes them
-INCOMPLETE_FAILURES = ("corrupt:", "empty_file:", "unsupported_format:")
+INCOMPLETE_FAILURES = ("corrupt:", "empty_file:", "unsupported_format:", "not_a_video:", "no_frames:", "no_video:")
 #: rows in the works: a file change seen for them needs no check (the file is read afresh when claimed)
 LIVE_STATES = ("pending", "claimed")
 #: bytes at a file's end that its fingerprint covers
@@ -604,6 +604,15 @@ class Journal:
         for state, n in self._db.execute("SELECT state, COUNT(*) FROM photos GROUP BY state"):
             counts[state] = n
         return counts
+
+    def finished_clips(self) -> int:
+        """How many done rows are video clips (by their record's kind; 0 for a journal from before records)."""
+        if "record_json" not in self._columns():
+            return 0
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM photos WHERE state='done' AND record_json LIKE '%\"kind\":\"clip\"%'"
+        ).fetchone()
+        return int(row[0])
 
     def last_finished(self) -> PhotoRow | None:
         row = self._db.execute(

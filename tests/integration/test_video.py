@@ -46,6 +46,7 @@ def card(tmp_path_factory: pytest.TempPathFactory, photos: list[Path], photos_di
     clips.truncated(clips.h264(card.parent / "whole.mp4", photos, seconds=4), card / "CUT_INDEX.MP4", 0.6)
     clips.truncated(clips.h264(card.parent / "fast.mp4", photos, seconds=4, faststart=True), card / "CUT_FAST.MP4", 0.6)
     clips.audio_only(card / "AUDIO.MP4")
+    clips.no_frames(card / "NOFRAMES.AVI")
     (card / "ZERO.AVI").write_bytes(b"")
     (card / "NOTES.MP4").write_text("not a video, whatever its name says")
     shutil.copy2(card / "CLIP0001.MP4", card / "IMG_9999.JPG")  # a clip named like a photo
@@ -66,7 +67,7 @@ def test_a_hybrid_card_gives_one_batch_file_in_megadetectors_video_convention(
     out = tmp_path / "results.json"
     proc = run_cli("detect", card, "-m", model_320, "-o", out)
     assert proc.returncode == 0, proc.stderr
-    assert "3 photos and 10 video clip(s)" in proc.stdout, proc.stdout
+    assert "3 photos and 11 video clip(s)" in proc.stdout, proc.stdout
     by_file = {e["file"]: e for e in json.loads(out.read_text())["images"]}
     d = "DCIM/100MEDIA/"
 
@@ -87,7 +88,12 @@ def test_a_hybrid_card_gives_one_batch_file_in_megadetectors_video_convention(
     assert cut_fast.get("partial", "").startswith("partial: ") and cut_fast["frames_processed"], cut_fast
     cut_index = by_file[d + "CUT_INDEX.MP4"]
     assert "failure" in cut_index or "partial" in cut_index, cut_index
-    for name, reason in (("ZERO.AVI", "empty_file"), ("NOTES.MP4", "not_a_video"), ("AUDIO.MP4", "no_video")):
+    for name, reason in (
+        ("ZERO.AVI", "empty_file"),
+        ("NOTES.MP4", "not_a_video"),
+        ("AUDIO.MP4", "no_video"),
+        ("NOFRAMES.AVI", "no_frames"),
+    ):
         entry = by_file[d + name]
         assert entry["failure"].startswith(reason + ":"), entry
         assert (entry["frame_rate"], entry["frames_processed"], entry["detections"]) == (-1.0, [], None)
@@ -101,7 +107,7 @@ def test_a_hybrid_card_gives_one_batch_file_in_megadetectors_video_convention(
 
     report = run_cli("report", out, "--images", card, "-o", tmp_path / "report.html")
     assert report.returncode == 0, report.stderr
-    assert "3 photos and 10 video clip(s)" in report.stdout, report.stdout
+    assert "3 photos and 11 video clip(s)" in report.stdout, report.stdout
     html = (tmp_path / "report.html").read_text()
     assert '<figure class="thumb" data-file="DCIM/100MEDIA/CLIP0001.MP4"' in html, "its poster frame, not a placeholder"
     assert "video clips (each counted as a photo below" in html
@@ -127,7 +133,7 @@ def test_sampling_all_frames_and_media_choices(card: Path, model_320: Path, tmp_
     photos_only = _detect(card, tmp_path / "c.json", model_320, "--media", "photos")
     assert not any("frames_processed" in e for e in photos_only.values()) and len(photos_only) == 4
     videos_only = _detect(card, tmp_path / "d.json", model_320, "--media", "videos")
-    assert all("frames_processed" in e for e in videos_only.values()) and len(videos_only) == 9
+    assert all("frames_processed" in e for e in videos_only.values()) and len(videos_only) == 10
 
 
 def test_a_decoder_that_hangs_or_dies_is_that_clips_failure(card: Path, model_320: Path, tmp_path: Path) -> None:

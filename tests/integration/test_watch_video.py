@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from tests import clips
+from tests.integration.cli_runner import run_cli
 from tests.integration.daemon_harness import make_daemon, wait_until
 
 SERENGETI = "serengeti_S1_D04_R6_sequence"
@@ -69,3 +70,29 @@ def test_clips_on_a_card_are_processed_exactly_once_through_kill_9(
     assert len(sidecar["andi_edge"]["frame_timings_ms"]) == 200
     crops = sorted(p.name for p in (daemon.out / "local" / "crops").rglob("*CLIP0001*"))
     assert crops and all("_frame0000" in name for name in crops), crops
+    status = run_cli("status", daemon.out)
+    assert "done 5, failed 0" in status.stdout and "(of the done ones, 2 video clip(s))" in status.stdout
+
+
+def test_a_clip_copied_with_a_stall_is_read_again_whole(tmp_path: Path, photos_dir: Path, model_320: Path) -> None:
+    """A clip whose copy stalls longer than stable_s is read half-written (its index, at the end, not there yet:
+    not a video FFmpeg can open); once the copy ends, the whole clip replaces that failure: one row, done."""
+    photos = sorted((photos_dir / SERENGETI).glob("*.JPG"))[:3]
+    daemon = make_daemon(tmp_path, model_320)
+    clip = clips.h264(tmp_path / "clip.mp4", photos, seconds=3).read_bytes()
+    proc = daemon.start()
+    try:
+        target = daemon.card / "DCIM" / "100MEDIA" / "CLIP0001.MP4"
+        target.parent.mkdir(parents=True)
+        with target.open("wb") as f:
+            f.write(clip[: len(clip) // 2])
+            f.flush()
+            wait_until(lambda: daemon.counts().get("failed") == 1, 60, "the half-written clip read", daemon.log)
+            f.write(clip[len(clip) // 2 :])
+        wait_until(lambda: daemon.counts() == {"done": 1}, 60, "the whole clip", daemon.log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    [entry] = daemon.batch()["images"]
+    assert entry["frames_processed"] == [0, 10, 20] and "failure" not in entry
