@@ -172,12 +172,7 @@ def _photo_json(photo: PhotoInfo) -> dict[str, Any]:
 
 
 def _photo_from(data: dict[str, Any]) -> PhotoInfo:
-    text = {}
-    for name in _PHOTO_TEXT:
-        value = data.get(name)
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"photo {name} must be text")
-        text[name] = value
+    text = _texts(data, _PHOTO_TEXT, "photo")
     return PhotoInfo(
         width_px=_int(data["width_px"]),
         height_px=_int(data["height_px"]),
@@ -188,12 +183,7 @@ def _photo_from(data: dict[str, Any]) -> PhotoInfo:
 
 def _clip_from(data: dict[str, Any]) -> ClipInfo:
     duration = data.get("duration_s")
-    text = {}
-    for name in ("codec", "creation_time", "partial"):
-        value = data.get(name)
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"clip {name} must be text")
-        text[name] = value
+    text = _texts(data, ("codec", "creation_time", "partial"), "clip")
     return ClipInfo(
         width_px=_int(data["width_px"]),
         height_px=_int(data["height_px"]),
@@ -230,6 +220,17 @@ def _detections_from(data: dict[str, Any]) -> Detections:
         None if ids is None else np.asarray(ids, dtype=np.int64).reshape(n, k),
         None if confs is None else np.asarray(confs, dtype=np.float32).reshape(n, k),
     )
+
+
+def _texts(data: dict[str, Any], names: tuple[str, ...], what: str) -> dict[str, str | None]:
+    """The optional text fields ``names`` of ``data``; TypeError naming one that is not text."""
+    text: dict[str, str | None] = {}
+    for name in names:
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{what} {name} must be text")
+        text[name] = value
+    return text
 
 
 def _int(value: Any) -> int:

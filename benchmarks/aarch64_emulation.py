@@ -142,22 +142,10 @@ def child_wrapper(root: Path) -> Path:
 
 
 def make_clip(path: Path) -> Path:
-    """A 2 s H.264 clip of three sample photos, made here with PyAV (as the tests make theirs)."""
-    import av
-    import numpy as np
-    from PIL import Image
+    """A 2 s H.264 clip of three sample photos, made here with PyAV as the tests make theirs."""
+    from tests.clips import h264
 
-    photos = sorted((PHOTOS / "serengeti_S1_D04_R6_sequence").glob("*.JPG"))[:3]
-    images = [np.asarray(Image.open(p).convert("RGB").resize((640, 480))) for p in photos]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
-        for i in range(20):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(images[i * 3 // 20], format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return h264(path, sorted((PHOTOS / "serengeti_S1_D04_R6_sequence").glob("*.JPG"))[:3], seconds=2)
 
 
 PROBE = (

@@ -29,26 +29,9 @@ SERENGETI = PHOTOS / "serengeti_S1_D04_R6_sequence"
 
 
 def make_clip(path: Path, codec: str, seconds: int, rate: int, size: tuple[int, int]) -> Path:
-    import av
-    import numpy as np
-    from PIL import Image
+    from tests.clips import encode
 
-    photos = sorted(SERENGETI.glob("*.JPG"))
-    images = [np.asarray(Image.open(p).convert("RGB").resize(size)) for p in photos]
-    total = seconds * rate
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        if codec == "libx264":
-            stream.options = {"preset": "veryfast", "crf": "23"}
-        for i in range(total):
-            frame = av.VideoFrame.from_ndarray(images[i * len(images) // total], format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return encode(path, sorted(SERENGETI.glob("*.JPG")), codec, seconds, rate, size)
 
 
 def _tree_rss_kb(pid: int) -> int:
@@ -101,16 +84,8 @@ def run_watch(clip: Path, model: Path, work: Path) -> dict[str, float]:
 
 def run_detect(clip: Path, model: Path, out: Path) -> dict[str, float]:
     """One whole `detect` on one clip: wall seconds and the process tree's peak RSS."""
-    command = [str(Path(sys.executable).with_name("andi-edge")), "detect", str(clip), "-m", str(model), "-o", str(out)]
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, _tree_rss_kb(proc.pid))
-        time.sleep(0.05)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"detect failed on {clip}: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    cli_path = str(Path(sys.executable).with_name("andi-edge"))
+    wall, peak = _peak([cli_path, "detect", str(clip), "-m", str(model), "-o", str(out)])
     entry = json.loads(out.read_text())["images"][0]
     if "failure" in entry:
         raise SystemExit(f"{clip}: {entry['failure']}")

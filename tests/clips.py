@@ -7,10 +7,12 @@ from __future__ import annotations
 import struct
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
 import numpy.typing as npt
+from av.video.stream import VideoStream
 from PIL import Image
 
 
@@ -22,12 +24,21 @@ def h264(path: Path, photos: list[Path], seconds: int = 3, rate: int = 10, size:
          rotation: int = 0, faststart: bool = False) -> Path:  # fmt: skip
     """An H.264 clip (MP4 or MOV by the suffix): each photo held for an equal share of the clip. ``faststart``:
     the index first (a clip cut short keeps it, so the frames before the cut still decode)."""
+    return encode(path, photos, "libx264", seconds, rate, size, rotation, faststart)
+
+
+def encode(path: Path, photos: list[Path], codec: str, seconds: int, rate: int, size: tuple[int, int],
+           rotation: int = 0, faststart: bool = False) -> Path:  # fmt: skip
+    """A clip of ``codec`` (libx264, mjpeg, ...): each photo held for an equal share of it."""
     images = frames_from(photos, size)
     total = seconds * rate
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream = cast(VideoStream, container.add_stream(codec, rate=rate))
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast"}
         if rotation:
             stream.set_display_rotation(rotation)
         for i in range(total):

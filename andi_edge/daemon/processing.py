@@ -230,12 +230,8 @@ class Processor:
             return self._load_clip(row, path)
         try:
             data = read_bounded(path, self.detector.settings.max_decode_bytes)
-        except FileNotFoundError:
-            raise CardGoneError(row.rel_path) from None
         except OSError as exc:
-            if not self.discovery.available():
-                raise CardGoneError(row.rel_path) from exc
-            raise unreadable(exc, row.rel_path) from exc
+            raise self._read_fault(row, exc) from exc
         except PhotoError as exc:  # too large to read: final, and not hashed (it is not read)
             return _Loaded(b"", "", None, f"{exc.reason}: {exc.message}")
         sha256 = hashlib.sha256(data).hexdigest()
@@ -253,18 +249,21 @@ class Processor:
             return _Loaded(data, sha256, None, fault.message)
         return _Loaded(data, sha256, prepared, None, result)
 
+    def _read_fault(self, row: PhotoRow, exc: OSError) -> Exception:
+        """What a failed read means: the card is gone (the file vanished, or the card with it), or the photo could
+        not be read (``retry``'s to judge)."""
+        if isinstance(exc, FileNotFoundError) or not self.discovery.available():
+            return CardGoneError(row.rel_path)
+        return unreadable(exc, row.rel_path)
+
     def _clip_inside(self, path: Path) -> bool:
         return self.config.media != "photos" and looks_like_video(path)
 
     def _load_clip(self, row: PhotoRow, path: Path) -> _Loaded:
         try:
             sha256, tail = _stream_hash(path)
-        except FileNotFoundError:
-            raise CardGoneError(row.rel_path) from None
         except OSError as exc:
-            if not self.discovery.available():
-                raise CardGoneError(row.rel_path) from exc
-            raise unreadable(exc, row.rel_path) from exc
+            raise self._read_fault(row, exc) from exc
         result, poster = detect_clip_with_poster(self.detector, path, self.config.video)
         if result.failure is not None and result.failure.startswith(("crashed:", "timeout:")):
             log.warning("%s: %s", row.rel_path, result.failure)
