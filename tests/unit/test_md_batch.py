@@ -19,6 +19,7 @@ from andi_edge.sinks.md_batch import (
     annotate_entry,
     batch_document,
     batch_text,
+    clip_entry,
     detection_categories,
     image_entry,
     write_batch,
@@ -201,3 +202,58 @@ def test_annotations_add_the_event_and_repeat_flags_and_can_be_undone() -> None:
     undone = annotate_entry(suppressed, PhotoAnnotation(None, "empty", 0, {}, suppress=False))
     assert undone == {k: v for k, v in entry.items()}, "no event, no flag, the confidence restored"
     assert "event" not in undone
+
+
+def _clip_result(frames_boxes: list[list[tuple[int, float, tuple[float, float, float, float]]]]) -> ImageResult:
+    from andi_edge.detections import ClipInfo, FrameResult
+
+    frames = []
+    for n, boxes in enumerate(frames_boxes):
+        detections = Detections(
+            np.array([b for _, _, b in boxes], np.float32).reshape(-1, 4),
+            np.array([c for _, c, _ in boxes], np.float32),
+            np.array([k for k, _, _ in boxes], np.int64),
+        )
+        frames.append(FrameResult(n * 30, float(n), detections))
+    clip = ClipInfo(width_px=200, height_px=100, frame_rate=29.97, duration_s=3.0)
+    return ImageResult(
+        path=Path("c.mp4"), detections=frames[0].detections, photo=PhotoInfo(200, 100), clip=clip, frames=tuple(frames)
+    )
+
+
+def test_a_clip_entry_in_megadetectors_video_convention() -> None:
+    result = _clip_result(
+        [
+            [(0, 0.6, (0, 0, 100, 50)), (1, 0.3, (10, 10, 20, 20))],
+            [(0, 0.9, (100, 50, 200, 100))],
+            [(0, 0.2, (0, 0, 10, 10)), (1, 0.4, (150, 0, 250, 50))],  # the person box runs off the frame
+        ]
+    )
+    entry = clip_entry(result, "DCIM/c.mp4")
+    assert entry["file"] == "DCIM/c.mp4" and entry["frame_rate"] == 29.97
+    assert entry["frames_processed"] == [0, 30, 60] and (entry["width"], entry["height"]) == (200, 100)
+    assert entry["detections"] == [
+        {"category": "1", "conf": 0.9, "bbox": [0.5, 0.5, 0.5, 0.5], "frame_number": 30},
+        {"category": "2", "conf": 0.4, "bbox": [0.75, 0.0, 0.25, 0.5], "frame_number": 60},
+    ], "the most confident of each category, clipped to the frame, best first"
+    every = clip_entry(result, "DCIM/c.mp4", all_frames=True)["detections"]
+    assert [(d["frame_number"], d["conf"]) for d in every] == [(30, 0.9), (0, 0.6), (60, 0.4), (0, 0.3), (60, 0.2)]
+    assert "partial" not in entry
+    assert image_entry(result, "DCIM/c.mp4") == entry, "image_entry renders a clip in the video convention"
+    failed = clip_entry(ImageResult(path=Path("c.mp4"), failure="corrupt: x"), "c.mp4")
+    assert failed == {"file": "c.mp4", "failure": "corrupt: x", "frame_rate": -1.0, "frames_processed": [],
+                      "detections": None}  # fmt: skip
+
+
+def test_a_partial_clip_says_so_and_a_clips_boxes_carry_no_repeat_flags() -> None:
+    import dataclasses
+
+    result = _clip_result([[(0, 0.8, (0, 0, 50, 50))]])
+    assert result.clip is not None
+    cut = dataclasses.replace(result, clip=dataclasses.replace(result.clip, partial="partial: cut short"))
+    entry = clip_entry(cut, "c.mp4")
+    assert entry["partial"] == "partial: cut short"
+    pattern = RepeatPattern("rp-1", "card", "folder:a", (0.0, 0.0, 0.25, 0.5), (("card", "c.mp4"),) * 12,
+                            (), kept=False)  # fmt: skip
+    annotated = annotate_entry(entry, PhotoAnnotation(None, "animal", 0, {0: pattern}, suppress=True))
+    assert annotated["detections"][0]["conf"] == 0.8 and "repeat" not in annotated["detections"][0]
