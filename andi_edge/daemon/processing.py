@@ -104,9 +104,9 @@ class _Loaded:
     failure: str | None
     #: the detections, when the pipeline is parallel (the worker inferred too), or a clip's
     result: ImageResult | None = None
-    #: a clip (never read into memory): its fingerprint, and its poster frame's pixels, for its crops
+    #: a clip (never read into memory): its fingerprint, and the pixels of the frames its crops are cut from
     clip_fingerprint: str | None = None
-    poster_rgb: npt.NDArray[np.uint8] | None = None
+    frame_rgb: dict[int, npt.NDArray[np.uint8]] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str | None:
@@ -264,10 +264,10 @@ class Processor:
             sha256, tail = _stream_hash(path)
         except OSError as exc:
             raise self._read_fault(row, exc) from exc
-        result, poster = detect_clip_with_poster(self.detector, path, self.config.video)
+        result, frame_rgb = detect_clip_with_poster(self.detector, path, self.config.video)
         if result.failure is not None and result.failure.startswith(("crashed:", "timeout:")):
             log.warning("%s: %s", row.rel_path, result.failure)
-        return _Loaded(b"", sha256, None, None, result, clip_fingerprint=fingerprint(tail), poster_rgb=poster)
+        return _Loaded(b"", sha256, None, None, result, clip_fingerprint=fingerprint(tail), frame_rgb=frame_rgb)
 
     def _timeout_s(self, row: PhotoRow) -> float:
         """How long one item may take: a photo's read, or a clip's decoding (its own limit, and the hashing)."""
@@ -335,33 +335,38 @@ class Processor:
     def _write_clip_crops(
         self, card_out: Path, output_key: str, loaded: _Loaded, result: ImageResult, free: int
     ) -> OutputFacts:
-        """A clip's crops: its poster frame's boxes above the crop threshold, cut from that frame (named with the
-        clip and the frame number)."""
+        """A clip's crops (``_clip_crop_boxes``), each cut from its own frame and named with the clip and the frame
+        number."""
         outputs = self.config.outputs
-        poster = result.poster_frame
-        if not outputs.crops or poster is None or loaded.poster_rgb is None or result.clip is None:
+        clip = result.clip
+        if not outputs.crops or clip is None or not loaded.frame_rgb:
             return OutputFacts()
-        wanted = poster.detections.above(outputs.crop_threshold)
-        if not len(wanted):
+        wanted_of = _clip_crop_boxes(result, outputs.crop_threshold)
+        frames = [f for f in result.frames if f.frame_number in loaded.frame_rgb and f.frame_number in wanted_of]
+        if not frames:
             return OutputFacts()
         if not self.space.crops_allowed(free):
             log.warning("%s: low on disk space (%d MiB free): crops skipped", output_key, free // MIB)
             return OutputFacts()
-        scale = loaded.poster_rgb.shape[1] / result.clip.width_px
-        if scale != 1.0:
-            wanted = dataclasses.replace(wanted, xyxy_px=wanted.xyxy_px * np.float32(scale))
         stem, dot, suffix = output_key.rpartition(".")
-        key = (
-            f"{stem}_frame{poster.frame_number:06d}.{suffix}" if dot else f"{output_key}_frame{poster.frame_number:06d}"
-        )
-        try:
-            crops = write_crops(
-                card_out, key, loaded.poster_rgb, wanted, self.labels, outputs.crop_padding, outputs.crop_jpeg_quality
-            )
-        except OutputError as exc:
-            if is_disk_full(exc):
-                raise DiskFullError(str(exc)) from exc
-            raise
+        crops: list[str] = []
+        scale = 1.0
+        for frame in frames:
+            wanted = frame.detections.select(np.asarray(wanted_of[frame.frame_number], dtype=np.intp))
+            rgb = loaded.frame_rgb[frame.frame_number]
+            scale = rgb.shape[1] / clip.width_px
+            if scale != 1.0:
+                wanted = dataclasses.replace(wanted, xyxy_px=wanted.xyxy_px * np.float32(scale))
+            tag = f"_frame{frame.frame_number:06d}"
+            key = f"{stem}{tag}.{suffix}" if dot else f"{output_key}{tag}"
+            try:
+                crops += write_crops(
+                    card_out, key, rgb, wanted, self.labels, outputs.crop_padding, outputs.crop_jpeg_quality
+                )
+            except OutputError as exc:
+                if is_disk_full(exc):
+                    raise DiskFullError(str(exc)) from exc
+                raise
         return OutputFacts(crops=tuple(crops), crops_scale=None if scale == 1.0 else round(scale, 4))
 
     def _decode_for_crops(self, data: bytes, name: str, result: ImageResult) -> tuple[npt.NDArray[np.uint8], float]:
@@ -448,3 +453,25 @@ def _stream_hash(path: Path) -> tuple[str, bytes]:
             digest.update(chunk)
             tail = (tail + chunk)[-FINGERPRINT_BYTES:]
     return digest.hexdigest(), tail
+
+
+def _clip_crop_boxes(result: ImageResult, threshold: float) -> dict[int, list[int]]:
+    """Which boxes of a clip get crops, by frame number: every box of its poster frame at or above ``threshold``,
+    and each category's most confident box of the clip (the box its batch entry keeps) where that is elsewhere."""
+    wanted: dict[int, list[int]] = {}
+    poster = result.poster_frame
+    if poster is not None:
+        chosen = [i for i, conf in enumerate(poster.detections.confidence.tolist()) if conf >= threshold]
+        if chosen:
+            wanted[poster.frame_number] = chosen
+    best: dict[int, tuple[float, int, int]] = {}
+    for frame in result.frames:
+        for i, (cls, conf) in enumerate(
+            zip(frame.detections.class_id.tolist(), frame.detections.confidence.tolist(), strict=True)
+        ):
+            if conf >= threshold and conf > best.get(cls, (-1.0, -1, -1))[0]:
+                best[cls] = (conf, frame.frame_number, i)
+    for _, number, index in best.values():
+        if poster is None or number != poster.frame_number:
+            wanted.setdefault(number, []).append(index)
+    return wanted

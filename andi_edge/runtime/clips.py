@@ -44,12 +44,15 @@ def detect_clip(detector: Detector, path: Path, settings: VideoSettings) -> Imag
 
 def detect_clip_with_poster(
     detector: Detector, path: Path, settings: VideoSettings
-) -> tuple[ImageResult, npt.NDArray[np.uint8] | None]:
-    """``detect_clip``, and the pixels of its poster frame (the frame of its most confident box) as decoded, for
-    its crops and its picture; only that one frame's pixels are kept while the clip runs."""
+) -> tuple[ImageResult, dict[int, npt.NDArray[np.uint8]]]:
+    """``detect_clip``, and the pixels (as decoded) of the frames its crops are cut from, by frame number: its
+    poster frame (the frame of its most confident box) and the frame of each category's most confident box (the
+    boxes its batch entry keeps). Only those frames' pixels are kept while the clip runs: one per category, and
+    the poster."""
     start = time.perf_counter()
-    poster_rgb: npt.NDArray[np.uint8] | None = None
-    best = -2.0
+    kept: dict[int, npt.NDArray[np.uint8]] = {}
+    best_of_class: dict[int, tuple[float, int]] = {}
+    poster: tuple[float, int] = (-2.0, -1)
     frames: list[FrameResult] = []
     try:
         if path.is_file() and path.stat().st_size == 0:
@@ -62,17 +65,25 @@ def detect_clip_with_poster(
                 result = detector.infer(detector.prepare_frame(sampled.rgb, info, path, decode_ms))
                 assert result.detections is not None
                 frames.append(FrameResult(sampled.number, sampled.time_s, result.detections, result.timings_ms))
-                score = float(result.detections.confidence.max()) if len(result.detections) else -1.0
-                if score > best:  # the same choice as poster_frame: the first frame of the highest score
-                    best, poster_rgb = score, sampled.rgb
+                detections = result.detections
+                score = float(detections.confidence.max()) if len(detections) else -1.0
+                if score > poster[0]:  # the same choice as poster_frame: the first frame of the highest score
+                    poster = (score, sampled.number)
+                for cls, conf in zip(detections.class_id.tolist(), detections.confidence.tolist(), strict=True):
+                    if conf > best_of_class.get(cls, (-1.0, -1))[0]:
+                        best_of_class[cls] = (conf, sampled.number)
+                wanted = {poster[1]} | {number for _, number in best_of_class.values()}
+                if sampled.number in wanted:
+                    kept[sampled.number] = sampled.rgb
+                kept = {number: rgb for number, rgb in kept.items() if number in wanted}
                 waited = time.perf_counter()
             clip = reader.info
             partial = reader.partial
     except PhotoError as exc:
         log.warning("%s", exc.message)
-        return ImageResult(path=path, failure=f"{exc.reason}: {exc.message}"), None
+        return ImageResult(path=path, failure=f"{exc.reason}: {exc.message}"), {}
     if clip is None or not frames:
-        return ImageResult(path=path, failure=f"no_frames: {path}: no frame was analysed"), None
+        return ImageResult(path=path, failure=f"no_frames: {path}: no frame was analysed"), {}
     if partial is not None:
         log.warning("%s: %s", path, partial)
         clip = dataclasses.replace(clip, partial=partial)
@@ -87,9 +98,9 @@ def detect_clip_with_poster(
         for stage in timings:
             timings[stage] += frame.timings_ms.get(stage, 0.0)
     timings["read"] = (time.perf_counter() - start) * 1000 - sum(timings.values())  # start-up, waiting, the rest
-    poster = poster_frame(tuple(frames))
-    assert poster is not None
+    chosen = poster_frame(tuple(frames))
+    assert chosen is not None
     result = ImageResult(
-        path=path, detections=poster.detections, photo=photo, timings_ms=timings, clip=clip, frames=tuple(frames)
+        path=path, detections=chosen.detections, photo=photo, timings_ms=timings, clip=clip, frames=tuple(frames)
     )
-    return result, poster_rgb
+    return result, kept

@@ -107,3 +107,29 @@ def test_a_containers_creation_time_is_the_cameras_clock() -> None:
     assert camera_time("2024-05-01 03:12:00+02:00") == "2024-05-01T03:12:00"
     assert camera_time("1970-01-01T00:00:00Z") is None and camera_time("1904-01-01T00:00:00Z") is None
     assert camera_time("soon") is None and camera_time(None) is None
+
+
+def test_a_clips_crops_are_its_poster_frames_boxes_and_each_categorys_best() -> None:
+    from andi_edge.daemon.processing import _clip_crop_boxes
+
+    def frame(number: int, boxes: list[tuple[int, float]]) -> FrameResult:
+        return FrameResult(
+            number,
+            number / 10,
+            Detections(
+                np.array([[0, 0, 10, 10]] * len(boxes), np.float32).reshape(-1, 4),
+                np.array([c for _, c in boxes], np.float32),
+                np.array([k for k, _ in boxes], np.int64),
+            ),
+        )
+
+    frames = (
+        frame(0, [(0, 0.5), (2, 0.25)]),
+        frame(10, [(0, 0.9), (0, 0.3), (1, 0.1)]),  # the poster: the clip's most confident box
+        frame(20, [(2, 0.6), (1, 0.15)]),  # the vehicle's best box; the person's never reaches the threshold
+    )
+    result = ImageResult(
+        path=Path("c.mp4"), detections=frames[1].detections, photo=PhotoInfo(640, 480),
+        clip=ClipInfo(640, 480, 10.0, 3.0), frames=frames,
+    )  # fmt: skip
+    assert _clip_crop_boxes(result, threshold=0.2) == {10: [0, 1], 20: [0]}
