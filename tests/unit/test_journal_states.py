@@ -524,3 +524,22 @@ def test_a_damaged_journal_names_what_sqlite_found(tmp_path: Path, monkeypatch: 
     with pytest.raises(JournalError) as not_a_db:
         Journal(tmp_path)
     assert not_a_db.value.message == f"the journal {tmp_path / DB_NAME} is damaged: file is not a database"
+
+
+def test_finished_clips_are_counted_by_their_records_kind(journal: Journal) -> None:
+    from andi_edge.detections import ClipInfo, FrameResult
+
+    clip_frames = (FrameResult(0, 0.0, _done(1).result.detections or Detections.empty()),)
+    clip = ResultRecord(
+        result=ImageResult(
+            Path("c.mp4"), detections=clip_frames[0].detections, photo=PhotoInfo(640, 480),
+            clip=ClipInfo(640, 480, 10.0), frames=clip_frames,
+        )
+    )  # fmt: skip
+    rows = {rel: _claim_one(journal, rel) for rel in ("a.jpg", "c.mp4", "d.mp4", "e.mp4")}
+    journal.mark_finished(rows["a.jpg"].id, _done(1))
+    journal.mark_finished(rows["c.mp4"].id, clip)
+    journal.mark_finished(rows["d.mp4"].id, failure_record(Path("d.mp4"), "not_a_video: x"))
+    assert journal.finished_clips() == 1, "done clips only: a failed clip holds no clip facts"
+    journal.mark_finished(rows["e.mp4"].id, clip)
+    assert journal.finished_clips() == 2
