@@ -116,7 +116,8 @@ def cmd_export_camtrap_dp(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     print(
         f"wrote Camtrap DP 1.0.2 package {summary.package_dir}: {summary.deployments} deployment(s), "
-        f"{summary.media} media ({summary.private_media} not public: people), {summary.observations} observations"
+        f"{summary.media} media ({summary.video_media} of them video clips; {summary.private_media} not public: "
+        f"people), {summary.observations} observations"
         + (f"; copied {summary.copied_media} photo(s)" if args.copy_media else "")
     )
     if summary.not_copied:

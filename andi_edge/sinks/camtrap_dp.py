@@ -86,6 +86,8 @@ class ExportSummary:
     package_dir: Path
     deployments: int = 0
     media: int = 0
+    #: of the media, video clips
+    video_media: int = 0
     observations: int = 0
     private_media: int = 0
     copied_media: int = 0
@@ -367,6 +369,7 @@ def export_camtrap_dp(
                 observation_rows.append(_event_row(event, d.deployment_id, zone, record_of, review, config, machine))
     summary.deployments = len(deployment_rows)
     summary.media = len(media_rows)
+    summary.video_media = sum(1 for row in media_rows if str(row["fileMediatype"]).startswith("video/"))
     summary.observations = len(observation_rows)
     descriptor = _descriptor(config, deployments, spans, used_classes, options, results)
     write_bytes_atomic(package_dir / "deployments.csv", _csv(DEPLOYMENT_FIELDS, deployment_rows))

@@ -196,6 +196,7 @@ def test_camtrap_dp_lists_clips_as_video_media_with_frame_times(card: Path, mode
         "export-camtrap-dp", out, "--images", card, "--deployment-config", tmp_path / "d.yaml", "-o", package
     )
     assert done.returncode == 0, done.stderr
+    assert "(11 of them video clips;" in done.stdout, done.stdout
     assert package_errors(package) == []
     with (package / "media.csv").open() as f:
         media = {row["fileName"]: row for row in csv.DictReader(f)}
