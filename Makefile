@@ -28,7 +28,8 @@ export YOLO_AUTOINSTALL := false
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos, write the report"
-	@echo "make test   - set up, then lint, type-check, import contracts, the demo as the README runs it, and the suite"
+	@echo "make test   - set up, then lint, type-check, import contracts, the demo as the README runs it, the docs"
+	@echo "             and the suite"
 	@echo "make bench  - the benchmark suite -> benchmarks/results/ (about 10 minutes)"
 	@echo "make accuracy - agreement with MDv5a: categories, input size, decode, fine-tuning (20-30 minutes)"
 	@echo "make mutate - mutation testing (mutmut) of runtime geometry, heads, NMS, batch JSON, Camtrap DP, journal"
@@ -40,6 +41,7 @@ help:
 	@echo "              (about 25 minutes on 2 cores)"
 	@echo "make kill-soak - kill -9 the daemon 24 times mid-batch on a 1,000-photo card, classifier on; checks every"
 	@echo "              photo exactly once -> benchmarks/results/kill_soak.md (about 2 minutes)"
+	@echo "make video-bench - video clips: 1080p H.264/MJPEG at 320/640 px, 4K memory, PyAV's size (a few minutes)"
 	@echo "make docs   - the documentation site in $(BUILD)/site (mkdocs --strict), with the report's pictures"
 	@echo "make cli-reference - the generated pages made again: docs/cli.md (parsers), the config reference"
 	@echo "             (declarations), docs/benchmarks.md (benchmarks/results): tests check they are current"
