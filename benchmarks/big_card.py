@@ -207,7 +207,7 @@ def processing_rate(card: Path, state: Path, already: int, samples: list[Path]) 
 
 
 def measure(n: int, model: Path, photo: Path, workdir: Path, idle_s: float, full_rescan_s: float) -> dict[str, Any]:
-    from andi_edge.daemon.context import DaemonContext
+    from andi_edge.daemon.context import DaemonContext, DaemonPaths
     from andi_edge.daemon.metrics import DaemonMetrics
     from andi_edge.daemon.notify import Notifier
     from andi_edge.daemon.rendering import Renderer
@@ -242,9 +242,7 @@ def measure(n: int, model: Path, photo: Path, workdir: Path, idle_s: float, full
     with ThreadPoolExecutor(1) as writer:
         context = DaemonContext(
             config=watch,
-            root=card,
-            output_dir=out,
-            state_dir=state,
+            paths=DaemonPaths(root=card, output_dir=out, state_dir=state),
             notifier=pings,
             metrics=DaemonMetrics(),
             provenance=detector.provenance(),

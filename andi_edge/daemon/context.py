@@ -6,7 +6,6 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,23 +17,43 @@ from andi_edge.settings import WatchConfig
 
 
 @dataclass(frozen=True)
-class DaemonContext:
-    """The config, the three folders, how to tell the world, the stop flag, the clock and what produces results."""
-
-    config: WatchConfig
+class DaemonPaths:
     #: the watched folder (the card's mount point): photos are read relative to it
     root: Path
     #: where each card's outputs go (OUTPUT/CARD/...)
     output_dir: Path
     #: the journal's folder
     state_dir: Path
+
+
+@dataclass(frozen=True)
+class DaemonContext:
+    """The config, the three folders, how to tell the world, the stop flag and what produces results."""
+
+    config: WatchConfig
+    paths: DaemonPaths
     notifier: Notifier
     metrics: DaemonMetrics
-    stop: threading.Event = field(default_factory=threading.Event)
     #: what produced the results (model, backend, thresholds): recorded in every output
     provenance: dict[str, Any] = field(default_factory=dict)
-    #: wall-clock time, for decisions stored in the journal (retries); monotonic time stays each part's own
-    clock: Callable[[], float] = time.time
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    @property
+    def output_dir(self) -> Path:
+        return self.paths.output_dir
+
+    @property
+    def state_dir(self) -> Path:
+        return self.paths.state_dir
+
+    @staticmethod
+    def now() -> float:
+        """Wall-clock time, for decisions stored in the journal (retries); monotonic time stays each part's own."""
+        return time.time()
 
     @cached_property
     def run_id(self) -> str:

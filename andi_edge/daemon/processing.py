@@ -104,15 +104,27 @@ class _Loaded:
     failure: str | None
     #: the detections, when the pipeline is parallel (the worker inferred too), or a clip's
     result: ImageResult | None = None
-    #: a clip (never read into memory): its fingerprint, and the pixels of the frames its crops are cut from
-    clip_fingerprint: str | None = None
-    frame_rgb: dict[int, npt.NDArray[np.uint8]] = field(default_factory=dict)
+    #: a clip, which is never read into memory
+    clip: _LoadedClip | None = None
 
     @property
     def fingerprint(self) -> str | None:
-        if self.clip_fingerprint is not None:
-            return self.clip_fingerprint
+        if self.clip is not None:
+            return self.clip.fingerprint
         return fingerprint(self.data) if self.data else None
+
+    @property
+    def frame_rgb(self) -> dict[int, npt.NDArray[np.uint8]]:
+        return self.clip.frame_rgb if self.clip is not None else {}
+
+
+@dataclass
+class _LoadedClip:
+    """A clip's fingerprint (its last bytes, hashed as it streamed), and the pixels of the frames its crops are cut
+    from, by frame number."""
+
+    fingerprint: str
+    frame_rgb: dict[int, npt.NDArray[np.uint8]] = field(default_factory=dict)
 
 
 class Processor:
@@ -208,7 +220,7 @@ class Processor:
             self._processed.cards.add(row.card_id)
         elif outcome.kind == "retry":
             assert outcome.retry_at is not None
-            wait_s = outcome.retry_at - self.context.clock()
+            wait_s = outcome.retry_at - self.context.now()
             log.warning("%s (attempt %d): trying again in %.0f s", outcome.error, row.attempts + 1, wait_s)
             journal.retry_later(row.id, outcome.error or "", outcome.retry_at)
             metrics.retried_total += 1
@@ -267,7 +279,7 @@ class Processor:
         result, frame_rgb = detect_clip_with_poster(self.detector, path, self.config.video)
         if result.failure is not None and result.failure.startswith(("crashed:", "timeout:")):
             log.warning("%s: %s", row.rel_path, result.failure)
-        return _Loaded(b"", sha256, None, None, result, clip_fingerprint=fingerprint(tail), frame_rgb=frame_rgb)
+        return _Loaded(b"", sha256, None, None, result, clip=_LoadedClip(fingerprint(tail), frame_rgb))
 
     def _timeout_s(self, row: PhotoRow) -> float:
         """How long one item may take: a photo's read, or a clip's decoding (its own limit, and the hashing)."""
@@ -324,7 +336,7 @@ class Processor:
         """The policy's decision for a claimed photo that faulted: another attempt later (not before its backoff),
         or its failure recorded."""
         attempt = row.attempts + 1  # the row was read before its claim counted
-        decision = self.retry.decide(fault, attempt, self.context.clock())
+        decision = self.retry.decide(fault, attempt, self.context.now())
         if decision.retry_at is not None:
             return Outcome("retry", error=fault.message, retry_at=decision.retry_at)
         if fault.transient:  # (a final fault was logged where it was raised, with its traceback)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from andi_edge import __version__
 from andi_edge.config import PipelineSettings
-from andi_edge.daemon.context import DaemonContext
+from andi_edge.daemon.context import DaemonContext, DaemonPaths
 from andi_edge.daemon.ingest import Ingest
 from andi_edge.daemon.metrics import DaemonMetrics
 from andi_edge.daemon.notify import Notifier
@@ -122,9 +122,7 @@ class WatchService:
         self.state_dir = state_dir
         self.context = DaemonContext(
             config=config,
-            root=self.root,
-            output_dir=self.output_dir,
-            state_dir=state_dir,
+            paths=DaemonPaths(root=self.root, output_dir=self.output_dir, state_dir=state_dir),
             notifier=notifier or Notifier(),
             metrics=DaemonMetrics(started_at=time.time()),
             provenance=detector.provenance(),
