@@ -787,7 +787,7 @@ def needs_upgrade(state_dir: Path) -> bool:
         columns = {row[1] for row in db.execute("PRAGMA table_info(photos)")}
     finally:
         db.close()
-    return bool(columns) and not {"generation", "crashes"} <= columns
+    return bool(columns) and not {"generation", "crashes", "record_json"} <= columns
 
 
 def open_existing(state_dir: Path, writable: bool = False) -> Journal:

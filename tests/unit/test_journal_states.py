@@ -543,3 +543,94 @@ def test_finished_clips_are_counted_by_their_records_kind(journal: Journal) -> N
     assert journal.finished_clips() == 1, "done clips only: a failed clip holds no clip facts"
     journal.mark_finished(rows["e.mp4"].id, clip)
     assert journal.finished_clips() == 2
+
+
+def test_a_failed_incomplete_read_is_superseded_by_the_whole_file(journal: Journal) -> None:
+    """Only rows of the same card and path that failed as an incomplete copy go; the row asking stays."""
+    failures = {
+        "DCIM/a.JPG#1": "corrupt: truncated",
+        "DCIM/a.JPG#2": "unreadable: EIO (after 5 attempts)",  # a read error, not an incomplete copy: kept
+        "DCIM/c.MP4#1": "not_a_video: no index yet",
+    }
+    ids = {}
+    for key, failure in failures.items():
+        rel, generation = key.split("#")
+        journal.enqueue("card", rel, int(generation), 1)
+        [row] = journal.claim(1)
+        journal.mark_finished(row.id, failure_record(Path(rel), failure))
+        ids[key] = row.id
+    journal.enqueue("other", "DCIM/a.JPG", 1, 1)
+    [other] = journal.claim(1)
+    journal.mark_finished(other.id, failure_record(Path("DCIM/a.JPG"), "corrupt: another card's"))
+    journal.enqueue("card", "DCIM/a.JPG", 3, 1)
+    [whole] = journal.claim(1)
+    assert journal.supersede_failed("card", "DCIM/a.JPG", whole.id) == 1
+    left = {r.id for r in _all(journal)}
+    assert ids["DCIM/a.JPG#1"] not in left and {ids["DCIM/a.JPG#2"], other.id, whole.id} <= left
+    assert journal.supersede_failed("card", "DCIM/a.JPG", whole.id) == 0
+    journal.enqueue("card", "DCIM/c.MP4", 9, 1)
+    [clip] = journal.claim(1)
+    assert journal.supersede_failed("card", "DCIM/c.MP4", clip.id) == 1, "a clip read before its index was written"
+    assert journal.supersede_failed("card", "DCIM/c.MP4", ids["DCIM/c.MP4#1"]) == 0
+
+
+def test_a_photo_given_up_on_keeps_its_crash_count_and_a_failure_record(journal: Journal) -> None:
+    journal.enqueue("card", "DCIM/caf\udce9.JPG", 1, 1)
+    for _ in range(2):
+        journal.claim(1)
+        assert journal.reap_stale_claims(max_crashes=3) == (1, [])
+    journal.claim(1)
+    _, [given_up] = journal.reap_stale_claims(max_crashes=3)
+    assert given_up.crashes == 3
+    stored = _row(journal, given_up.id)
+    assert stored.state == "failed" and stored.crashes == 3 and stored.failure == given_up.failure
+    assert stored.record is not None and stored.record.failure == given_up.failure
+    assert stored.record.result.path == Path("DCIM/caf\udce9.JPG")
+
+
+def test_state_folders_by_what_a_user_points_at(tmp_path: Path) -> None:
+    from andi_edge.state.journal import DEFAULT_STATE_NAME, STATE_POINTER, find_state_dir, needs_upgrade
+
+    state = tmp_path / "state"
+    Journal(state).close()
+    assert find_state_dir(state) == state
+    out = tmp_path / "out"
+    Journal(out / DEFAULT_STATE_NAME).close()
+    assert find_state_dir(out) == out / DEFAULT_STATE_NAME
+    pointed = tmp_path / "pointed"
+    pointed.mkdir()
+    (pointed / STATE_POINTER).write_bytes(bytes(state) + b"\n")
+    assert find_state_dir(pointed) == state
+    (pointed / STATE_POINTER).write_bytes(b"relative/state\n")
+    assert find_state_dir(pointed) is None, "a pointer that is not absolute names nothing"
+    (pointed / STATE_POINTER).write_bytes(bytes(tmp_path / "nothing") + b"\n")
+    assert find_state_dir(pointed) is None
+    assert find_state_dir(tmp_path / "empty") is None and find_state_dir(state / DB_NAME) is None
+    assert needs_upgrade(state) is False
+    with sqlite3.connect(state / DB_NAME) as db:
+        db.execute("ALTER TABLE photos DROP COLUMN record_json")
+    assert needs_upgrade(state) is True, "schema 4: a writer would add the record column"
+    with sqlite3.connect(state / DB_NAME) as db:
+        db.execute("ALTER TABLE photos DROP COLUMN crashes")
+    assert needs_upgrade(state) is True
+
+
+def test_damaged_rows_and_the_migration_say_so_in_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "state"
+    journal = Journal(state)
+    for rel in ("a.jpg", "b.jpg", "c.jpg"):
+        journal.enqueue("card", rel, 1, 1)
+    journal.close()
+    with sqlite3.connect(state / DB_NAME) as db:
+        db.execute("ALTER TABLE photos DROP COLUMN record_json")
+        db.execute("""UPDATE photos SET state='done', result_json='{"detections": [], "width": 4, "height": 3}'""")
+        db.execute("UPDATE photos SET result_json='[1, 2]' WHERE rel_path='c.jpg'")
+    with caplog.at_level("INFO", logger="andi_edge.state.journal"):
+        journal = Journal(state)
+        rows = {r.rel_path: r for r in journal.finished("card")}
+        journal.close()
+    assert "journal upgraded: 2 stored result(s) moved to this version's records" in caplog.text
+    assert "stored result cannot be read (not a JSON object); it is left out of the outputs" in caplog.text
+    assert rows["c.jpg"].record is None
+    record = rows["a.jpg"].record
+    assert record is not None and record.result.path == Path("a.jpg") and record.result.photo == PhotoInfo(4, 3)
