@@ -331,10 +331,10 @@ def test_the_daemon_says_what_it_is_doing(tmp_path: Path, photos_dir: Path, mode
     for i in range(40):
         (daemon.card / f"IMG_{i:04d}.JPG").write_bytes(photos[i % len(photos)].read_bytes() + f"#{i}".encode())
     (daemon.card / "BROKEN.JPG").write_bytes(b"\xff\xd8 not a photo")
-    (daemon.card / "CLIP0001.MP4").write_bytes(b"\0\0\0\x18ftypmp42")  # not processed yet, but said
+    (daemon.card / "CLIP0001.MP4").write_bytes(b"\0\0\0\x18ftypmp42")  # a clip that is only a header
     proc = daemon.start()
     try:
-        wait_until(lambda: "progress: 41 of 41 photos done" in daemon.log.read_text(), 120, "the progress line")
+        wait_until(lambda: "progress: 42 of 42 photos done" in daemon.log.read_text(), 120, "the progress line")
         status = run_cli("status", daemon.out)  # the output folder, as a user would give it
         assert status.returncode == 0, status.stderr
         assert f"daemon: running (pid {proc.pid}, since " in status.stdout, status.stdout
@@ -344,14 +344,14 @@ def test_the_daemon_says_what_it_is_doing(tmp_path: Path, photos_dir: Path, mode
         assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
-    assert "1 video clip(s) on the card at" in daemon.log.read_text()
-    line = next(x for x in daemon.log.read_text().splitlines() if "progress: 41 of 41" in x)
-    assert "photos/s" in line and "1 failed this run" in line
+    line = next(x for x in daemon.log.read_text().splitlines() if "progress: 42 of 42" in x)
+    assert "photos/s" in line and "2 failed this run" in line
     after = run_cli("status", daemon.out).stdout
-    assert "photos: done 40, failed 1, waiting 0" in after and "daemon: not running" in after
+    assert "photos: done 40, failed 2, waiting 0" in after and "daemon: not running" in after
+    assert "local/CLIP0001.MP4: not_a_video" in after
     assert "at confidence >= 0.25:" in after and "with animal" in after
     assert "failed (final: the file itself): local/BROKEN.JPG: unsupported_format" in after
     assert "retry-failed" not in after  # nothing that retrying could mend
     kept = run_cli("retry-failed", "--state", daemon.state)
     assert "no failed photos to try again" in kept.stdout and "left alone" in kept.stdout
-    assert "1 failed photo(s) back in the queue" in run_cli("retry-failed", "--state", daemon.state, "--all").stdout
+    assert "2 failed photo(s) back in the queue" in run_cli("retry-failed", "--state", daemon.state, "--all").stdout
