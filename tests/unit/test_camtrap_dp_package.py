@@ -446,3 +446,39 @@ def test_an_offset_in_the_configured_start_is_kept_and_photos_outside_are_report
     # 06:00+03:00 to 09:00+03:00, both ends included: only the (failed) 09:30 photo is outside
     assert ser["deploymentComments"] == "near water; clock: 1 photo(s) fall outside the deployment's start and end"
     assert "SER-1: 1 photo(s) fall outside the deployment's start and end" in summary.warnings
+
+
+def test_a_clip_is_video_media_seen_at_its_poster_frames_time(tmp_path: Path) -> None:
+    """A clip's media row is video/* (by its name, else by its content), its boxes are observed at its poster
+    frame's time in the clip, and a clip without any box is blank for as long as it lasts."""
+    t0 = datetime(2024, 5, 1, 6, 0, 0)
+    records = [
+        replace(_record("card", "ser/CLIP0001.MP4", t0, ((ZEBRA, 0.9),)), poster_frame=90, poster_time_s=3.0,
+                clip_duration_s=20.0),
+        replace(_record("card", "ser/CLIP0002.JPG", t0 + timedelta(hours=1)), poster_frame=0, clip_duration_s=8.5),
+        replace(_record("card", "ser/CLIP0003.BIN", t0 + timedelta(hours=2)), poster_frame=0, clip_duration_s=1.0),
+        _record("card", "ser/IMG_0004.JPG", t0 + timedelta(hours=3), ((ZEBRA, 0.8),)),
+    ]  # fmt: skip
+    files = {"card/ser/CLIP0001.MP4": b"\0\0\0\x18ftypmp42" + b"\0" * 60,
+             "card/ser/CLIP0002.JPG": b"\0\0\0\x18ftypmp42" + b"\0" * 60,
+             "card/ser/CLIP0003.BIN": b"RIFF\0\0\0\0AVI LIST" + b"\0" * 60,
+             "card/ser/IMG_0004.JPG": JPEG}  # fmt: skip
+    summary, tables = _export(_run(tmp_path, records, files, RepeatSettings(enabled=False)), tmp_path / "p")
+    assert (summary.media, summary.video_media) == (4, 3)
+    media = {row["fileName"]: row for row in tables["media"]}
+    assert media["CLIP0001.MP4"]["fileMediatype"] == "video/mp4"
+    assert media["CLIP0002.JPG"]["fileMediatype"] == "video/mp4", "a clip named like a photo: not image/jpeg"
+    assert media["CLIP0003.BIN"]["fileMediatype"] == "video/x-msvideo", "by its content where the name says nothing"
+    assert media["IMG_0004.JPG"]["fileMediatype"] == "image/jpeg"
+    by_media = {row["mediaID"]: row for row in tables["observations"] if row["observationLevel"] == "media"}
+    seen = by_media[media["CLIP0001.MP4"]["mediaID"]]
+    assert seen["observationType"] == "animal"
+    start = datetime.fromisoformat(media["CLIP0001.MP4"]["timestamp"])
+    assert datetime.fromisoformat(seen["eventStart"]) - start == timedelta(seconds=3)
+    assert seen["eventEnd"] == seen["eventStart"]
+    blank = by_media[media["CLIP0002.JPG"]["mediaID"]]
+    assert blank["observationType"] == "blank" and blank["eventStart"] == media["CLIP0002.JPG"]["timestamp"]
+    end = datetime.fromisoformat(blank["eventEnd"]) - datetime.fromisoformat(blank["eventStart"])
+    assert end == timedelta(seconds=8), "a blank clip spans its length (whole seconds in the stamps)"
+    photo = by_media[media["IMG_0004.JPG"]["mediaID"]]
+    assert photo["eventStart"] == photo["eventEnd"] == media["IMG_0004.JPG"]["timestamp"]
