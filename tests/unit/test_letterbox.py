@@ -158,3 +158,34 @@ def test_the_fused_tensor_of_a_decode_at_or_near_the_input_size(decoded: tuple[i
     if (w, h) == (320, 240):
         np.testing.assert_array_equal(fused[0, :, 40:280, :], rgb.transpose(2, 0, 1) / np.float32(255.0))
         assert fused[0, 2, 40, 7] == np.float32(rgb[0, 7, 2]) / np.float32(255.0)
+
+
+@pytest.mark.parametrize(
+    ("photo", "long_side", "stride", "input_wh"),
+    [
+        ((2048, 1536), 640, 32, (640, 480)),  # 4:3: 480 is a multiple of 32 already
+        ((1920, 1080), 640, 32, (640, 384)),  # 16:9: 360 rounded up to the stride
+        ((1080, 1920), 640, 64, (384, 640)),  # portrait, a P6 model's stride
+        ((640, 640), 640, 32, (640, 640)),
+        ((100, 3000), 320, 32, (32, 320)),  # 11 px wide at the gain: one stride
+    ],
+)
+def test_rectangular_inference_pads_only_to_the_stride(
+    photo: tuple[int, int], long_side: int, stride: int, input_wh: tuple[int, int]
+) -> None:
+    """YOLOv5's letterbox(auto=True): the square's gain, the input the resized photo rounded up to the stride."""
+    geometry = LetterboxGeometry.fit_rect(photo[0], photo[1], long_side, stride)
+    assert (geometry.input_w, geometry.input_h) == input_wh
+    square = LetterboxGeometry.fit(photo[0], photo[1], long_side, long_side)
+    assert geometry.gain == square.gain and (geometry.resized_w, geometry.resized_h) == (
+        square.resized_w,
+        square.resized_h,
+    )
+    assert geometry.input_w % stride == 0 and geometry.input_h % stride == 0
+
+
+@pytest.mark.parametrize("sizes", [(0, 480, 640, 32), (640, 0, 640, 32), (640, 480, 0, 32), (640, 480, 640, 0)])
+def test_rectangular_inference_refuses_sizes_that_are_not_positive(sizes: tuple[int, int, int, int]) -> None:
+    with pytest.raises(ValueError, match="sizes must be positive"):
+        LetterboxGeometry.fit_rect(*sizes)
+    assert LetterboxGeometry.fit_rect(1, 1, 1, 1).input_w == 1, "one of each is the smallest that goes"
