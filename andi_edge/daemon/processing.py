@@ -31,7 +31,7 @@ from andi_edge.daemon.context import DaemonContext
 from andi_edge.daemon.retry import PhotoFaultError, RetryPolicy, fault_of, unreadable
 from andi_edge.daemon.space import MIB, DiskFullError, SpacePolicy
 from andi_edge.daemon.watcher import Discovery
-from andi_edge.detections import ImageResult
+from andi_edge.detections import Detections, ImageResult
 from andi_edge.errors import OutputError, PhotoError, is_disk_full
 from andi_edge.photos import is_video_name
 from andi_edge.pipeline import label_space, prefetch_ordered
@@ -367,19 +367,22 @@ class Processor:
             wanted = frame.detections.select(np.asarray(wanted_of[frame.frame_number], dtype=np.intp))
             rgb = loaded.frame_rgb[frame.frame_number]
             scale = rgb.shape[1] / clip.width_px
-            if scale != 1.0:
-                wanted = dataclasses.replace(wanted, xyxy_px=wanted.xyxy_px * np.float32(scale))
             tag = f"_frame{frame.frame_number:06d}"
-            key = f"{stem}{tag}.{suffix}" if dot else f"{output_key}{tag}"
-            try:
-                crops += write_crops(
-                    card_out, key, rgb, wanted, self.labels, outputs.crop_padding, outputs.crop_jpeg_quality
-                )
-            except OutputError as exc:
-                if is_disk_full(exc):
-                    raise DiskFullError(str(exc)) from exc
-                raise
+            crops += self._cut(card_out, f"{stem}{tag}.{suffix}" if dot else f"{output_key}{tag}", rgb, wanted, scale)
         return OutputFacts(crops=tuple(crops), crops_scale=None if scale == 1.0 else round(scale, 4))
+
+    def _cut(self, card_out: Path, key: str, rgb: npt.NDArray[np.uint8], wanted: Detections, scale: float) -> list[str]:
+        """The crops of ``wanted`` (boxes in full-size pixels) from ``rgb`` (decoded at ``scale``); a full disk is
+        DiskFullError."""
+        outputs = self.config.outputs
+        if scale != 1.0:
+            wanted = dataclasses.replace(wanted, xyxy_px=wanted.xyxy_px * np.float32(scale))
+        try:
+            return write_crops(card_out, key, rgb, wanted, self.labels, outputs.crop_padding, outputs.crop_jpeg_quality)
+        except OutputError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(str(exc)) from exc
+            raise
 
     def _decode_for_crops(self, data: bytes, name: str, result: ImageResult) -> tuple[npt.NDArray[np.uint8], float]:
         """The upright photo for cutting crops, and its scale against the original: full resolution when its
@@ -443,16 +446,7 @@ class Processor:
         except PhotoError as exc:
             log.warning("%s: crops skipped, the detections are kept (%s)", row.rel_path, exc.message)
             return OutputFacts(crops_skipped=f"{exc.reason}: {exc.message}")
-        if scale != 1.0:
-            wanted = dataclasses.replace(wanted, xyxy_px=wanted.xyxy_px * np.float32(scale))
-        try:
-            crops = write_crops(
-                card_out, output_key, upright, wanted, self.labels, outputs.crop_padding, outputs.crop_jpeg_quality
-            )
-        except OutputError as exc:
-            if is_disk_full(exc):
-                raise DiskFullError(str(exc)) from exc
-            raise
+        crops = self._cut(card_out, output_key, upright, wanted, scale)
         return OutputFacts(crops=tuple(crops), crops_scale=None if scale == 1.0 else round(scale, 4))
 
 
