@@ -257,3 +257,18 @@ def test_a_partial_clip_says_so_and_a_clips_boxes_carry_no_repeat_flags() -> Non
                             (), kept=False)  # fmt: skip
     annotated = annotate_entry(entry, PhotoAnnotation(None, "animal", 0, {0: pattern}, suppress=True))
     assert annotated["detections"][0]["conf"] == 0.8 and "repeat" not in annotated["detections"][0]
+
+
+def test_a_clip_entrys_rate_ties_and_failures_and_image_entrys_frames() -> None:
+    import dataclasses
+
+    tied = _clip_result([[(0, 0.5, (0, 0, 10, 10))], [(0, 0.5, (50, 50, 60, 60))]])
+    assert tied.clip is not None
+    odd_rate = dataclasses.replace(tied, clip=dataclasses.replace(tied.clip, frame_rate=10.12345))
+    entry = clip_entry(odd_rate, "c.mp4")
+    assert entry["frame_rate"] == 10.123, "3 decimals"
+    assert [d["frame_number"] for d in entry["detections"]] == [0], "of equal confidences, the first frame's"
+    assert len(image_entry(tied, "c.mp4", all_frames=True)["detections"]) == 2, "image_entry passes all_frames on"
+    assert len(image_entry(tied, "c.mp4")["detections"]) == 1
+    failed_with_facts = ImageResult(path=Path("c.mp4"), failure="timeout: stopped", clip=tied.clip)
+    assert clip_entry(failed_with_facts, "c.mp4")["frame_rate"] == -1.0, "a failure is a failure, facts or not"
