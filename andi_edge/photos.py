@@ -38,6 +38,16 @@ def is_video_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_SUFFIXES
 
 
+def is_clip_for(name: str, media: str) -> bool:
+    """A video clip's name, and the media setting (all, photos, videos) takes clips."""
+    return media != "photos" and is_video_name(name)
+
+
+def is_wanted(name: str, media: str) -> bool:
+    """A photo or a clip the media setting takes."""
+    return (media != "videos" and is_photo_name(name)) or is_clip_for(name, media)
+
+
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())
@@ -90,3 +100,31 @@ def find_photos(paths: Iterable[Path], videos: list[Path] | None = None) -> tupl
             seen.add(absolute)
             sources.append(PhotoSource(root=common, path=Path(os.path.abspath(photo))))
     return common, sources
+
+
+@dataclass(frozen=True)
+class FoundMedia:
+    """Photos and clips from a command line's files and folders, as the media setting takes them."""
+
+    root: Path
+    photos: list[PhotoSource]
+    clips: list[PhotoSource]
+    #: clips found that the media setting (photos) leaves out
+    clips_left_out: int = 0
+
+    @property
+    def everything(self) -> list[PhotoSource]:
+        return sorted([*self.photos, *self.clips], key=lambda s: s.relative)
+
+
+def find_media(paths: Iterable[Path], media: str) -> FoundMedia:
+    """``find_photos``, with the clips under the folders as sources too; ``media``: all, photos or videos."""
+    videos: list[Path] = []
+    root, photos = find_photos(paths, videos)
+    clips = [PhotoSource(root, Path(os.path.abspath(v))) for v in videos]
+    return FoundMedia(
+        root=root,
+        photos=photos if media != "videos" else [],
+        clips=clips if media != "photos" else [],
+        clips_left_out=len(clips) if media == "photos" else 0,
+    )

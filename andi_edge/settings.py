@@ -192,17 +192,26 @@ class RepeatSettings:
         check(self, "repeats")
 
 
-@dataclass(frozen=True)
-class DetectionConfig:
-    """What runs a detector, the same for `detect`, `batch`, `bench` and `watch`: the model and four sections."""
+def _model_setting() -> Any:
+    return setting("", "the detector's ONNX file (from `andi-edge export`)")
 
-    model: str = setting("", "the detector's ONNX file (from `andi-edge export`)")
-    media: str = setting(
+
+def _media_setting() -> Any:
+    """The media setting, declared once for the detection and the watch configs (a field belongs to one class)."""
+    return setting(
         "all",
         "which files are processed: photos and video clips, photos only, or clips only",
         choices=MEDIA_KINDS,
         flag="--media",
     )
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """What runs a detector, the same for `detect`, `batch`, `bench` and `watch`: the model and four sections."""
+
+    model: str = _model_setting()
+    media: str = _media_setting()
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     backend: BackendSettings = field(default_factory=BackendSettings)
@@ -213,12 +222,10 @@ class DetectionConfig:
 @dataclass(frozen=True)
 class WatchConfig:
     watch: str = setting("", "the folder watched: the card's mount point (flag: the DIR argument)")
-    model: str = setting("", "the detector's ONNX file (from `andi-edge export`)")
+    model: str = _model_setting()
     output: str = setting("", "where each card's results go: OUTPUT/CARD/megadetector_results.json, sidecars, crops")
     state: str = setting("", "the journal's folder (empty: OUTPUT/.andi-edge-state)")
-    media: str = setting(
-        "all", "which files are processed: photos and video clips, photos only, or clips only", choices=MEDIA_KINDS
-    )
+    media: str = _media_setting()
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     #: the second stage: a crop classifier naming the species (classifier.model empty: none)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from andi_edge.assemble import assemble, config_to_data, plan_for, with_absolute
 from andi_edge.batch.shards import ShardStore, file_identity, load_previous_results, run_identity
 from andi_edge.batch.work import WorkerSpec
 from andi_edge.errors import UsageError
-from andi_edge.photos import PhotoSource, find_photos, is_video_name
+from andi_edge.photos import find_media, is_video_name
 from andi_edge.pipeline import available_cpus
 from andi_edge.settings import DetectionConfig
 from andi_edge.sinks.atomic import prove_writable
@@ -66,12 +65,8 @@ def run_batch(request: BatchRequest, progress: Callable[[int, int], None] | None
         raise UsageError(f"-o {request.output} is a folder; give a file name such as {request.output / 'results.json'}")
     prove_writable(request.output.parent, "results", "-o")
     start = time.perf_counter()
-    videos: list[Path] = []
-    root, photos = find_photos(request.roots, videos)
-    media = request.detection.media
-    sources = photos if media != "videos" else []
-    clips = [PhotoSource(root, Path(os.path.abspath(v))) for v in videos] if media != "photos" else []
-    sources = sorted([*sources, *clips], key=lambda s: s.relative)
+    found = find_media(request.roots, request.detection.media)
+    root, sources = found.root, found.everything
     detection = with_absolute_paths(request.detection)  # workers may run elsewhere (Ray)
     # validates the models (and the backend) before any worker starts
     probe = assemble(detection, plan_for(detection, cpus=1)).detector

@@ -16,9 +16,8 @@ from andi_edge.assemble import assemble, config_from_data, plan_for
 from andi_edge.detections import ImageResult
 from andi_edge.photos import PhotoSource, is_video_name
 from andi_edge.pipeline import PipelinePlan, detect_many
-from andi_edge.runtime.clips import detect_clip
+from andi_edge.runtime.clips import detect_clip, disguised_clip
 from andi_edge.runtime.detector import Detector
-from andi_edge.runtime.video import looks_like_video
 from andi_edge.sinks.md_batch import image_entry
 from andi_edge.sinks.sidecar import sidecar_path, write_sidecar
 
@@ -51,11 +50,7 @@ def run_chunk(detector: Detector, spec: WorkerSpec, sources: list[PhotoSource]) 
     photos = [s for s in sources if not is_video_name(s.path.name)]
     results: list[tuple[PhotoSource, ImageResult]] = []
     for source, result in detect_many(detector, photos, spec.plan().settings):
-        if (
-            result.failure is not None
-            and result.failure.startswith("unsupported_format")
-            and (config.media != "photos" and looks_like_video(source.path))
-        ):
+        if disguised_clip(result.failure, source.path, config.media):
             result = detect_clip(detector, source.path, config.video)  # noqa: PLW2901 - the same file, as a clip
         results.append((source, result))
     results += [(source, detect_clip(detector, source.path, config.video)) for source in clips]

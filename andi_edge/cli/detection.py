@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,10 +30,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from andi_edge.assemble import assemble
     from andi_edge.batch.shards import ShardStore, file_identity, run_identity
-    from andi_edge.photos import PhotoSource, find_photos
+    from andi_edge.photos import find_media
     from andi_edge.pipeline import detect_many, label_space
-    from andi_edge.runtime.clips import detect_clip
-    from andi_edge.runtime.video import looks_like_video
+    from andi_edge.runtime.clips import detect_clip, disguised_clip
     from andi_edge.sinks.atomic import prove_writable
     from andi_edge.sinks.md_batch import batch_document, clip_entry, image_entry, write_batch
 
@@ -42,17 +40,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise UsageError(f"-o {args.output} is a folder; give a file name such as {args.output / 'results.json'}")
     prove_writable(args.output.parent, "results", "-o")
     config = detection_config(args)
-    videos: list[Path] = []
-    root, photos = find_photos(args.paths, videos)
-    sources = photos if config.media != "videos" else []
-    clips = [PhotoSource(root, Path(os.path.abspath(v))) for v in videos] if config.media != "photos" else []
+    found = find_media(args.paths, config.media)
+    root, sources, clips = found.root, found.photos, found.clips
     assembled = assemble(config)
     detector, plan = assembled.detector, assembled.plan
     if not sources and not clips:
         log.warning("no %s found under %s", _MEDIA_WORDS[config.media], ", ".join(map(str, args.paths)))
     provenance = detector.provenance()
     # what is done is saved as it goes: a run interrupted, or one whose final write fails, resumes from it
-    everything = sorted([*sources, *clips], key=lambda s: s.relative)
+    everything = found.everything
     store = ShardStore(
         args.output,
         run_identity(list(args.paths), {**provenance, "media": config.media, "video": repr(config.video)}),
@@ -76,11 +72,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     # warnings are printed above the bar, not into it
     with progress, logging_redirect_tqdm(loggers=[logging.getLogger("andi_edge")]):
         for source, result in detect_many(detector, todo, plan.settings):
-            if (
-                result.failure is not None
-                and result.failure.startswith("unsupported_format")
-                and (config.media != "photos" and looks_like_video(source.path))
-            ):  # a clip named like a photo: found by its content
+            if disguised_clip(result.failure, source.path, config.media):  # a clip named like a photo
                 clip = detect_clip(detector, source.path, config.video)
                 pending.append((source.relative, clip_entry(clip, source.relative, all_frames)))
             else:
@@ -121,8 +113,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     processed = len(todo) + len(clips_todo)
     rate = processed / elapsed if elapsed > 0 else 0.0
     print(_detect_summary(entries, label_space(detector), typical, processed, elapsed, rate))
-    if config.media == "photos" and videos:
-        print(f"{len(videos)} video clip(s) left out (--media photos)")
+    if found.clips_left_out:
+        print(f"{found.clips_left_out} video clip(s) left out (--media photos)")
     print(f"results: {args.output}")
     return EXIT_OK
 

@@ -33,13 +33,12 @@ from andi_edge.daemon.space import MIB, DiskFullError, SpacePolicy
 from andi_edge.daemon.watcher import Discovery
 from andi_edge.detections import Detections, ImageResult
 from andi_edge.errors import OutputError, PhotoError, is_disk_full
-from andi_edge.photos import is_video_name
+from andi_edge.photos import is_clip_for
 from andi_edge.pipeline import label_space, prefetch_ordered
 from andi_edge.record import OutputFacts, ResultRecord, failure_record
-from andi_edge.runtime.clips import detect_clip_with_poster
+from andi_edge.runtime.clips import detect_clip_with_poster, disguised_clip
 from andi_edge.runtime.decode import decode_photo, read_bounded
 from andi_edge.runtime.detector import Detector, PreparedPhoto
-from andi_edge.runtime.video import looks_like_video
 from andi_edge.sinks.crops import write_crops
 from andi_edge.state.journal import FINGERPRINT_BYTES, Journal, PhotoRow, fingerprint
 
@@ -238,7 +237,7 @@ class Processor:
         """Decode thread: read, hash, decode, letterbox; and infer, when the pipeline is parallel. A video clip:
         hashed as it streams, its sampled frames decoded in a child process and inferred here."""
         path = self.context.root / row.rel_path
-        if self.config.media != "photos" and is_video_name(path.name):
+        if is_clip_for(path.name, self.config.media):
             return self._load_clip(row, path)
         try:
             data = read_bounded(path, self.detector.settings.max_decode_bytes)
@@ -253,7 +252,7 @@ class Processor:
             prepared = self.detector.prepare_bytes(data, path)
             result = self.detector.infer(prepared) if self.pipeline.parallel else None
         except Exception as exc:  # whatever a photo does to the decoder, the model or the classifier
-            if isinstance(exc, PhotoError) and exc.reason == "unsupported_format" and self._clip_inside(path):
+            if isinstance(exc, PhotoError) and disguised_clip(f"{exc.reason}:", path, self.config.media):
                 return self._load_clip(row, path)  # a clip named like a photo: found by its content
             fault = fault_of(exc, row.rel_path)
             if fault.transient:
@@ -268,22 +267,17 @@ class Processor:
             return CardGoneError(row.rel_path)
         return unreadable(exc, row.rel_path)
 
-    def _clip_inside(self, path: Path) -> bool:
-        return self.config.media != "photos" and looks_like_video(path)
-
     def _load_clip(self, row: PhotoRow, path: Path) -> _Loaded:
         try:
             sha256, tail = _stream_hash(path)
         except OSError as exc:
             raise self._read_fault(row, exc) from exc
-        result, frame_rgb = detect_clip_with_poster(self.detector, path, self.config.video)
-        if result.failure is not None and result.failure.startswith(("crashed:", "timeout:")):
-            log.warning("%s: %s", row.rel_path, result.failure)
+        result, frame_rgb = detect_clip_with_poster(self.detector, path, self.config.video)  # (it logs a failure)
         return _Loaded(b"", sha256, None, None, result, clip=_LoadedClip(fingerprint(tail), frame_rgb))
 
     def _timeout_s(self, row: PhotoRow) -> float:
         """How long one item may take: a photo's read, or a clip's decoding (its own limit, and the hashing)."""
-        if self.config.media != "photos" and is_video_name(row.rel_path):
+        if is_clip_for(row.rel_path, self.config.media):
             return self.config.video.decode_timeout_s + self.config.retry.read_timeout_s
         return self.config.retry.read_timeout_s
 

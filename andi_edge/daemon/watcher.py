@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from andi_edge.daemon.card import Mount, card_id_for, read_mounts
-from andi_edge.photos import is_photo_name, is_video_name
+from andi_edge.photos import is_video_name, is_wanted
 from andi_edge.settings import DiscoverySettings
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,7 @@ class Discovery:
 
     def wanted(self, name: str) -> bool:
         """Whether a file of this name is handed over: a photo, or a video clip, as the media setting asks."""
-        if self.media != "videos" and is_photo_name(name):
-            return True
-        return self.media != "photos" and is_video_name(name)
+        return is_wanted(name, self.media)
 
     # -- inotify ------------------------------------------------------------------------------------------
 

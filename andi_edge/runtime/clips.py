@@ -16,7 +16,7 @@ from andi_edge.config import VideoSettings
 from andi_edge.detections import FrameResult, ImageResult, PhotoInfo, poster_frame
 from andi_edge.errors import PhotoError
 from andi_edge.runtime.detector import Detector
-from andi_edge.runtime.video import ClipReader
+from andi_edge.runtime.video import ClipReader, looks_like_video
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,17 @@ def camera_time(creation_time: str | None) -> str | None:
     if moment.year < 1990:  # 1904/1970: an unset clock written as the epoch, not a time
         return None
     return moment.replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def disguised_clip(failure: str | None, path: Path, media: str) -> bool:
+    """Whether a file that failed to decode as a photo (``unsupported_format``) is a clip named like one, found by
+    its content, and the media setting takes clips."""
+    return (
+        failure is not None
+        and failure.startswith("unsupported_format")
+        and media != "photos"
+        and looks_like_video(path)
+    )
 
 
 def detect_clip(detector: Detector, path: Path, settings: VideoSettings) -> ImageResult:

@@ -138,28 +138,20 @@ def _cell(value: Any) -> Any:
 
 
 def _mediatype(path: Path | None, rel_path: str, clip: bool = False) -> str:
-    """By content when the photo can be read (a PNG named .JPG happens), else by name; a clip is ``video/*``."""
-    if clip:
-        guessed, _ = mimetypes.guess_type(rel_path)
-        if guessed and guessed.startswith("video/"):
-            return guessed
-        head = b""
-        if path is not None:
-            with contextlib.suppress(OSError), path.open("rb") as f:
-                head = f.read(12)
-        return "video/x-msvideo" if head[:4] == b"RIFF" else "video/mp4"
+    """By content when the file can be read (a PNG named .JPG happens), else by name; a clip is ``video/*``."""
     head = b""
     if path is not None:
-        try:
-            with path.open("rb") as f:
-                head = f.read(8)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError), path.open("rb") as f:
+            head = f.read(8)
+    guessed, _ = mimetypes.guess_type(rel_path)
+    if clip:
+        if guessed and guessed.startswith("video/"):
+            return guessed
+        return "video/x-msvideo" if head[:4] == b"RIFF" else "video/mp4"
     if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     if head.startswith(b"\x89PNG"):
         return "image/png"
-    guessed, _ = mimetypes.guess_type(rel_path)
     return guessed if guessed and guessed.startswith(("image/", "video/")) else "image/jpeg"
 
 
