@@ -86,21 +86,26 @@ def _metavar(field_type: Any, declared: Declared) -> str | None:
 def _flag_help(section: str, field: dataclasses.Field[Any], declared: Declared) -> str:
     default = default_text(field, declared)
     if declared.flag_style == "off":
-        return f"{declared.help} (config: {section}.{field.name}: false)"
+        return f"{declared.help} (config: {_key(section, field.name)}: false)"
     if declared.flag_style == "on":
-        return f"{declared.help} (config: {section}.{field.name}: true)"
+        return f"{declared.help} (config: {_key(section, field.name)}: true)"
     shown = f"default: {default}; " if default not in ("", '""', "(none)") else ""
-    return f"{declared.help} ({shown}config: {section}.{field.name})"
+    return f"{declared.help} ({shown}config: {_key(section, field.name)})"
+
+
+def _key(section: str, name: str) -> str:
+    """A setting's config key: ``SECTION.NAME``, or ``NAME`` at the top level (``section`` empty)."""
+    return f"{section}.{name}" if section else name
 
 
 def add_declared_flags(group: argparse._ArgumentGroup, cls: type[Any], section: str) -> None:
-    """A flag for each setting of ``cls`` that declares one, storing into ``SECTION.NAME`` (None when not given:
-    the config file's value, or the declared default, holds)."""
+    """A flag for each setting of ``cls`` that declares one, storing into its config key (``SECTION.NAME``; None
+    when not given: the config file's value, or the declared default, holds)."""
     hints = typing.get_type_hints(cls)
     for field, declared in settings_fields(cls):
         if declared is None or declared.flag is None:
             continue
-        dest = f"{section}.{field.name}"
+        dest = _key(section, field.name)
         kwargs: dict[str, Any] = {"dest": dest, "default": None, "help": _flag_help(section, field, declared)}
         style = declared.flag_style
         if style in ("on", "off"):
@@ -160,17 +165,7 @@ def add_media_options(parser: argparse.ArgumentParser) -> None:
     from andi_edge.settings import DetectionConfig
 
     group = parser.add_argument_group("video clips")
-    media = next(f for f in dataclasses.fields(DetectionConfig) if f.name == "media")
-    declared = settings_fields(DetectionConfig)
-    media_declared = next(d for f, d in declared if f.name == "media")
-    assert media_declared is not None and media_declared.flag is not None
-    group.add_argument(
-        media_declared.flag,
-        dest="media",
-        choices=media_declared.choices,
-        default=None,
-        help=f"{media_declared.help} (default: {default_text(media, media_declared)}; config: media)",
-    )
+    add_declared_flags(group, DetectionConfig, "")  # its top-level settings with a flag: media
     add_declared_flags(group, VideoSettings, "video")
 
 
@@ -196,7 +191,7 @@ def flag_words(error: ConfigError) -> ConfigError:
     hints = typing.get_type_hints(DetectionConfig)
     for section, _ in _DETECTION_SECTIONS:
         for field, declared in settings_fields(hints[section]):
-            key = f"{section}.{field.name}"
+            key = _key(section, field.name)
             if declared is not None and declared.flag and key in message:
                 message = message.replace(key, f"{declared.flag} ({key})")
     return ConfigError(message, error.hint)
