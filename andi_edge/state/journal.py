@@ -39,7 +39,7 @@ from andi_edge.state.legacy import record_from_entry
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DB_NAME = "journal.sqlite3"
 #: the last journal that passed its integrity check, copied at each daemon start and stop (the documented way back)
 BACKUP_NAME = "journal.backup.sqlite3"
@@ -72,6 +72,9 @@ CREATE TABLE IF NOT EXISTS {name} (
     -- schema 5: the photo's record (andi_edge.record, its own versioned schema); result_json, which held a
     -- MegaDetector entry up to schema 4, is read once into it when an older journal is migrated
     record_json TEXT,
+    -- schema 6: the order rows were finished in (done or failed), 1, 2, 3...: what `andi-edge alerts` follows;
+    -- the device's clock may jump (a Pi without a real-time clock), this does not
+    finished_seq INTEGER,
     UNIQUE (card_id, rel_path, size_bytes, mtime_ns, generation)
 );
 """
@@ -82,7 +85,10 @@ CREATE INDEX IF NOT EXISTS photos_state ON photos (state, id);
 CREATE INDEX IF NOT EXISTS photos_card_hash ON photos (card_id, sha256);
 -- schema 3: a card's output names are looked up for every new photo (a scan of the whole table without it)
 CREATE INDEX IF NOT EXISTS photos_output_key ON photos (card_id, output_key);
+CREATE INDEX IF NOT EXISTS photos_finished_seq ON photos (finished_seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- schema 6: counters that only grow (finished_seq: the last number given to a finished row)
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 -- schema 2: what a photo's outputs last said about its event and repeat flags, and people's verdicts on
 -- repeat patterns (a pattern kept as real is never flagged again)
 CREATE TABLE IF NOT EXISTS annotations (
@@ -131,6 +137,8 @@ class PhotoRow:
     fingerprint: str | None = None
     generation: int = 0
     crashes: int = 0
+    #: where it stands in the order rows were finished (None while in the works, or in an older journal)
+    finished_seq: int | None = None
 
 
 def text_to_db(text: str) -> str:
@@ -178,6 +186,7 @@ def _row(r: sqlite3.Row) -> PhotoRow:
         fingerprint=r["fingerprint"] if "fingerprint" in columns else None,
         generation=r["generation"] if "generation" in columns else 0,
         crashes=r["crashes"] if "crashes" in columns else 0,
+        finished_seq=r["finished_seq"] if "finished_seq" in columns else None,
     )
 
 
@@ -231,7 +240,8 @@ class Journal:
     def _migrate(self) -> None:
         """Bring an older journal up to this schema, in place. Schema 2: the photos table is rebuilt (its unique
         key changed), following SQLite's own recipe (foreign keys off, new table, copy, drop, rename); schemas 3
-        and 4: a column is added; schema 5: the stored MegaDetector entries become records."""
+        and 4: a column is added; schema 5: the stored MegaDetector entries become records; schema 6: rows already
+        finished are numbered in the order they were finished (by time, then id)."""
         present = [row[1] for row in self._db.execute("PRAGMA table_info(photos)")]
         if not present:
             return
@@ -241,6 +251,9 @@ class Journal:
                     self._db.execute("ALTER TABLE photos ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
                 if "record_json" not in present:
                     self._db.execute("ALTER TABLE photos ADD COLUMN record_json TEXT")
+                if "finished_seq" not in present:
+                    self._db.execute("ALTER TABLE photos ADD COLUMN finished_seq INTEGER")
+                    self._number_finished()
             self._migrate_results()
             return
         self._db.execute("PRAGMA foreign_keys=OFF")
@@ -252,9 +265,19 @@ class Journal:
                 self._db.execute(f"INSERT INTO photos_new ({columns}) SELECT {columns} FROM photos")
                 self._db.execute("DROP TABLE photos")
                 self._db.execute("ALTER TABLE photos_new RENAME TO photos")
+                self._number_finished()
         finally:
             self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate_results()
+
+    def _number_finished(self) -> None:
+        """Schema 6: number the rows an older journal finished, in the order they were finished as far as it knows
+        (their last update, then their id). Inside the caller's transaction."""
+        self._db.execute(
+            "UPDATE photos SET finished_seq = (SELECT n FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY updated_at, id) "
+            "AS n FROM photos WHERE state IN ('done', 'failed')) AS numbered WHERE numbered.id = photos.id) "
+            "WHERE state IN ('done', 'failed')"
+        )
 
     def _migrate_results(self) -> None:
         """Schema 5: the MegaDetector entries older journals stored become records, in one transaction (a row
@@ -544,7 +567,7 @@ class Journal:
             ids = [r["id"] for r in rows if reason is None or text_from_db(r["failure"] or "").startswith(reason)]
             self._db.executemany(
                 "UPDATE photos SET state='pending', attempts=0, crashes=0, retry_at=NULL, last_error=NULL, "
-                "failure=NULL, record_json=NULL, updated_at=? WHERE id=?",
+                "failure=NULL, record_json=NULL, finished_seq=NULL, updated_at=? WHERE id=?",
                 [(time.time(), i) for i in ids],
             )
         return len(ids)
@@ -568,11 +591,22 @@ class Journal:
             self._db.execute("DELETE FROM photos WHERE id=? AND state IN ('pending', 'claimed')", (photo_id,))
 
     def _finish(self, photo_id: int, state: str, record_json: str | None, failure: str | None) -> None:
+        """A row finished: done and failed ones take the next number in the order of finishing, from a counter
+        (one writer, in one transaction: numbers only grow, and one is never given twice, even when the row that
+        held the highest is deleted, as a superseded failure is)."""
         with self._tx():
+            seq = None
+            if state in ("done", "failed"):
+                self._db.execute(
+                    "INSERT INTO counters (name, value) "
+                    "VALUES ('finished_seq', (SELECT COALESCE(MAX(finished_seq), 0) FROM photos) + 1) "
+                    "ON CONFLICT (name) DO UPDATE SET value = value + 1"
+                )
+                seq = self._db.execute("SELECT value FROM counters WHERE name='finished_seq'").fetchone()[0]
             self._db.execute(
-                "UPDATE photos SET state=?, record_json=?, failure=?, retry_at=NULL, last_error=NULL, updated_at=? "
-                "WHERE id=?",
-                (state, record_json, None if failure is None else text_to_db(failure), time.time(), photo_id),
+                "UPDATE photos SET state=?, record_json=?, failure=?, retry_at=NULL, last_error=NULL, updated_at=?, "
+                "finished_seq=? WHERE id=?",
+                (state, record_json, None if failure is None else text_to_db(failure), time.time(), seq, photo_id),
             )
             # what its sidecar last said belongs to an earlier result (a failed version read again): written anew
             self._db.execute("DELETE FROM annotations WHERE photo_id=?", (photo_id,))
@@ -613,6 +647,22 @@ class Journal:
             "SELECT COUNT(*) FROM photos WHERE state='done' AND record_json LIKE '%\"kind\":\"clip\"%'"
         ).fetchone()
         return int(row[0])
+
+    def finished_after(self, seq: int, limit: int) -> list[PhotoRow]:
+        """Rows finished after number ``seq``, in the order they were finished, at most ``limit``."""
+        if "finished_seq" not in self._columns():
+            return []
+        rows = self._db.execute(
+            "SELECT * FROM photos WHERE finished_seq > ? ORDER BY finished_seq LIMIT ?", (seq, limit)
+        )
+        return [_row(r) for r in rows.fetchall()]
+
+    def last_finished_seq(self) -> int:
+        """The number of the row finished last (0: none yet, or an older journal)."""
+        if "finished_seq" not in self._columns():
+            return 0
+        row = self._db.execute("SELECT MAX(finished_seq) FROM photos").fetchone()
+        return int(row[0] or 0)
 
     def last_finished(self) -> PhotoRow | None:
         row = self._db.execute(
@@ -787,7 +837,7 @@ def needs_upgrade(state_dir: Path) -> bool:
         columns = {row[1] for row in db.execute("PRAGMA table_info(photos)")}
     finally:
         db.close()
-    return bool(columns) and not {"generation", "crashes", "record_json"} <= columns
+    return bool(columns) and not {"generation", "crashes", "record_json", "finished_seq"} <= columns
 
 
 def open_existing(state_dir: Path, writable: bool = False) -> Journal:

@@ -81,7 +81,7 @@ def _claim_one(j: Journal, rel: str = "a.jpg", card: str = "card", ctime_ns: int
 def test_a_new_journal_makes_its_folders_and_records_its_schema(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "var" / "lib" / "andi-edge")
     version = journal._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-    assert version == "5" and (tmp_path / "var" / "lib" / "andi-edge" / DB_NAME).is_file()
+    assert version == "6" and (tmp_path / "var" / "lib" / "andi-edge" / DB_NAME).is_file()
     journal.close()
 
 
@@ -634,3 +634,44 @@ def test_damaged_rows_and_the_migration_say_so_in_the_log(tmp_path: Path, caplog
     assert rows["c.jpg"].record is None
     record = rows["a.jpg"].record
     assert record is not None and record.result.path == Path("a.jpg") and record.result.photo == PhotoInfo(4, 3)
+
+
+def test_finished_rows_are_numbered_in_the_order_they_finished_and_a_number_is_never_given_twice(
+    journal: Journal,
+) -> None:
+    """What `andi-edge alerts` follows: done and failed rows in the order they were committed, whatever the
+    clock says, with numbers that only grow (the highest row deleted, as a superseded failure is, frees nothing)."""
+    a = _claim_one(journal, "a.jpg")
+    b = _claim_one(journal, "b.jpg")
+    journal.mark_finished(b.id, _done(1))
+    journal.mark_finished(a.id, failure_record(Path("a.jpg"), "corrupt: truncated"))
+    assert [(r.rel_path, r.finished_seq) for r in journal.finished_after(0, 10)] == [("b.jpg", 1), ("a.jpg", 2)]
+    assert journal.last_finished_seq() == 2
+    assert journal.supersede_failed("card", "a.jpg", b.id) == 1, "the row numbered 2 is deleted"
+    c = _claim_one(journal, "c.jpg")
+    journal.mark_finished(c.id, _done(2))
+    assert [(r.rel_path, r.finished_seq) for r in journal.finished_after(1, 10)] == [("c.jpg", 3)]
+    d = _claim_one(journal, "d.jpg")
+    journal.mark_duplicate(d.id)
+    assert journal.last_finished_seq() == 3, "a duplicate is not a finished result"
+    assert [r.rel_path for r in journal.finished_after(0, 1)] == ["b.jpg"], "at most limit rows"
+
+
+def test_an_older_journal_has_its_finished_rows_numbered_by_when_they_finished(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    journal = Journal(state)
+    ids = {}
+    for rel in ("a.jpg", "b.jpg", "c.jpg"):
+        ids[rel] = _claim_one(journal, rel).id
+    journal.close()
+    with sqlite3.connect(state / DB_NAME) as db:  # as schema 5 left it: b finished first, then a; c in the works
+        db.execute("DROP INDEX photos_finished_seq")
+        db.execute("ALTER TABLE photos DROP COLUMN finished_seq")
+        db.execute("UPDATE photos SET state='done', updated_at=200 WHERE rel_path='a.jpg'")
+        db.execute("UPDATE photos SET state='done', updated_at=100 WHERE rel_path='b.jpg'")
+    assert needs_upgrade(state) is True
+    journal = Journal(state)
+    assert [(r.rel_path, r.finished_seq) for r in journal.finished_after(0, 10)] == [("b.jpg", 1), ("a.jpg", 2)]
+    journal.mark_finished(ids["c.jpg"], _done())
+    assert journal.finished_after(2, 10)[0].finished_seq == 3
+    journal.close()

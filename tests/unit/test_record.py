@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from andi_edge.detections import ClipInfo, Detections, FrameResult, ImageResult, PhotoInfo
 from andi_edge.record import RECORD_SCHEMA, OutputFacts, RecordError, ResultRecord, dump_record, load_record
-from andi_edge.state.journal import DB_NAME, Journal, open_existing
+from andi_edge.state.journal import DB_NAME, SCHEMA_VERSION, Journal, open_existing
 
 f32 = st.floats(min_value=0, max_value=8000, allow_nan=False, width=32)
 unit32 = st.floats(min_value=0, max_value=1, allow_nan=False, width=32)
@@ -238,4 +238,4 @@ def test_an_older_journal_is_read_as_it_stands_and_migrated_to_records(tmp_path:
     with sqlite3.connect(state / DB_NAME) as db:
         stored = dict(db.execute("SELECT rel_path, result_json IS NULL AND record_json IS NOT NULL FROM photos"))
         version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-    assert stored == {"DCIM/a.JPG": 1, "DCIM/b.JPG": 1, "DCIM/c.JPG": 0} and version == "5"
+    assert stored == {"DCIM/a.JPG": 1, "DCIM/b.JPG": 1, "DCIM/c.JPG": 0} and version == str(SCHEMA_VERSION)
