@@ -29,6 +29,7 @@ from andi_edge.state.journal import (
     PhotoRow,
     check_not_lost,
     fingerprint,
+    needs_upgrade,
     open_existing,
 )
 from tests.unit.test_retry import SCHEMA_2_PHOTOS
