@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from andi_edge.alerts.config import AlertSettings
 from andi_edge.config import (
     MEDIA_KINDS,
     BackendSettings,
@@ -240,6 +241,8 @@ class WatchConfig:
     events: EventSettings = field(default_factory=EventSettings)
     repeats: RepeatSettings = field(default_factory=RepeatSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    #: read by `andi-edge alerts` (its own process and unit), never by `watch`
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     @property
     def detection(self) -> DetectionConfig:

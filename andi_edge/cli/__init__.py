@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from andi_edge import __version__
-from andi_edge.cli import classifier, detection, field, review, workstation
+from andi_edge.cli import alerts, classifier, detection, field, review, workstation
 from andi_edge.cli.options import EXIT_OK, HelpFormatter
 from andi_edge.errors import AndiEdgeError
 from andi_edge.logs import configure_logging
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     detection.register(commands)
     field.register(commands)
+    alerts.register(commands)
     review.register(commands)
     workstation.register(commands)
     classifier.register(commands)

@@ -664,6 +664,11 @@ class Journal:
         row = self._db.execute("SELECT MAX(finished_seq) FROM photos").fetchone()
         return int(row[0] or 0)
 
+    def done_since(self, epoch_s: float) -> int:
+        """How many rows were finished as done at or after ``epoch_s`` (device clock)."""
+        row = self._db.execute("SELECT COUNT(*) FROM photos WHERE state='done' AND updated_at >= ?", (epoch_s,))
+        return int(row.fetchone()[0])
+
     def last_finished(self) -> PhotoRow | None:
         row = self._db.execute(
             "SELECT * FROM photos WHERE state IN ('done', 'failed') ORDER BY updated_at DESC, id DESC LIMIT 1"
