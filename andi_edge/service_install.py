@@ -39,6 +39,7 @@ DEFAULT_OUTPUT = STATE_ROOT / "output"
 MODELS_DIR = STATE_ROOT / "models"
 CARDS_DIR = STATE_ROOT / "cards"
 UNITS = ("andi-edge.service", "andi-edge-card@.service")
+ALERTS_UNIT = "andi-edge-alerts.service"
 UDEV_RULE = "99-andi-edge-card.rules"
 CARD_SCRIPT = "andi-edge-card"
 #: the device's own system disk, which must never be taken for a camera card, per profile
@@ -303,10 +304,110 @@ def plan_install(
     return plan
 
 
+def plan_install_alerts(root: Path, exe: Path | None = None) -> InstallPlan:
+    """The alerts unit, from the installed config's ``alerts:`` section (set it first, then install): the hosts
+    it names resolved now into the unit's address allow-list, and its secret files made systemd credentials."""
+    from andi_edge.alerts.service import default_delivery_dir
+    from andi_edge.alerts.transports import webhook_credential
+
+    config_path = CONFIG_DIR / "config.yaml"
+    staged = root / str(config_path).lstrip("/")
+    if not staged.is_file():
+        raise UsageError(
+            f"{staged} is missing: the alerts follow the watch service's journal",
+            hint="install the watch service first: andi-edge service install --watch DIR --model MODEL.onnx",
+        )
+    config = load_watch_config(staged)
+    alerts = config.alerts
+    if not alerts.configured or not alerts.rules:
+        raise UsageError(
+            f"the alerts: section of {config_path} names no destination or no rule",
+            hint="set alerts.mqtt.url (or alerts.webhooks) and alerts.rules there (docs/field/alerts.md), check it "
+            f"with `andi-edge check --config {config_path}`, then run this again",
+        )
+    journal_dir = Path(config.state) if config.state else Path(config.output) / ".andi-edge-state"
+    delivery = Path(alerts.state) if alerts.state else default_delivery_dir(journal_dir)
+    andi_edge = exe or _executable()
+    credentials = []
+    for name, path in (
+        ("mqtt-password", alerts.mqtt.password_file),
+        ("mqtt-client-cert", alerts.mqtt.cert_file),
+        ("mqtt-client-key", alerts.mqtt.key_file),
+        *((webhook_credential(i), w.secret_file) for i, w in enumerate(alerts.webhooks)),
+    ):
+        if not path:
+            continue
+        if not _PLAIN_UNIT_VALUE.fullmatch(path) or not path.startswith("/"):
+            raise UsageError(
+                f"{path}: systemd takes a credential's file only as a plain absolute path (no spaces, quotes or %)",
+                hint=f"move it to e.g. /etc/andi-edge/{name}, name that path in the config, and install again",
+            )
+        credentials.append(f"LoadCredential={name}:{path}")
+    urls = [alerts.mqtt.url] if alerts.mqtt.url else []
+    urls += [w.url for w in alerts.webhooks]
+    addresses = allowed_addresses(urls, root / "etc/resolv.conf")
+    unit = (
+        _template(ALERTS_UNIT)
+        .replace("@ANDI_EDGE@", unit_value(andi_edge, exec_line=True, program=True))
+        .replace("@ALERTS_STATE@", unit_value(delivery))
+        .replace("@CREDENTIALS@", "\n".join(credentials) or "# (none configured)")
+        .replace("@ADDRESSES@", " ".join(addresses))
+    )
+    plan = InstallPlan(root=root)
+    plan.actions += [
+        Action("dir", str(delivery)),
+        Action("file", str(UNIT_DIR / ALERTS_UNIT), unit.encode()),
+        command("chown", f"{SERVICE_USER}:{SERVICE_USER}", delivery),
+        command("chmod", "0700", delivery),
+        command("systemctl", "daemon-reload"),
+        command("systemctl", "enable", "--now", ALERTS_UNIT),
+    ]
+    return plan
+
+
+def allowed_addresses(urls: list[str], resolv_conf: Path) -> list[str]:
+    """What the alerts unit may reach: this host, each URL's host (resolved now where it is a name), and, when a
+    name has to be resolved at run time, the resolvers ``resolv_conf`` names."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    found = ["localhost"]
+    named = False
+    for url in urls:
+        host = urlsplit(url).hostname or ""
+        try:
+            found.append(str(ipaddress.ip_address(host)))
+            continue
+        except ValueError:
+            named = True
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot resolve {host} now ({exc}): the alerts unit may only reach addresses known at install",
+                hint="install it where the name resolves, or put the address in the URL",
+            ) from exc
+        found += [str(info[4][0]) for info in infos]
+    if named:
+        try:
+            lines = resolv_conf.read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                found.append(parts[1].split("%")[0])
+    return list(dict.fromkeys(found))
+
+
 def plan_uninstall(root: Path, purge: bool) -> InstallPlan:
     plan = InstallPlan(root=root)
     add = plan.actions.append
     add(command("systemctl", "disable", "--now", "andi-edge.service", optional=True))
+    if (plan.path(UNIT_DIR / ALERTS_UNIT)).exists():
+        add(command("systemctl", "disable", "--now", ALERTS_UNIT, optional=True))
+        add(Action("remove", str(UNIT_DIR / ALERTS_UNIT)))
     for target in (UNIT_DIR / UNITS[0], UNIT_DIR / UNITS[1], UDEV_DIR / UDEV_RULE, LIBEXEC / CARD_SCRIPT):
         add(Action("remove", str(target)))
     if purge:

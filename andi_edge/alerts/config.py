@@ -111,8 +111,9 @@ class WebhookSettings:
     url: str = setting("", "https://HOST/PATH (http:// only to a host on this network, and says so at start)")
     secret_file: str = setting(
         "",
-        "a file (mode 0600 or stricter) holding the HMAC-SHA256 key; under systemd the credential 'webhook-secret' "
-        "is read instead. Empty: requests are not signed",
+        "a file (mode 0600 or stricter) holding the HMAC-SHA256 key; under systemd the credential "
+        "'webhook-secret-N' (N: the webhook's place in the list, from 0) is read instead. Empty: requests are not "
+        "signed",
     )
     ca_file: str = setting("", "the CA certificate that signed the endpoint's (empty: the system's CAs)")
     timeout_s: float = setting(10.0, "a request not answered within this is a failed delivery, tried again", above=0)

@@ -187,13 +187,7 @@ class Outbox:
         """Messages waiting, per transport."""
         counts = {}
         for transport in transports:
-            start = int(self._get(f"start:{transport}") or 0)
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM messages m WHERE seq > ? AND payload IS NOT NULL AND NOT EXISTS "
-                "(SELECT 1 FROM delivered d WHERE d.message_seq = m.seq AND d.transport = ?)",
-                (start, transport),
-            ).fetchone()
-            counts[transport] = int(row[0])
+            counts[transport] = _waiting(self._db, transport, int(self._get(f"start:{transport}") or 0))
         return counts
 
     def bound_thumbnails(self, max_bytes: int) -> int:
@@ -239,10 +233,34 @@ class Outbox:
 
 
 def read_summary(folder: Path) -> dict[str, Any] | None:
-    """What `andi-edge status` shows of the alerts: the last status they published (``status.json``, written
-    beside the queue), or None when no alerts ran with this delivery state."""
+    """What `andi-edge status` shows of the alerts: the status they last published (``status.json`` beside the
+    queue), with the backlog counted now from the queue itself; None when no alerts ran with this delivery state."""
     try:
         data = json.loads((folder / "status.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    try:
+        db = sqlite3.connect(f"{(folder / DB_NAME).absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            backlog = {}
+            for transport in data.get("backlog") or {}:
+                start = db.execute("SELECT value FROM meta WHERE key=?", (f"start:{transport}",)).fetchone()
+                backlog[transport] = _waiting(db, transport, int(json.loads(start[0])) if start else 0)
+            data["backlog"] = backlog
+            data["backlog_counted_now"] = True
+        finally:
+            db.close()
+    except sqlite3.Error:
+        data["backlog_counted_now"] = False
+    return data
+
+
+def _waiting(db: sqlite3.Connection, transport: str, start: int) -> int:
+    row = db.execute(
+        "SELECT COUNT(*) FROM messages m WHERE seq > ? AND payload IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM delivered d WHERE d.message_seq = m.seq AND d.transport = ?)",
+        (start, transport),
+    ).fetchone()
+    return int(row[0])

@@ -172,6 +172,10 @@ class MqttTransport:
         self._connected.clear()
         self._problem = f"disconnected: {reason}"
 
+    @property
+    def problem(self) -> str:
+        return self._problem
+
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
@@ -237,13 +241,20 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
+def webhook_credential(index: int) -> str:
+    """The systemd credential that holds the secret of ``alerts.webhooks[index]``."""
+    return f"webhook-secret-{index}"
+
+
 class WebhookTransport:
-    def __init__(self, settings: WebhookSettings, device: str) -> None:
+    def __init__(self, settings: WebhookSettings, device: str, index: int = 0) -> None:
         self.settings = settings
         self.device = device
         parsed = urlsplit(settings.url)
         self.name = f"webhook:{parsed.scheme}://{parsed.netloc}{parsed.path}"
-        self._secret = read_secret("webhook-secret", settings.secret_file, "alerts.webhooks[].secret_file")
+        self._secret = read_secret(
+            webhook_credential(index), settings.secret_file, f"alerts.webhooks[{index}].secret_file"
+        )
         self._context = (
             ssl.create_default_context(cafile=settings.ca_file or None) if parsed.scheme == "https" else None
         )

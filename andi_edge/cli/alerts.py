@@ -83,7 +83,7 @@ def build_transports(settings: AlertSettings) -> list[Transport]:
     transports: list[Transport] = []
     if settings.mqtt.url:
         transports.append(MqttTransport(settings.mqtt, device))
-    transports += [WebhookTransport(webhook, device) for webhook in settings.webhooks]
+    transports += [WebhookTransport(webhook, device, i) for i, webhook in enumerate(settings.webhooks)]
     return transports
 
 

@@ -135,6 +135,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         print(f"classifier choice: {classifier_why}")
     print(f"pipeline: {plan.describe()}")
+    if config.alerts.configured or config.alerts.rules:
+        from andi_edge.alerts.probe import check_destinations, check_rules
+
+        config.alerts.validate(str(args.config or "the command line"))
+        labels = list(detector.class_names) + (list(classifier.card.labels) if classifier is not None else [])
+        check_rules(config.alerts, labels)
+        print(f"alerts: {len(config.alerts.rules)} rule(s) ok")
+        for line in check_destinations(config.alerts):
+            print(line)
     return EXIT_OK
 
 
@@ -231,6 +240,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     }
     daemon = _daemon_facts(args.state)
     report["daemon"] = daemon
+    report["alerts"] = _alerts_summary(args)
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
@@ -259,7 +269,39 @@ def cmd_status(args: argparse.Namespace) -> int:
     if any(retryable(f.failure) for f in failures):
         print(f"to try failed photos again once fixed: andi-edge retry-failed --state {args.state}")
     print(f"free disk at {disk_path}: {usage.free / (1 << 30):.2f} GiB")
+    if report["alerts"] is not None:
+        print(_alerts_line(report["alerts"]))
     return EXIT_OK
+
+
+def _alerts_summary(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The alerts' last status and their queue now, when `andi-edge alerts` ran on this journal."""
+    from andi_edge.alerts.outbox import read_summary
+    from andi_edge.alerts.service import default_delivery_dir
+
+    return read_summary(args.alerts_state or default_delivery_dir(Path(args.state)))
+
+
+def _alerts_line(summary: dict[str, Any]) -> str:
+    backlog = summary.get("backlog") or {}
+    waiting = sum(int(n) for n in backlog.values())
+    links = summary.get("links") or {}
+    down = [f"{name}: {state}" for name, state in links.items() if state != "ok"]
+    held = summary.get("held_back_today") or {}
+    parts = [
+        f"alerts: {waiting} waiting to be delivered"
+        + (f" ({', '.join(f'{k} {v}' for k, v in backlog.items())})" if waiting else ""),
+        f"{summary.get('alerts_today', 0)} raised today",
+    ]
+    if held:
+        parts.append("held back today: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in held.items()))
+    if summary.get("thumbnails_dropped"):
+        parts.append(f"{summary['thumbnails_dropped']} thumbnail(s) dropped (backlog bound)")
+    parts.append("links: " + ("; ".join(down) if down else "ok") + f" (as of {summary.get('time')})")
+    text = "; ".join(parts)
+    for warning in summary.get("warnings") or []:
+        text += f"\nwarning: {warning}"
+    return text
 
 
 def _found_line(journal: Journal) -> str | None:
@@ -354,7 +396,14 @@ def cmd_service(args: argparse.Namespace) -> int:
     from andi_edge import service_install as si
 
     root = args.root or Path("/")
-    if args.action == "install":
+    if args.action == "install" and args.alerts:
+        if args.watch is not None or args.model is not None:
+            raise UsageError(
+                "--alerts is a step of its own: install the watch service first (--watch, --model), set the alerts: "
+                "section of its config, then run `service install --alerts`"
+            )
+        plan = si.plan_install_alerts(root)
+    elif args.action == "install":
         if args.watch is None or args.model is None:
             raise UsageError("service install needs --watch DIR and --model MODEL.onnx")
         plan = si.plan_install(root, args.watch, args.model, args.output, args.profile, classifier=args.classifier)
@@ -364,7 +413,9 @@ def cmd_service(args: argparse.Namespace) -> int:
         raise UsageError("installing into / needs root", hint="run with sudo, or stage with --root DIR / --dry-run")
     for line in si.execute(plan, dry_run=args.dry_run):
         print(line)
-    if args.action == "install" and not args.dry_run:
+    if args.action == "install" and args.alerts and not args.dry_run:
+        print(f"alerts installed; see them with: journalctl -u {si.ALERTS_UNIT} and andi-edge status")
+    elif args.action == "install" and not args.dry_run:
         si.validate_config_file(plan.path(si.CONFIG_DIR / "config.yaml"))
         where = "" if root == Path("/") else f" under {root}"
         print(f"installed{where}; check it with: andi-edge check --config {si.CONFIG_DIR / 'config.yaml'}")
@@ -447,6 +498,12 @@ def register(commands: Any) -> None:
     )
     add_renamed(status, "--disk", "--output", "-o")
     status.add_argument("--failures", type=int, default=10, help="how many recent failures to list")
+    status.add_argument(
+        "--alerts-state",
+        type=Path,
+        default=None,
+        help="the alerts' delivery state, if not beside the journal (alerts.state in the config)",
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
 
@@ -493,4 +550,10 @@ def register(commands: Any) -> None:
     service.add_argument("--root", type=Path, default=None, help="stage into this folder instead of /")
     service.add_argument("--dry-run", action="store_true", help="print every file and command; change nothing")
     service.add_argument("--purge", action="store_true", help="uninstall: also remove config and all data")
+    service.add_argument(
+        "--alerts",
+        action="store_true",
+        help="install: the live-alerts unit (andi-edge-alerts.service) from the installed config's alerts: section "
+        "(a step of its own, after the watch service; network only to the configured hosts)",
+    )
     service.set_defaults(handler=cmd_service)

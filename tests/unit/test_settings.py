@@ -35,6 +35,7 @@ def test_example_config_is_valid_complete_and_shows_the_defaults() -> None:
         "events",
         "repeats",
         "logging",
+        "alerts",
     ):
         assert getattr(config, section) == getattr(defaults, section), f"the example must show {section} defaults"
 
