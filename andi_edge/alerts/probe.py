@@ -32,13 +32,17 @@ def check_rules(settings: AlertSettings, known_labels: Sequence[str]) -> None:
 def check_destinations(settings: AlertSettings) -> list[str]:
     """One line per destination that answered; ConfigError for the first that does not."""
     from andi_edge.alerts.service import device_name
-    from andi_edge.alerts.transports import MqttTransport
+    from andi_edge.alerts.transports import MqttTransport, TransportDownError
 
     lines = []
     if settings.mqtt.url:
         transport = MqttTransport(settings.mqtt, device_name(settings))
         try:
-            if not transport.wait_connected(PROBE_TIMEOUT_S):
+            try:
+                transport.preflight(PROBE_TIMEOUT_S)
+            except TransportDownError as exc:
+                raise ConfigError(f"alerts.mqtt.url: {exc.message}", hint=exc.hint) from exc
+            if not transport.wait_connected(PROBE_TIMEOUT_S, until_failure=True):
                 raise ConfigError(
                     f"alerts.mqtt.url: {transport.name}: {transport.problem}",
                     hint="is the broker running and reachable from here (address, port, firewall), and are the user "

@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import socket
 import ssl
 import stat
 import threading
@@ -110,10 +111,11 @@ class MqttTransport:
         self.host = parsed.hostname or ""
         self.port = parsed.port or (8883 if secure else 1883)
         self.prefix = urlsplit(settings.url).path.strip("/") or f"andi-edge/{topic_level(device)}"
-        self.name = f"mqtt://{self.host}:{self.port}/{self.prefix}"
+        self.name = f"{parsed.scheme}://{self.host}:{self.port}/{self.prefix}"
         self.settings = settings
         self.device = device
         self._connected = threading.Event()
+        self._attempt_failed = threading.Event()
         self._closing = False
         self._problem = "not connected yet"
         self._client = mqtt.Client(
@@ -152,6 +154,7 @@ class MqttTransport:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
             self._problem = f"the broker refused the connection: {reason}"
+            self._attempt_failed.set()
             log.warning("alerts: %s (%s)", self._problem, self.name)
             return
         self._problem = ""
@@ -162,22 +165,55 @@ class MqttTransport:
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         problem = f"cannot reach the broker at {self.host}:{self.port}"
+        self._attempt_failed.set()
         if problem != self._problem:
             log.warning("alerts: %s; trying again", problem)
         self._problem = problem
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if self._connected.is_set() and not self._closing:
-            log.warning("alerts: lost the broker %s (%s); the queue waits", self.name, reason)
+        was_connected = self._connected.is_set()
         self._connected.clear()
+        if not was_connected:
+            return  # a refused connection: _on_connect said why
+        if not self._closing:
+            log.warning("alerts: lost the broker %s (%s); the queue waits", self.name, reason)
         self._problem = f"disconnected: {reason}"
 
     @property
     def problem(self) -> str:
         return self._problem
 
-    def wait_connected(self, timeout_s: float) -> bool:
-        return self._connected.wait(timeout_s)
+    def wait_connected(self, timeout_s: float, until_failure: bool = False) -> bool:
+        """Whether the client is connected within ``timeout_s``; ``until_failure``: give up at the first failed
+        attempt (a check, a test message: the answer is wanted now, not after the client's retries)."""
+        deadline = time.monotonic() + timeout_s
+        while not self._connected.wait(0.05):
+            if time.monotonic() > deadline or (until_failure and self._attempt_failed.is_set()):
+                return False
+        return True
+
+    def preflight(self, timeout_s: float) -> None:
+        """Reach the broker's port and, for mqtts, complete the TLS handshake with this client's settings: the
+        precise reason (refused, no route, certificate not trusted) when it fails, which MQTT's own retries hide."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=timeout_s) as raw:
+                if urlsplit(self.settings.url).scheme == "mqtts":
+                    context = ssl.create_default_context(cafile=self.settings.ca_file or None)
+                    certfile = credential_path("mqtt-client-cert", self.settings.cert_file)
+                    if certfile:
+                        context.load_cert_chain(certfile, credential_path("mqtt-client-key", self.settings.key_file))
+                    with context.wrap_socket(raw, server_hostname=self.host):
+                        pass
+        except ssl.SSLError as exc:
+            raise TransportDownError(
+                f"MQTT {self.name}: TLS failed ({exc.reason or exc})",
+                hint="the broker's certificate must be signed by alerts.mqtt.ca_file (or a system CA) for this name",
+            ) from exc
+        except OSError as exc:
+            raise TransportDownError(
+                f"MQTT {self.name}: cannot reach {self.host}:{self.port} ({exc.strerror or exc})",
+                hint="is the broker running, and does this device have a route to it?",
+            ) from exc
 
     def _publish(self, topic: str, body: bytes, retain: bool = False) -> Any:
         return self._client.publish(topic, body, qos=1, retain=retain)
@@ -215,7 +251,8 @@ class MqttTransport:
             self._publish(self.status_topic, json.dumps(status).encode("utf-8"), retain=True)
 
     def send_test(self, payload: dict[str, Any]) -> None:
-        if not self.wait_connected(ACK_TIMEOUT_S):
+        self.preflight(ACK_TIMEOUT_S)
+        if not self.wait_connected(ACK_TIMEOUT_S, until_failure=True):
             raise TransportDownError(f"MQTT {self.name}: {self._problem}")
         info = self._publish(f"{self.prefix}/test", json.dumps(payload).encode("utf-8"))
         deadline = time.monotonic() + ACK_TIMEOUT_S
