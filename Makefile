@@ -24,7 +24,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
 .PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate pi-emulation classifier-bench \
-	kill-soak cli-reference docs video-bench
+	kill-soak cli-reference docs video-bench alerts-bench
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos, write the report"
@@ -42,6 +42,8 @@ help:
 	@echo "make kill-soak - kill -9 the daemon 24 times mid-batch on a 1,000-photo card, classifier on; checks every"
 	@echo "              photo exactly once -> benchmarks/results/kill_soak.md (about 2 minutes)"
 	@echo "make video-bench - video clips: 1080p H.264/MJPEG at 320/640 px, 4K memory, PyAV's size (a few minutes)"
+	@echo "make alerts-bench - live alerts: delay from a photo's commit to its MQTT alert while watch is busy (p95"
+	@echo "              goal 2 s), the alerts process's CPU and memory (a few minutes)"
 	@echo "make docs   - the documentation site in $(BUILD)/site (mkdocs --strict), with the report's pictures"
 	@echo "make cli-reference - the generated pages made again: docs/cli.md (parsers), the config reference"
 	@echo "             (declarations), docs/benchmarks.md (benchmarks/results): tests check they are current"
@@ -77,9 +79,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The unit-file tests need systemd-analyze, the HTML-report test renders in headless Chromium and the card-trigger
-# test formats a FAT card image: install them (Debian packages systemd, chromium-headless-shell, dosfstools) when
-# the machine lacks them.
+# The unit-file tests need systemd-analyze, the HTML-report test renders in headless Chromium, the card-trigger
+# test formats a FAT card image and the alerts' tests run a real MQTT broker with TLS certificates made by openssl:
+# install them (Debian packages systemd, chromium-headless-shell, dosfstools, mosquitto, openssl) when the machine
+# lacks them. The broker is started by the tests on a loopback port, never as a system service.
 APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 tools:
 	@command -v systemd-analyze >/dev/null || { echo "installing systemd-analyze (package systemd) for the unit-file tests"; \
@@ -89,6 +92,9 @@ tools:
 	  $(APT_INSTALL) chromium-headless-shell >/dev/null; }
 	@command -v mkfs.vfat >/dev/null || { echo "installing mkfs.vfat (package dosfstools) for the card-trigger test"; \
 	  $(APT_INSTALL) dosfstools >/dev/null; }
+	@{ command -v mosquitto || test -x /usr/sbin/mosquitto; } >/dev/null && command -v openssl >/dev/null || { \
+	  echo "installing an MQTT broker (package mosquitto) and openssl for the alerts' tests"; \
+	  $(APT_INSTALL) mosquitto openssl >/dev/null; }
 
 test: lint typecheck tools demo docs
 	$(BIN)/pytest
@@ -128,6 +134,9 @@ cli-reference: $(STAMP)
 
 video-bench: $(STAMP)
 	$(PY) -m benchmarks.video
+
+alerts-bench: $(STAMP) tools
+	$(PY) -m benchmarks.alerts
 
 kill-soak: $(STAMP)
 	$(PY) benchmarks/kill_soak.py

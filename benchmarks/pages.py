@@ -23,6 +23,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("big_card.json", "benchmarks.big_card", "python -m benchmarks.big_card"),
     ("video.json", "benchmarks.video", "make video-bench"),
     ("kill_soak.json", "benchmarks.kill_soak", "make kill-soak"),
+    ("alerts.json", "benchmarks.alerts", "make alerts-bench"),
     ("aarch64_emulation.json", "benchmarks.aarch64_emulation", "make pi-emulation"),
     ("mutation.json", "benchmarks.mutation", "make mutate"),
 )

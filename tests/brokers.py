@@ -25,7 +25,9 @@ def free_port() -> int:
 
 
 def require(program: str) -> str:
-    found = shutil.which(program)
+    found = shutil.which(program) or next(
+        (str(p) for p in (Path("/usr/sbin") / program, Path("/usr/bin") / program) if p.is_file()), None
+    )
     if found is None:
         raise AssertionError(f"{program} is missing: `make test` installs it (apt-get install mosquitto openssl)")
     return found
@@ -53,7 +55,10 @@ def make_ca(folder: Path) -> Certificates:
     openssl = require("openssl")
     folder.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run = lambda *a: subprocess.run([openssl, *a], cwd=folder, check=True, capture_output=True)  # noqa: E731
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True)
+
     run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=andi-edge test CA")
     run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
     (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
@@ -159,7 +164,7 @@ class Subscriber:
             self.client.username_pw_set(*auth)
         if tls is not None:
             self.client.tls_set(ca_certs=str(tls.ca))
-        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.reconnect_delay_set(1, 1)
         self.topic = topic
 
         def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:

@@ -77,7 +77,6 @@ class MqttSettings:
     url: str = setting(
         "",
         "mqtt://HOST:PORT/TOPIC_PREFIX, or mqtts:// for TLS (the broker's certificate verified); empty: no MQTT",
-        flag="--mqtt",
     )
     username: str = setting("", "the user name the broker knows this device by (empty: none)")
     password_file: str = setting(
@@ -128,7 +127,7 @@ class WebhookSettings:
 class AlertSettings:
     """Live alerts (`andi-edge alerts`): read from what the journal committed, delivered at least once."""
 
-    device: str = setting("", "this device's name in alerts and topics (empty: the host name)", flag="--device")
+    device: str = setting("", "this device's name in alerts and topics (empty: the host name)")
     state: str = setting(
         "",
         "the alerts' own delivery state (position, queue): a folder beside the journal's (empty: STATE-alerts, "

@@ -142,7 +142,20 @@ def _send_test(settings: AlertSettings, transports: list[Transport]) -> int:
     return EXIT_OK
 
 
+def _help(cls: type[Any], name: str) -> str:
+    """A quick-start flag's help: its setting's own declaration (one text for the flag, the config and the docs)."""
+    from dataclasses import fields
+
+    from andi_edge.declare import declaration
+
+    declared = declaration(next(f for f in fields(cls) if f.name == name))
+    assert declared is not None
+    return declared.help
+
+
 def register(commands: Any) -> None:
+    from andi_edge.alerts.config import AlertRule, AlertSettings, MqttSettings, WebhookSettings
+
     alerts = commands.add_parser(
         "alerts",
         help="live alerts: people, vehicles, species of interest over MQTT and webhooks, stored while the link is down",
@@ -168,8 +181,14 @@ def register(commands: Any) -> None:
         default=None,
         help="the alerts' own queue and position (default: alerts.state, else STATE-alerts beside the journal's)",
     )
-    alerts.add_argument("--mqtt", metavar="URL", help="mqtt://HOST:PORT/TOPIC_PREFIX (mqtts:// for TLS)")
-    alerts.add_argument("--webhook", metavar="URL", action="append", default=[], help="an HTTPS endpoint (repeatable)")
+    alerts.add_argument("--mqtt", metavar="URL", help=f"alerts.mqtt.url: {_help(MqttSettings, 'url')}")
+    alerts.add_argument(
+        "--webhook",
+        metavar="URL",
+        action="append",
+        default=[],
+        help=f"alerts.webhooks[].url (repeatable): {_help(WebhookSettings, 'url')}",
+    )
     alerts.add_argument(
         "--rule",
         metavar="LABELS:MIN_CONF",
@@ -177,6 +196,6 @@ def register(commands: Any) -> None:
         default=[],
         help="labels (comma-separated) that alert at or above a confidence, e.g. person,vehicle:0.5 (repeatable)",
     )
-    alerts.add_argument("--per", choices=["photo", "event"], default=None, help="the --rule alerts per event (default)")
-    alerts.add_argument("--device", default=None, help="this device's name in alerts (default: the host name)")
+    alerts.add_argument("--per", choices=["photo", "event"], default=None, help=f"of --rule: {_help(AlertRule, 'per')}")
+    alerts.add_argument("--device", default=None, help=f"alerts.device: {_help(AlertSettings, 'device')}")
     alerts.set_defaults(handler=cmd_alerts)

@@ -70,8 +70,13 @@ def _section_rows(cls: type[Any], prefix: str) -> Iterator[tuple[str, str]]:
             continue
         allowed = declared.range_text()
         flag = f"`{declared.flag}`" if declared.flag else ""
+        kind = type_text(annotation)
+        items = typing.get_args(annotation)
+        if typing.get_origin(annotation) is tuple and items and hasattr(items[0], "__dataclass_fields__"):
+            nested.append((f"{field.name}[]", items[0]))  # a list of mappings: each item's keys, a section below
+            kind = f"list of mappings (`{prefix}{field.name}[]`)"
         row = (
-            f"| `{prefix}{field.name}` | {_cell(declared.help)} | {type_text(annotation)} | "
+            f"| `{prefix}{field.name}` | {_cell(declared.help)} | {kind} | "
             f"`{_cell(default_text(field, declared))}` | {allowed} | {flag} |"
         )
         yield prefix.rstrip(".") or "top level", row
@@ -89,7 +94,8 @@ def config_reference() -> str:
         "Every key of the field config (`andi-edge watch --config FILE`, and the file `service install` writes),",
         "made from the settings' own declarations by `make cli-reference` (a test fails when this page has drifted).",
         "Unknown keys and values out of range are errors that name the key and the file. A flag, where a key has",
-        "one, sets it for one run and is the same on `detect`, `batch`, `bench`, `watch` and `check`.",
+        "one, sets it for one run and is the same on `detect`, `batch`, `bench`, `watch` and `check`. The `alerts:`",
+        "section is read by `andi-edge alerts` only (docs/field/alerts.md).",
         "",
     ]
     current = None

@@ -294,3 +294,56 @@ def test_card_trigger_skips_a_card_without_photos_and_refuses_bad_input(tmp_path
     status = json.loads((tmp_path / "cards" / "sdz3.status.json").read_text())
     assert proc.returncode == 3 and "does not exist" in status["reason"] and "cannot read" not in status["reason"]
     assert status["finished_at"].endswith("Z")
+
+
+def test_the_alerts_unit_reaches_only_its_hosts_takes_secrets_as_credentials_and_is_hardened(
+    staged: Path, tmp_path: Path
+) -> None:
+    refused = run_cli("service", "install", "--root", staged, "--alerts")
+    assert refused.returncode == 2 and "names no destination or no rule" in refused.stderr, refused.stderr
+    config = staged / "etc/andi-edge/config.yaml"
+    text = config.read_text()
+    text = text.replace(
+        '    url: ""                              # mqtt://', "    url: mqtts://192.0.2.7:8883/trap7 # mqtt://"
+    )
+    text = text.replace('    password_file: ""', "    password_file: /etc/andi-edge/mqtt-password", 1)
+    text = text.replace(
+        "  webhooks: []", "  webhooks: [{url: 'https://198.51.100.9/hook', secret_file: /etc/andi-edge/hook.key}]"
+    )
+    text = text.replace("  rules: []", "  rules: [{labels: [person, vehicle], min_conf: 0.5}]")
+    config.write_text(text)
+    assert load_watch_config(config).alerts.mqtt.url == "mqtts://192.0.2.7:8883/trap7"
+    installed = run_cli("service", "install", "--root", staged, "--alerts")
+    assert installed.returncode == 0, installed.stderr
+    unit = (staged / "etc/systemd/system/andi-edge-alerts.service").read_text()
+    for line in (
+        f"ExecStart={ANDI_EDGE} alerts --config /etc/andi-edge/config.yaml "
+        "--alerts-state /var/lib/andi-edge/state-alerts\n",
+        "ReadWritePaths=/var/lib/andi-edge/state-alerts\n",
+        "IPAddressDeny=any\n",
+        "IPAddressAllow=localhost 192.0.2.7 198.51.100.9\n",
+        "LoadCredential=mqtt-password:/etc/andi-edge/mqtt-password\n",
+        "LoadCredential=webhook-secret-0:/etc/andi-edge/hook.key\n",
+        "User=andi-edge\n",
+        "ProtectSystem=strict\n",
+        "Restart=always\n",
+    ):
+        assert line in unit, line
+    assert "PrivateNetwork=yes" in (staged / "etc/systemd/system/andi-edge.service").read_text(), "watch: no network"
+    assert (staged / "var/lib/andi-edge/state-alerts").is_dir()
+    tool = _analyze()
+    target = tmp_path / "andi-edge-alerts.service"
+    target.write_text(unit)
+    verify = subprocess.run([tool, "verify", str(target)], capture_output=True, text=True, check=False)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    security = subprocess.run(
+        [tool, "security", "--offline=yes", str(target)], capture_output=True, text=True, check=False
+    )
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout + security.stderr)
+    assert match and float(match.group(1)) <= MAX_EXPOSURE, security.stdout
+    spaced = text.replace("/etc/andi-edge/hook.key", "'/etc/andi-edge/hook key'")
+    config.write_text(spaced)
+    bad = run_cli("service", "install", "--root", staged, "--alerts")
+    assert bad.returncode == 2 and "only as a plain absolute path" in bad.stderr
+    removed = run_cli("service", "uninstall", "--root", staged)
+    assert removed.returncode == 0 and not (staged / "etc/systemd/system/andi-edge-alerts.service").exists()
