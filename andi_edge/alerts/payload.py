@@ -48,7 +48,7 @@ def alert_payload(decision: Decision, device: str) -> dict[str, Any]:
         "file": display_text(row.rel_path),
         "media": "clip" if result.clip is not None or result.frames else "photo",
         "time": {
-            # EXIF carries no offset: the camera's own clock, as it was set
+            # EXIF DateTimeOriginal: the camera's own clock as it was set, without an offset
             "camera": row.capture_time.isoformat() if row.capture_time is not None else None,
             "detected": local_iso(row.finished_at),
         },

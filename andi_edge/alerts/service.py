@@ -296,10 +296,13 @@ class AlertService:
                     self._failed(transport.name, exc.message)
                     break
                 outbox.acknowledge(transport.name, acknowledged)
-                if len(acknowledged) < len(batch):
-                    self._failed(transport.name, "not every message was acknowledged in time")
+                self.notifier.heartbeat()
+                if not acknowledged:
+                    self._failed(transport.name, "no message was acknowledged in time")
                     break
                 self._recovered(transport.name)
+                if len(acknowledged) < len(batch):
+                    break  # the rest at the next look
         bound = int(self.settings.backlog_thumbnails_mb * 1024 * 1024)
         dropped = outbox.bound_thumbnails(bound)
         if dropped:

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Andi-Edge-Signature"
 #: how long a batch waits for the broker's acknowledgements
 ACK_TIMEOUT_S = 10.0
+#: a webhook batch stops after this long (the rest goes with the next), so that the loop feeds systemd's watchdog
+WEBHOOK_BATCH_BUDGET_S = 20.0
 
 
 class TransportDownError(AndiEdgeError):
@@ -314,7 +316,10 @@ class WebhookTransport:
 
     def send(self, batch: Sequence[Queued]) -> list[int]:
         acknowledged: list[int] = []
+        started = time.monotonic()
         for message in batch:
+            if acknowledged and time.monotonic() - started > WEBHOOK_BATCH_BUDGET_S:
+                break  # a slow endpoint: the rest at the next look, after the watchdog was fed
             thumbnail = None
             if self.settings.thumbnails and message.thumbnail:
                 thumbnail = {"jpeg_base64": base64.b64encode(message.thumbnail).decode("ascii")}

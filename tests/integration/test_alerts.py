@@ -387,3 +387,34 @@ def test_the_alerts_read_a_journal_they_may_not_write(tmp_path: Path, model_320:
         broker.stop()
         for path in [state, *state.iterdir()]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_a_video_clip_alerts_with_the_frame_of_its_best_box(tmp_path: Path, model_320: Path, photos_dir: Path) -> None:
+    """A clip is seen over all its analysed frames: a person in its second half alerts, with that frame's number
+    and a thumbnail from the crop `watch` cut from that frame (plain HTTP to loopback, unsigned)."""
+    from tests.clips import h264
+
+    hook = HookServer(None)
+    config = _site_config(
+        tmp_path,
+        model_320,
+        f"alerts:\n  webhooks: [{{url: 'http://127.0.0.1:{hook.port}/clip'}}]\n"
+        "  rules: [{labels: [person], per: photo}]\n  poll_interval_s: 0.2\n",
+    )
+    clip = tmp_path / "card" / "DCIM" / "CLIP0001.MP4"
+    clip.parent.mkdir(parents=True)
+    h264(clip, [photos_dir / "ecoassist_md_examples/4.jpg", photos_dir / "peru_sdzg2/EK000010.JPG"], seconds=4)
+    assert run_cli("watch", "--config", config, "--once").returncode == 0
+    log = tmp_path / "alerts.log"
+    alerts = _start(log, "alerts", "--config", config)
+    try:
+        wait_until(lambda: len(hook.posts) >= 1, 30, "the clip's alert", log)
+    finally:
+        alerts.send_signal(signal.SIGTERM)
+        alerts.wait(timeout=30)
+        hook.close()
+    [post] = hook.posts
+    body = json.loads(post.body)
+    assert body["media"] == "clip" and body["file"] == "DCIM/CLIP0001.MP4" and body["label"] == "person"
+    assert int(str(body["frame"])) >= 20, "the person is in the second half (frames at 10/s, one analysed a second)"
+    assert "X-Andi-Edge-Signature" not in post.headers and body["thumbnail"]["jpeg_base64"]
