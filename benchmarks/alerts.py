@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import CLI, PHOTOS, RESULTS, cli
-from tests.brokers import Mosquitto, Subscriber
+from tests.brokers import Mosquitto, Subscriber, expected_alerts
 
 #: sample photos with a person, a vehicle or an animal at 0.5 or more (YOLOv5n at 320 px)
 ALERTING = (
@@ -57,6 +57,13 @@ alerts:
   rules: [{{labels: [person, vehicle, animal], min_conf: 0.5, per: photo}}]
   daily_cap: 0
 """
+
+
+RULE_LABELS = ("person", "vehicle", "animal")
+
+
+def _arrived(subscriber: Subscriber) -> set[tuple[str, str]]:
+    return {(m.json()["file"], m.json()["label"]) for m in subscriber.messages()}
 
 
 def log(message: str) -> None:
@@ -113,7 +120,7 @@ def run(tmp: Path, photos: int, idle_s: float) -> dict[str, Any]:
             with sqlite3.connect(f"file:{state / 'journal.sqlite3'}?mode=ro", uri=True) as db:
                 done = db.execute("SELECT COUNT(*) FROM photos WHERE state IN ('done', 'failed')").fetchone()[0]
                 rows = db.execute("SELECT rel_path, updated_at FROM photos WHERE state='done'").fetchall()
-            if done >= photos and len({m.json()["file"] for m in subscriber.messages()}) >= _alerting_rows(state):
+            if done >= photos and len(_arrived(subscriber)) >= len(expected_alerts(state, RULE_LABELS, 0.5)):
                 break
             time.sleep(0.5)
         busy_s = time.monotonic() - busy_start
@@ -151,25 +158,6 @@ def run(tmp: Path, photos: int, idle_s: float) -> dict[str, Any]:
         "alerts_idle_rss_mb": round(idle_rss, 1),
         "idle_s": idle_s,
     }
-
-
-def _alerting_rows(state: Path) -> int:
-    """Photos whose record has a box of the rule's labels at 0.5 or more (what should alert), from the journal."""
-    from andi_edge.alerts.rules import sightings
-    from andi_edge.results.run import RunFacts
-    from andi_edge.state.journal import open_existing
-
-    journal = open_existing(state)
-    try:
-        facts = RunFacts.from_meta(journal.get_meta("run") or {})
-        rows = journal.finished_after(0, 100000)
-    finally:
-        journal.close()
-    return sum(
-        1
-        for row in rows
-        if row.record is not None and any(s.conf >= 0.5 for s in sightings(row.record.result, facts.labels, 0.5))
-    )
 
 
 def markdown(result: dict[str, Any]) -> str:

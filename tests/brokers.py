@@ -238,3 +238,26 @@ class HookServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def expected_alerts(state: Path, labels: tuple[str, ...], min_conf: float) -> list[tuple[str, str]]:
+    """(file, label) for each finished photo with a box of one of ``labels`` at or above ``min_conf``, in commit
+    order: from the journal's committed records at full precision (the outputs' rounding could tip a box over the
+    threshold). What a per-photo rule for those labels must alert, to compare with what arrived."""
+    from andi_edge.alerts.rules import sightings
+    from andi_edge.results.run import RunFacts
+    from andi_edge.state.journal import open_existing
+
+    journal = open_existing(state)
+    try:
+        facts = RunFacts.from_meta(journal.get_meta("run") or {})
+        rows = journal.finished_after(0, 1_000_000)
+    finally:
+        journal.close()
+    return [
+        (row.rel_path, seen.label)
+        for row in rows
+        if row.record is not None
+        for seen in sightings(row.record.result, facts.labels, min_conf)
+        if seen.label in labels
+    ]

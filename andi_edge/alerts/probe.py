@@ -7,7 +7,6 @@ certificate verified, without posting anything (no false alert reaches a ranger'
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -57,23 +56,14 @@ def check_destinations(settings: AlertSettings) -> list[str]:
 
 
 def _reach(url: str, ca_file: str, timeout_s: float) -> str:
+    from andi_edge.alerts.transports import TransportDownError, reach
+
     parsed = urlsplit(url)
-    host = parsed.hostname or ""
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    secure = parsed.scheme == "https"
+    context = ssl.create_default_context(cafile=ca_file or None) if secure else None
+    port = parsed.port or (443 if secure else 80)
     try:
-        with socket.create_connection((host, port), timeout=min(timeout_s, PROBE_TIMEOUT_S)) as raw:
-            if parsed.scheme == "https":
-                context = ssl.create_default_context(cafile=ca_file or None)
-                with context.wrap_socket(raw, server_hostname=host):
-                    pass
-    except ssl.SSLError as exc:
-        raise ConfigError(
-            f"alerts.webhooks[].url: {url}: TLS failed ({exc.reason or exc})",
-            hint="a self-signed endpoint needs its CA in alerts.webhooks[].ca_file",
-        ) from exc
-    except OSError as exc:
-        raise ConfigError(
-            f"alerts.webhooks[].url: cannot reach {host}:{port} ({exc.strerror or exc})",
-            hint="check the address and that this device has a route to it",
-        ) from exc
-    return f"alerts: webhook {url} reachable" + (" (TLS verified)" if parsed.scheme == "https" else " (plain HTTP)")
+        reach(parsed.hostname or "", port, context, min(timeout_s, PROBE_TIMEOUT_S), url, "alerts.webhooks[].ca_file")
+    except TransportDownError as exc:
+        raise ConfigError(f"alerts.webhooks[].url: {exc.message}", hint=exc.hint) from exc
+    return f"alerts: webhook {url} reachable" + (" (TLS verified)" if secure else " (plain HTTP)")

@@ -95,6 +95,26 @@ def credential_path(credential: str, path: str) -> str | None:
     return path or None
 
 
+def reach(host: str, port: int, tls: ssl.SSLContext | None, timeout_s: float, what: str, ca_key: str) -> None:
+    """Connect to ``host:port`` and, with ``tls``, complete the handshake (the certificate verified); sends
+    nothing. TransportDownError with the precise reason: refused, no route, a certificate not trusted."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw:
+            if tls is not None:
+                with tls.wrap_socket(raw, server_hostname=host):
+                    pass
+    except ssl.SSLError as exc:
+        raise TransportDownError(
+            f"{what}: TLS failed ({exc.reason or exc})",
+            hint=f"the certificate must be signed by {ca_key} (or a system CA) for the name in the URL",
+        ) from exc
+    except OSError as exc:
+        raise TransportDownError(
+            f"{what}: cannot reach {host}:{port} ({exc.strerror or exc})",
+            hint="is it running, and does this device have a route to it?",
+        ) from exc
+
+
 def _message_body(message: Queued, thumbnail: dict[str, Any] | None) -> dict[str, Any]:
     body = dict(message.payload)
     body["thumbnail"] = thumbnail
@@ -197,25 +217,13 @@ class MqttTransport:
     def preflight(self, timeout_s: float) -> None:
         """Reach the broker's port and, for mqtts, complete the TLS handshake with this client's settings: the
         precise reason (refused, no route, certificate not trusted) when it fails, which MQTT's own retries hide."""
-        try:
-            with socket.create_connection((self.host, self.port), timeout=timeout_s) as raw:
-                if urlsplit(self.settings.url).scheme == "mqtts":
-                    context = ssl.create_default_context(cafile=self.settings.ca_file or None)
-                    certfile = credential_path("mqtt-client-cert", self.settings.cert_file)
-                    if certfile:
-                        context.load_cert_chain(certfile, credential_path("mqtt-client-key", self.settings.key_file))
-                    with context.wrap_socket(raw, server_hostname=self.host):
-                        pass
-        except ssl.SSLError as exc:
-            raise TransportDownError(
-                f"MQTT {self.name}: TLS failed ({exc.reason or exc})",
-                hint="the broker's certificate must be signed by alerts.mqtt.ca_file (or a system CA) for this name",
-            ) from exc
-        except OSError as exc:
-            raise TransportDownError(
-                f"MQTT {self.name}: cannot reach {self.host}:{self.port} ({exc.strerror or exc})",
-                hint="is the broker running, and does this device have a route to it?",
-            ) from exc
+        context = None
+        if urlsplit(self.settings.url).scheme == "mqtts":
+            context = ssl.create_default_context(cafile=self.settings.ca_file or None)
+            certfile = credential_path("mqtt-client-cert", self.settings.cert_file)
+            if certfile:
+                context.load_cert_chain(certfile, credential_path("mqtt-client-key", self.settings.key_file))
+        reach(self.host, self.port, context, timeout_s, f"MQTT {self.name}", "alerts.mqtt.ca_file")
 
     def _publish(self, topic: str, body: bytes, retain: bool = False) -> Any:
         return self._client.publish(topic, body, qos=1, retain=retain)

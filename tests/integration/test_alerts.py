@@ -18,10 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from andi_edge.alerts.rules import sightings
-from andi_edge.results.run import RunFacts
 from andi_edge.state.journal import open_existing
-from tests.brokers import Certificates, HookServer, Mosquitto, Subscriber, make_ca
+from tests.brokers import Certificates, HookServer, Mosquitto, Subscriber, expected_alerts, make_ca
 from tests.integration.cli_runner import ANDI_EDGE, run_cli
 from tests.integration.daemon_harness import FAST_CONFIG, wait_until
 
@@ -95,24 +93,6 @@ def _done(state: Path) -> int:
         journal.close()
 
 
-def _expected(state: Path) -> list[tuple[str, str]]:
-    """(file, label) for each photo with a box of a rule's label at or above its confidence, in commit order: from
-    the journal's committed records (full precision: the outputs' rounding could tip a box over the threshold)."""
-    journal = open_existing(state)
-    try:
-        facts = RunFacts.from_meta(journal.get_meta("run") or {})
-        rows = journal.finished_after(0, 1000)
-    finally:
-        journal.close()
-    wanted = []
-    for row in rows:
-        assert row.record is not None
-        for seen in sightings(row.record.result, facts.labels, MIN_CONF):
-            if seen.label in RULE_LABELS:
-                wanted.append((row.rel_path, seen.label))
-    return wanted
-
-
 def _alerts(subscriber: Subscriber, prefix: str = "site/alerts/") -> list[dict[str, object]]:
     return [m.json() for m in subscriber.messages(prefix)]
 
@@ -160,7 +140,7 @@ def test_every_alert_arrives_once_or_again_with_its_id_through_kills_and_a_broke
         _kill9(alerts)  # and once more, somewhere in evaluation or delivery
         alerts = _start(log, "alerts", "--config", config)
         wait_until(lambda: _done(state) >= 12, 120, "the third batch", log)
-        expected = _expected(state)
+        expected = expected_alerts(state, RULE_LABELS, MIN_CONF)
         assert len(expected) >= 5, f"the card should hold people and vehicles: {expected}"
         wait_until(
             lambda: {(a["file"], a["label"]) for a in _alerts(subscriber)} >= set(expected), 60, "every alert", log
