@@ -135,6 +135,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         print(f"classifier choice: {classifier_why}")
     print(f"pipeline: {plan.describe()}")
+    _check_memory(detector, plan.settings.decode_workers + 1)
     if config.alerts.configured or config.alerts.rules:
         from andi_edge.alerts.probe import check_destinations, check_rules
 
@@ -145,6 +146,29 @@ def cmd_check(args: argparse.Namespace) -> int:
         for line in check_destinations(config.alerts):
             print(line)
     return EXIT_OK
+
+
+def _check_memory(detector: Any, photos_at_once: int) -> None:
+    """Whether the model fits the watch unit's memory limit (the installed unit's, else the shipped one's)."""
+    from andi_edge.daemon.memory import SHIPPED_UNIT, memory_verdict, unit_memory_max
+    from andi_edge.service_install import UNIT_DIR, UNITS
+
+    installed = UNIT_DIR / UNITS[0]
+    unit = installed if installed.is_file() else SHIPPED_UNIT
+    limit = unit_memory_max(unit)
+    if limit is None:
+        print(f"memory: {unit} sets no MemoryMax")
+        return
+    fits, text = memory_verdict(detector, photos_at_once, limit)
+    if fits:
+        print(f"memory ok: {text}")
+        return
+    print(
+        f"warning: memory: {text}: `watch` under that unit would refuse to start. Use the model's INT8 sibling "
+        "(andi-edge quantize; backend.prefer_int8), a smaller input size or model, fewer pipeline workers, or "
+        f"raise MemoryMax in {unit} (a device with the memory for it)",
+        file=sys.stderr,
+    )
 
 
 def _results_file_status(path: Path, as_json: bool) -> int:

@@ -94,3 +94,45 @@ def fit_to_memory(detector: Detector, photos_at_once: int, limit: int | None = N
         settings.max_decode_mb,
         photos_at_once,
     )
+
+
+#: the shipped watch unit, whose MemoryMax= holds where no unit is installed
+SHIPPED_UNIT = Path(__file__).resolve().parents[1] / "assets" / "systemd" / "andi-edge.service"
+_SIZE_SUFFIXES = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def unit_memory_max(unit: Path) -> int | None:
+    """The ``MemoryMax=`` of a unit file in bytes (K, M, G, T suffixes, base 1024); None when it sets none."""
+    try:
+        lines = unit.read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):  # the last assignment wins
+        key, _, value = line.strip().partition("=")
+        if key != "MemoryMax":
+            continue
+        value = value.strip()
+        factor = _SIZE_SUFFIXES.get(value[-1:].upper(), 1)
+        number = value[:-1] if factor != 1 else value
+        return int(float(number) * factor) if number.replace(".", "", 1).isdigit() else None
+    return None
+
+
+def memory_verdict(detector: Detector, photos_at_once: int, limit: int) -> tuple[bool, str]:
+    """Whether ``detector`` fits a unit with this ``MemoryMax``, as the daemon will hold it: the model loaded and
+    run once at its largest input (its arena grown), then each photo in the works given at least
+    MIN_PHOTO_BUDGET_BYTES within half of the limit (``fit_to_memory``'s rule). Runs the model once."""
+    import numpy as np
+
+    card = detector.card
+    side = max(card.input_height, card.input_width)
+    shape = (1, 3, side, side) if card.rect else (1, 3, card.input_height, card.input_width)
+    detector.backend.run(np.zeros(shape, np.float32))
+    held = resident_bytes()  # the model and the arena its first run grew stay resident
+    needed = held + photos_at_once * (detector.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
+    fits = needed <= limit // 2
+    text = (
+        f"the model holds {held // MIB} MiB once run at {shape[2]}x{shape[3]}; with {photos_at_once} photo(s) in "
+        f"the works it needs about {needed // MIB} MiB within half of the unit's MemoryMax ({limit // MIB} MiB)"
+    )
+    return fits, text

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from andi_edge.daemon.memory import cgroup_memory_limit, photo_budget_bytes
-
-MIB = 2**20
+from andi_edge.daemon.memory import (
+    MIB,
+    SHIPPED_UNIT,
+    cgroup_memory_limit,
+    memory_verdict,
+    photo_budget_bytes,
+    resident_bytes,
+    unit_memory_max,
+)
 
 
 def test_the_limit_is_read_from_either_cgroup_version(tmp_path: Path) -> None:
@@ -31,3 +37,25 @@ def test_the_limit_is_read_from_either_cgroup_version(tmp_path: Path) -> None:
 def test_each_photo_gets_its_share_of_half_the_limit() -> None:
     assert photo_budget_bytes(1024 * MIB, 112 * MIB, 4) == 100 * MIB
     assert photo_budget_bytes(1024 * MIB, 600 * MIB, 4) < 0
+
+
+def test_a_units_memory_max_is_read_as_systemd_reads_it(tmp_path: Path) -> None:
+    assert unit_memory_max(SHIPPED_UNIT) == 1024 * MIB, "the shipped watch unit"
+    unit = tmp_path / "u.service"
+    unit.write_text("[Service]\nMemoryHigh=600M\nMemoryMax=2G\nMemoryMax=1.5G\n")
+    assert unit_memory_max(unit) == int(1.5 * 1024 * MIB), "the last assignment wins"
+    unit.write_text("[Service]\nMemoryMax=512000\n")
+    assert unit_memory_max(unit) == 512000
+    unit.write_text("[Service]\nMemoryMax=infinity\n")
+    assert unit_memory_max(unit) is None
+    assert unit_memory_max(tmp_path / "absent.service") is None
+
+
+def test_a_model_fits_a_unit_when_it_and_its_photos_stay_within_half_the_limit(detector_fast) -> None:  # type: ignore[no-untyped-def]
+    """The rule fit_to_memory applies at the daemon's start: what the process holds with the model run once, and
+    each photo in the works its input and the least decode budget, within half of MemoryMax."""
+    held_mib = resident_bytes() // MIB + 200  # this test process holds more than a daemon would (pytest, torch)
+    fits, text = memory_verdict(detector_fast, photos_at_once=2, limit=4 * held_mib * MIB)
+    assert fits and f"within half of the unit's MemoryMax ({4 * held_mib} MiB)" in text
+    fits, text = memory_verdict(detector_fast, photos_at_once=2, limit=held_mib * MIB)
+    assert not fits and f"({held_mib} MiB)" in text
