@@ -24,7 +24,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
 .PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate pi-emulation classifier-bench \
-	kill-soak cli-reference docs video-bench alerts-bench
+	kill-soak cli-reference docs video-bench alerts-bench bench-md
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos, write the report"
@@ -44,6 +44,8 @@ help:
 	@echo "make video-bench - video clips: 1080p H.264/MJPEG at 320/640 px, 4K memory, PyAV's size (a few minutes)"
 	@echo "make alerts-bench - live alerts: delay from a photo's commit to its MQTT alert while watch is busy (p95"
 	@echo "              goal 2 s), the alerts process's CPU and memory (a few minutes)"
+	@echo "make bench-md - an MDv5a-shaped model on this CPU: MegaDetector's own pipeline against andi-edge fp32,"
+	@echo "              INT8 and bf16, with box parity and the well-posed checks (about 25 minutes)"
 	@echo "make docs   - the documentation site in $(BUILD)/site (mkdocs --strict), with the report's pictures"
 	@echo "make cli-reference - the generated pages made again: docs/cli.md (parsers), the config reference"
 	@echo "             (declarations), docs/benchmarks.md (benchmarks/results): tests check they are current"
@@ -137,6 +139,11 @@ video-bench: $(STAMP)
 
 alerts-bench: $(STAMP) tools
 	$(PY) -m benchmarks.alerts
+
+# Not in `make test`: MegaDetector's own pipeline (its virtualenv made once in build/md-venv) against andi-edge
+# fp32, INT8 and bf16 on an MDv5a-shaped model (about 25 minutes on 2 cores).
+bench-md: $(STAMP)
+	$(PY) -m benchmarks.megadetector_cpu
 
 kill-soak: $(STAMP)
 	$(PY) benchmarks/kill_soak.py

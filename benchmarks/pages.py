@@ -21,6 +21,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("classifier.json", "benchmarks.classifier", "make classifier-bench"),
     ("sparse.json", "benchmarks.sparse", "python -m benchmarks.sparse"),
     ("big_card.json", "benchmarks.big_card", "python -m benchmarks.big_card"),
+    ("megadetector_cpu.json", "benchmarks.megadetector_cpu", "make bench-md"),
     ("video.json", "benchmarks.video", "make video-bench"),
     ("kill_soak.json", "benchmarks.kill_soak", "make kill-soak"),
     ("alerts.json", "benchmarks.alerts", "make alerts-bench"),

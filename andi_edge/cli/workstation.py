@@ -21,7 +21,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from andi_edge.toolchain.weights import resolve_weights
 
     weights = resolve_weights(args.weights)
-    output = args.output or Path(f"{export_name(weights, args.imgsz, args.rect)}.onnx")
+    rect = args.rect if args.rect is not None else bool(weights.known is not None and weights.known.rect)
+    output = args.output or Path(f"{export_name(weights, args.imgsz, rect)}.onnx")
     card = export_onnx(
         ExportRequest(
             weights=weights,
@@ -30,7 +31,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             name=args.name,
             licence=args.licence,
             native_classes=args.native_classes,
-            rect=args.rect,
+            rect=rect,
         )
     )
     reports = f" reported as {'/'.join(card.categories.names)}" if card.categories and not args.native_classes else ""
@@ -284,9 +285,11 @@ def register(commands: Any) -> None:
     )
     export.add_argument(
         "--rect",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="rectangular inference (classic YOLOv5): each photo runs at its own aspect, --imgsz its long side and "
-        "the short side padded only to the stride (640x480 for a 4:3 photo at 640): ~25-40%% less inference",
+        "the short side padded only to the stride (640x480 for a 4:3 photo at 640): ~25-40%% less inference. "
+        "Default: on for a known model whose publisher infers so (MegaDetector v5), else off (--no-rect: square)",
     )
     export.add_argument(
         "--output", "-o", type=Path, default=None, help="ONNX file to write (default: STEM-IMGSZ[-rect].onnx)"

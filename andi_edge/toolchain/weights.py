@@ -36,6 +36,9 @@ class KnownWeights:
     conservative: float | None = None
     #: the first hex digits of the sha256, where that is all the publisher gives (torchvision's file names)
     sha256_prefix: str | None = None
+    #: the publisher's own inference runs rectangular (MegaDetector v5: classic YOLOv5's letterbox, stride 64):
+    #: the export default, so that the exported model sees what the publisher's pipeline feeds it
+    rect: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ def load_registry(path: Path = REGISTRY_PATH) -> dict[str, KnownWeights]:
                 typical=entry.get("typical"),
                 conservative=entry.get("conservative"),
                 sha256_prefix=entry.get("sha256_prefix"),
+                rect=bool(entry.get("rect", False)),
             )
             for name, entry in raw.items()
         }
