@@ -67,12 +67,13 @@ class DetectorSettings:
         flag="--agnostic-nms",
         flag_style="on",
     )
-    reduced_decode: bool = setting(
-        True,
+    reduced_decode: bool | None = setting(
+        None,
         "decode a JPEG much larger than the model input at a reduced DCT scale (fast); the flag turns it off: every "
-        "photo decoded in full (slower)",
+        "photo decoded in full (slower), as MegaDetector's own pipeline does",
         flag="--full-decode",
         flag_style="off",
+        none_means="reduced, unless the model card asks for a full decode (MegaDetector v5 exported by name)",
     )
     decode_oversample: float = setting(
         DEFAULT_DECODE_OVERSAMPLE,

@@ -110,7 +110,7 @@ def pipelines(work: Path, md_python: Path, checkpoint: Path, models: dict[str, P
 
     def andi(model: Path, *extra: str) -> Any:
         def run(folder: Path, out: Path) -> dict[str, Any]:
-            return timed([CLI, "detect", folder, "--model", model, "-o", out, "--quiet",
+            return timed([CLI, "detect", folder, "--model", model, "-o", out, "--quiet", "--full-decode",
                           "--max-det", str(MAX_DETECTIONS), *extra])  # fmt: skip
 
         return run
@@ -119,6 +119,7 @@ def pipelines(work: Path, md_python: Path, checkpoint: Path, models: dict[str, P
         "MegaDetector 10.0.28 (PyTorch fp32)": megadetector,
         "andi-edge fp32 (ONNX Runtime)": andi(models["fp32"]),
         "andi-edge INT8 (ONNX Runtime, static)": andi(models["int8"]),
+        "andi-edge fp32 (OpenVINO)": andi(models["fp32"], "--backend", "openvino"),
         "andi-edge bf16 (OpenVINO)": andi(models["fp32"], "--backend", "openvino", "--precision", "bf16"),
     }
 
@@ -133,13 +134,23 @@ def boxes_of(results: Path) -> dict[str, list[tuple[int, float, tuple[float, flo
     }
 
 
-def match(reference: list[Any], other: list[Any], width: int, height: int, px: float = 1.0, conf: float = 0.01) -> int:
-    """Boxes of ``reference`` with a partner in ``other``: same category, each coordinate within ``px`` at the
-    photo's scale, confidence within ``conf`` (greedy, most confident first)."""
+def match(
+    reference: list[Any],
+    other: list[Any],
+    width: int,
+    height: int,
+    px: float = 1.0,
+    conf: float = 0.01,
+    floor: float = 0.0,
+) -> tuple[int, int]:
+    """(matched, counted): boxes of ``reference`` at or above ``floor`` with a partner in ``other``: the same
+    category, each coordinate within ``px`` at the photo's scale, the confidence within ``conf`` (greedy, most
+    confident first)."""
     used: set[int] = set()
     matched = 0
     scale = np.array([width, height, width, height], np.float64)
-    for category, score, bbox in sorted(reference, key=lambda b: -b[1]):
+    counted = [b for b in reference if b[1] >= floor]
+    for category, score, bbox in sorted(counted, key=lambda b: -b[1]):
         a = np.array(bbox) * scale
         for j, (c2, s2, b2) in enumerate(other):
             if j in used or c2 != category or abs(s2 - score) > conf:
@@ -148,7 +159,7 @@ def match(reference: list[Any], other: list[Any], width: int, height: int, px: f
                 used.add(j)
                 matched += 1
                 break
-    return matched
+    return matched, len(counted)
 
 
 def iou_match(reference: list[Any], other: list[Any], threshold: float, min_conf: float) -> tuple[int, int]:
@@ -173,50 +184,96 @@ def iou_match(reference: list[Any], other: list[Any], threshold: float, min_conf
     return hits, len(kept)
 
 
-def well_posed_checks(photos: list[Path], fused: Any, model: Path) -> dict[str, Any]:
-    """The same tensor through both models, and each decode path's tensor against MegaDetector's preprocessing."""
+def well_posed_checks(photos: list[Path], decode_photos: list[Path], fused: Any, model: Path) -> dict[str, Any]:
+    """The same tensor through both models (raw outputs, by the candidates' confidence), and each decode path's
+    tensor against MegaDetector's preprocessing (on photos at least twice the input, where a reduced decode
+    applies)."""
     import onnxruntime as ort
     import torch
-    from PIL import Image, ImageOps
 
     from andi_edge.runtime.detector import Detector
-    from tests.architectures import _yolov5_package
-
-    _yolov5_package()
-    from yolov5.utils.augmentations import letterbox  # MegaDetector's classic preprocessing
 
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    full = Detector(model, settings=_settings(reduced=False))
-    reduced = Detector(model, settings=_settings(reduced=True))
-    checks: dict[str, list[float]] = {k: [] for k in ("box_px", "score", "full_grey", "reduced_grey")}
-    over_one: dict[str, list[float]] = {"full": [], "reduced": []}
+    box_px: dict[str, list[float]] = {"0.005": [], "0.1": []}
+    score: dict[str, list[float]] = {"0.005": [], "0.1": []}
     for path in photos:
-        with Image.open(path) as opened:  # as MegaDetector's load_image: upright, RGB
-            rgb = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
-        padded = letterbox(rgb, new_shape=1280, stride=64, auto=True, scaleFill=False, scaleup=True)[0]
-        md_tensor = (np.ascontiguousarray(padded.transpose(2, 0, 1))[None].astype(np.float32)) / 255.0
+        md_tensor = md_preprocess(path)
         with torch.no_grad():
             reference = fused(torch.from_numpy(md_tensor))[0].numpy()
         onnx_out = session.run(None, {session.get_inputs()[0].name: md_tensor})[0]
-        live = reference[..., 4] * reference[..., 5:].max(-1) >= 0.005
-        checks["box_px"].append(float(np.abs(reference[..., :4] - onnx_out[..., :4])[live].max()))
-        checks["score"].append(float(np.abs(reference[..., 4:] - onnx_out[..., 4:]).max()))
+        conf = reference[..., 4] * reference[..., 5:].max(-1)
+        for floor, found in box_px.items():
+            live = conf >= float(floor)
+            if live.any():
+                found.append(float(np.abs(reference[..., :4] - onnx_out[..., :4])[live].max()))
+                score[floor].append(float(np.abs(reference[..., 4:] - onnx_out[..., 4:])[live].max()))
+    full = Detector(model, settings=_settings(reduced=False))
+    reduced = Detector(model, settings=_settings(reduced=True))
+    grey: dict[str, list[float]] = {"full": [], "reduced": []}
+    over_one: dict[str, list[float]] = {"full": [], "reduced": []}
+    for path in decode_photos:
+        md_tensor = md_preprocess(path)
         for name, detector in (("full", full), ("reduced", reduced)):
             ours = detector.prepare(path).tensor
             if ours.shape != md_tensor.shape:
                 raise SystemExit(f"{path.name}: andi-edge's input {ours.shape} is not MegaDetector's {md_tensor.shape}")
-            grey = np.abs(ours - md_tensor) * 255.0
-            checks[f"{name}_grey"].append(float(grey.max()))
-            over_one[name].append(float((grey > 1.0 + 1e-3).mean()))
+            levels = np.abs(ours - md_tensor) * 255.0
+            grey[name].append(float(levels.max()))
+            over_one[name].append(float((levels > 1.0 + 1e-3).mean()))
     return {
-        "same_tensor_box_px_max": max(checks["box_px"]),
-        "same_tensor_score_max": max(checks["score"]),
-        "full_decode_grey_max": max(checks["full_grey"]),
+        "same_tensor_box_px_max_at_0.005": max(box_px["0.005"]),
+        "same_tensor_score_max_at_0.005": max(score["0.005"]),
+        "same_tensor_box_px_max_at_0.1": max(box_px["0.1"], default=0.0),
+        "same_tensor_score_max_at_0.1": max(score["0.1"], default=0.0),
+        "full_decode_grey_max": max(grey["full"]),
         "full_decode_share_over_1_grey": float(np.mean(over_one["full"])),
-        "reduced_decode_grey_max": max(checks["reduced_grey"]),
+        "reduced_decode_grey_max": max(grey["reduced"]),
         "reduced_decode_share_over_1_grey": float(np.mean(over_one["reduced"])),
         "photos": len(photos),
+        "decode_photos": len(decode_photos),
     }
+
+
+def same_tensor_boxes(
+    photos: list[Path], model: Path, md_boxes: dict[str, list[Any]], sizes: dict[str, tuple[int, int]]
+) -> dict[str, str]:
+    """Same tensor -> same boxes: MegaDetector's own input tensor of each photo through the ONNX model and
+    andi-edge's head decode, NMS and mapping back to the photo, against MegaDetector's output for that photo."""
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.runtime.letterbox import LetterboxGeometry
+
+    detector = Detector(model, settings=_settings(reduced=False))
+    results: dict[str, list[tuple[int, int]]] = {"0.0": [], "0.1": []}
+    for path in photos:
+        width, height = sizes[path.name]
+        tensor = md_preprocess(path)
+        geometry = LetterboxGeometry.fit_rect(width, height, 1280, 64)
+        if (geometry.input_h, geometry.input_w) != tensor.shape[2:]:
+            raise SystemExit(f"{path.name}: andi-edge's geometry is not MegaDetector's {tensor.shape}")
+        found = detector.postprocess(detector.backend.run(tensor), geometry)
+        ours = [
+            (int(c) + 1, float(f), ((x0 / width), (y0 / height), (x1 - x0) / width, (y1 - y0) / height))
+            for (x0, y0, x1, y1), f, c in zip(found.xyxy_px, found.confidence, found.class_id, strict=True)
+        ]
+        for floor, pairs in results.items():
+            pairs.append(match(md_boxes[path.name], ours, width, height, floor=float(floor)))
+    return {floor: f"{sum(m for m, _ in pairs)}/{sum(n for _, n in pairs)}" for floor, pairs in results.items()}
+
+
+def md_preprocess(path: Path) -> np.ndarray:
+    """MegaDetector's classic preprocessing of a photo: PIL, upright, RGB, YOLOv5's letterbox at 1280 with
+    ``auto`` (rectangular, stride 64), scaled to 0..1."""
+    from PIL import Image, ImageOps
+
+    from tests.architectures import _yolov5_package
+
+    _yolov5_package()
+    from yolov5.utils.augmentations import letterbox
+
+    with Image.open(path) as opened:
+        rgb = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+    padded = letterbox(rgb, new_shape=1280, stride=64, auto=True, scaleFill=False, scaleup=True)[0]
+    return np.ascontiguousarray(padded.transpose(2, 0, 1))[None].astype(np.float32) / 255.0
 
 
 def _settings(reduced: bool) -> Any:
@@ -264,7 +321,8 @@ def run(work: Path, count: int, rounds: int) -> dict[str, Any]:
     subprocess.run([CLI, "quantize", models["fp32"], "--calib", folder, "--calib-count", "16",
                     "-o", models["int8"]], check=True)  # fmt: skip
     log("well-posed checks: the same tensor, the decode paths")
-    checks = well_posed_checks(photos[:8], fused, models["fp32"])
+    large = [p for p in photos if max(_size(p)) >= 2 * 1280]
+    checks = well_posed_checks(photos[:8], large, fused, models["fp32"])
     del fused
     runs = pipelines(work, md_python, checkpoint, models)
     measured: dict[str, dict[str, list[float]]] = {name: {} for name in runs}
@@ -282,8 +340,7 @@ def run(work: Path, count: int, rounds: int) -> dict[str, Any]:
                                ("peak_rss_mb", whole["peak_rss_mb"])):  # fmt: skip
                 measured[name].setdefault(key, []).append(value)
     sizes = {p.name: _size(p) for p in photos}
-    md_name = next(iter(runs))
-    fp32_name = list(runs)[1]
+    md_name, fp32_name, *_ = list(runs)
     md_boxes, fp32_boxes = boxes_of(outputs[md_name]), boxes_of(outputs[fp32_name])
     gflops_per_photo = GFLOPS_AT_640 * input_pixels(photos) / (640 * 640)
     rows = []
@@ -300,20 +357,22 @@ def run(work: Path, count: int, rounds: int) -> dict[str, Any]:
             "card_10000_h": round(10000 * per_photo / 3600, 1),
             "boxes": sum(len(v) for v in boxes.values()),
         }
-        matched = sum(match(md_boxes[k], boxes.get(k, []), *sizes[k]) for k in md_boxes)
-        row["md_boxes_matched"] = matched
-        row["md_boxes"] = sum(len(v) for v in md_boxes.values())
-        if name not in (md_name, fp32_name):
+        for floor in (0.0, 0.1):
+            pairs = [match(md_boxes[k], boxes.get(k, []), *sizes[k], floor=floor) for k in md_boxes]
+            row[f"md_matched_at_{floor}"] = f"{sum(p[0] for p in pairs)}/{sum(p[1] for p in pairs)}"
+        if name != fp32_name:
             pairs = [iou_match(fp32_boxes[k], boxes.get(k, []), 0.5, 0.2) for k in fp32_boxes]
-            hits, total = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
-            row["fp32_boxes_at_0.2_found_iou_0.5"] = f"{hits}/{total}"
+            row["fp32_found_iou_0.5_at_0.2"] = f"{sum(p[0] for p in pairs)}/{sum(p[1] for p in pairs)}"
         rows.append(row)
     md_rate = rows[0]["per_photo_s"]
     for row in rows:
         row["speed_vs_md"] = round(md_rate / row["per_photo_s"], 2)
+    log("same tensor, same boxes: MegaDetector's tensors through andi-edge's model and post-processing")
+    checks["same_tensor_md_boxes_matched"] = same_tensor_boxes(photos, models["fp32"], md_boxes, sizes)
     return {
         "photos": len(photos),
         "rounds": rounds,
+        "cpu_matrix_units": _matrix_units(),
         "input_px_mean": round(input_pixels(photos)),
         "gflop_per_photo": round(gflops_per_photo, 1),
         "rows": rows,
@@ -335,42 +394,52 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# MegaDetector-class model on a CPU: against MegaDetector's own pipeline",
         "",
-        f"{result['date']}, {result['machine']}. `benchmarks/megadetector_cpu.py` (see its docstring): an "
-        f"MDv5a-shaped YOLOv5x6 (random weights, calibrated BatchNorm), {result['photos']} sample photos, "
-        f"{result['rounds']} alternating rounds of whole commands; 1280 px rectangular (stride 64), a mean input of "
-        f"{result['input_px_mean'] / 1e6:.2f} Mpx, about {result['gflop_per_photo']:.0f} GFLOP a photo.",
+        f"{result['date']}, {result['machine']}; matrix instructions: {result['cpu_matrix_units']}. "
+        f"`benchmarks/megadetector_cpu.py` (see its docstring): an MDv5a-shaped YOLOv5x6 (random weights, "
+        f"calibrated BatchNorm), {result['photos']} sample photos, {result['rounds']} alternating rounds of whole "
+        f"commands; 1280 px rectangular (stride 64; a mean input of {result['input_px_mean'] / 1e6:.2f} Mpx, about "
+        f"{result['gflop_per_photo']:.0f} GFLOP a photo); andi-edge decodes in full (MegaDetector's pixels) and "
+        "keeps 300 boxes, as MegaDetector does.",
         "",
         "| pipeline | s / photo | photos / hour | vs MegaDetector | 10,000 photos | peak RSS | cold start | GFLOP/s "
-        "| MegaDetector's boxes matched |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| MegaDetector's boxes matched (all; >= 0.1) | fp32's boxes >= 0.2 found (IoU 0.5) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
-        agreement = f"{row['md_boxes_matched']}/{row['md_boxes']}"
-        if "fp32_boxes_at_0.2_found_iou_0.5" in row:
-            agreement += f"; fp32's boxes >= 0.2 found (IoU 0.5): {row['fp32_boxes_at_0.2_found_iou_0.5']}"
         lines.append(
             f"| {row['pipeline']} | {row['per_photo_s']:.2f} | {row['photos_per_hour']:,} | "
             f"{row['speed_vs_md']:.2f}x | {row['card_10000_h']:.1f} h | {row['peak_rss_mb']:,} MB | "
-            f"{row['cold_start_s']:.1f} s | {row['gflop_per_s']:.0f} | {agreement} |"
+            f"{row['cold_start_s']:.1f} s | {row['gflop_per_s']:.0f} | {row['md_matched_at_0.0']}; "
+            f"{row['md_matched_at_0.1']} | {row.get('fp32_found_iou_0.5_at_0.2', '-')} |"
         )
     lines += [
         "",
         "Matched: the same category, every coordinate within 1 px at the photo's scale and the confidence within "
-        "0.01 (MegaDetector against itself is not stable at that tolerance on a random-weight model: its many boxes "
-        "move with a grey level of noise). The well-posed checks, on "
+        "0.01. A random-weight YOLOv5x6 is a chaotic function: hundreds of boxes a photo at MegaDetector's 0.005, "
+        "which a rounding difference deep in the network moves, so box-for-box agreement (and INT8's or bf16's with "
+        "fp32) says little about a trained model; MegaDetector's own row against fp32 is the baseline of that "
+        "instability. Where parity is well-posed, on "
         f"{checks['photos']} photos:",
         "",
-        f"- the same input tensor through the PyTorch model and the ONNX model: boxes within "
-        f"{checks['same_tensor_box_px_max']:.4f} px, scores within {checks['same_tensor_score_max']:.1e};",
-        f"- andi-edge's full decode against MegaDetector's preprocessing of the same photo: at most "
-        f"{checks['full_decode_grey_max']:.2f} grey levels apart, {100 * checks['full_decode_share_over_1_grey']:.3f}% "
-        "of values more than one level;",
-        f"- the DCT-reduced decode (andi-edge's default for photos much larger than the input): at most "
-        f"{checks['reduced_decode_grey_max']:.0f} grey levels apart, "
-        f"{100 * checks['reduced_decode_share_over_1_grey']:.1f}% of values more than one level.",
+        f"- the same input tensor through the PyTorch model and the ONNX model: candidates at >= 0.1 within "
+        f"{checks['same_tensor_box_px_max_at_0.1']:.3f} px and {checks['same_tensor_score_max_at_0.1']:.1e} in "
+        f"score; all candidates at >= 0.005 within {checks['same_tensor_box_px_max_at_0.005']:.2f} px and "
+        f"{checks['same_tensor_score_max_at_0.005']:.1e};",
+        "- the same tensor to the boxes: MegaDetector's own input tensor of each of the "
+        f"{result['photos']} photos through the ONNX model and andi-edge's head decode, NMS and mapping back to the "
+        f"photo gives {checks['same_tensor_md_boxes_matched']['0.0']} of MegaDetector's boxes within 1 px and 0.01 "
+        f"({checks['same_tensor_md_boxes_matched']['0.1']} of those at 0.1 or more);",
+        f"- on the {checks['decode_photos']} photos at least twice the input (2560 px and up): andi-edge's full "
+        f"decode against MegaDetector's preprocessing of the same photo at most "
+        f"{checks['full_decode_grey_max']:.2f} grey levels apart ({100 * checks['full_decode_share_over_1_grey']:.3f}%"
+        " of values more than one level); the DCT-reduced decode (andi-edge's default for large photos and small "
+        f"models) at most {checks['reduced_decode_grey_max']:.0f} levels apart "
+        f"({100 * checks['reduced_decode_share_over_1_grey']:.1f}% more than one level): MegaDetector-class models "
+        "are therefore run with the full decode.",
         "",
-        "Not measured: a GPU; MegaDetector's real weights (the random-weight model has the same cost, its boxes "
-        "are not animals, so agreement here is about pipelines, not accuracy).",
+        "Not measured: a GPU; a CPU without AMX (this one has it: bf16 and INT8 rows owe part of their speed to it); "
+        "MegaDetector's real weights (the random-weight model has the same cost, but its boxes are not animals: "
+        "the agreement columns are about pipelines, not accuracy).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -393,6 +462,18 @@ def main() -> None:
     }
     write(result)
     log(json.dumps(result["rows"]))
+
+
+def _matrix_units() -> str:
+    """Which of the CPU's int8/bf16 instruction sets the rows may use (VNNI, AVX512-BF16, AMX)."""
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    wanted = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    found = [f for f in wanted if f in flags]
+    return ", ".join(found) if found else "none of VNNI, AVX512-BF16, AMX"
 
 
 def _cpu_name() -> str:

@@ -165,11 +165,19 @@ class Detector:
             "conf_threshold": self.conf_threshold,
             "iou_threshold": self.iou_threshold,
             "max_detections": self.settings.max_detections,
-            "reduced_decode": self.settings.reduced_decode,
+            "reduced_decode": self.reduced_decode,
             "categories": self.categories_provenance(),
             "classifications": self.classification_source,
             "classifier": None if self.classifier is None else self.classifier.provenance(),
         }
+
+    @property
+    def reduced_decode(self) -> bool:
+        """Whether large photos are decoded at a reduced DCT scale: as the run says, else as the model card's
+        publisher decodes (MegaDetector v5: in full), else reduced."""
+        if self.settings.reduced_decode is not None:
+            return self.settings.reduced_decode
+        return self.card.decode != "full"
 
     def categories_provenance(self) -> dict[str, Any]:
         """How the reported classes relate to the network's: recorded with every result."""
@@ -195,7 +203,7 @@ class Detector:
     def prepare_bytes(self, data: bytes, path: Path, read_ms: float = 0.0) -> PreparedPhoto:
         card = self.card
         start = time.perf_counter()
-        target = max(card.input_width, card.input_height) if self.settings.reduced_decode else None
+        target = max(card.input_width, card.input_height) if self.reduced_decode else None
         decoded = decode_photo(
             data,
             target_long_side_px=target,

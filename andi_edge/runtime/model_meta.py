@@ -118,6 +118,10 @@ class ModelCard:
     #: photo is letterboxed to its own input (long side input_width/height, short side padded only up to the
     #: stride) instead of to the square: a 4:3 photo at 640 px runs 640x480, a 16:9 one 640x384
     rect: bool = False
+    #: how the publisher's own pipeline decodes photos: "full" (MegaDetector v5: every pixel, then the letterbox's
+    #: resize), followed by the runtime unless a run asks otherwise (``detector.reduced_decode``); None: the
+    #: runtime's choice (a reduced DCT decode for a photo much larger than the input)
+    decode: str | None = None
     schema_version: int = CARD_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -133,6 +137,8 @@ class ModelCard:
             )
         if not isinstance(self.stride, int) or self.stride <= 0:
             raise ModelError(f"model card: bad stride {self.stride!r}")
+        if self.decode not in (None, "full", "reduced"):
+            raise ModelError(f"model card: decode must be full or reduced, found {self.decode!r}")
 
     @property
     def num_classes(self) -> int:

@@ -136,6 +136,7 @@ def export_onnx(request: ExportRequest) -> ModelCard:
             created_utc=datetime.now(UTC).replace(microsecond=0).isoformat(),
             categories=categories_for(names, request.native_classes),
             rect=request.rect,
+            decode=known.decode if known else None,
         )
         write_card(staged, card)
         write_bytes_atomic(request.output, staged.read_bytes())

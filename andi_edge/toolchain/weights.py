@@ -39,6 +39,8 @@ class KnownWeights:
     #: the publisher's own inference runs rectangular (MegaDetector v5: classic YOLOv5's letterbox, stride 64):
     #: the export default, so that the exported model sees what the publisher's pipeline feeds it
     rect: bool = False
+    #: the publisher's decode ("full": MegaDetector v5), written into the card
+    decode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ def load_registry(path: Path = REGISTRY_PATH) -> dict[str, KnownWeights]:
                 conservative=entry.get("conservative"),
                 sha256_prefix=entry.get("sha256_prefix"),
                 rect=bool(entry.get("rect", False)),
+                decode=entry.get("decode"),
             )
             for name, entry in raw.items()
         }

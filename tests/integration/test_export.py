@@ -119,6 +119,7 @@ def test_registry_knows_megadetector_and_checks_its_published_md5(
     v5a = registry["md-v5a"]
     assert (v5a.imgsz, v5a.typical, v5a.conservative, v5a.licence) == (1280, 0.2, 0.05, "MIT")
     assert v5a.rect and registry["md-v5b"].rect, "exported by name as MegaDetector infers: rectangular, stride 64"
+    assert v5a.decode == registry["md-v5b"].decode == "full", "and decoded in full, as MegaDetector decodes"
     assert not registry["yolov5n"].rect and not registry["md-v6-yolov9-c"].rect
     assert v5a.md5 == "ec1d7603ec8cf642d6e0cd008ba2be8c" and v5a.url.endswith("/v5.0/md_v5a.0.0.pt")
     for name in ("md-v6-yolov9-c", "md-v6-yolov10-c", "md-v6-rtdetr-c", "md-v5b", "yolov5x"):

@@ -68,3 +68,22 @@ def test_bad_cards_are_refused() -> None:
 def test_card_schema_version_must_be_a_whole_number(version: str) -> None:
     with pytest.raises(ModelError, match="schema_version"):
         ModelCard.from_json(f'{{"schema_version": {version}}}')
+
+
+def test_a_card_may_say_how_its_publisher_decodes_and_the_run_follows_unless_told(tmp_path, model_320) -> None:  # type: ignore[no-untyped-def]
+    """MegaDetector v5 exported by name decodes every pixel, as MegaDetector does; a run may still ask otherwise."""
+    from andi_edge.config import DetectorSettings
+    from andi_edge.runtime.detector import Detector
+    from andi_edge.toolchain.export import write_card
+
+    assert ModelCard.from_json(_card(decode="full").to_json()).decode == "full"
+    with pytest.raises(ModelError, match="decode must be full or reduced"):
+        _card(decode="half")
+    plain = Detector(model_320)
+    assert plain.reduced_decode is True and plain.provenance()["reduced_decode"] is True
+    full = tmp_path / "md.onnx"
+    full.write_bytes(model_320.read_bytes())
+    write_card(full, plain.card.with_updates(decode="full"))
+    assert Detector(full).reduced_decode is False
+    assert Detector(full, settings=DetectorSettings(reduced_decode=True)).reduced_decode is True
+    assert Detector(model_320, settings=DetectorSettings(reduced_decode=False)).reduced_decode is False
