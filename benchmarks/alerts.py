@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import sqlite3
@@ -23,12 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import CLI, PHOTOS, RESULTS, cli
+from benchmarks.common import CLI, PHOTOS, cli, save, stamped
 from tests.brokers import Mosquitto, Subscriber, expected_alerts
 
 #: sample photos with a person, a vehicle or an animal at 0.5 or more (YOLOv5n at 320 px)
@@ -185,11 +183,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(result: dict[str, Any]) -> None:
-    (RESULTS / "alerts.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "alerts.md").write_text(markdown(result))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=120, help="photos copied onto the card (default 120)")
@@ -197,11 +190,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="andi-alerts-bench-") as tmp:
         result = run(Path(tmp), args.photos, args.idle_s)
-    result |= {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-    }
-    write(result)
+    result = stamped(result)
+    save("alerts", result, markdown)
     log(json.dumps(result))
     if result["delay_p95_s"] >= result["goal_p95_s"]:
         raise SystemExit(1)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANDI_EDGE_SHARED", REPO.parent / "shared"))
@@ -21,3 +26,17 @@ def cli(*args: str | Path) -> str:
     if done.returncode != 0:
         raise SystemExit(f"andi-edge {' '.join(map(str, args))} failed:\n{done.stderr[-3000:]}")
     return done.stdout
+
+
+def stamped(result: dict[str, Any], machine: str | None = None) -> dict[str, Any]:
+    """The result with the date of the run and the machine it ran on."""
+    return result | {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine or f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+
+
+def save(name: str, result: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """results/NAME.json, and results/NAME.md rendered from it by the benchmark's own ``markdown()``."""
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(result))

@@ -38,14 +38,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import CLI, PHOTOS, REPO, RESULTS
+from benchmarks.common import CLI, PHOTOS, REPO, save, stamped
 
 MD_VENV = REPO / "build" / "md-venv"
 TORCH_SPEC = ("torch==2.14.1", "torchvision==0.29.1")
@@ -444,11 +443,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(result: dict[str, Any]) -> None:
-    (RESULTS / "megadetector_cpu.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "megadetector_cpu.md").write_text(markdown(result))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=24, help="sample photos (default 24)")
@@ -456,11 +450,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="andi-bench-md-") as tmp:
         result = run(Path(tmp), args.photos, args.rounds)
-    result |= {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores ({_cpu_name()}), Python {platform.python_version()}",
-    }
-    write(result)
+    result = stamped(
+        result, f"{platform.machine()}, {os.cpu_count()} cores ({_cpu_name()}), Python {platform.python_version()}"
+    )
+    save("megadetector_cpu", result, markdown)
     log(json.dumps(result["rows"]))
 
 
