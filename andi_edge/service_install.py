@@ -307,7 +307,7 @@ def plan_install(
 def plan_install_alerts(root: Path, exe: Path | None = None) -> InstallPlan:
     """The alerts unit, from the installed config's ``alerts:`` section (set it first, then install): the hosts
     it names resolved now into the unit's address allow-list, and its secret files made systemd credentials."""
-    from andi_edge.alerts.service import default_delivery_dir
+    from andi_edge.alerts.service import delivery_dir
     from andi_edge.alerts.transports import webhook_credential
 
     config_path = CONFIG_DIR / "config.yaml"
@@ -325,8 +325,7 @@ def plan_install_alerts(root: Path, exe: Path | None = None) -> InstallPlan:
             hint="set alerts.mqtt.url (or alerts.webhooks) and alerts.rules there (docs/field/alerts.md), check it "
             f"with `andi-edge check --config {config_path}`, then run this again",
         )
-    journal_dir = Path(config.state) if config.state else Path(config.output) / ".andi-edge-state"
-    delivery = Path(alerts.state) if alerts.state else default_delivery_dir(journal_dir)
+    delivery = delivery_dir(alerts, config.journal_dir)
     andi_edge = exe or _executable()
     credentials = []
     for name, path in (

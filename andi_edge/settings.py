@@ -245,6 +245,13 @@ class WatchConfig:
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
     @property
+    def journal_dir(self) -> Path:
+        """The journal's folder: ``state``, else OUTPUT/.andi-edge-state."""
+        from andi_edge.state.journal import DEFAULT_STATE_NAME
+
+        return Path(self.state) if self.state else Path(self.output) / DEFAULT_STATE_NAME
+
+    @property
     def detection(self) -> DetectionConfig:
         return DetectionConfig(
             model=self.model,

@@ -12,9 +12,10 @@ it stands (``immutable``), and the read is kept only if no writer appeared meanw
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from andi_edge.errors import OutputError
 from andi_edge.state.journal import DB_NAME, Journal, PhotoRow
@@ -27,8 +28,17 @@ class Snapshot:
     last_seq: int
     run_meta: dict[str, Any] | None
     card_roots: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the status says of the daemon's work (read at each status, not at each look)."""
+
     done_today: int
     last_finished: PhotoRow | None
+
+
+T = TypeVar("T")
 
 
 class JournalFollower:
@@ -47,16 +57,34 @@ class JournalFollower:
                 parts.append(None)
         return tuple(parts)
 
-    def exists(self) -> bool:
-        return self.path.is_file()
-
     def changed(self) -> bool:
-        """Whether the journal's files changed since the last read (True before the first)."""
+        """Whether the journal's files changed since the last read of its rows (True before the first)."""
         return self._signature() != self._seen
 
-    def read(self, after: int, limit: int, day_start: float) -> Snapshot:
-        """Rows finished after ``after`` (at most ``limit``), with what the status needs. OutputError when the
+    def read(self, after: int, limit: int) -> Snapshot:
+        """Rows finished after ``after`` (at most ``limit``), and what evaluating them needs. OutputError when the
         journal cannot be read now (not made yet, or being replaced)."""
+        before = self._signature()
+        snapshot = self._with_journal(
+            lambda journal: Snapshot(
+                rows=journal.finished_after(after, limit),
+                last_seq=journal.last_finished_seq(),
+                run_meta=journal.get_meta("run"),
+                card_roots=journal.card_roots(),
+            )
+        )
+        self._seen = before
+        return snapshot
+
+    def activity(self, day_start: float) -> Activity:
+        """Photos done since ``day_start`` and the last one finished (OutputError as ``read``)."""
+        return self._with_journal(
+            lambda journal: Activity(done_today=journal.done_since(day_start), last_finished=journal.last_finished())
+        )
+
+    def _with_journal(self, reading: Callable[[Journal], T]) -> T:
+        """``reading`` on a read-only connection opened for it alone; where the folder is read-only and no daemon
+        keeps a WAL index, on the file as it stands, kept only if no writer appeared meanwhile."""
         before = self._signature()
         immutable = False
         try:
@@ -68,17 +96,9 @@ class JournalFollower:
             journal = Journal(self.state_dir, read_only=True)  # no writer: the file as it stands
             immutable = True
         try:
-            snapshot = Snapshot(
-                rows=journal.finished_after(after, limit),
-                last_seq=journal.last_finished_seq(),
-                run_meta=journal.get_meta("run"),
-                card_roots=journal.card_roots(),
-                done_today=journal.done_since(day_start),
-                last_finished=journal.last_finished(),
-            )
+            result = reading(journal)
         finally:
             journal.close()
         if immutable and self._signature() != before:
             raise OutputError(f"{self.path} changed while it was read as it stood; reading it again")
-        self._seen = before
-        return snapshot
+        return result

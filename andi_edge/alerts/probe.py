@@ -18,9 +18,10 @@ PROBE_TIMEOUT_S = 8.0
 
 
 def check_rules(settings: AlertSettings, known_labels: Sequence[str]) -> None:
-    known = {label.lower() for label in known_labels}
+    from andi_edge.alerts.rules import unknown_labels
+
     for rule in settings.rules:
-        unknown = [label for label in rule.labels if label.strip().lower() not in known]
+        unknown = unknown_labels(rule, known_labels)
         if unknown:
             raise ConfigError(
                 f"alert rule {rule.title}: the model never names {', '.join(repr(u) for u in unknown)}",

@@ -158,6 +158,13 @@ def sightings(result: ImageResult, labels: LabelSpace, min_conf: float) -> list[
     return sorted(best.values(), key=lambda s: (-s.conf, s.label))
 
 
+def unknown_labels(rule: AlertRule, known_labels: Iterable[str]) -> list[str]:
+    """The labels of ``rule`` that none of ``known_labels`` (the model's and its classifier's) is: it never fires
+    for them."""
+    known = {label.lower() for label in known_labels}
+    return [label for label in rule.labels if label.strip().lower() not in known]
+
+
 def rule_matches(rule: AlertRule, sighting: Sighting) -> bool:
     wanted = {label.strip().lower() for label in rule.labels}
     return sighting.label.lower() in wanted or sighting.category.lower() in wanted

@@ -8,6 +8,7 @@ transport that is down waits with a backoff; the others go on. Nothing here writ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -20,10 +21,10 @@ from typing import Any
 
 from andi_edge import __version__
 from andi_edge.alerts.config import AlertSettings
-from andi_edge.alerts.follow import JournalFollower, Snapshot
+from andi_edge.alerts.follow import Activity, JournalFollower, Snapshot
 from andi_edge.alerts.outbox import NewMessage, Outbox
 from andi_edge.alerts.payload import alert_payload, local_iso
-from andi_edge.alerts.rules import Decision, Evaluator, Finished, RuleState
+from andi_edge.alerts.rules import Decision, Evaluator, Finished, RuleState, unknown_labels
 from andi_edge.alerts.thumbnail import crop_for_label, thumbnail_jpeg
 from andi_edge.alerts.transports import Transport, TransportDownError
 from andi_edge.daemon.notify import Notifier
@@ -50,6 +51,11 @@ CLOCK_AHEAD_S = 2 * 86400.0
 def default_delivery_dir(journal_dir: Path) -> Path:
     """Beside the journal's folder, never inside it (the alerts unit may not write there): ``STATE-alerts``."""
     return journal_dir.with_name(journal_dir.name + "-alerts")
+
+
+def delivery_dir(settings: AlertSettings, journal_dir: Path) -> Path:
+    """Where the alerts keep their queue and position: ``alerts.state``, else beside the journal's folder."""
+    return Path(settings.state) if settings.state else default_delivery_dir(journal_dir)
 
 
 def device_name(settings: AlertSettings) -> str:
@@ -81,7 +87,7 @@ class AlertService:
         self._backoff_s: dict[str, float] = {}
         self._problems: dict[str, str] = {}
         self._next_status = 0.0
-        self._last_snapshot: Snapshot | None = None
+        self._activity: Activity | None = None
         self._more = True
         self._waiting_logged = False
         self._warnings: dict[str, str] = {}
@@ -124,7 +130,7 @@ class AlertService:
             return
         position = outbox.position
         try:
-            snapshot = self.follower.read(position or 0, ROWS_PER_LOOK, _day_start())
+            snapshot = self.follower.read(position or 0, ROWS_PER_LOOK)
         except OutputError as exc:
             if not self._waiting_logged:
                 log.info("alerts: waiting for the journal (%s)", exc.message)
@@ -132,15 +138,13 @@ class AlertService:
             self._more = False
             return
         self._waiting_logged = False
-        self._last_snapshot = snapshot
         self._card_roots = snapshot.card_roots
-        if position is None:
-            position = 0 if self.settings.from_start else snapshot.last_seq
-            if not self.settings.from_start:
-                log.info("alerts: starting after the %d photo(s) the journal already holds", snapshot.last_seq)
-                outbox.commit([], position, RuleState().to_json())
-                self._more = True
-                return
+        if position is None and not self.settings.from_start:
+            log.info("alerts: starting after the %d photo(s) the journal already holds", snapshot.last_seq)
+            outbox.commit([], snapshot.last_seq, RuleState().to_json())
+            self._more = True
+            return
+        position = position or 0
         if snapshot.last_seq < position:
             log.warning(
                 "alerts: the journal holds fewer finished photos (%d) than were evaluated (%d): it was restored or "
@@ -163,6 +167,13 @@ class AlertService:
         messages = [self._message(d) for d in decisions]
         last = max(row.finished_seq or 0 for row in snapshot.rows)
         added = outbox.commit(messages, last, evaluator.state.to_json())
+        if any(m.thumbnail for m in messages):  # only new thumbnails can push the queue past its bound
+            dropped = outbox.bound_thumbnails(int(self.settings.backlog_thumbnails_mb * 1024 * 1024))
+            if dropped:
+                log.warning(
+                    "alerts: the backlog outgrew alerts.backlog_thumbnails_mb: %d oldest thumbnail(s) dropped",
+                    dropped,
+                )
         for decision in decisions:
             if decision.kind == "alert":
                 log.info(
@@ -192,9 +203,8 @@ class AlertService:
         return self._evaluator
 
     def _say_unknown_labels(self, facts: RunFacts) -> None:
-        known = {name.lower() for name in facts.labels.names}
         for rule in self.settings.rules:
-            unknown = [label for label in rule.labels if label.strip().lower() not in known]
+            unknown = unknown_labels(rule, facts.labels.names)
             if unknown:
                 log.warning(
                     "alerts: rule %s names %s, which the running model does not know (it knows: %s)",
@@ -293,26 +303,21 @@ class AlertService:
                 try:
                     acknowledged = transport.send(batch)
                 except TransportDownError as exc:
-                    self._failed(transport.name, exc.message)
+                    self._failed(transport, exc.message)
                     break
                 outbox.acknowledge(transport.name, acknowledged)
                 self.notifier.heartbeat()
                 if not acknowledged:
-                    self._failed(transport.name, "no message was acknowledged in time")
+                    self._failed(transport, "no message was acknowledged in time")
                     break
                 self._recovered(transport.name)
                 if len(acknowledged) < len(batch):
                     break  # the rest at the next look
-        bound = int(self.settings.backlog_thumbnails_mb * 1024 * 1024)
-        dropped = outbox.bound_thumbnails(bound)
-        if dropped:
-            log.warning(
-                "alerts: the backlog outgrew alerts.backlog_thumbnails_mb: %d oldest thumbnail(s) dropped", dropped
-            )
 
-    def _failed(self, name: str, problem: str) -> None:
+    def _failed(self, transport: Transport, problem: str) -> None:
+        name = transport.name
         backoff = min(self._backoff_s.get(name, 0.5) * 2, self.settings.retry_max_s)
-        if name.startswith("mqtt"):
+        if transport.reconnects:
             backoff = min(backoff, 1.0)  # the client reconnects by itself: look again soon
         self._backoff_s[name] = backoff
         self._retry_at[name] = time.monotonic() + backoff
@@ -332,8 +337,10 @@ class AlertService:
     # -- status -----------------------------------------------------------------------------------------------
 
     def status(self, outbox: Outbox) -> dict[str, Any]:
-        snapshot = self._last_snapshot
-        last = snapshot.last_finished if snapshot is not None else None
+        with contextlib.suppress(OutputError):  # the journal cannot be read now: what was read last stands
+            self._activity = self.follower.activity(_day_start())
+        activity = self._activity
+        last = activity.last_finished if activity is not None else None
         state = self._evaluator.state if self._evaluator is not None else RuleState.from_json(outbox.rule_state)
         today = time.strftime("%Y-%m-%d")
         output_dir = self._facts.output_dir if self._facts is not None else None
@@ -351,7 +358,7 @@ class AlertService:
             "last_seen": None
             if last is None
             else {"file": last.rel_path, "card": last.card_id, "time": local_iso(last.updated_at)},
-            "photos_today": snapshot.done_today if snapshot is not None else None,
+            "photos_today": activity.done_today if activity is not None else None,
             "alerts_today": state.daily.get(today, 0),
             "held_back_today": state.suppressed.get(today, {}),
             "backlog": outbox.backlog([t.name for t in self.transports]),

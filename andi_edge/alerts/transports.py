@@ -52,6 +52,9 @@ class TransportDownError(AndiEdgeError):
 class Transport(Protocol):
     #: a stable name: deliveries are recorded under it
     name: str
+    #: the link comes back by itself (an MQTT client reconnects): after a failure, look again soon rather than
+    #: back off
+    reconnects: bool
 
     def send(self, batch: Sequence[Queued]) -> list[int]:
         """Deliver the batch in order; the seqs acknowledged (a prefix of the batch, when a later one failed).
@@ -67,12 +70,19 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def _systemd_credential(credential: str) -> Path | None:
+    """The file systemd gave this process for ``credential`` (``LoadCredential=``), if it gave one."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    found = Path(directory) / credential if directory else None
+    return found if found is not None and found.is_file() else None
+
+
 def read_secret(credential: str, path: str, key: str) -> str | None:
     """A secret from systemd's credentials (``LoadCredential=``) when the unit gave one, else from the file the
     config names, which must be readable by its owner only; None when neither is set."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if directory and (Path(directory) / credential).is_file():
-        return (Path(directory) / credential).read_text(encoding="utf-8").rstrip("\r\n")
+    given = _systemd_credential(credential)
+    if given is not None:
+        return given.read_text(encoding="utf-8").rstrip("\r\n")
     if not path:
         return None
     try:
@@ -89,10 +99,8 @@ def read_secret(credential: str, path: str, key: str) -> str | None:
 
 def credential_path(credential: str, path: str) -> str | None:
     """A file a library opens itself (a TLS key): systemd's credential when given, else the configured path."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if directory and (Path(directory) / credential).is_file():
-        return str(Path(directory) / credential)
-    return path or None
+    given = _systemd_credential(credential)
+    return str(given) if given is not None else path or None
 
 
 def reach(host: str, port: int, tls: ssl.SSLContext | None, timeout_s: float, what: str, ca_key: str) -> None:
@@ -124,6 +132,8 @@ def _message_body(message: Queued, thumbnail: dict[str, Any] | None) -> dict[str
 
 
 class MqttTransport:
+    reconnects = True
+
     def __init__(self, settings: MqttSettings, device: str) -> None:
         import paho.mqtt.client as mqtt  # imported here: `watch` and the rest of the CLI never load it
         from paho.mqtt.enums import CallbackAPIVersion
@@ -294,6 +304,8 @@ def webhook_credential(index: int) -> str:
 
 
 class WebhookTransport:
+    reconnects = False
+
     def __init__(self, settings: WebhookSettings, device: str, index: int = 0) -> None:
         self.settings = settings
         self.device = device

@@ -42,7 +42,7 @@ def load_alerts(args: argparse.Namespace) -> tuple[AlertSettings, Path, Path]:
     """The alert settings, the journal's folder and the delivery state's folder: from the site config (the same
     file `watch` reads, its ``alerts:`` section) with the flags over it, or from the flags alone (quick start)."""
     from andi_edge.alerts.config import AlertSettings
-    from andi_edge.alerts.service import default_delivery_dir
+    from andi_edge.alerts.service import delivery_dir
     from andi_edge.settings import WatchConfig, build_strict, read_yaml_mapping
 
     overrides = _flag_overrides(args)
@@ -56,7 +56,7 @@ def load_alerts(args: argparse.Namespace) -> tuple[AlertSettings, Path, Path]:
         config: WatchConfig = build_strict(WatchConfig, raw, str(args.config))
         config.validate(str(args.config))
         settings: AlertSettings = config.alerts
-        journal_dir = Path(config.state) if config.state else Path(config.output) / ".andi-edge-state"
+        journal_dir = config.journal_dir
         source = str(args.config)
     else:
         if args.state is None:
@@ -71,7 +71,7 @@ def load_alerts(args: argparse.Namespace) -> tuple[AlertSettings, Path, Path]:
         journal_dir = args.state
         source = "the command line"
     settings.validate(source)
-    delivery = args.alerts_state or (Path(settings.state) if settings.state else default_delivery_dir(journal_dir))
+    delivery = args.alerts_state or delivery_dir(settings, journal_dir)
     return settings, journal_dir, delivery
 
 

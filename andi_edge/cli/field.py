@@ -48,12 +48,6 @@ def _watch_config(args: argparse.Namespace) -> WatchConfig:
         raise (flag_words(exc) if "(in command line)" in exc.message else exc) from exc
 
 
-def _state_dir(config: WatchConfig) -> Path:
-    from andi_edge.state.journal import DEFAULT_STATE_NAME
-
-    return Path(config.state) if config.state else Path(config.output) / DEFAULT_STATE_NAME
-
-
 def _assemble(config: WatchConfig) -> Assembled:
     from andi_edge.assemble import assemble
 
@@ -86,7 +80,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         config=config,
         detector=detector,
         pipeline=plan.settings,
-        state_dir=_state_dir(config),
+        state_dir=config.journal_dir,
         options=RunOptions(
             once=args.once, new_journal=args.new_journal, card_id=card_id, wait_for_lock=args.wait_for_lock
         ),
@@ -118,9 +112,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{detector.loaded.backend} {','.join(detector.loaded.execution_providers)})"
     )
     print(f"watch folder: {watch} ({'present' if watch.is_dir() else 'not present now: the daemon will wait for it'})")
-    for folder, what, key in ((Path(config.output), "outputs", "output"), (_state_dir(config), "journal", "state")):
+    for folder, what, key in ((Path(config.output), "outputs", "output"), (config.journal_dir, "journal", "state")):
         prove_writable(folder, what, f"{key} (in the config or --{key})", create=False)
-    print(f"output: {config.output}; state: {_state_dir(config)} (both writable)")
+    print(f"output: {config.output}; state: {config.journal_dir} (both writable)")
     print(f"model choice: {why}")
     classifier = detector.classifier
     if classifier is None:
