@@ -357,3 +357,31 @@ def test_secrets_come_from_systemd_credentials_or_a_private_file(
     assert read_secret("mqtt-password", "", "k") is None
     body = b'{"id": "al-1"}'
     assert signature("k", body) == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+
+
+def test_a_card_name_that_is_not_utf8_and_a_damaged_photo_still_make_an_alert(tmp_path: Path) -> None:
+    """Names are bytes from the card; the photo may be truncated by the time the thumbnail is cut."""
+    evaluator = Evaluator(_settings(AlertRule(labels=("person",))), LABELS, 60.0, RuleState())
+    row = _row(3, _detections((1, 0.9)))
+    row = Finished(**{**row.__dict__, "rel_path": "DCIM/caf\udce9 <b>x</b>.JPG"})
+    [decision] = evaluator.evaluate([row])
+    payload = alert_payload(decision, "trap-7")
+    assert payload["file"] == "DCIM/caf\\xe9 <b>x</b>.JPG"
+    assert json.loads(json.dumps(payload, ensure_ascii=False).encode("utf-8"))["id"] == decision.id
+    broken = tmp_path / "cut.jpg"
+    buffer = io.BytesIO()
+    Image.new("RGB", (800, 600), (90, 120, 60)).save(buffer, format="JPEG")
+    broken.write_bytes(buffer.getvalue()[:300])  # a copy cut short
+    info = broken.stat()
+    assert (
+        thumbnail_jpeg(
+            crop_file=tmp_path / "absent.jpg",
+            photo_file=broken,
+            photo_size_bytes=info.st_size,
+            photo_mtime_ns=info.st_mtime_ns,
+            box_xyxy_px=(10.0, 10.0, 200.0, 200.0),
+            photo_width_px=800,
+            max_bytes=20_000,
+        )
+        is None
+    )
