@@ -54,7 +54,6 @@ class Queued:
     seq: int
     id: str
     kind: str
-    card_id: str
     label: str
     payload: dict[str, Any]
     thumbnail: bytes | None
@@ -153,27 +152,24 @@ class Outbox:
 
     # -- delivery ---------------------------------------------------------------------------------------------
 
-    def register(self, transport: str, from_start: bool) -> None:
-        """A transport seen for the first time gets what is queued from now on (or everything, ``from_start``)."""
+    def register(self, transport: str) -> None:
+        """A transport seen for the first time gets what is queued from now on (a destination added to a running
+        site is not sent its history)."""
         with self._tx():
             if self._get(f"start:{transport}") is None:
-                start = (
-                    0
-                    if from_start
-                    else int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0])
-                )
+                start = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0])
                 self._set(f"start:{transport}", start)
 
     def pending(self, transport: str, limit: int) -> list[Queued]:
         """Messages ``transport`` has not acknowledged, oldest first."""
         start = int(self._get(f"start:{transport}") or 0)
         rows = self._db.execute(
-            "SELECT seq, id, kind, card_id, label, payload, thumbnail, thumbnail_dropped FROM messages m "
+            "SELECT seq, id, kind, label, payload, thumbnail, thumbnail_dropped FROM messages m "
             "WHERE seq > ? AND payload IS NOT NULL AND NOT EXISTS "
             "(SELECT 1 FROM delivered d WHERE d.message_seq = m.seq AND d.transport = ?) ORDER BY seq LIMIT ?",
             (start, transport, limit),
         ).fetchall()
-        return [Queued(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], bool(r[7])) for r in rows]
+        return [Queued(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], bool(r[6])) for r in rows]
 
     def acknowledge(self, transport: str, seqs: Sequence[int]) -> None:
         now = time.time()

@@ -98,7 +98,7 @@ class AlertService:
         outbox = Outbox(self.delivery_dir)
         try:
             for transport in self.transports:
-                outbox.register(transport.name, from_start=False)
+                outbox.register(transport.name)
             self.notifier.ready(f"alerts: following {self.follower.path}")
             log.info(
                 "alerts: following %s; %d rule(s); to %s",

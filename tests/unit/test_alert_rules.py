@@ -236,12 +236,12 @@ def _message(i: int, thumbnail: bytes | None = None) -> NewMessage:
 
 def test_the_queue_keeps_ids_once_and_delivers_per_transport_in_order(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "q")
-    outbox.register("mqtt", from_start=False)
+    outbox.register("mqtt")
     assert outbox.position is None
     assert outbox.commit([_message(1), _message(2)], 5, {"k": 1}) == 2
     assert outbox.commit([_message(2), _message(3)], 7, {"k": 2}) == 1, "al-2 was queued already"
     assert outbox.position == 7 and outbox.rule_state == {"k": 2}
-    outbox.register("hook", from_start=False)  # a transport added later gets what is queued from now on
+    outbox.register("hook")  # a transport added later gets what is queued from now on
     outbox.commit([_message(4)], 8, {})
     assert [m.id for m in outbox.pending("mqtt", 10)] == ["al-1", "al-2", "al-3", "al-4"]
     assert [m.id for m in outbox.pending("hook", 10)] == ["al-4"]
@@ -259,7 +259,7 @@ def test_the_queue_keeps_ids_once_and_delivers_per_transport_in_order(tmp_path: 
 
 def test_thumbnails_beyond_the_bound_go_oldest_first_and_never_the_alerts(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "q")
-    outbox.register("mqtt", from_start=False)
+    outbox.register("mqtt")
     outbox.commit([_message(i, b"x" * 1000) for i in range(1, 6)], 5, {})
     assert outbox.bound_thumbnails(2500) == 3
     waiting = outbox.pending("mqtt", 10)
@@ -276,7 +276,7 @@ def test_thumbnails_beyond_the_bound_go_oldest_first_and_never_the_alerts(tmp_pa
 def test_status_reads_the_published_summary_with_the_queue_counted_now(tmp_path: Path) -> None:
     assert read_summary(tmp_path / "q") is None
     outbox = Outbox(tmp_path / "q")
-    outbox.register("mqtt", from_start=False)
+    outbox.register("mqtt")
     outbox.commit([_message(1), _message(2)], 2, {})
     (tmp_path / "q" / "status.json").write_text(json.dumps({"backlog": {"mqtt": 0}, "time": "t"}))
     summary = read_summary(tmp_path / "q")
