@@ -75,7 +75,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     assembled = _assemble(config)
     detector, plan = assembled.detector, assembled.plan
     log.info("pipeline %s", plan.describe())
-    fit_to_memory(detector, photos_at_once=plan.settings.decode_workers + 1)  # the decoders and the crop writer
+    # the decoders and the crop writer decode at once; the parallel pipeline's workers infer at once
+    fit_to_memory(detector, plan.settings.decode_workers + 1, plan.backend.concurrent_runs)
     service = WatchService(
         config=config,
         detector=detector,
@@ -129,7 +130,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         print(f"classifier choice: {classifier_why}")
     print(f"pipeline: {plan.describe()}")
-    _check_memory(detector, plan.settings.decode_workers + 1)
+    _check_memory(detector, plan.settings.decode_workers + 1, plan.backend.concurrent_runs)
     if config.alerts.configured or config.alerts.rules:
         from andi_edge.alerts.probe import check_destinations, check_rules
 
@@ -142,9 +143,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_memory(detector: Any, photos_at_once: int) -> None:
-    """Whether the model fits the watch unit's memory limit (the installed unit's, else the shipped one's)."""
-    from andi_edge.daemon.memory import SHIPPED_UNIT, memory_verdict, unit_memory_max
+def _check_memory(detector: Any, photos_at_once: int, concurrent_runs: int) -> None:
+    """Whether the model fits the watch unit's memory limit (the installed unit's, else the shipped one's), by the
+    rule ``watch`` applies at its start."""
+    from andi_edge.daemon.memory import SHIPPED_UNIT, plan_memory, unit_memory_max
     from andi_edge.service_install import UNIT_DIR, UNITS
 
     installed = UNIT_DIR / UNITS[0]
@@ -153,14 +155,13 @@ def _check_memory(detector: Any, photos_at_once: int) -> None:
     if limit is None:
         print(f"memory: {unit} sets no MemoryMax")
         return
-    fits, text = memory_verdict(detector, photos_at_once, limit)
-    if fits:
-        print(f"memory ok: {text}")
+    plan = plan_memory(detector, photos_at_once, concurrent_runs, limit)
+    if plan.fits:
+        print(f"memory ok: {plan.describe()}")
         return
     print(
-        f"warning: memory: {text}: `watch` under that unit would refuse to start. Use the model's INT8 sibling "
-        "(andi-edge quantize; backend.prefer_int8), a smaller input size or model, fewer pipeline workers, or "
-        f"raise MemoryMax in {unit} (a device with the memory for it)",
+        f"warning: memory: {plan.describe()}: `watch` under that unit would refuse to start. To fix: "
+        f"{plan.remedy()} ({unit}, on a device with the memory for it)",
         file=sys.stderr,
     )
 

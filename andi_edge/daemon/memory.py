@@ -1,12 +1,15 @@
-"""The daemon's memory: the one owner of how much one photo may take, so that ``watch`` stays within half of its
-unit's ``MemoryMax`` for any accepted config on any photo.
+"""The daemon's memory: the one owner of how much the model and one photo may take, so that ``watch`` stays within
+three quarters of its unit's ``MemoryMax`` (the shipped units set ``MemoryHigh``, where the kernel starts to throttle,
+to that) for any accepted config on any photo.
 
 A photo's decode is bounded by ``detector.max_decode_mb`` (JPEGs too big for it are decoded at a reduced DCT
 scale, crops cut at a smaller scale, anything else fails as ``too_large``); the model's input tensor and a chunk
 of classifier crops count against that same budget (``Detector.decode_budget_bytes``). Under a memory limit (the
-cgroup's: systemd's ``MemoryMax``, v2 or v1), the budget is lowered at start where the workers' photos together
-would pass half of the limit, once the model is loaded: ``half the limit - what the process holds then``, shared
-by the photos decoded at once (the pipeline's decode workers and the writer cutting crops).
+cgroup's: systemd's ``MemoryMax``, v2 or v1), the model's footprint is measured at start: the process's resident
+memory once the model has run at its largest input as many times at once as the pipeline runs it (each concurrent
+run keeps the buffers of its own). The photos decoded at once (the pipeline's decode workers and the writer
+cutting crops) share what is left of three quarters of the limit; a model whose footprint leaves a photo too
+little is refused before any photo is touched. ``check`` applies the same rule (``plan_memory``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ MIB = 2**20
 _UNLIMITED = 2**62
 #: the least a photo's decode is given: below it, the limit is too tight for this model and these workers
 MIN_PHOTO_BUDGET_BYTES = 32 * MIB
+#: the share of the limit the daemon plans to hold: the rest is the margin for what is not planned (the journal,
+#: the writer's buffers, the allocator's fragmentation). The shipped units' MemoryHigh is this share of MemoryMax.
+PLANNED_NUMERATOR, PLANNED_DENOMINATOR = 3, 4
 
 
 def cgroup_memory_limit(
@@ -64,33 +70,114 @@ def resident_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def photo_budget_bytes(limit: int, resident: int, photos_at_once: int) -> int:
-    """Each photo's share of half the limit, once what the process already holds is counted."""
-    return (limit // 2 - resident) // max(photos_at_once, 1)
+def planned_bytes(limit: int) -> int:
+    """What the daemon plans to hold under a memory limit (three quarters of it)."""
+    return limit * PLANNED_NUMERATOR // PLANNED_DENOMINATOR
 
 
-def fit_to_memory(detector: Detector, photos_at_once: int, limit: int | None = None) -> None:
+def photo_budget_bytes(limit: int, footprint: int, photos_at_once: int) -> int:
+    """Each photo's share of the planned memory, once the model's footprint is counted."""
+    return (planned_bytes(limit) - footprint) // max(photos_at_once, 1)
+
+
+def model_footprint_bytes(detector: Detector, concurrent_runs: int) -> int:
+    """What the process holds once the model has run at its largest input ``concurrent_runs`` times at once, as
+    the pipeline will run it: the weights and every run's buffers (ONNX Runtime's arena keeps what its runs grew)."""
+    import numpy as np
+
+    card = detector.card
+    side = max(card.input_height, card.input_width)
+    shape = (1, 3, side, side) if card.rect else (1, 3, card.input_height, card.input_width)
+    tensor = np.zeros(shape, np.float32)
+    runs = max(concurrent_runs, 1)
+    if runs == 1:
+        detector.backend.run(tensor)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(runs, thread_name_prefix="andi-warmup") as pool:
+            for future in [pool.submit(detector.backend.run, tensor) for _ in range(runs)]:
+                future.result()
+    return resident_bytes()
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPlan:
+    """The model's measured footprint and the photos in the works, against a limit."""
+
+    limit: int
+    footprint: int
+    photos_at_once: int
+    concurrent_runs: int
+    stage_bytes: int
+    int8: bool = False
+
+    @property
+    def share(self) -> int:
+        """Each photo's decode budget under this plan."""
+        return photo_budget_bytes(self.limit, self.footprint, self.photos_at_once)
+
+    @property
+    def fits(self) -> bool:
+        return self.share - self.stage_bytes >= MIN_PHOTO_BUDGET_BYTES
+
+    @property
+    def needed(self) -> int:
+        return self.footprint + self.photos_at_once * (self.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
+
+    def describe(self) -> str:
+        runs = f", run {self.concurrent_runs} at once" if self.concurrent_runs > 1 else ""
+        return (
+            f"the model holds {self.footprint // MIB} MiB once run at its largest input{runs}; with "
+            f"{self.photos_at_once} photo(s) in the works it needs at least {self.needed // MIB} MiB of the "
+            f"{planned_bytes(self.limit) // MIB} MiB planned under the unit's MemoryMax ({self.limit // MIB} MiB; "
+            "the rest is the margin MemoryHigh keeps)"
+        )
+
+    def remedy(self) -> str:
+        steps = (
+            ["lower pipeline.workers (each inference at once keeps buffers of its own)"]
+            if self.concurrent_runs > 1
+            else []
+        )
+        if not self.int8:
+            steps.append("run the model's INT8 sibling (andi-edge quantize; backend.prefer_int8)")
+        steps += ["use a smaller input size or model", "raise the unit's MemoryMax and MemoryHigh"]
+        return ", ".join(steps[:-1]) + " or " + steps[-1]
+
+
+def plan_memory(detector: Detector, photos_at_once: int, concurrent_runs: int, limit: int) -> MemoryPlan:
+    """Run the model as the pipeline will and set its footprint against ``limit``."""
+    return MemoryPlan(
+        limit=limit,
+        footprint=model_footprint_bytes(detector, concurrent_runs),
+        photos_at_once=photos_at_once,
+        concurrent_runs=concurrent_runs,
+        stage_bytes=detector.stage_bytes,
+        int8=detector.card.precision == "int8",
+    )
+
+
+def fit_to_memory(detector: Detector, photos_at_once: int, concurrent_runs: int = 1, limit: int | None = None) -> None:
     """Lower ``detector``'s per-photo budget where the memory limit asks for it (see the module's docstring).
-    UsageError where the limit leaves a photo too little, with what to change."""
+    UsageError where the limit leaves a photo too little, with what to change. Without a limit nothing is run."""
     limit = cgroup_memory_limit() if limit is None else limit
     if limit is None:
         return
-    share = photo_budget_bytes(limit, resident_bytes(), photos_at_once)
+    plan = plan_memory(detector, photos_at_once, concurrent_runs, limit)
+    if not plan.fits:
+        raise UsageError(f"too little memory for this model: {plan.describe()}", hint=plan.remedy())
     settings = detector.settings
-    if share >= settings.max_decode_bytes:
+    if plan.share >= settings.max_decode_bytes:
+        log.info("memory limit %d MiB: the model holds %d MiB", limit // MIB, plan.footprint // MIB)
         return
-    if share - detector.stage_bytes < MIN_PHOTO_BUDGET_BYTES:
-        raise UsageError(
-            f"the memory limit of {limit // MIB} MiB leaves each of {photos_at_once} photos in the works "
-            f"{max(share, 0) // MIB} MiB once the model is loaded: too little to run this model "
-            f"({detector.stage_bytes // MIB} MiB of input and crops) within half of the limit",
-            hint="lower pipeline.workers, use a smaller model, or raise the unit's MemoryMax",
-        )
-    detector.settings = dataclasses.replace(settings, max_decode_mb=share // MIB)
+    detector.settings = dataclasses.replace(settings, max_decode_mb=plan.share // MIB)
     log.info(
-        "memory limit %d MiB: each photo's decode within %d MiB (detector.max_decode_mb %d), %d photo(s) at once",
+        "memory limit %d MiB: the model holds %d MiB; each photo's decode within %d MiB (detector.max_decode_mb "
+        "%d), %d photo(s) at once",
         limit // MIB,
-        share // MIB,
+        plan.footprint // MIB,
+        plan.share // MIB,
         settings.max_decode_mb,
         photos_at_once,
     )
@@ -116,23 +203,3 @@ def unit_memory_max(unit: Path) -> int | None:
         number = value[:-1] if factor != 1 else value
         return int(float(number) * factor) if number.replace(".", "", 1).isdigit() else None
     return None
-
-
-def memory_verdict(detector: Detector, photos_at_once: int, limit: int) -> tuple[bool, str]:
-    """Whether ``detector`` fits a unit with this ``MemoryMax``, as the daemon will hold it: the model loaded and
-    run once at its largest input (its arena grown), then each photo in the works given at least
-    MIN_PHOTO_BUDGET_BYTES within half of the limit (``fit_to_memory``'s rule). Runs the model once."""
-    import numpy as np
-
-    card = detector.card
-    side = max(card.input_height, card.input_width)
-    shape = (1, 3, side, side) if card.rect else (1, 3, card.input_height, card.input_width)
-    detector.backend.run(np.zeros(shape, np.float32))
-    held = resident_bytes()  # the model and the arena its first run grew stay resident
-    needed = held + photos_at_once * (detector.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
-    fits = needed <= limit // 2
-    text = (
-        f"the model holds {held // MIB} MiB once run at {shape[2]}x{shape[3]}; with {photos_at_once} photo(s) in "
-        f"the works it needs about {needed // MIB} MiB within half of the unit's MemoryMax ({limit // MIB} MiB)"
-    )
-    return fits, text

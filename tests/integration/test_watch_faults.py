@@ -14,6 +14,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -234,12 +235,13 @@ def _memory_cgroup(tmp_name: str, limit: int) -> Path:
     return group
 
 
-def test_watch_stays_within_half_its_memory_limit_whatever_the_config(
+def test_watch_stays_within_its_planned_memory_whatever_the_config(
     tmp_path: Path, photos_dir: Path, model_320: Path
 ) -> None:
     """MemoryMax=1G (the card unit's) and an accepted but greedy config: six workers, a 3 GB decode budget, full
     decodes, a crop for every weak box. 48 MP photos took the daemon past its limit (OOM kill); now each photo's
-    decode is fitted to half the limit and every photo is processed."""
+    decode is fitted to what the model's measured footprint leaves of three quarters of the limit (the units'
+    MemoryHigh) and every photo is processed."""
     group = _memory_cgroup(f"andi-test-{os.getpid()}", 2**30)
     try:
         daemon = make_daemon(tmp_path, model_320)
@@ -264,9 +266,11 @@ def test_watch_stays_within_half_its_memory_limit_whatever_the_config(
         with contextlib.suppress(OSError):
             group.rmdir()
     assert daemon.counts() == {"done": 8}
-    assert "memory limit 1024 MiB: each photo's decode within" in daemon.log.read_text()
-    if peak is not None:  # v1 counts the page cache too: still within half of the limit
-        assert peak <= 2**29, f"peak {peak / 2**20:.0f} MiB"
+    assert re.search(
+        r"memory limit 1024 MiB: the model holds \d+ MiB; each photo's decode within", daemon.log.read_text()
+    )
+    if peak is not None:  # v1 counts the page cache too: still within the plan (the units' MemoryHigh)
+        assert peak <= 3 * 2**28, f"peak {peak / 2**20:.0f} MiB"
 
 
 def test_check_refuses_what_would_fail_at_the_first_photo(

@@ -8,8 +8,9 @@ from andi_edge.daemon.memory import (
     MIB,
     SHIPPED_UNIT,
     cgroup_memory_limit,
-    memory_verdict,
     photo_budget_bytes,
+    plan_memory,
+    planned_bytes,
     resident_bytes,
     unit_memory_max,
 )
@@ -34,9 +35,17 @@ def test_the_limit_is_read_from_either_cgroup_version(tmp_path: Path) -> None:
     assert cgroup_memory_limit(tmp_path / "absent", v1) is None
 
 
-def test_each_photo_gets_its_share_of_half_the_limit() -> None:
-    assert photo_budget_bytes(1024 * MIB, 112 * MIB, 4) == 100 * MIB
-    assert photo_budget_bytes(1024 * MIB, 600 * MIB, 4) < 0
+def test_each_photo_gets_its_share_of_three_quarters_of_the_limit() -> None:
+    assert photo_budget_bytes(1024 * MIB, 368 * MIB, 4) == 100 * MIB
+    assert photo_budget_bytes(1024 * MIB, 800 * MIB, 4) < 0
+
+
+def test_the_shipped_units_throttle_where_watch_plans_to_stop() -> None:
+    """MemoryHigh (where the kernel starts to throttle) is the memory watch plans to hold: 3/4 of MemoryMax."""
+    for unit in (SHIPPED_UNIT, SHIPPED_UNIT.with_name("andi-edge-card@.service")):
+        lines = dict(line.split("=", 1) for line in unit.read_text().splitlines() if line.startswith("Memory"))
+        assert (lines["MemoryHigh"], lines["MemoryMax"]) == ("768M", "1G"), unit.name
+        assert planned_bytes(unit_memory_max(unit) or 0) == 768 * MIB
 
 
 def test_a_units_memory_max_is_read_as_systemd_reads_it(tmp_path: Path) -> None:
@@ -51,11 +60,17 @@ def test_a_units_memory_max_is_read_as_systemd_reads_it(tmp_path: Path) -> None:
     assert unit_memory_max(tmp_path / "absent.service") is None
 
 
-def test_a_model_fits_a_unit_when_it_and_its_photos_stay_within_half_the_limit(detector_fast) -> None:  # type: ignore[no-untyped-def]
-    """The rule fit_to_memory applies at the daemon's start: what the process holds with the model run once, and
-    each photo in the works its input and the least decode budget, within half of MemoryMax."""
+def test_a_model_fits_a_unit_when_it_and_its_photos_stay_within_the_plan(detector_fast) -> None:  # type: ignore[no-untyped-def]
+    """The rule watch applies at its start and check reports: what the process holds with the model run as the
+    pipeline runs it (two inferences at once keep two sets of buffers), and each photo in the works its input and the
+    least decode budget, within three quarters of MemoryMax."""
     held_mib = resident_bytes() // MIB + 200  # this test process holds more than a daemon would (pytest, torch)
-    fits, text = memory_verdict(detector_fast, photos_at_once=2, limit=4 * held_mib * MIB)
-    assert fits and f"within half of the unit's MemoryMax ({4 * held_mib} MiB)" in text
-    fits, text = memory_verdict(detector_fast, photos_at_once=2, limit=held_mib * MIB)
-    assert not fits and f"({held_mib} MiB)" in text
+    plan = plan_memory(detector_fast, photos_at_once=2, concurrent_runs=2, limit=4 * held_mib * MIB)
+    assert plan.fits and f"planned under the unit's MemoryMax ({4 * held_mib} MiB" in plan.describe()
+    assert "run 2 at once" in plan.describe()
+    assert plan.needed == plan.footprint + 2 * (detector_fast.stage_bytes + 32 * MIB)
+    plan = plan_memory(detector_fast, photos_at_once=2, concurrent_runs=2, limit=held_mib * MIB)
+    assert not plan.fits and f"({held_mib} MiB" in plan.describe()
+    assert plan.remedy().startswith("lower pipeline.workers") and "INT8 sibling" in plan.remedy()
+    one = plan_memory(detector_fast, photos_at_once=2, concurrent_runs=1, limit=held_mib * MIB)
+    assert not one.remedy().startswith("lower pipeline.workers")
