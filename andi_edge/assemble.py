@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,12 @@ def plan_for(config: DetectionConfig, cpus: int | None = None) -> PipelinePlan:
     )
 
 
-def assemble(config: DetectionConfig, plan: PipelinePlan | None = None) -> Assembled:
+def assemble(
+    config: DetectionConfig, plan: PipelinePlan | None = None, before_load: Callable[[Path], None] | None = None
+) -> Assembled:
     """The detector ``config`` asks for, threaded for ``plan`` (``plan_for(config)`` when not given). Raises the
-    runtime's typed errors (a missing or unreadable model, an unknown backend) before any photo is read."""
+    runtime's typed errors (a missing or unreadable model, an unknown backend) before any photo is read.
+    ``before_load`` sees the chosen model file before it is loaded (and may refuse it)."""
     plan = plan or plan_for(config)
     log.debug("pipeline %s", plan.describe())
     choice = choose_model(Path(config.model), config.backend.prefer_int8)
@@ -50,6 +54,8 @@ def assemble(config: DetectionConfig, plan: PipelinePlan | None = None) -> Assem
         chosen = choose_model(Path(classifier_settings.model), config.backend.prefer_int8)
         classifier_settings = dataclasses.replace(classifier_settings, model=str(chosen.path))
         classifier_reason = chosen.reason
+    if before_load is not None:
+        before_load(choice.path)
     detector = Detector(
         choice.path,
         settings=config.detector,

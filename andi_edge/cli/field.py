@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,10 +49,10 @@ def _watch_config(args: argparse.Namespace) -> WatchConfig:
         raise (flag_words(exc) if "(in command line)" in exc.message else exc) from exc
 
 
-def _assemble(config: WatchConfig) -> Assembled:
+def _assemble(config: WatchConfig, before_load: Callable[[Path], None] | None = None) -> Assembled:
     from andi_edge.assemble import assemble
 
-    assembled = assemble(config.detection)
+    assembled = assemble(config.detection, before_load=before_load)
     log.info("model %s (%s)", assembled.detector.model_path, assembled.model_reason)
     classifier = assembled.detector.classifier
     if classifier is not None:
@@ -60,7 +61,7 @@ def _assemble(config: WatchConfig) -> Assembled:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from andi_edge.daemon.memory import fit_to_memory
+    from andi_edge.daemon.memory import fit_to_memory, refuse_unloadable
     from andi_edge.daemon.service import RunOptions, WatchService
 
     config = _watch_config(args)
@@ -72,7 +73,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         from andi_edge.daemon.card import card_name, read_volume_file
 
         card_id = card_name(read_volume_file(args.volume_file))
-    assembled = _assemble(config)
+    assembled = _assemble(config, before_load=refuse_unloadable)
     detector, plan = assembled.detector, assembled.plan
     log.info("pipeline %s", plan.describe())
     # the decoders and the crop writer decode at once; the parallel pipeline's workers infer at once

@@ -80,25 +80,34 @@ def photo_budget_bytes(limit: int, footprint: int, photos_at_once: int) -> int:
     return (planned_bytes(limit) - footprint) // max(photos_at_once, 1)
 
 
-def model_footprint_bytes(detector: Detector, concurrent_runs: int) -> int:
+def model_footprint_bytes(detector: Detector, concurrent_runs: int, ceiling: int | None = None) -> tuple[int, bool]:
     """What the process holds once the model has run at its largest input ``concurrent_runs`` times at once, as
-    the pipeline will run it: the weights and every run's buffers (ONNX Runtime's arena keeps what its runs grew)."""
+    the pipeline will run it: the weights and every run's buffers (ONNX Runtime's arena keeps what its runs grew).
+
+    One run first; the runs at once only when what one run added, times the runs, stays within ``ceiling``:
+    otherwise that estimate is returned, so measuring never takes the process past a limit it would be refused
+    under anyway. Returns (bytes, whether they were measured rather than estimated)."""
     import numpy as np
 
     card = detector.card
     side = max(card.input_height, card.input_width)
     shape = (1, 3, side, side) if card.rect else (1, 3, card.input_height, card.input_width)
     tensor = np.zeros(shape, np.float32)
+    loaded = resident_bytes()
+    detector.backend.run(tensor)
+    held = resident_bytes()
     runs = max(concurrent_runs, 1)
     if runs == 1:
-        detector.backend.run(tensor)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
+        return held, True
+    estimate = held + (runs - 1) * max(held - loaded, 0)
+    if ceiling is not None and estimate > ceiling:
+        return estimate, False
+    from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(runs, thread_name_prefix="andi-warmup") as pool:
-            for future in [pool.submit(detector.backend.run, tensor) for _ in range(runs)]:
-                future.result()
-    return resident_bytes()
+    with ThreadPoolExecutor(runs, thread_name_prefix="andi-warmup") as pool:
+        for future in [pool.submit(detector.backend.run, tensor) for _ in range(runs)]:
+            future.result()
+    return resident_bytes(), True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +120,8 @@ class MemoryPlan:
     concurrent_runs: int
     stage_bytes: int
     int8: bool = False
+    #: the footprint of the runs at once was estimated from one run's (it would have passed the plan)
+    estimated: bool = False
 
     @property
     def share(self) -> int:
@@ -127,8 +138,9 @@ class MemoryPlan:
 
     def describe(self) -> str:
         runs = f", run {self.concurrent_runs} at once" if self.concurrent_runs > 1 else ""
+        holds = "would hold about" if self.estimated else "holds"
         return (
-            f"the model holds {self.footprint // MIB} MiB once run at its largest input{runs}; with "
+            f"the model {holds} {self.footprint // MIB} MiB once run at its largest input{runs}; with "
             f"{self.photos_at_once} photo(s) in the works it needs at least {self.needed // MIB} MiB of the "
             f"{planned_bytes(self.limit) // MIB} MiB planned under the unit's MemoryMax ({self.limit // MIB} MiB; "
             "the rest is the margin MemoryHigh keeps)"
@@ -148,9 +160,11 @@ class MemoryPlan:
 
 def plan_memory(detector: Detector, photos_at_once: int, concurrent_runs: int, limit: int) -> MemoryPlan:
     """Run the model as the pipeline will and set its footprint against ``limit``."""
+    footprint, measured = model_footprint_bytes(detector, concurrent_runs, ceiling=planned_bytes(limit))
     return MemoryPlan(
         limit=limit,
-        footprint=model_footprint_bytes(detector, concurrent_runs),
+        footprint=footprint,
+        estimated=not measured,
         photos_at_once=photos_at_once,
         concurrent_runs=concurrent_runs,
         stage_bytes=detector.stage_bytes,
@@ -180,6 +194,29 @@ def fit_to_memory(detector: Detector, photos_at_once: int, concurrent_runs: int 
         plan.share // MIB,
         settings.max_decode_mb,
         photos_at_once,
+    )
+
+
+#: ONNX Runtime holds about this many times a model file's size while it loads it (the file's protobuf and the
+#: initialisers made from it): 2.3 measured on MDv5a-sized fp32 and INT8 models (benchmarks/megadetector_cpu.py)
+LOAD_FACTOR = 2.3
+
+
+def refuse_unloadable(model: Path, limit: int | None = None) -> None:
+    """UsageError, before the model is loaded, where loading it alone would pass the memory limit: the kernel
+    would kill the daemon while it loads (under systemd, again at every restart) without a word."""
+    limit = cgroup_memory_limit() if limit is None else limit
+    try:
+        size = model.stat().st_size
+    except OSError:
+        return  # the loader says what is wrong with the file
+    if limit is None or size * LOAD_FACTOR <= limit:
+        return
+    raise UsageError(
+        f"too little memory for this model: loading {model.name} ({size // MIB} MiB) takes about "
+        f"{int(size * LOAD_FACTOR) // MIB} MiB, more than the memory limit of {limit // MIB} MiB",
+        hint="run the model's INT8 sibling (andi-edge quantize; backend.prefer_int8) or a smaller model, or raise "
+        "the unit's MemoryMax and MemoryHigh",
     )
 
 

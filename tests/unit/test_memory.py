@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from andi_edge.daemon.memory import (
     MIB,
     SHIPPED_UNIT,
@@ -11,9 +13,11 @@ from andi_edge.daemon.memory import (
     photo_budget_bytes,
     plan_memory,
     planned_bytes,
+    refuse_unloadable,
     resident_bytes,
     unit_memory_max,
 )
+from andi_edge.errors import UsageError
 
 
 def test_the_limit_is_read_from_either_cgroup_version(tmp_path: Path) -> None:
@@ -67,10 +71,26 @@ def test_a_model_fits_a_unit_when_it_and_its_photos_stay_within_the_plan(detecto
     held_mib = resident_bytes() // MIB + 200  # this test process holds more than a daemon would (pytest, torch)
     plan = plan_memory(detector_fast, photos_at_once=2, concurrent_runs=2, limit=4 * held_mib * MIB)
     assert plan.fits and f"planned under the unit's MemoryMax ({4 * held_mib} MiB" in plan.describe()
-    assert "run 2 at once" in plan.describe()
+    assert "run 2 at once" in plan.describe() and not plan.estimated, "measured: two runs at once fit the plan"
     assert plan.needed == plan.footprint + 2 * (detector_fast.stage_bytes + 32 * MIB)
     plan = plan_memory(detector_fast, photos_at_once=2, concurrent_runs=2, limit=held_mib * MIB)
     assert not plan.fits and f"({held_mib} MiB" in plan.describe()
+    assert plan.estimated and "would hold about" in plan.describe(), "not run twice at once past the plan"
     assert plan.remedy().startswith("lower pipeline.workers") and "INT8 sibling" in plan.remedy()
     one = plan_memory(detector_fast, photos_at_once=2, concurrent_runs=1, limit=held_mib * MIB)
     assert not one.remedy().startswith("lower pipeline.workers")
+
+
+def test_a_model_too_big_to_load_under_the_limit_is_refused_before_it_is_loaded(tmp_path: Path) -> None:
+    """An MDv5a-sized fp32 model (534 MiB) under the 1 GiB units: the kernel killed watch while ONNX Runtime loaded
+    it (about 2.3 times the file), and systemd started it again, to be killed again."""
+    model = tmp_path / "md-v5a.onnx"
+    with model.open("wb") as sparse:
+        sparse.truncate(534 * MIB)
+    with pytest.raises(UsageError, match=r"loading md-v5a.onnx \(534 MiB\) takes about 1228 MiB, more than the "):
+        refuse_unloadable(model, limit=1024 * MIB)
+    refuse_unloadable(model, limit=2048 * MIB)
+    with model.open("r+b") as sparse:
+        sparse.truncate(142 * MIB)  # its INT8 sibling
+    refuse_unloadable(model, limit=1024 * MIB)
+    refuse_unloadable(tmp_path / "absent.onnx", limit=MIB)  # the loader says what is wrong with a missing file
