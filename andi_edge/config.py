@@ -21,7 +21,8 @@ MAX_CROPS_LIMIT = 200
 #: The largest photo we decode (pixels). Trail cameras reach ~40 MP; a bigger "photo" is most likely a
 #: decompression bomb.
 DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
-#: The memory one photo's decode may take (MiB): half the service's MemoryMax (1 GiB) less the model and the rest.
+#: The memory one photo's decode may take (MiB); under a memory limit, lowered at start to each photo's share of three
+#: quarters of it (the units' MemoryHigh) less the model's measured footprint (andi_edge/daemon/memory.py).
 DEFAULT_MAX_DECODE_MB = 384
 #: how a run uses the cores (andi_edge.pipeline.plan_pipeline): auto, parallel or split
 PIPELINE_MODES = ("auto", "parallel", "split")

@@ -147,8 +147,14 @@ class MemoryPlan:
         )
 
     def remedy(self) -> str:
+        from andi_edge.pipeline import available_cpus
+
         steps = (
-            ["lower pipeline.workers (each inference at once keeps buffers of its own)"]
+            [
+                f"run one inference at a time on every core (pipeline.workers: 1, backend.threads: {available_cpus()}"
+                "; each inference at once keeps buffers of its own, and for a model this size one photo on all "
+                "cores is about as fast)"
+            ]
             if self.concurrent_runs > 1
             else []
         )
