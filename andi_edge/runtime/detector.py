@@ -193,6 +193,16 @@ class Detector:
 
     # -- stages ---------------------------------------------------------------------------------------------
 
+    def geometry_for(self, photo_w: int, photo_h: int) -> LetterboxGeometry:
+        """How a photo of this upright size is fed to the model: letterboxed to the square input, to its own
+        rectangle (``card.rect``), or stretched to the input (``card.stretched``: RT-DETR)."""
+        card = self.card
+        if card.stretched:
+            return LetterboxGeometry.stretch(photo_w, photo_h, card.input_width, card.input_height)
+        if card.rect:
+            return LetterboxGeometry.fit_rect(photo_w, photo_h, max(card.input_width, card.input_height), card.stride)
+        return LetterboxGeometry.fit(photo_w, photo_h, card.input_width, card.input_height)
+
     def prepare(self, path: Path) -> PreparedPhoto:
         """Read, decode and letterbox one photo. Raises PhotoError for a bad photo."""
         start = time.perf_counter()
@@ -214,14 +224,7 @@ class Detector:
         )
         decode_ms = _ms_since(start)
         start = time.perf_counter()
-        if card.rect:
-            geometry = LetterboxGeometry.fit_rect(
-                decoded.info.width_px, decoded.info.height_px, max(card.input_width, card.input_height), card.stride
-            )
-        else:
-            geometry = LetterboxGeometry.fit(
-                decoded.info.width_px, decoded.info.height_px, card.input_width, card.input_height
-            )
+        geometry = self.geometry_for(decoded.info.width_px, decoded.info.height_px)
         tensor = letterbox_tensor(decoded.rgb, geometry)
         letterbox_ms = _ms_since(start)
         pixels = None
@@ -243,14 +246,8 @@ class Detector:
         """A decoded video frame (upright RGB, possibly scaled down from ``info``'s size) ready for the network:
         letterboxed from the full size, as a photo decoded at a reduced DCT scale is, so its boxes come out in the
         full frame's pixels; a classifier's crops are cut from the frame as decoded."""
-        card = self.card
         start = time.perf_counter()
-        if card.rect:
-            geometry = LetterboxGeometry.fit_rect(
-                info.width_px, info.height_px, max(card.input_width, card.input_height), card.stride
-            )
-        else:
-            geometry = LetterboxGeometry.fit(info.width_px, info.height_px, card.input_width, card.input_height)
+        geometry = self.geometry_for(info.width_px, info.height_px)
         tensor = letterbox_tensor(rgb, geometry)
         pixels = None
         if self.classifier is not None:  # crops cut from the frame as decoded (there are no bytes to decode again)

@@ -5,6 +5,10 @@ gain ``r = min(H/h, W/w)``, unpadded size ``round(w*r) x round(h*r)``, bilinear 
 geometry, see ``resize``), grey (114) padding split
 between both sides with the ``round(d -/+ 0.1)`` rule, RGB, scaled to 0..1, NCHW float32.
 
+RT-DETR is the exception: Ultralytics' RT-DETR predictor and validator stretch the photo to the square input
+(``LetterBox(scale_fill=True)``: each axis its own gain, no padding), so an RT-DETR model is fed the same way
+(``LetterboxGeometry.stretch``, chosen by ``ModelCard.stretched``).
+
 The geometry is always computed from the *original* photo size, so a DCT-reduced decode feeds the network an
 image of exactly the same geometry as the full-quality path, and boxes map back to original pixels the same way.
 """
@@ -29,11 +33,18 @@ class LetterboxGeometry:
     photo_h: int
     input_w: int
     input_h: int
+    #: input pixels per photo pixel, horizontally (and vertically, unless stretched: ``gain_y``)
     gain: float
     resized_w: int
     resized_h: int
     pad_left: int
     pad_top: int
+    #: input pixels per photo pixel, vertically (None: ``gain``, the aspect ratio kept)
+    gain_y: float | None = None
+
+    @property
+    def vertical_gain(self) -> float:
+        return self.gain if self.gain_y is None else self.gain_y
 
     @classmethod
     def fit(cls, photo_w: int, photo_h: int, input_w: int, input_h: int) -> LetterboxGeometry:
@@ -63,11 +74,30 @@ class LetterboxGeometry:
         _, resized_w, resized_h = _scaled(photo_w, photo_h, long_side, long_side)
         return cls.fit(photo_w, photo_h, -(-resized_w // stride) * stride, -(-resized_h // stride) * stride)
 
+    @classmethod
+    def stretch(cls, photo_w: int, photo_h: int, input_w: int, input_h: int) -> LetterboxGeometry:
+        """The photo resized to the whole input, each axis by its own gain, no padding (Ultralytics'
+        ``LetterBox(scale_fill=True)``, RT-DETR's preprocessing)."""
+        if min(photo_w, photo_h, input_w, input_h) <= 0:
+            raise ValueError(f"sizes must be positive: photo {photo_w}x{photo_h}, input {input_w}x{input_h}")
+        return cls(
+            photo_w=photo_w,
+            photo_h=photo_h,
+            input_w=input_w,
+            input_h=input_h,
+            gain=input_w / photo_w,
+            resized_w=input_w,
+            resized_h=input_h,
+            pad_left=0,
+            pad_top=0,
+            gain_y=input_h / photo_h,
+        )
+
     def to_photo_xyxy(self, xyxy_input_px: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Model-input pixels -> original photo pixels, clipped to the photo."""
         boxes = np.asarray(xyxy_input_px, dtype=np.float32).reshape(-1, 4).copy()
         boxes[:, 0::2] = (boxes[:, 0::2] - self.pad_left) / self.gain
-        boxes[:, 1::2] = (boxes[:, 1::2] - self.pad_top) / self.gain
+        boxes[:, 1::2] = (boxes[:, 1::2] - self.pad_top) / self.vertical_gain
         np.clip(boxes[:, 0::2], 0, self.photo_w, out=boxes[:, 0::2])
         np.clip(boxes[:, 1::2], 0, self.photo_h, out=boxes[:, 1::2])
         return boxes
@@ -76,7 +106,7 @@ class LetterboxGeometry:
         """Original photo pixels -> model-input pixels."""
         boxes = np.asarray(xyxy_photo_px, dtype=np.float32).reshape(-1, 4).copy()
         boxes[:, 0::2] = boxes[:, 0::2] * self.gain + self.pad_left
-        boxes[:, 1::2] = boxes[:, 1::2] * self.gain + self.pad_top
+        boxes[:, 1::2] = boxes[:, 1::2] * self.vertical_gain + self.pad_top
         return boxes
 
 

@@ -144,6 +144,12 @@ class ModelCard:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def stretched(self) -> bool:
+        """Whether photos are stretched to the input instead of letterboxed: RT-DETR, as Ultralytics' RT-DETR
+        predictor and validator feed it (``LetterBox(scale_fill=True)``)."""
+        return self.head in ("rtdetr", "rtdetr_scores")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

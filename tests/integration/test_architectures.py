@@ -199,3 +199,24 @@ def test_ultralytics_layouts_match_the_ultralytics_code(
     assert (card.head, card.stride, card.class_names) == (head, stride, MD_CLASSES)
     reference = {"ultralytics": _ultralytics_nms, "end2end": _end_to_end, "rtdetr": _rtdetr(imgsz)}[head]
     _check(detector, model, photos_dir, reference, raw_atol=0.05 if head == "ultralytics" else None)
+    _assert_prepared_as_ultralytics_predicts(detector, photos_dir, stretched=head == "rtdetr")
+
+
+def _assert_prepared_as_ultralytics_predicts(detector: Detector, photos_dir: Path, stretched: bool) -> None:
+    """Each photo becomes the tensor Ultralytics' own predictor makes of the same pixels: letterboxed to the
+    square (YOLOv9, YOLOv10), stretched to it (RT-DETR: ``LetterBox(scale_fill=True)``, as its predictor and
+    validator feed it; the runtime letterboxed it, so every box of an MDv6-rtdetr came from another input)."""
+    from PIL import Image, ImageOps
+    from ultralytics.data.augment import LetterBox
+
+    imgsz = detector.card.input_height
+    for rel in PHOTOS:
+        with Image.open(photos_dir / rel) as opened:
+            rgb = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+        letterbox: Any = LetterBox((imgsz, imgsz), auto=False, scale_fill=stretched)
+        bgr: np.ndarray = letterbox(image=np.ascontiguousarray(rgb[..., ::-1]))
+        upstream = bgr[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+        ours = detector.prepare(photos_dir / rel).tensor * 255.0
+        assert ours.shape == upstream.shape
+        apart = np.abs(ours - upstream)
+        assert apart.max() <= 3.0 and apart.mean() <= 0.5, f"{rel}: {apart.max():.1f} levels apart at most"

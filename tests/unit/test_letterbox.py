@@ -189,3 +189,19 @@ def test_rectangular_inference_refuses_sizes_that_are_not_positive(sizes: tuple[
     with pytest.raises(ValueError, match="sizes must be positive"):
         LetterboxGeometry.fit_rect(*sizes)
     assert LetterboxGeometry.fit_rect(1, 1, 1, 1).input_w == 1, "one of each is the smallest that goes"
+
+
+def test_a_stretched_photo_fills_the_input_and_its_boxes_map_back_by_each_axis() -> None:
+    """RT-DETR's preprocessing (Ultralytics' ``LetterBox(scale_fill=True)``): a 4:3 photo fills the square input,
+    no padding; a box maps back by 4000/640 across and 3000/640 down."""
+    geometry = LetterboxGeometry.stretch(4000, 3000, 640, 640)
+    assert (geometry.resized_w, geometry.resized_h, geometry.pad_left, geometry.pad_top) == (640, 640, 0, 0)
+    box = np.array([[64.0, 64.0, 320.0, 640.0]], np.float32)
+    np.testing.assert_allclose(geometry.to_photo_xyxy(box), [[400.0, 300.0, 2000.0, 3000.0]], rtol=1e-6)
+    np.testing.assert_allclose(geometry.to_input_xyxy(geometry.to_photo_xyxy(box)), box, rtol=1e-6)
+    rgb = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    tensor = letterbox_tensor(rgb, LetterboxGeometry.stretch(400, 300, 64, 64))
+    assert tensor.shape == (1, 3, 64, 64) and not np.isclose(tensor, PAD_VALUE / 255).all(axis=1).all(), "no pad"
+    np.testing.assert_allclose(tensor, to_input_tensor(letterbox_rgb(rgb, LetterboxGeometry.stretch(400, 300, 64, 64))))
+    with pytest.raises(ValueError, match="positive"):
+        LetterboxGeometry.stretch(0, 300, 64, 64)
