@@ -24,7 +24,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 
 .PHONY: venv model demo test lint typecheck unit help clean bench accuracy tools mutate pi-emulation classifier-bench \
-	kill-soak cli-reference docs video-bench alerts-bench bench-md
+	kill-soak cli-reference docs video-bench alerts-bench bench-md bench-md6
 
 help:
 	@echo "make demo   - set up, export yolov5n to ONNX, detect on the sample camera-trap photos, write the report"
@@ -45,7 +45,9 @@ help:
 	@echo "make alerts-bench - live alerts: delay from a photo's commit to its MQTT alert while watch is busy (p95"
 	@echo "              goal 2 s), the alerts process's CPU and memory (a few minutes)"
 	@echo "make bench-md - an MDv5a-shaped model on this CPU: MegaDetector's own pipeline against andi-edge fp32,"
-	@echo "              INT8 and bf16, with box parity and the well-posed checks (about 25 minutes)"
+	@echo "              INT8 and bf16, with box parity, the well-posed checks and watch's memory (about 35 minutes)"
+	@echo "make bench-md6 - MegaDetector v6's layouts (YOLOv9, YOLOv10, RT-DETR): Ultralytics' own pipeline against"
+	@echo "              andi-edge, with box parity (about 20 minutes)"
 	@echo "make docs   - the documentation site in $(BUILD)/site (mkdocs --strict), with the report's pictures"
 	@echo "make cli-reference - the generated pages made again: docs/cli.md (parsers), the config reference"
 	@echo "             (declarations), docs/benchmarks.md (benchmarks/results): tests check they are current"
@@ -144,6 +146,10 @@ alerts-bench: $(STAMP) tools
 # fp32, INT8 and bf16 on an MDv5a-shaped model (about 25 minutes on 2 cores).
 bench-md: $(STAMP)
 	$(PY) -m benchmarks.megadetector_cpu
+
+# Not in `make test`: MegaDetector v6's Ultralytics layouts, Ultralytics' own predict against andi-edge.
+bench-md6: $(STAMP)
+	$(PY) -m benchmarks.megadetector_v6
 
 kill-soak: $(STAMP)
 	$(PY) benchmarks/kill_soak.py

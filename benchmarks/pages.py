@@ -22,6 +22,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("sparse.json", "benchmarks.sparse", "python -m benchmarks.sparse"),
     ("big_card.json", "benchmarks.big_card", "python -m benchmarks.big_card"),
     ("megadetector_cpu.json", "benchmarks.megadetector_cpu", "make bench-md"),
+    ("megadetector_v6.json", "benchmarks.megadetector_v6", "make bench-md6"),
     ("video.json", "benchmarks.video", "make video-bench"),
     ("kill_soak.json", "benchmarks.kill_soak", "make kill-soak"),
     ("alerts.json", "benchmarks.alerts", "make alerts-bench"),
