@@ -36,6 +36,30 @@ def stamped(result: dict[str, Any], machine: str | None = None) -> dict[str, Any
     }
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def matrix_units() -> str:
+    """Which of the CPU's int8/bf16 instruction sets a run may use (VNNI, AVX512-BF16, AMX)."""
+    flags: set[str] = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    wanted = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    found = [f for f in wanted if f in flags]
+    return ", ".join(found) if found else "none of VNNI, AVX512-BF16, AMX"
+
+
+def cpu_machine() -> str:
+    """The machine with its CPU's name: where a result depends on the CPU's instruction sets."""
+    return f"{platform.machine()}, {os.cpu_count()} cores ({cpu_name()}), Python {platform.python_version()}"
+
+
 def save(name: str, result: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
     """results/NAME.json, and results/NAME.md rendered from it by the benchmark's own ``markdown()``."""
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")

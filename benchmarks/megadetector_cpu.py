@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -44,7 +43,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import CLI, PHOTOS, REPO, WEIGHTS, save, stamped
+from benchmarks.common import CLI, PHOTOS, REPO, WEIGHTS, cpu_machine, matrix_units, save, stamped
 
 MD_VENV = REPO / "build" / "md-venv"
 TORCH_SPEC = ("torch==2.14.1", "torchvision==0.29.1")
@@ -439,7 +438,7 @@ def run(work: Path, count: int, rounds: int) -> dict[str, Any]:
     subprocess.run([CLI, "quantize", models["fp32"], "--calib", folder, "--calib-count", "16",
                     "-o", models["int8"]], check=True)  # fmt: skip
     log("well-posed checks: the same tensor, the decode paths")
-    large = [p for p in photos if max(_size(p)) >= 2 * 1280]
+    large = [p for p in photos if max(photo_size(p)) >= 2 * 1280]
     checks = well_posed_checks(photos[:8], large, fused, models["fp32"])
     del fused
     runs = pipelines(work, md_python, checkpoint, models)
@@ -457,7 +456,7 @@ def run(work: Path, count: int, rounds: int) -> dict[str, Any]:
             for key, value in (("per_photo_s", per_photo), ("cold_start_s", cold["wall_s"]),
                                ("peak_rss_mb", whole["peak_rss_mb"])):  # fmt: skip
                 measured[name].setdefault(key, []).append(value)
-    sizes = {p.name: _size(p) for p in photos}
+    sizes = {p.name: photo_size(p) for p in photos}
     md_name, fp32_name, *_ = list(runs)
     md_boxes, fp32_boxes = boxes_of(outputs[md_name]), boxes_of(outputs[fp32_name])
     gflops_per_photo = GFLOPS_AT_640 * input_pixels(photos) / (640 * 640)
@@ -494,7 +493,7 @@ def run(work: Path, count: int, rounds: int) -> dict[str, Any]:
     return {
         "photos": len(photos),
         "rounds": rounds,
-        "cpu_matrix_units": _matrix_units(),
+        "cpu_matrix_units": matrix_units(),
         "input_px_mean": round(input_pixels(photos)),
         "gflop_per_photo": round(gflops_per_photo, 1),
         "rows": rows,
@@ -505,7 +504,7 @@ def run(work: Path, count: int, rounds: int) -> dict[str, Any]:
     }
 
 
-def _size(path: Path) -> tuple[int, int]:
+def photo_size(path: Path) -> tuple[int, int]:
     from PIL import Image, ImageOps
 
     with Image.open(path) as opened:
@@ -607,30 +606,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="andi-bench-md-") as tmp:
         result = run(Path(tmp), args.photos, args.rounds)
-    result = stamped(
-        result, f"{platform.machine()}, {os.cpu_count()} cores ({_cpu_name()}), Python {platform.python_version()}"
-    )
+    result = stamped(result, cpu_machine())
     save("megadetector_cpu", result, markdown)
     log(json.dumps(result["rows"]))
-
-
-def _matrix_units() -> str:
-    """Which of the CPU's int8/bf16 instruction sets the rows may use (VNNI, AVX512-BF16, AMX)."""
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    wanted = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-    found = [f for f in wanted if f in flags]
-    return ", ".join(found) if found else "none of VNNI, AVX512-BF16, AMX"
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

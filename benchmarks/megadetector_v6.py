@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,15 +39,13 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import CLI, REPO, save, stamped
+from benchmarks.common import CLI, REPO, cpu_machine, matrix_units, save, stamped
 from benchmarks.megadetector_cpu import (
-    _cpu_name,
-    _matrix_units,
-    _size,
     boxes_of,
     iou_match,
     log,
     match,
+    photo_size,
     sample_photos,
     timed,
 )
@@ -133,7 +130,7 @@ def bench_layout(
             for key, value in (("per_photo_s", per_photo), ("cold_start_s", cold["wall_s"]),
                                ("peak_rss_mb", whole["peak_rss_mb"])):  # fmt: skip
                 measured[pipeline].setdefault(key, []).append(value)
-    sizes = {p.name: _size(p) for p in photos}
+    sizes = {p.name: photo_size(p) for p in photos}
     upstream, ours = (boxes_of(outputs[p]) for p in pipelines)
     matched = [match(upstream[k], ours.get(k, []), *sizes[k]) for k in upstream]
     found = [iou_match(upstream[k], ours.get(k, []), 0.5, 0.2) for k in upstream]
@@ -171,7 +168,7 @@ def run(work: Path, count: int, rounds: int, layouts: list[str]) -> dict[str, An
     torch.set_num_threads(os.cpu_count() or 1)
     calibration = letterboxed(photos[:CALIBRATION_PHOTOS], IMGSZ)
     rows = [row for name in layouts for row in bench_layout(work, name, photos, rounds, calibration)]
-    return {"photos": len(photos), "rounds": rounds, "imgsz": IMGSZ, "cpu_matrix_units": _matrix_units(),
+    return {"photos": len(photos), "rounds": rounds, "imgsz": IMGSZ, "cpu_matrix_units": matrix_units(),
             "rows": rows}  # fmt: skip
 
 
@@ -223,9 +220,7 @@ def main() -> None:
         raise SystemExit(f"unknown layouts {', '.join(unknown)} (known: {', '.join(LAYOUTS)})")
     with tempfile.TemporaryDirectory(prefix="andi-bench-md6-") as tmp:
         result = run(Path(tmp), args.photos, args.rounds, layouts)
-    result = stamped(
-        result, f"{platform.machine()}, {os.cpu_count()} cores ({_cpu_name()}), Python {platform.python_version()}"
-    )
+    result = stamped(result, cpu_machine())
     save("megadetector_v6", result, markdown)
 
 
