@@ -89,10 +89,7 @@ def model_footprint_bytes(detector: Detector, concurrent_runs: int, ceiling: int
     under anyway. Returns (bytes, whether they were measured rather than estimated)."""
     import numpy as np
 
-    card = detector.card
-    side = max(card.input_height, card.input_width)
-    shape = (1, 3, side, side) if card.rect else (1, 3, card.input_height, card.input_width)
-    tensor = np.zeros(shape, np.float32)
+    tensor = np.zeros(detector.largest_input_shape, np.float32)
     loaded = resident_bytes()
     detector.backend.run(tensor)
     held = resident_bytes()

@@ -113,8 +113,8 @@ class Detector:
         )
         #: what a photo holds beside its decode: the model's input tensor (a rectangular model's at its largest)
         #: and one chunk of classifier crops; they count against detector.max_decode_mb (``decode_budget_bytes``)
-        side = max(self.card.input_width, self.card.input_height)
-        tensor_bytes = 3 * 4 * (side * side if self.card.rect else self.card.input_width * self.card.input_height)
+        _, channels, height, width = self.largest_input_shape
+        tensor_bytes = 4 * channels * height * width
         self.stage_bytes = tensor_bytes + (classifier.chunk_bytes if classifier is not None else 0)
         if s.max_decode_bytes - self.stage_bytes < MIN_DECODE_BYTES:
             raise ConfigError(
@@ -192,6 +192,15 @@ class Detector:
         }
 
     # -- stages ---------------------------------------------------------------------------------------------
+
+    @property
+    def largest_input_shape(self) -> tuple[int, int, int, int]:
+        """The largest NCHW tensor a photo becomes: a rectangular model's is the square of its long side."""
+        card = self.card
+        if card.rect:
+            side = max(card.input_width, card.input_height)
+            return (1, 3, side, side)
+        return (1, 3, card.input_height, card.input_width)
 
     def geometry_for(self, photo_w: int, photo_h: int) -> LetterboxGeometry:
         """How a photo of this upright size is fed to the model: letterboxed to the square input, to its own
