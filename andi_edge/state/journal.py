@@ -206,6 +206,8 @@ class Journal:
             raise _damaged(self.path, "it is empty (0 bytes)")
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
+            if not existed:
+                _create_whole(self.path)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             if _is_full(exc):
@@ -764,6 +766,37 @@ def crashed_failure(row: PhotoRow) -> str:
         f"crashed: the daemon stopped {row.crashes + 1} times while processing {row.rel_path} (a decoder crash, "
         "running out of memory, or a read that hung); `andi-edge retry-failed --reason crashed` tries it again"
     )
+
+
+def _create_whole(path: Path) -> None:
+    """A new journal takes its name only once its schema is on disk: made under ``NAME.new``, synced, renamed.
+    Created in place, a kill between SQLite creating the file and writing its first page left an empty file that
+    the next start rightly refuses as damaged (a journal that lost its data on a power cut looks the same)."""
+    staging = path.with_name(path.name + ".new")
+    for suffix in ("", "-wal", "-shm", "-journal"):  # what a kill during an earlier creation left
+        with contextlib.suppress(FileNotFoundError):
+            staging.with_name(staging.name + suffix).unlink()
+    try:
+        db = sqlite3.connect(staging, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        finally:
+            db.close()  # the last connection's close checkpoints the WAL into the file
+        with staging.open("rb") as made:
+            os.fsync(made.fileno())
+        os.replace(staging, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except BaseException:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                staging.with_name(staging.name + suffix).unlink()
+        raise
 
 
 def _is_full(exc: BaseException) -> bool:

@@ -676,3 +676,20 @@ def test_an_older_journal_has_its_finished_rows_numbered_by_when_they_finished(t
     journal.mark_finished(ids["c.jpg"], _done())
     assert journal.finished_after(2, 10)[0].finished_seq == 3
     journal.close()
+
+
+def test_a_journal_takes_its_name_only_once_its_schema_is_on_disk(tmp_path: Path) -> None:
+    """kill -9 during a first start (test_watch's kill test, round 0) left journal.sqlite3 at 0 bytes: SQLite
+    creates the file before it writes a page, and the next start refused the empty file as damaged. A new journal
+    is now made as journal.sqlite3.new and renamed whole; what a kill leaves of that is cleared at the next start."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / f"{DB_NAME}.new").write_bytes(b"")  # a creation killed before its first page
+    (state / f"{DB_NAME}.new-wal").write_bytes(b"\0" * 32)
+    journal = Journal(state)
+    assert sum(journal.counts().values()) == 0, "a new, empty journal"
+    journal.close()
+    assert sorted(p.name for p in state.iterdir() if p.name.startswith(f"{DB_NAME}.new")) == []
+    with sqlite3.connect(state / DB_NAME) as db:  # the renamed file is a whole journal on its own
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() is not None
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
