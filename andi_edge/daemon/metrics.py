@@ -20,6 +20,8 @@ class DaemonMetrics:
     paused_card: bool = False
     free_bytes: int = 0
     started_at: float = 0.0
+    #: when this run finished its first photo (time.monotonic), whence the progress line's rate
+    first_finished_at: float | None = None
 
     def observe(self, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():

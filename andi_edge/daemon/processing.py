@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -215,6 +216,8 @@ class Processor:
                 metrics.observe(result.timings_ms)
             else:
                 metrics.failed_total += 1
+            if metrics.first_finished_at is None:
+                metrics.first_finished_at = time.monotonic()
             self.space.progressed()
             self._processed.cards.add(row.card_id)
         elif outcome.kind == "retry":

@@ -34,16 +34,24 @@ def duration_text(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def rate_per_s(finished: int, first_finished_at: float | None, now: float) -> float:
+    """Photos finished per second of this run's work: the photos after the first over the time since the first
+    finished (0 until two have). It was counted from the first progress check that saw a photo finished, at most
+    once a second: a run of three photos in half a second said 189 photos/s of a 1280 px model."""
+    if first_finished_at is None or finished < 2:
+        return 0.0
+    return (finished - 1) / max(now - first_finished_at, 1e-3)
+
+
 @dataclass
 class Progress:
-    """The rate is measured over this run: photos finished since the daemon started, per second of work."""
+    """When a progress line is due and what it says; the bar a person at a terminal sees."""
 
     state_dir: Path
     started_at: float = field(default_factory=time.time)
     interval_s: float = PROGRESS_INTERVAL_S
     _last_line: float = field(default_factory=time.monotonic)
     _last_check: float = 0.0
-    _first_done: float | None = None
     _busy: bool = False
     #: a progress bar, on a terminal (``show_bar``)
     _bar: Any = None
@@ -74,14 +82,18 @@ class Progress:
         return True
 
     def tick(
-        self, counts: dict[str, int], finished_this_run: int, failed_this_run: int, final: bool = False
+        self,
+        counts: dict[str, int],
+        finished_this_run: int,
+        failed_this_run: int,
+        final: bool = False,
+        first_finished_at: float | None = None,
     ) -> str | None:
         """The progress line when one is due (work queued, or the queue just emptied; ``final``: the run ends
-        and did some work), else None."""
+        and did some work), else None. ``first_finished_at``: when (``time.monotonic``) this run finished its
+        first photo, whence the rate."""
         now = time.monotonic()
         queued = counts.get("pending", 0) + counts.get("claimed", 0)
-        if finished_this_run and self._first_done is None:
-            self._first_done = now
         emptied = self._busy and not queued
         self._busy = bool(queued)
         if final:
@@ -89,7 +101,7 @@ class Progress:
         if not (emptied or (queued and now - self._last_line >= self.interval_s)):
             return None
         self._last_line = now
-        rate = self.rate(finished_this_run, now)
+        rate = rate_per_s(finished_this_run, first_finished_at, now)
         done = counts.get("done", 0) + counts.get("failed", 0) + counts.get("duplicate", 0)
         parts = [f"{done:,} of {done + queued:,} photos done", f"{rate:.1f} photos/s"]
         if queued and rate > 0:
@@ -97,19 +109,15 @@ class Progress:
         parts.append(f"{failed_this_run} failed this run" if failed_this_run else "none failed")
         return "progress: " + ", ".join(parts)
 
-    def rate(self, finished_this_run: int, now: float | None = None) -> float:
-        now = time.monotonic() if now is None else now
-        if self._first_done is None or finished_this_run < 2:
-            return 0.0
-        return (finished_this_run - 1) / max(now - self._first_done, 1e-6)
-
-    def write_facts(self, counts: dict[str, int], finished_this_run: int, status: str) -> None:
+    def write_facts(
+        self, counts: dict[str, int], finished_this_run: int, status: str, first_finished_at: float | None = None
+    ) -> None:
         """``daemon.json``: who is working on this state folder, since when, how fast, doing what."""
         facts: dict[str, Any] = {
             "pid": os.getpid(),
             "started_at": iso_utc(self.started_at),
             "updated_at": iso_utc(time.time()),
-            "photos_per_s": round(self.rate(finished_this_run), 2),
+            "photos_per_s": round(rate_per_s(finished_this_run, first_finished_at, time.monotonic()), 2),
             "finished_this_run": finished_this_run,
             "queued": counts.get("pending", 0) + counts.get("claimed", 0),
             "status": status,

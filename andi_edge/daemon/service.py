@@ -366,7 +366,8 @@ class WatchService:
         counts = journal.counts()
         if self.show_bar:
             self.progress.show_bar(counts)
-        line = self.progress.tick(counts, finished, metrics.failed_total, final=final)
+        first = metrics.first_finished_at
+        line = self.progress.tick(counts, finished, metrics.failed_total, final=final, first_finished_at=first)
         if line is None:
             return
         log.info("%s", line)
@@ -374,7 +375,7 @@ class WatchService:
         if final:  # the daemon's facts are removed as it stops: nothing to write
             return
         try:
-            self.progress.write_facts(counts, finished, line)
+            self.progress.write_facts(counts, finished, line, first_finished_at=first)
         except OutputError as exc:
             log.debug("could not write the daemon's facts: %s", exc)
 
