@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from andi_edge.config import PipelineSettings
+from andi_edge.config import BackendSettings, PipelineSettings
 from andi_edge.detections import ImageResult
 from andi_edge.errors import PhotoError
 from andi_edge.photos import PhotoSource
@@ -56,7 +56,8 @@ class PipelinePlan:
     def describe(self) -> str:
         s = self.settings
         if s.parallel:
-            return f"parallel: {s.decode_workers} workers, {self.backend.intra_op_threads} inference thread(s) each"
+            workers = "1 worker" if s.decode_workers == 1 else f"{s.decode_workers} workers"
+            return f"parallel: {workers}, {self.backend.intra_op_threads} inference thread(s) each"
         return f"split: {s.decode_workers} decode worker(s), {self.backend.intra_op_threads} inference thread(s)"
 
 
@@ -107,6 +108,25 @@ def plan_pipeline(
     split = replace(settings, parallel=False)
     options = replace(backend_options_for(threads, providers, split, cpus=cores), precision=precision)
     return PipelinePlan(split, options)
+
+
+def left_to_the_machine(settings: PipelineSettings, backend: BackendSettings) -> bool:
+    """Whether how many inferences run at once was left to this run (mode auto, no workers or threads set):
+    then a memory limit too tight for several at once makes it run one at a time (``one_inference_at_a_time``)
+    rather than refuse. Set by hand, the settings are kept, or refused."""
+    return settings.mode == "auto" and settings.workers == 0 and backend.threads == 0
+
+
+def one_inference_at_a_time(
+    settings: PipelineSettings, backend: BackendSettings, cpus: int | None = None
+) -> tuple[PipelineSettings, BackendSettings]:
+    """The settings that run one inference at a time on every core (``cpus``: the cores the run may use; None:
+    all): one worker decodes a photo, then infers it, so no input waits ahead. What a model too big for several
+    inferences at once asks for; each inference at once keeps buffers of its own, and for such a model one photo
+    on every core is about as fast (benchmarks/results/megadetector_cpu.md: 0.87 s a photo against 0.83 for
+    two at once, peak 727 MiB)."""
+    cores = cpus if cpus is not None else available_cpus()
+    return replace(settings, mode="parallel", workers=1), replace(backend, threads=cores)
 
 
 def backend_options_for(

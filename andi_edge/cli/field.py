@@ -27,6 +27,8 @@ log = logging.getLogger("andi_edge")
 
 if TYPE_CHECKING:  # types only: the heavy modules load inside the commands that need them
     from andi_edge.assemble import Assembled
+    from andi_edge.daemon.memory import MemoryPlan
+    from andi_edge.pipeline import PipelinePlan
     from andi_edge.settings import WatchConfig
     from andi_edge.state.journal import Journal
 
@@ -60,8 +62,101 @@ def _assemble(config: WatchConfig, before_load: Callable[[Path], None] | None = 
     return assembled
 
 
+def _photos_at_once(plan: PipelinePlan) -> int:
+    """The photos decoded at once in watch: the pipeline's decode workers and the writer cutting crops."""
+    return plan.settings.decode_workers + 1
+
+
+def _tensors_ahead(plan: PipelinePlan) -> int:
+    """The inputs prepared ahead of the inference: the split pipeline's ``max_in_flight`` (parallel workers
+    decode and infer each their own photo)."""
+    return 0 if plan.parallel else plan.settings.max_in_flight
+
+
+def _one_at_a_time(config: WatchConfig, plan: PipelinePlan) -> WatchConfig | None:
+    """``config`` running one inference at a time on every core, where a memory limit may ask for it: how many
+    inferences run at once was left to the machine and the plan runs several (``pipeline.left_to_the_machine``)."""
+    import dataclasses
+
+    from andi_edge.pipeline import left_to_the_machine, one_inference_at_a_time
+
+    if plan.backend.concurrent_runs <= 1 or not left_to_the_machine(config.pipeline, config.backend):
+        return None
+    pipeline, backend = one_inference_at_a_time(config.pipeline, config.backend)
+    return dataclasses.replace(config, pipeline=pipeline, backend=backend)
+
+
+def _plan_memory(config: WatchConfig, assembled: Assembled, limit: int) -> tuple[MemoryPlan, WatchConfig | None]:
+    """The memory rule watch applies at its start (``daemon.memory.plan_memory``) for this config and model, and
+    the config that runs one inference at a time where the plan is that instead of the one asked for."""
+    from andi_edge.assemble import plan_for
+    from andi_edge.daemon.memory import plan_memory
+
+    single = _one_at_a_time(config, assembled.plan)
+    single_photos = None if single is None else _photos_at_once(plan_for(single.detection))
+    plan = assembled.plan
+    memory = plan_memory(
+        assembled.detector,
+        _photos_at_once(plan),
+        plan.backend.concurrent_runs,
+        limit,
+        one_at_a_time_photos=single_photos,
+        tensors_ahead=_tensors_ahead(plan),
+    )
+    return memory, (single if memory.instead_of is not None else None)
+
+
+def _assemble_within_memory(config: WatchConfig) -> tuple[WatchConfig, Assembled]:
+    """The detector watch runs, within its memory limit (the cgroup's; none: as configured). Where several
+    inferences at once would not fit and one does, and how many run at once was left to the machine, the model is
+    loaded again to run one inference at a time on every core, and the log says so; otherwise a model that does
+    not fit is refused before any photo is touched, with what to change."""
+    from andi_edge.daemon.memory import (
+        MIB,
+        cgroup_memory_limit,
+        fit_to_memory,
+        plan_memory,
+        planned_bytes,
+        refuse_unloadable,
+        release_freed_memory,
+    )
+
+    assembled = _assemble(config, before_load=refuse_unloadable)
+    limit = cgroup_memory_limit()
+    if limit is None:
+        return config, assembled
+    memory, single = _plan_memory(config, assembled, limit)
+    if single is not None and memory.instead_of is not None:
+        asked = memory.instead_of
+        log.warning(
+            "memory: %d inferences at once need at least %d MiB of the %d MiB planned under the memory limit of "
+            "%d MiB, one at a time %d MiB: running one inference at a time on %d threads (as pipeline.mode: parallel, "
+            "pipeline.workers: 1, backend.threads: %d would; set the pipeline's workers or threads to choose "
+            "otherwise)",
+            asked.concurrent_runs,
+            asked.needed // MIB,
+            planned_bytes(asked.limit) // MIB,
+            asked.limit // MIB,
+            memory.needed // MIB,
+            single.backend.threads,
+            single.backend.threads,
+        )
+        del assembled  # its model's memory is given back before the model is loaded again
+        release_freed_memory()
+        config, assembled = single, _assemble(single, before_load=refuse_unloadable)
+        plan = assembled.plan
+        memory = plan_memory(
+            assembled.detector,
+            _photos_at_once(plan),
+            plan.backend.concurrent_runs,
+            limit,
+            tensors_ahead=_tensors_ahead(plan),
+        )
+    fit_to_memory(assembled.detector, memory)
+    return config, assembled
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
-    from andi_edge.daemon.memory import fit_to_memory, refuse_unloadable
     from andi_edge.daemon.service import RunOptions, WatchService
 
     config = _watch_config(args)
@@ -73,11 +168,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         from andi_edge.daemon.card import card_name, read_volume_file
 
         card_id = card_name(read_volume_file(args.volume_file))
-    assembled = _assemble(config, before_load=refuse_unloadable)
+    config, assembled = _assemble_within_memory(config)
     detector, plan = assembled.detector, assembled.plan
     log.info("pipeline %s", plan.describe())
-    # the decoders and the crop writer decode at once; the parallel pipeline's workers infer at once
-    fit_to_memory(detector, plan.settings.decode_workers + 1, plan.backend.concurrent_runs)
     service = WatchService(
         config=config,
         detector=detector,
@@ -131,7 +224,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         print(f"classifier choice: {classifier_why}")
     print(f"pipeline: {plan.describe()}")
-    _check_memory(detector, plan.settings.decode_workers + 1, plan.backend.concurrent_runs)
+    _check_memory(config, assembled)
     if config.alerts.configured or config.alerts.rules:
         from andi_edge.alerts.probe import check_destinations, check_rules
 
@@ -144,10 +237,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_memory(detector: Any, photos_at_once: int, concurrent_runs: int) -> None:
+def _check_memory(config: WatchConfig, assembled: Assembled) -> None:
     """Whether the model fits the watch unit's memory limit (the installed unit's, else the shipped one's), by the
     rule ``watch`` applies at its start."""
-    from andi_edge.daemon.memory import SHIPPED_UNIT, plan_memory, unit_memory_max
+    from andi_edge.daemon.memory import SHIPPED_UNIT, unit_memory_max
     from andi_edge.service_install import UNIT_DIR, UNITS
 
     installed = UNIT_DIR / UNITS[0]
@@ -156,13 +249,21 @@ def _check_memory(detector: Any, photos_at_once: int, concurrent_runs: int) -> N
     if limit is None:
         print(f"memory: {unit} sets no MemoryMax")
         return
-    plan = plan_memory(detector, photos_at_once, concurrent_runs, limit)
-    if plan.fits:
-        print(f"memory ok: {plan.describe()}")
+    memory, single = _plan_memory(config, assembled, limit)
+    if single is not None and memory.instead_of is not None:
+        print(
+            f"memory ok: {memory.instead_of.concurrent_runs} inferences at once would not fit "
+            f"({memory.instead_of.describe()}); watch will run one inference at a time on {single.backend.threads} "
+            f"threads (pipeline.mode: parallel, pipeline.workers: 1, backend.threads: {single.backend.threads}), "
+            f"where {memory.describe()}"
+        )
+        return
+    if memory.fits:
+        print(f"memory ok: {memory.describe()}")
         return
     print(
-        f"warning: memory: {plan.describe()}: `watch` under that unit would refuse to start. To fix: "
-        f"{plan.remedy()} ({unit}, on a device with the memory for it)",
+        f"warning: memory: {memory.describe()}: `watch` under that unit would refuse to start. To fix: "
+        f"{memory.remedy()} ({unit}, on a device with the memory for it)",
         file=sys.stderr,
     )
 

@@ -8,8 +8,10 @@ of classifier crops count against that same budget (``Detector.decode_budget_byt
 cgroup's: systemd's ``MemoryMax``, v2 or v1), the model's footprint is measured at start: the process's resident
 memory once the model has run at its largest input as many times at once as the pipeline runs it (each concurrent
 run keeps the buffers of its own). The photos decoded at once (the pipeline's decode workers and the writer
-cutting crops) share what is left of three quarters of the limit; a model whose footprint leaves a photo too
-little is refused before any photo is touched. ``check`` applies the same rule (``plan_memory``).
+cutting crops) share what is left of three quarters of the limit, once the inputs the split pipeline prepares
+ahead are counted; a model whose footprint leaves a photo too little is refused before any photo is touched,
+unless how many inferences run at once was left to the machine and one at a time fits: then it runs one at a
+time. ``check`` applies the same rule (``plan_memory``).
 """
 
 from __future__ import annotations
@@ -80,13 +82,23 @@ def photo_budget_bytes(limit: int, footprint: int, photos_at_once: int) -> int:
     return (planned_bytes(limit) - footprint) // max(photos_at_once, 1)
 
 
-def model_footprint_bytes(detector: Detector, concurrent_runs: int, ceiling: int | None = None) -> tuple[int, bool]:
+@dataclasses.dataclass(frozen=True)
+class Footprint:
+    """What the process holds with the model loaded and run."""
+
+    one_run_bytes: int
+    at_once_bytes: int
+    #: ``at_once_bytes`` was measured (the runs at once were run), not estimated from one run's
+    measured: bool = True
+
+
+def model_footprint_bytes(detector: Detector, concurrent_runs: int, ceiling: int | None = None) -> Footprint:
     """What the process holds once the model has run at its largest input ``concurrent_runs`` times at once, as
     the pipeline will run it: the weights and every run's buffers (ONNX Runtime's arena keeps what its runs grew).
 
     One run first; the runs at once only when what one run added, times the runs, stays within ``ceiling``:
-    otherwise that estimate is returned, so measuring never takes the process past a limit it would be refused
-    under anyway. Returns (bytes, whether they were measured rather than estimated)."""
+    otherwise that estimate is given, so measuring never takes the process past a limit it would be refused
+    under anyway."""
     import numpy as np
 
     tensor = np.zeros(detector.largest_input_shape, np.float32)
@@ -95,16 +107,34 @@ def model_footprint_bytes(detector: Detector, concurrent_runs: int, ceiling: int
     held = resident_bytes()
     runs = max(concurrent_runs, 1)
     if runs == 1:
-        return held, True
+        return Footprint(held, held)
     estimate = held + (runs - 1) * max(held - loaded, 0)
     if ceiling is not None and estimate > ceiling:
-        return estimate, False
+        return Footprint(held, estimate, measured=False)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(runs, thread_name_prefix="andi-warmup") as pool:
         for future in [pool.submit(detector.backend.run, tensor) for _ in range(runs)]:
             future.result()
-    return resident_bytes(), True
+    return Footprint(held, resident_bytes())
+
+
+def release_freed_memory() -> None:
+    """Hand what the allocator holds but nothing uses back to the system (glibc's ``malloc_trim``; elsewhere
+    nothing), so that a model let go of is not counted in the next one's measured footprint."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +149,18 @@ class MemoryPlan:
     int8: bool = False
     #: the footprint of the runs at once was estimated from one run's (it would have passed the plan)
     estimated: bool = False
+    #: what the process held after one run (the same as ``footprint`` where one run at a time is planned)
+    one_run_footprint: int = 0
+    #: the plan asked for, where it did not fit and this one, one inference at a time, does (``plan_memory``)
+    instead_of: MemoryPlan | None = None
+    #: input tensors prepared ahead of the inference (the split pipeline's ``max_in_flight``), each ``stage_bytes``
+    tensors_ahead: int = 0
 
     @property
     def share(self) -> int:
         """Each photo's decode budget under this plan."""
-        return photo_budget_bytes(self.limit, self.footprint, self.photos_at_once)
+        ahead = self.tensors_ahead * self.stage_bytes
+        return photo_budget_bytes(self.limit, self.footprint + ahead, self.photos_at_once)
 
     @property
     def fits(self) -> bool:
@@ -131,16 +168,31 @@ class MemoryPlan:
 
     @property
     def needed(self) -> int:
-        return self.footprint + self.photos_at_once * (self.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
+        ahead = self.tensors_ahead * self.stage_bytes
+        return self.footprint + ahead + self.photos_at_once * (self.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
 
     def describe(self) -> str:
         runs = f", run {self.concurrent_runs} at once" if self.concurrent_runs > 1 else ""
         holds = "would hold about" if self.estimated else "holds"
+        ahead = f" and {self.tensors_ahead} input(s) prepared ahead" if self.tensors_ahead else ""
         return (
             f"the model {holds} {self.footprint // MIB} MiB once run at its largest input{runs}; with "
-            f"{self.photos_at_once} photo(s) in the works it needs at least {self.needed // MIB} MiB of the "
+            f"{self.photos_at_once} photo(s) in the works{ahead} it needs at least {self.needed // MIB} MiB of the "
             f"{planned_bytes(self.limit) // MIB} MiB planned under the unit's MemoryMax ({self.limit // MIB} MiB; "
             "the rest is the margin MemoryHigh keeps)"
+        )
+
+    def one_inference_at_a_time(self, photos_at_once: int) -> MemoryPlan:
+        """The same model run one inference at a time by one worker that decodes and infers (nothing prepared
+        ahead), with ``photos_at_once`` photos in the works."""
+        return dataclasses.replace(
+            self,
+            footprint=self.one_run_footprint,
+            photos_at_once=photos_at_once,
+            concurrent_runs=1,
+            tensors_ahead=0,
+            estimated=False,
+            instead_of=self,
         )
 
     def remedy(self) -> str:
@@ -148,9 +200,9 @@ class MemoryPlan:
 
         steps = (
             [
-                f"run one inference at a time on every core (pipeline.workers: 1, backend.threads: {available_cpus()}"
-                "; each inference at once keeps buffers of its own, and for a model this size one photo on all "
-                "cores is about as fast)"
+                "run one inference at a time on every core (pipeline.mode: parallel, pipeline.workers: 1, "
+                f"backend.threads: {available_cpus()}; each inference at once keeps buffers of its own, and for a "
+                "model this size one photo on all cores is about as fast)"
             ]
             if self.concurrent_runs > 1
             else []
@@ -161,29 +213,45 @@ class MemoryPlan:
         return ", ".join(steps[:-1]) + " or " + steps[-1]
 
 
-def plan_memory(detector: Detector, photos_at_once: int, concurrent_runs: int, limit: int) -> MemoryPlan:
-    """Run the model as the pipeline will and set its footprint against ``limit``."""
-    footprint, measured = model_footprint_bytes(detector, concurrent_runs, ceiling=planned_bytes(limit))
-    return MemoryPlan(
+def plan_memory(
+    detector: Detector,
+    photos_at_once: int,
+    concurrent_runs: int,
+    limit: int,
+    one_at_a_time_photos: int | None = None,
+    tensors_ahead: int = 0,
+) -> MemoryPlan:
+    """Run the model as the pipeline will and set its footprint against ``limit`` (``tensors_ahead``: inputs
+    the pipeline prepares ahead of the inference).
+
+    ``one_at_a_time_photos``: how many photos are in the works when the pipeline runs one inference at a time,
+    where it may (how many run at once was left to the machine): when the runs at once do not fit and one run
+    does, that plan is given, its ``instead_of`` the one asked for. The caller then runs one inference at a time
+    on every core (``pipeline.one_inference_at_a_time``)."""
+    footprint = model_footprint_bytes(detector, concurrent_runs, ceiling=planned_bytes(limit))
+    plan = MemoryPlan(
         limit=limit,
-        footprint=footprint,
-        estimated=not measured,
+        footprint=footprint.at_once_bytes,
+        estimated=not footprint.measured,
         photos_at_once=photos_at_once,
         concurrent_runs=concurrent_runs,
         stage_bytes=detector.stage_bytes,
         int8=detector.card.precision == "int8",
+        one_run_footprint=footprint.one_run_bytes,
+        tensors_ahead=tensors_ahead,
     )
+    if plan.fits or one_at_a_time_photos is None or concurrent_runs <= 1:
+        return plan
+    single = plan.one_inference_at_a_time(one_at_a_time_photos)
+    return single if single.fits else plan
 
 
-def fit_to_memory(detector: Detector, photos_at_once: int, concurrent_runs: int = 1, limit: int | None = None) -> None:
-    """Lower ``detector``'s per-photo budget where the memory limit asks for it (see the module's docstring).
-    UsageError where the limit leaves a photo too little, with what to change. Without a limit nothing is run."""
-    limit = cgroup_memory_limit() if limit is None else limit
-    if limit is None:
-        return
-    plan = plan_memory(detector, photos_at_once, concurrent_runs, limit)
+def fit_to_memory(detector: Detector, plan: MemoryPlan) -> None:
+    """Lower ``detector``'s per-photo budget where ``plan`` asks for it (see the module's docstring). UsageError
+    where the limit leaves a photo too little, with what to change."""
     if not plan.fits:
         raise UsageError(f"too little memory for this model: {plan.describe()}", hint=plan.remedy())
+    limit = plan.limit
     settings = detector.settings
     if plan.share >= settings.max_decode_bytes:
         log.info("memory limit %d MiB: the model holds %d MiB", limit // MIB, plan.footprint // MIB)
@@ -196,7 +264,7 @@ def fit_to_memory(detector: Detector, photos_at_once: int, concurrent_runs: int 
         plan.footprint // MIB,
         plan.share // MIB,
         settings.max_decode_mb,
-        photos_at_once,
+        plan.photos_at_once,
     )
 
 

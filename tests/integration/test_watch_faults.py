@@ -273,6 +273,53 @@ def test_watch_stays_within_its_planned_memory_whatever_the_config(
         assert peak <= 3 * 2**28, f"peak {peak / 2**20:.0f} MiB"
 
 
+def test_watch_runs_one_inference_at_a_time_where_two_do_not_fit(
+    tmp_path: Path, photos_dir: Path, weights_path: Path
+) -> None:
+    """A model whose two inferences at once do not fit the memory limit but whose one does (YOLOv5n at 1280 px
+    under 480 MiB: here about 275 MiB held for two at once and 185 for one, each photo then needing its input and
+    32 MiB): with the pipeline left to the machine, watch ran nothing and said to run one inference at a time
+    (pipeline.workers 1, backend.threads N); now it runs that, says so, and processes every photo. Workers set by
+    hand are kept, and refused with what to change."""
+    from andi_edge.toolchain.export import ExportRequest, export_onnx
+    from andi_edge.toolchain.weights import resolve_weights
+
+    model = tmp_path / "yolov5n-1280.onnx"
+    export_onnx(ExportRequest(weights=resolve_weights(str(weights_path)), output=model, imgsz=1280))
+    group = _memory_cgroup(f"andi-test-one-{os.getpid()}", 480 * 2**20)
+    procs = group / "cgroup.procs"
+    in_group = ("sh", "-c", f'echo $$ > "{procs}" && exec "$0" "$@"')
+    (tmp_path / "auto").mkdir()
+    (tmp_path / "by-hand").mkdir()
+    try:
+        daemon = make_daemon(tmp_path / "auto", model)
+        for source in sorted((photos_dir / SERENGETI).glob("*.JPG"))[:4]:
+            (daemon.card / source.name).write_bytes(source.read_bytes())
+        daemon.run_once(prefix=in_group)
+        by_hand = make_daemon(tmp_path / "by-hand", model)
+        by_hand.card.joinpath("IMG_0001.JPG").write_bytes(next((photos_dir / SERENGETI).glob("*.JPG")).read_bytes())
+        by_hand.config.write_text(by_hand.config.read_text() + "pipeline:\n  workers: 2\n")
+        refused = by_hand.start("--once", prefix=in_group)
+        assert refused.wait(timeout=240) == 2, by_hand.log.read_text()
+    finally:
+        with contextlib.suppress(OSError):
+            group.rmdir()
+    log = daemon.log.read_text()
+    cores = len(os.sched_getaffinity(0))
+    assert daemon.counts() == {"done": 4}, log
+    assert re.search(
+        r"memory: 2 inferences at once need at least \d+ MiB of the 360 MiB planned under the memory limit of 480 "
+        rf"MiB, one at a time \d+ MiB: running one inference at a time on {cores} threads",
+        log,
+    ), log
+    assert f"pipeline parallel: 1 worker, {cores} inference thread(s) each" in log
+    assert re.search(r"memory limit 480 MiB: the model holds \d+ MiB", log)
+    refusal = by_hand.log.read_text()
+    assert "too little memory for this model" in refusal and "run 2 at once" in refusal, refusal
+    assert f"pipeline.mode: parallel, pipeline.workers: 1, backend.threads: {cores}" in refusal
+    assert by_hand.counts().get("done", 0) == 0
+
+
 def test_check_refuses_what_would_fail_at_the_first_photo(
     tmp_path: Path, photos_dir: Path, model_320: Path, weights_path: Path
 ) -> None:

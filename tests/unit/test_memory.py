@@ -8,6 +8,7 @@ import pytest
 
 from andi_edge.daemon.memory import (
     MIB,
+    MIN_PHOTO_BUDGET_BYTES,
     SHIPPED_UNIT,
     cgroup_memory_limit,
     photo_budget_bytes,
@@ -76,10 +77,35 @@ def test_a_model_fits_a_unit_when_it_and_its_photos_stay_within_the_plan(detecto
     plan = plan_memory(detector_fast, photos_at_once=2, concurrent_runs=2, limit=held_mib * MIB)
     assert not plan.fits and f"({held_mib} MiB" in plan.describe()
     assert plan.estimated and "would hold about" in plan.describe(), "not run twice at once past the plan"
-    assert plan.remedy().startswith("run one inference at a time on every core (pipeline.workers: 1, backend.threads")
+    assert plan.remedy().startswith(
+        "run one inference at a time on every core (pipeline.mode: parallel, pipeline.workers: 1, backend.threads"
+    )
     assert "INT8 sibling" in plan.remedy()
     one = plan_memory(detector_fast, photos_at_once=2, concurrent_runs=1, limit=held_mib * MIB)
     assert "pipeline.workers" not in one.remedy()
+    split = plan_memory(detector_fast, photos_at_once=2, concurrent_runs=1, limit=4 * held_mib * MIB, tensors_ahead=4)
+    assert split.needed == split.footprint + 4 * split.stage_bytes + 2 * (split.stage_bytes + 32 * MIB)
+    assert "with 2 photo(s) in the works and 4 input(s) prepared ahead it needs" in split.describe()
+    assert split.share == (3 * held_mib * MIB - split.footprint - 4 * split.stage_bytes) // 2, (
+        "the split pipeline's inputs waiting for the inference come off the photos' share"
+    )
+
+
+def test_where_two_inferences_at_once_do_not_fit_one_at_a_time_is_offered(detector_fast) -> None:  # type: ignore[no-untyped-def]
+    """Left to the machine (``one_at_a_time_photos`` given), a plan whose inferences at once do not fit gives way
+    to one inference at a time, with one photo fewer in the works, where that fits; it keeps what it gave up."""
+    measured = plan_memory(detector_fast, photos_at_once=3, concurrent_runs=2, limit=64 * 2**30)
+    one_needs = measured.one_run_footprint + 2 * (detector_fast.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
+    limit = (one_needs + 16 * MIB) * 4 // 3 + 4  # one at a time fits; two at once need a third photo and more
+    plan = plan_memory(detector_fast, photos_at_once=3, concurrent_runs=2, limit=limit, one_at_a_time_photos=2)
+    assert plan.fits and (plan.concurrent_runs, plan.photos_at_once) == (1, 2), plan.describe()
+    assert plan.footprint == plan.one_run_footprint and "run 2 at once" not in plan.describe()
+    given_up = plan.instead_of
+    assert given_up is not None and not given_up.fits and given_up.concurrent_runs == 2
+    asked = plan_memory(detector_fast, photos_at_once=3, concurrent_runs=2, limit=limit)
+    assert not asked.fits and asked.instead_of is None, "set by hand: the plan asked for, refused"
+    roomy = plan_memory(detector_fast, photos_at_once=3, concurrent_runs=2, limit=4 * limit, one_at_a_time_photos=2)
+    assert roomy.concurrent_runs == 2 and roomy.instead_of is None, "what fits is run as asked"
 
 
 def test_a_model_too_big_to_load_under_the_limit_is_refused_before_it_is_loaded(tmp_path: Path) -> None:

@@ -2,9 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from andi_edge.config import PipelineSettings
+from andi_edge.config import BackendSettings, PipelineSettings
 from andi_edge.errors import ConfigError
-from andi_edge.pipeline import backend_options_for, plan_pipeline, prefetch_ordered
+from andi_edge.pipeline import (
+    backend_options_for,
+    left_to_the_machine,
+    one_inference_at_a_time,
+    plan_pipeline,
+    prefetch_ordered,
+)
 
 
 def test_auto_threads_leave_the_decoders_their_cores() -> None:
@@ -60,7 +66,8 @@ def test_the_plan_uses_the_cores_the_way_the_backend_can(row: str) -> None:
     if parallel:
         assert not plan.backend.allow_spinning, "a spinning thread would steal the other workers' cores"
         assert not plan.backend.memory_pattern, "each concurrent run would keep a planned block of its own"
-        assert plan.describe() == f"parallel: {workers} workers, {intra} inference thread(s) each"
+        named = "1 worker" if workers == 1 else f"{workers} workers"
+        assert plan.describe() == f"parallel: {named}, {intra} inference thread(s) each"
     else:
         assert plan.describe() == f"split: {workers} decode worker(s), {intra} inference thread(s)"
         assert plan.backend.memory_pattern
@@ -104,3 +111,19 @@ def test_an_item_that_hangs_is_given_up_on_and_the_others_go_on() -> None:
         release.set()
     fault = fault_of(ItemTimeoutError("no answer within 60 s"), "DCIM/IMG_0001.JPG")
     assert fault.transient and fault.message.startswith("read_timeout: DCIM/IMG_0001.JPG: no answer within 60 s")
+
+
+def test_one_inference_at_a_time_on_every_core_where_the_machine_chooses() -> None:
+    """What a memory limit too tight for several inferences at once makes of the defaults: one worker decoding
+    a photo, then inferring it on every core (nothing prepared ahead), as the memory refusal's remedy says. Only
+    the shape left to the machine is changed: workers, threads or a mode set by hand are the user's choice."""
+    defaults, backend = PipelineSettings(), BackendSettings()
+    assert left_to_the_machine(defaults, backend)
+    assert not left_to_the_machine(PipelineSettings(workers=2), backend)
+    assert not left_to_the_machine(defaults, BackendSettings(threads=1))
+    assert not left_to_the_machine(PipelineSettings(mode="parallel"), backend)
+    assert plan_pipeline(defaults, backend.threads, (), cpus=4).backend.concurrent_runs == 4
+    pipeline, single = one_inference_at_a_time(defaults, backend, cpus=4)
+    plan = plan_pipeline(pipeline, single.threads, (), cpus=4)
+    assert plan.describe() == "parallel: 1 worker, 4 inference thread(s) each", "it decodes, then infers"
+    assert plan.backend.concurrent_runs == 1 and (pipeline.mode, pipeline.workers, single.threads) == ("parallel", 1, 4)
