@@ -345,8 +345,12 @@ def _under_unit_limit(command: list[str | Path], count: int) -> dict[str, Any]:
     held = re.search(r"the model (?:holds|would hold about) (\d+) MiB", done["stderr"])
     refused = re.search(r"error: too little memory for this model: (.*)", done["stderr"])
     killed = re.search(r"Command terminated by signal (\d+)", done["stderr"])
+    single = re.search(r"memory: (\d+) inferences at once need .*?running one inference at a time on (\d+) thr",
+                       done["stderr"])  # fmt: skip
     if done["returncode"] == 0:
         outcome = f"ran: {count} photos, cgroup peak {peak} MiB"
+        if single:  # the pipeline was left to the machine, and watch chose one inference at a time itself
+            outcome += f", one inference at a time on {single.group(2)} threads ({single.group(1)} at once do not fit)"
     elif refused:
         outcome = f"refused at start: {refused.group(1)}"
     elif killed:
