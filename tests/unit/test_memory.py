@@ -94,9 +94,11 @@ def test_a_model_fits_a_unit_when_it_and_its_photos_stay_within_the_plan(detecto
 def test_where_two_inferences_at_once_do_not_fit_one_at_a_time_is_offered(detector_fast) -> None:  # type: ignore[no-untyped-def]
     """Left to the machine (``one_at_a_time_photos`` given), a plan whose inferences at once do not fit gives way
     to one inference at a time, with one photo fewer in the works, where that fits; it keeps what it gave up."""
-    measured = plan_memory(detector_fast, photos_at_once=3, concurrent_runs=2, limit=64 * 2**30)
+    for _ in range(2):  # the second time, ONNX Runtime's arena holds what two runs at once grew: it stays so
+        measured = plan_memory(detector_fast, photos_at_once=3, concurrent_runs=2, limit=64 * 2**30)
     one_needs = measured.one_run_footprint + 2 * (detector_fast.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
-    limit = (one_needs + 16 * MIB) * 4 // 3 + 4  # one at a time fits; two at once need a third photo and more
+    # one at a time fits, with 24 MiB to spare; two at once need a third photo's input and 32 MiB, and more
+    limit = (one_needs + 24 * MIB) * 4 // 3 + 4
     plan = plan_memory(detector_fast, photos_at_once=3, concurrent_runs=2, limit=limit, one_at_a_time_photos=2)
     assert plan.fits and (plan.concurrent_runs, plan.photos_at_once) == (1, 2), plan.describe()
     assert plan.footprint == plan.one_run_footprint and "run 2 at once" not in plan.describe()
