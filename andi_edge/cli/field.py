@@ -115,7 +115,6 @@ def _assemble_within_memory(config: WatchConfig) -> tuple[WatchConfig, Assembled
         MIB,
         cgroup_memory_limit,
         fit_to_memory,
-        plan_memory,
         planned_bytes,
         refuse_unloadable,
         release_freed_memory,
@@ -144,14 +143,7 @@ def _assemble_within_memory(config: WatchConfig) -> tuple[WatchConfig, Assembled
         del assembled  # its model's memory is given back before the model is loaded again
         release_freed_memory()
         config, assembled = single, _assemble(single, before_load=refuse_unloadable)
-        plan = assembled.plan
-        memory = plan_memory(
-            assembled.detector,
-            _photos_at_once(plan),
-            plan.backend.concurrent_runs,
-            limit,
-            tensors_ahead=_tensors_ahead(plan),
-        )
+        memory, _ = _plan_memory(config, assembled, limit)  # one run at a time: nothing left to give way
     fit_to_memory(assembled.detector, memory)
     return config, assembled
 
