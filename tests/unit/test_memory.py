@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,36 @@ def test_a_model_too_big_to_load_under_the_limit_is_refused_before_it_is_loaded(
         sparse.truncate(142 * MIB)  # its INT8 sibling
     refuse_unloadable(model, limit=1024 * MIB)
     refuse_unloadable(tmp_path / "absent.onnx", limit=MIB)  # the loader says what is wrong with a missing file
+
+
+def test_check_says_watch_will_run_one_inference_at_a_time_where_it_will(
+    tmp_path: Path, model_320: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check` applies watch's rule to the installed unit's MemoryMax: where two inferences at once would not fit
+    and one does, it says what watch will run instead of warning that watch would refuse. (The unit folder is
+    pointed at a temporary one: /etc/systemd/system is not the test's to write.)"""
+    from andi_edge.assemble import assemble
+    from andi_edge.cli.field import _check_memory
+    from andi_edge.service_install import UNITS
+    from andi_edge.settings import load_watch_config
+
+    overrides = {"watch": str(tmp_path), "model": str(model_320), "output": str(tmp_path / "out")}
+    config = load_watch_config(None, overrides)
+    assembled = assemble(config.detection, plan=None)
+    if assembled.plan.backend.concurrent_runs < 2:
+        pytest.skip("one core: the pipeline runs one inference at a time anyway")
+    runs = assembled.plan.backend.concurrent_runs
+    for _ in range(2):  # the second time, the arena holds what the runs at once grew
+        measured = plan_memory(assembled.detector, runs + 1, runs, 64 * 2**30)
+    one_needs = measured.one_run_footprint + 2 * (measured.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
+    limit_mib = ((one_needs + 24 * MIB) * 4 // 3) // MIB + 1
+    monkeypatch.setattr("andi_edge.service_install.UNIT_DIR", tmp_path)
+    (tmp_path / UNITS[0]).write_text(f"[Service]\nMemoryHigh=1M\nMemoryMax={limit_mib}M\n")
+    _check_memory(config, assembled)
+    said = capsys.readouterr()
+    assert said.out.startswith(f"memory ok: {runs} inferences at once would not fit"), said
+    assert f"watch will run one inference at a time on {len(os.sched_getaffinity(0))} threads" in said.out
+    assert said.err == ""
+    (tmp_path / UNITS[0]).write_text("[Service]\nMemoryMax=64G\n")
+    _check_memory(config, assembled)
+    assert capsys.readouterr().out.startswith("memory ok: the model holds"), "what fits is run as configured"
