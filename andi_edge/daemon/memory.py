@@ -123,16 +123,12 @@ def release_freed_memory() -> None:
     """Hand what the allocator holds but nothing uses back to the system (glibc's ``malloc_trim``; elsewhere
     nothing), so that a model let go of is not counted in the next one's measured footprint."""
     import ctypes
-    import ctypes.util
     import gc
 
     gc.collect()
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: glibc's, where it is glibc
+    except (OSError, AttributeError):  # not glibc (musl, macOS): the allocator keeps what it keeps
         return
     trim(0)
 
