@@ -129,6 +129,11 @@ def one_inference_at_a_time(
     return replace(settings, mode="parallel", workers=1), replace(backend, threads=cores)
 
 
+def one_inference_at_a_time_words(threads: int) -> str:
+    """``one_inference_at_a_time``'s settings as a config sets them, for what the daemon and `check` say."""
+    return f"pipeline.mode: parallel, pipeline.workers: 1, backend.threads: {threads}"
+
+
 def backend_options_for(
     threads: int, providers: tuple[str, ...], settings: PipelineSettings, cpus: int | None = None
 ) -> BackendOptions:

@@ -119,6 +119,7 @@ def _assemble_within_memory(config: WatchConfig) -> tuple[WatchConfig, Assembled
         refuse_unloadable,
         release_freed_memory,
     )
+    from andi_edge.pipeline import one_inference_at_a_time_words
 
     assembled = _assemble(config, before_load=refuse_unloadable)
     limit = cgroup_memory_limit()
@@ -129,16 +130,15 @@ def _assemble_within_memory(config: WatchConfig) -> tuple[WatchConfig, Assembled
         asked = memory.instead_of
         log.warning(
             "memory: %d inferences at once need at least %d MiB of the %d MiB planned under the memory limit of "
-            "%d MiB, one at a time %d MiB: running one inference at a time on %d threads (as pipeline.mode: parallel, "
-            "pipeline.workers: 1, backend.threads: %d would; set the pipeline's workers or threads to choose "
-            "otherwise)",
+            "%d MiB, one at a time %d MiB: running one inference at a time on %d threads (as %s would; set the "
+            "pipeline's workers or threads to choose otherwise)",
             asked.concurrent_runs,
             asked.needed // MIB,
             planned_bytes(asked.limit) // MIB,
             asked.limit // MIB,
             memory.needed // MIB,
             single.backend.threads,
-            single.backend.threads,
+            one_inference_at_a_time_words(single.backend.threads),
         )
         del assembled  # its model's memory is given back before the model is loaded again
         release_freed_memory()
@@ -233,6 +233,7 @@ def _check_memory(config: WatchConfig, assembled: Assembled) -> None:
     """Whether the model fits the watch unit's memory limit (the installed unit's, else the shipped one's), by the
     rule ``watch`` applies at its start."""
     from andi_edge.daemon.memory import SHIPPED_UNIT, unit_memory_max
+    from andi_edge.pipeline import one_inference_at_a_time_words
     from andi_edge.service_install import UNIT_DIR, UNITS
 
     installed = UNIT_DIR / UNITS[0]
@@ -246,8 +247,7 @@ def _check_memory(config: WatchConfig, assembled: Assembled) -> None:
         print(
             f"memory ok: {memory.instead_of.concurrent_runs} inferences at once would not fit "
             f"({memory.instead_of.describe()}); watch will run one inference at a time on {single.backend.threads} "
-            f"threads (pipeline.mode: parallel, pipeline.workers: 1, backend.threads: {single.backend.threads}), "
-            f"where {memory.describe()}"
+            f"threads ({one_inference_at_a_time_words(single.backend.threads)}), where {memory.describe()}"
         )
         return
     if memory.fits:

@@ -192,13 +192,13 @@ class MemoryPlan:
         )
 
     def remedy(self) -> str:
-        from andi_edge.pipeline import available_cpus
+        from andi_edge.pipeline import available_cpus, one_inference_at_a_time_words
 
         steps = (
             [
-                "run one inference at a time on every core (pipeline.mode: parallel, pipeline.workers: 1, "
-                f"backend.threads: {available_cpus()}; each inference at once keeps buffers of its own, and for a "
-                "model this size one photo on all cores is about as fast)"
+                f"run one inference at a time on every core ({one_inference_at_a_time_words(available_cpus())}; "
+                "each inference at once keeps buffers of its own, and for a model this size one photo on all cores "
+                "is about as fast)"
             ]
             if self.concurrent_runs > 1
             else []
