@@ -20,6 +20,7 @@ from andi_edge.daemon.memory import (
     unit_memory_max,
 )
 from andi_edge.errors import UsageError
+from andi_edge.runtime.detector import Detector
 
 
 def test_the_limit_is_read_from_either_cgroup_version(tmp_path: Path) -> None:
@@ -92,14 +93,20 @@ def test_a_model_fits_a_unit_when_it_and_its_photos_stay_within_the_plan(detecto
     )
 
 
+def _limit_for_one_at_a_time(detector: Detector, concurrent_runs: int) -> int:
+    """A memory limit under which one inference at a time fits, with 24 MiB to spare, and ``concurrent_runs`` at
+    once do not (they need another photo's input and 32 MiB, and more). Measured twice: the second time, ONNX
+    Runtime's arena holds what the runs at once grew, and it stays so."""
+    for _ in range(2):
+        measured = plan_memory(detector, concurrent_runs + 1, concurrent_runs, 64 * 2**30)
+    one_needs = measured.one_run_footprint + 2 * (measured.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
+    return (one_needs + 24 * MIB) * 4 // 3 + 4
+
+
 def test_where_two_inferences_at_once_do_not_fit_one_at_a_time_is_offered(detector_fast) -> None:  # type: ignore[no-untyped-def]
     """Left to the machine (``one_at_a_time_photos`` given), a plan whose inferences at once do not fit gives way
     to one inference at a time, with one photo fewer in the works, where that fits; it keeps what it gave up."""
-    for _ in range(2):  # the second time, ONNX Runtime's arena holds what two runs at once grew: it stays so
-        measured = plan_memory(detector_fast, photos_at_once=3, concurrent_runs=2, limit=64 * 2**30)
-    one_needs = measured.one_run_footprint + 2 * (detector_fast.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
-    # one at a time fits, with 24 MiB to spare; two at once need a third photo's input and 32 MiB, and more
-    limit = (one_needs + 24 * MIB) * 4 // 3 + 4
+    limit = _limit_for_one_at_a_time(detector_fast, concurrent_runs=2)
     plan = plan_memory(detector_fast, photos_at_once=3, concurrent_runs=2, limit=limit, one_at_a_time_photos=2)
     assert plan.fits and (plan.concurrent_runs, plan.photos_at_once) == (1, 2), plan.describe()
     assert plan.footprint == plan.one_run_footprint and "run 2 at once" not in plan.describe()
@@ -143,10 +150,7 @@ def test_check_says_watch_will_run_one_inference_at_a_time_where_it_will(
     if assembled.plan.backend.concurrent_runs < 2:
         pytest.skip("one core: the pipeline runs one inference at a time anyway")
     runs = assembled.plan.backend.concurrent_runs
-    for _ in range(2):  # the second time, the arena holds what the runs at once grew
-        measured = plan_memory(assembled.detector, runs + 1, runs, 64 * 2**30)
-    one_needs = measured.one_run_footprint + 2 * (measured.stage_bytes + MIN_PHOTO_BUDGET_BYTES)
-    limit_mib = ((one_needs + 24 * MIB) * 4 // 3) // MIB + 1
+    limit_mib = _limit_for_one_at_a_time(assembled.detector, runs) // MIB + 1
     monkeypatch.setattr("andi_edge.service_install.UNIT_DIR", tmp_path)
     (tmp_path / UNITS[0]).write_text(f"[Service]\nMemoryHigh=1M\nMemoryMax={limit_mib}M\n")
     _check_memory(config, assembled)
